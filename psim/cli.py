@@ -1,0 +1,96 @@
+"""The `psim` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+from .engine import Options
+from .errors import BadInput
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).")
+    p.add_argument("app", help="application file (.xml or .xml.gz)")
+    p.add_argument("-l", "--level", type=int, default=1, help="log level: show handler_log lines up to N (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the exit code and metrics")
+    p.add_argument("-r", "--result", action="store_true", help="print the result as JSON")
+    p.add_argument("-d", "--debug", action="store_true", help="show internal tracebacks and where modules are built")
+    p.add_argument("-t", "--temp", metavar="DIR", help="folder for compiled modules (default ~/.cache/pstack)")
+    p.add_argument("--order", choices=("fixed", "random"), default="fixed", help="scheduling order (default fixed)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --order random")
+    p.add_argument("--max-steps", type=int, default=0, metavar="N", help="fail the run after N steps")
+    p.add_argument("--timeout", type=float, default=0.0, metavar="S", help="fail the run after S seconds")
+    p.add_argument("--rmap", metavar="FILE|JSON", help="region map {device: region}, as JSON or a JSON file")
+    p.add_argument("--region", type=int, help="run only this region of the region map")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.temp:
+        os.environ["PSTACK_CACHE"] = args.temp
+    from .run import Loaded, drive, result   # after PSTACK_CACHE is set
+    opts = Options(level=args.level, order=args.order, seed=args.seed, max_steps=args.max_steps,
+                   timeout=args.timeout, region=args.region)
+    try:
+        rmap = _rmap(args.rmap)
+        loaded = Loaded(args.app)
+        if args.debug:
+            print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
+        engine = loaded.engine(opts, rmap)
+        log: list = []
+        show = not (args.quiet or args.result)
+        out = drive(engine, (lambda d, lv, t: print(f"Log    {d}: {t}")) if show else
+                    (lambda d, lv, t: log.append((d, lv, t))), opts)
+        res = result(loaded, engine, out, log)
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:     # a bug in psim, not the user's mistake
+        if args.debug:
+            traceback.print_exc()
+        print(f"psim: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 3
+    if args.result:
+        print(json.dumps(res))
+    else:
+        _print_human(res, args.quiet)
+    return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
+
+
+def _rmap(arg: str | None) -> dict:
+    if not arg:
+        return {}
+    try:
+        text = open(arg).read() if os.path.isfile(arg) else arg
+        rmap = json.loads(text)
+    except (OSError, ValueError) as e:
+        raise BadInput(f"--rmap: not a JSON region map: {e}") from None
+    if not isinstance(rmap, dict):
+        raise BadInput("--rmap: expected a JSON object {device: region}")
+    return rmap
+
+
+def _print_human(res: dict, quiet: bool) -> None:
+    if "error" in res:
+        print(f"Error  {res['error']}")
+    print(f"Exit   {res['metrics']['Exit code']} ({res['status']})")
+    for name, value in res["metrics"].items():
+        print(f"Metric {name}: {value}")
+    if not quiet:
+        for dev, state in res["states"].items():
+            print(f"State  {dev}: {json.dumps(_abridged(state))}")
+
+
+def _abridged(value, limit: int = 16):
+    """Long arrays shortened for reading; -r gives them whole."""
+    if isinstance(value, dict):
+        return {k: _abridged(v, limit) for k, v in value.items()}
+    if isinstance(value, list) and len(value) > limit:
+        return [_abridged(v, limit) for v in value[:limit]] + [f"... {len(value)} items"]
+    return value

@@ -1,0 +1,51 @@
+/* The C interface of a compiled graph module, as Python (cffi) sees it.
+ * Kept free of preprocessor directives so cffi can read it as its cdef. */
+typedef struct pe_engine pe_engine;
+
+typedef struct {
+    uint32_t n_devices;
+    const uint16_t* dev_type;
+    const uint32_t* out_off;
+    const void* edges;
+    const uint32_t* rem_off;
+    const uint16_t* rem_reg;
+    const uint16_t* region;
+    uint16_t my_region;
+    uint16_t n_regions;
+    uint8_t* graph_props;
+    uint8_t** props;
+    uint8_t** state;
+    uint8_t** eprops;
+    uint8_t** estate;
+    uint32_t halt_dev;
+    int random_order;
+    uint64_t seed;
+    uint64_t max_steps;
+    int log_level;
+} pe_init;
+
+typedef struct {
+    int stop;
+    int exit_code;
+    int fail_kind;
+    int fail_handler;
+    int fail_pin;
+    int fail_line;
+    uint32_t fail_dev;
+    const char* fail_text;
+    uint64_t delivered, sends, cancelled, steps, devidle_calls;
+    uint64_t remote_sent, remote_received, remote_bytes;
+} pe_outcome;
+
+pe_engine* pe_create(const pe_init* init);
+void pe_destroy(pe_engine* E);
+int pe_start(pe_engine* E, double seconds);
+int pe_run(pe_engine* E, uint64_t budget, double seconds);
+int pe_hardware_idle(pe_engine* E, double seconds);
+int pe_busy(pe_engine* E);
+const char* pe_inject(pe_engine* E, const uint8_t* data, size_t length);
+size_t pe_outbox(pe_engine* E, uint16_t region, const uint8_t** data);
+void pe_outbox_clear(pe_engine* E, uint16_t region);
+size_t pe_log_take(pe_engine* E, const char** data);
+void pe_log_clear(pe_engine* E);
+void pe_get_outcome(pe_engine* E, pe_outcome* out);

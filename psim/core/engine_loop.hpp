@@ -1,0 +1,528 @@
+// The event loop: execution semantics of graph-schema (spec, "Execution
+// semantics").  Included at the end of every generated graph module, after
+// the generated pe_dispatch_* functions and tables it is written against.
+//
+// Default order: deterministic.  Sends and deliveries are immediate (a
+// message is delivered as soon as it is sent, a legal zero-delay schedule);
+// devices ready to send take turns in a FIFO, one send each; devices
+// requesting OnDeviceIdle are served when nobody is ready to send.
+// Random order: messages go to a pool and every step picks at random to
+// deliver one, to send from a ready device, or to run an OnDeviceIdle.
+#include <csignal>
+#include <ctime>
+#include <new>
+
+enum pe_status { PE_IDLE = 0, PE_BUDGET = 1, PE_STOPPED = 2, PE_OUTBOX = 3 };
+
+static const size_t PE_OUTBOX_FLUSH = 1 << 20;   // bytes per region before run() returns
+
+static inline uint32_t pe_rand(pe_engine* E, uint32_t n) {   // xorshift64*, n > 0
+    E->rng ^= E->rng >> 12; E->rng ^= E->rng << 25; E->rng ^= E->rng >> 27;
+    return (uint32_t)(((E->rng * 2685821657736338717ull) >> 32) * n >> 32);
+}
+
+static inline bool pe_local(const pe_engine* E, uint32_t dev) {
+    return !E->region || E->region[dev] == E->my_region;
+}
+
+// ---- ready and idle sets -------------------------------------------------
+
+static inline void pe_set_add(std::vector<uint32_t>& set, std::vector<uint32_t>& pos, uint32_t dev) {
+    pos[dev] = (uint32_t)set.size();
+    set.push_back(dev);
+}
+
+static inline uint32_t pe_set_take(std::vector<uint32_t>& set, std::vector<uint32_t>& pos, uint32_t i) {
+    uint32_t dev = set[i];
+    set[i] = set.back();
+    pos[set[i]] = i;
+    set.pop_back();
+    return dev;
+}
+
+static inline void pe_mark_ready(pe_engine* E, uint32_t dev) {
+    E->qflags[dev] |= PE_Q_READY;
+    if (E->random_order) pe_set_add(E->rset, E->rpos, dev);
+    else E->ready[E->ready_tail++ & E->ready_mask] = dev;
+}
+
+static inline void pe_mark_idle(pe_engine* E, uint32_t dev) {
+    E->qflags[dev] |= PE_Q_IDLE;
+    if (E->random_order) pe_set_add(E->iset, E->ipos, dev);
+    else E->idleq[E->idle_tail++ & E->ready_mask] = dev;
+}
+
+static inline uint32_t pe_type(const pe_engine* E, uint32_t dev) { return PE_NTYPES == 1 ? 0 : E->dev_type[dev]; }
+static inline uint32_t pe_slot(const pe_engine* E, uint32_t dev) { return PE_NTYPES == 1 ? dev : E->dev_slot[dev]; }
+
+// Re-evaluate ReadyToSend of a device after one of its handlers ran.
+static inline void pe_update(pe_engine* E, uint32_t dev, uint32_t t) {
+    if (pe_is_external[t]) return;
+    E->cur_handler = PE_H_RTS;
+    uint32_t r = pe_dispatch_rts(E, t, pe_slot(E, dev)) & (pe_out_mask[t] | PE_RTC_BIT);
+    E->cur_handler = PE_H_NONE;
+    E->rts[dev] = r;
+    uint8_t q = E->qflags[dev];
+    if (r & ~PE_RTC_BIT) {
+        if (!(q & PE_Q_READY)) pe_mark_ready(E, dev);
+    } else if (r && !(q & PE_Q_IDLE)) {
+        pe_mark_idle(E, dev);
+    }
+}
+
+// ---- delivery --------------------------------------------------------------
+
+static inline void pe_deliver(pe_engine* E, const pe_edge& e, const uint8_t* msg) {
+    uint32_t dst = e.dst, t = pe_type(E, dst);
+    E->cur_dev = dst;
+    E->cur_pin = e.dst_pin;
+    E->cur_handler = PE_H_RECV;
+    pe_dispatch_recv(E, t, pe_slot(E, dst), e.dst_pin, msg, e.slot);
+    E->delivered++;
+    pe_update(E, dst, t);
+}
+
+// Random order: park a delivery in the pool instead of running it.
+static void pe_pool_add(pe_engine* E, uint32_t edge_index, const uint8_t* msg, uint16_t size) {
+    size_t at = E->pool.size();
+    E->pool.resize(at + 4 + PE_MAXMSG);
+    memcpy(&E->pool[at], &edge_index, 4);
+    memcpy(&E->pool[at + 4], msg, size);
+    E->inflight[E->edges[edge_index].dst]++;
+}
+
+static inline void pe_route(pe_engine* E, uint32_t ei, const uint8_t* msg, uint16_t size) {
+    if (E->random_order) pe_pool_add(E, ei, msg, size);
+    else pe_deliver(E, E->edges[ei], msg);
+}
+
+static void pe_outbox_add(pe_engine* E, uint16_t region, uint32_t src, uint32_t pin,
+                          uint32_t send_index, const uint8_t* msg, uint16_t size) {
+    E->in_critical = 1;
+    std::vector<uint8_t>& box = E->outbox[region];
+    size_t at = box.size();
+    box.resize(at + PE_RECORD_HEADER + size);
+    pe_record h = {src, send_index, (uint16_t)pin, size};
+    memcpy(&box[at], &h, PE_RECORD_HEADER);
+    memcpy(&box[at + PE_RECORD_HEADER], msg, size);
+    E->remote_sent++;
+    E->remote_bytes += PE_RECORD_HEADER + size;
+    pe_leave_critical();
+}
+
+// Deliver a message sent by `src` on `pin` to the local destinations of that
+// pin (all edges, or edge `send_index` of an indexed pin).  Remote edges are
+// skipped: the sender's region already sent them a record.
+static void pe_fan_out(pe_engine* E, uint32_t src, uint32_t pin, uint32_t send_index,
+                       const uint8_t* msg, uint16_t size) {
+    const uint32_t k = src * PE_MAXOUT + pin;
+    const uint32_t lo = E->out_off[k], hi = E->out_off[k + 1];
+    if (send_index != PE_BROADCAST) {
+        if (send_index >= hi - lo) {
+            E->cur_dev = src; E->cur_pin = pin; E->cur_handler = PE_H_SEND;
+            char text[96];
+            snprintf(text, sizeof text, "sendIndex %u is out of range: the pin has %u edges",
+                     send_index, hi - lo);
+            pe_fail(PE_FAIL_SEND_INDEX, text, 0);
+        }
+        if (!(E->edges[lo + send_index].flags & PE_EDGE_REMOTE)) pe_route(E, lo + send_index, msg, size);
+        return;
+    }
+    for (uint32_t i = lo; i < hi; i++) {
+        if (E->edges[i].flags & PE_EDGE_REMOTE) continue;
+        pe_route(E, i, msg, size);
+        if (E->stop) return;        // handler_exit or a failure: the run ends after this handler
+    }
+}
+
+static void pe_send_remote(pe_engine* E, uint32_t src, uint32_t pin, uint32_t send_index,
+                           const uint8_t* msg, uint16_t size) {
+    const uint32_t k = src * PE_MAXOUT + pin;
+    if (send_index != PE_BROADCAST) {
+        const pe_edge& e = E->edges[E->out_off[k] + send_index];
+        if (e.flags & PE_EDGE_REMOTE) pe_outbox_add(E, E->region[e.dst], src, pin, send_index, msg, size);
+        return;
+    }
+    for (uint32_t i = E->rem_off[k]; i < E->rem_off[k + 1]; i++)
+        pe_outbox_add(E, E->rem_reg[i], src, pin, send_index, msg, size);
+}
+
+// One send: OnSend on the device's chosen pin, then its deliveries.
+static void pe_send(pe_engine* E, uint32_t dev, uint32_t t, uint32_t pin) {
+    alignas(8) uint8_t msg[PE_MAXMSG];
+    uint32_t send_index = PE_BROADCAST;
+    uint16_t size;
+    E->cur_dev = dev;
+    E->cur_pin = pin;
+    E->cur_handler = PE_H_SEND;
+    bool do_send = pe_dispatch_send(E, t, pe_slot(E, dev), pin, msg, &send_index, &size);
+    E->sends++;
+    pe_update(E, dev, t);
+    if (!do_send) { E->cancelled++; return; }
+    if (!pe_indexed[t][pin]) send_index = PE_BROADCAST;
+    else if (send_index == PE_BROADCAST) {
+        E->cur_handler = PE_H_SEND;
+        pe_fail(PE_FAIL_SEND_INDEX, "OnSend of an indexed pin did not set *sendIndex", 0);
+    }
+    if (E->rem_off) pe_send_remote(E, dev, pin, send_index, msg, size);
+    pe_fan_out(E, dev, pin, send_index, msg, size);
+}
+
+static inline uint32_t pe_lowest_pin(uint32_t bits) { return (uint32_t)__builtin_ctz(bits); }
+
+static uint32_t pe_random_pin(pe_engine* E, uint32_t bits) {
+    uint32_t n = pe_rand(E, (uint32_t)__builtin_popcount(bits));
+    while (n--) bits &= bits - 1;
+    return (uint32_t)__builtin_ctz(bits);
+}
+
+static void pe_device_idle(pe_engine* E, uint32_t dev) {
+    uint32_t t = pe_type(E, dev);
+    E->cur_dev = dev;
+    E->cur_handler = PE_H_DEVIDLE;
+    pe_dispatch_devidle(E, t, pe_slot(E, dev));
+    E->devidle_calls++;
+    pe_update(E, dev, t);
+}
+
+// ---- incoming remote records -------------------------------------------------
+
+// Records were checked by pe_inject: each header fits and names a real pin.
+static void pe_inbox_next(pe_engine* E) {
+    pe_record h;
+    memcpy(&h, &E->inbox[E->inbox_pos], PE_RECORD_HEADER);
+    alignas(8) uint8_t msg[PE_MAXMSG];
+    memcpy(msg, &E->inbox[E->inbox_pos + PE_RECORD_HEADER], h.length);
+    E->inbox_pos += PE_RECORD_HEADER + h.length;
+    if (E->inbox_pos == E->inbox.size()) { E->inbox.clear(); E->inbox_pos = 0; }
+    E->remote_received++;
+    pe_fan_out(E, h.src, h.pin, h.send_index, msg, h.length);
+}
+
+static const char* pe_check_record(const pe_engine* E, const uint8_t* p, size_t avail, size_t* used) {
+    pe_record h;
+    if (avail < PE_RECORD_HEADER) return "truncated record header";
+    memcpy(&h, p, PE_RECORD_HEADER);
+    if (avail < PE_RECORD_HEADER + (size_t)h.length) return "truncated record body";
+    if (h.src >= E->n_devices) return "source device index out of range";
+    uint32_t t = pe_type(E, h.src);
+    if (h.pin >= PE_MAXOUT || !((pe_out_mask[t] >> h.pin) & 1)) return "no such output pin";
+    if (h.length != pe_msg_size[t][h.pin]) return "message length does not match the pin's message type";
+    if (h.send_index != PE_BROADCAST && !pe_indexed[t][h.pin]) return "send index on a broadcast pin";
+    *used = PE_RECORD_HEADER + h.length;
+    return nullptr;
+}
+
+// ---- the loop ------------------------------------------------------------------
+
+static bool pe_outbox_full(const pe_engine* E) {
+    for (const auto& box : E->outbox)
+        if (box.size() >= PE_OUTBOX_FLUSH) return true;
+    return false;
+}
+
+static int pe_step_fifo(pe_engine* E) {
+    if (E->inbox_pos < E->inbox.size()) { pe_inbox_next(E); return 1; }
+    if (E->ready_head != E->ready_tail) {
+        uint32_t dev = E->ready[E->ready_head++ & E->ready_mask];
+        E->qflags[dev] &= ~PE_Q_READY;
+        uint32_t out = E->rts[dev] & ~PE_RTC_BIT;
+        if (out) pe_send(E, dev, pe_type(E, dev), pe_lowest_pin(out));
+        else if (E->rts[dev] && !(E->qflags[dev] & PE_Q_IDLE)) pe_mark_idle(E, dev);
+        return 1;
+    }
+    if (E->idle_head != E->idle_tail) {
+        uint32_t dev = E->idleq[E->idle_head++ & E->ready_mask];
+        E->qflags[dev] &= ~PE_Q_IDLE;
+        if (E->rts[dev] == PE_RTC_BIT) pe_device_idle(E, dev);
+        return 1;
+    }
+    return 0;
+}
+
+static void pe_pool_deliver(pe_engine* E) {
+    const size_t entry = 4 + PE_MAXMSG, n = E->pool.size() / entry;
+    const size_t at = (size_t)pe_rand(E, (uint32_t)n) * entry, last = (n - 1) * entry;
+    alignas(8) uint8_t msg[4 + PE_MAXMSG];
+    memcpy(msg, &E->pool[at], entry);
+    memmove(&E->pool[at], &E->pool[last], entry);
+    E->pool.resize(last);
+    uint32_t ei;
+    memcpy(&ei, msg, 4);
+    E->inflight[E->edges[ei].dst]--;
+    pe_deliver(E, E->edges[ei], msg + 4);
+}
+
+static int pe_step_random(pe_engine* E) {
+    if (E->inbox_pos < E->inbox.size()) { pe_inbox_next(E); return 1; }   // into the pool
+    const bool pool = !E->pool.empty(), ready = !E->rset.empty(), idle = !E->iset.empty();
+    const uint32_t choices = pool + ready + idle;
+    if (!choices) return 0;
+    uint32_t pick = pe_rand(E, choices);
+    if (pool && pick-- == 0) { pe_pool_deliver(E); return 1; }
+    if (ready && pick-- == 0) {
+        uint32_t dev = pe_set_take(E->rset, E->rpos, pe_rand(E, (uint32_t)E->rset.size()));
+        E->qflags[dev] &= ~PE_Q_READY;
+        uint32_t out = E->rts[dev] & ~PE_RTC_BIT;
+        if (out) pe_send(E, dev, pe_type(E, dev), pe_random_pin(E, out));
+        else if (E->rts[dev] && !(E->qflags[dev] & PE_Q_IDLE)) pe_mark_idle(E, dev);
+        return 1;
+    }
+    uint32_t i = pe_rand(E, (uint32_t)E->iset.size());
+    uint32_t dev = E->iset[i];
+    if (E->inflight[dev]) return 1;      // messages are on their way to it: not idle yet
+    pe_set_take(E->iset, E->ipos, i);
+    E->qflags[dev] &= ~PE_Q_IDLE;
+    if (E->rts[dev] == PE_RTC_BIT) pe_device_idle(E, dev);
+    return 1;
+}
+
+template <bool RANDOM>
+static int pe_loop(pe_engine* E, uint64_t budget) {
+    while (budget--) {
+        if (E->stop) return PE_STOPPED;
+        if (E->timed_out) pe_fail(PE_FAIL_TIMEOUT, "", 0);
+        if (E->steps >= E->max_steps) pe_fail(PE_FAIL_STEPS, "", 0);
+        if (!(RANDOM ? pe_step_random(E) : pe_step_fifo(E))) return PE_IDLE;
+        E->steps++;
+        if (E->rem_off && (E->steps & 1023) == 0 && pe_outbox_full(E)) return PE_OUTBOX;
+    }
+    return E->stop ? PE_STOPPED : PE_BUDGET;
+}
+
+// ---- crashes and time limits ---------------------------------------------------
+// A handler that crashes or runs past the deadline jumps back to pe_run,
+// which reports a failed run naming the device and handler.  Timers and
+// signal handlers are installed only while pe_run runs.
+
+static const int pe_fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+static const int PE_NSIG = sizeof pe_fatal_signals / sizeof pe_fatal_signals[0];
+
+static void pe_on_signal(int sig) {
+    pe_engine* E = pe_cur;
+    if (sig == SIGALRM) {
+        E->timed_out = 1;
+        if (E->in_critical) { E->signal_pending = 1; return; }
+        if (E->cur_handler == PE_H_NONE) return;       // the loop sees timed_out
+    }
+    E->fail_signal = sig;
+    siglongjmp(pe_jmp, 1);
+}
+
+struct pe_guard {   // signal handlers, alternate stack and timer for one pe_run
+    struct sigaction old[PE_NSIG + 1];
+    stack_t old_stack;
+    timer_t timer;
+    bool has_timer = false;
+    static char altstack[1 << 16];
+
+    pe_guard(double seconds) {
+        stack_t st = {};
+        st.ss_sp = altstack;
+        st.ss_size = sizeof altstack;
+        sigaltstack(&st, &old_stack);
+        struct sigaction sa = {};
+        sa.sa_handler = pe_on_signal;
+        sa.sa_flags = SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        for (int i = 0; i < PE_NSIG; i++) sigaction(pe_fatal_signals[i], &sa, &old[i]);
+        sigaction(SIGALRM, &sa, &old[PE_NSIG]);
+        if (seconds > 0) arm(seconds);
+    }
+    void arm(double seconds) {
+        struct sigevent ev = {};
+        ev.sigev_notify = SIGEV_THREAD_ID;
+        ev.sigev_signo = SIGALRM;
+        ev._sigev_un._tid = gettid();
+        if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0) return;
+        has_timer = true;
+        struct itimerspec its = {};
+        its.it_value.tv_sec = (time_t)seconds;
+        its.it_value.tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9);
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+        timer_settime(timer, 0, &its, nullptr);
+    }
+    ~pe_guard() {
+        if (has_timer) timer_delete(timer);
+        for (int i = 0; i < PE_NSIG; i++) sigaction(pe_fatal_signals[i], &old[i], nullptr);
+        sigaction(SIGALRM, &old[PE_NSIG], nullptr);
+        sigaltstack(&old_stack, nullptr);
+    }
+};
+char pe_guard::altstack[1 << 16];
+
+static void pe_record_signal(pe_engine* E) {
+    int sig = E->fail_signal;
+    E->stop = PE_STOP_FAIL;
+    E->exit_code = 1;
+    E->fail_kind = sig == SIGALRM ? PE_FAIL_TIMEOUT : PE_FAIL_SIGNAL;
+    E->fail_dev = E->cur_dev;
+    E->fail_handler = E->cur_handler;
+    E->fail_pin = E->cur_pin;
+    snprintf(E->fail_text, sizeof E->fail_text, "%s", sig == SIGALRM ? "" : strsignal(sig));
+}
+
+// Run `body` with crash protection; returns PE_STOPPED if it failed.
+template <class F>
+static int pe_protected(pe_engine* E, double seconds, F body) {
+    pe_cur = E;
+    pe_log_level = E->log_level;
+    if (E->stop) return PE_STOPPED;
+    pe_guard guard(seconds);
+    if (sigsetjmp(pe_jmp, 1)) {
+        pe_record_signal(E);
+        return PE_STOPPED;
+    }
+    try {
+        return body();
+    } catch (pe_failure&) {
+        return PE_STOPPED;
+    } catch (std::bad_alloc&) {
+        E->stop = PE_STOP_FAIL; E->exit_code = 1; E->fail_kind = PE_FAIL_SIGNAL;
+        E->fail_dev = E->cur_dev; E->fail_handler = E->cur_handler;
+        snprintf(E->fail_text, sizeof E->fail_text, "out of memory");
+        return PE_STOPPED;
+    }
+}
+
+// ---- the C interface (api.h) ---------------------------------------------------
+
+extern "C" {
+#include "api.h"
+}
+
+extern "C" pe_engine* pe_create(const pe_init* in) {
+    pe_engine* E = new pe_engine();
+    const uint32_t n = in->n_devices;
+    E->n_devices = n;
+    E->dev_type = in->dev_type;
+    E->out_off = in->out_off;
+    E->edges = (const pe_edge*)in->edges;
+    E->rem_off = in->rem_off;
+    E->rem_reg = in->rem_reg;
+    E->region = in->region;
+    E->my_region = in->my_region;
+    E->n_regions = in->n_regions;
+    E->outbox.resize(in->n_regions);
+    E->graph_props = in->graph_props;
+    E->props = in->props;
+    E->state = in->state;
+    E->eprops = in->eprops;
+    E->estate = in->estate;
+    E->halt_dev = in->halt_dev;
+    E->random_order = in->random_order;
+    E->rng = in->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    E->max_steps = in->max_steps ? in->max_steps : UINT64_MAX;
+    E->log_level = in->log_level;
+    E->dev_slot = nullptr;
+    if (PE_NTYPES > 1) {
+        E->dev_slot = new uint32_t[n];
+        uint32_t count[PE_NTYPES] = {};
+        for (uint32_t d = 0; d < n; d++) E->dev_slot[d] = count[E->dev_type[d]]++;
+    }
+    E->rts = new uint32_t[n]();
+    E->qflags = new uint8_t[n]();
+    uint32_t cap = 1;
+    while (cap < n + 1) cap <<= 1;
+    E->ready_mask = cap - 1;
+    E->ready = new uint32_t[cap];
+    E->idleq = new uint32_t[cap];
+    if (E->random_order) {
+        E->rpos.resize(n);
+        E->ipos.resize(n);
+        E->inflight.resize(n);
+    }
+    return E;
+}
+
+extern "C" void pe_destroy(pe_engine* E) {
+    delete[] E->dev_slot;
+    delete[] E->rts;
+    delete[] E->qflags;
+    delete[] E->ready;
+    delete[] E->idleq;
+    delete E;
+}
+
+// OnInit (or the v2 __init__ pin) on every local device, then ReadyToSend.
+extern "C" int pe_start(pe_engine* E, double seconds) {
+    return pe_protected(E, seconds, [E]() {
+        for (uint32_t d = 0; d < E->n_devices && !E->stop; d++) {
+            uint32_t t = pe_type(E, d);
+            if (!pe_local(E, d) || pe_is_external[t]) continue;
+            E->cur_dev = d;
+            E->cur_handler = PE_H_INIT;
+            pe_dispatch_init(E, t, pe_slot(E, d));
+        }
+        for (uint32_t d = 0; d < E->n_devices && !E->stop; d++)
+            if (pe_local(E, d)) pe_update(E, d, pe_type(E, d));
+        return E->stop ? (int)PE_STOPPED : (int)PE_BUDGET;
+    });
+}
+
+extern "C" int pe_run(pe_engine* E, uint64_t budget, double seconds) {
+    return pe_protected(E, seconds, [E, budget]() {
+        return E->random_order ? pe_loop<true>(E, budget) : pe_loop<false>(E, budget);
+    });
+}
+
+extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
+    return pe_protected(E, seconds, [E]() {
+        for (uint32_t d = 0; d < E->n_devices && !E->stop; d++) {
+            uint32_t t = pe_type(E, d);
+            if (!pe_has_hwidle[t] || !pe_local(E, d)) continue;
+            E->cur_dev = d;
+            E->cur_handler = PE_H_HWIDLE;
+            pe_dispatch_hwidle(E, t, pe_slot(E, d));
+            pe_update(E, d, t);
+        }
+        return E->stop ? (int)PE_STOPPED : (int)PE_BUDGET;
+    });
+}
+
+extern "C" int pe_busy(pe_engine* E) {
+    return E->ready_head != E->ready_tail || E->idle_head != E->idle_tail || !E->rset.empty() ||
+           !E->iset.empty() || !E->pool.empty() || E->inbox_pos < E->inbox.size();
+}
+
+extern "C" const char* pe_inject(pe_engine* E, const uint8_t* data, size_t length) {
+    for (size_t at = 0, used = 0; at < length; at += used) {
+        const char* err = pe_check_record(E, data + at, length - at, &used);
+        if (err) return err;
+    }
+    E->inbox.insert(E->inbox.end(), data, data + length);
+    return nullptr;
+}
+
+extern "C" size_t pe_outbox(pe_engine* E, uint16_t region, const uint8_t** data) {
+    *data = E->outbox[region].data();
+    return E->outbox[region].size();
+}
+
+extern "C" void pe_outbox_clear(pe_engine* E, uint16_t region) { E->outbox[region].clear(); }
+
+extern "C" size_t pe_log_take(pe_engine* E, const char** data) {
+    *data = E->log.data();
+    return E->log.size();
+}
+
+extern "C" void pe_log_clear(pe_engine* E) { E->log.clear(); }
+
+extern "C" void pe_get_outcome(pe_engine* E, pe_outcome* o) {
+    o->stop = E->stop;
+    o->exit_code = E->exit_code;
+    o->fail_kind = E->fail_kind;
+    o->fail_handler = E->fail_handler;
+    o->fail_pin = E->fail_pin;
+    o->fail_line = E->fail_line;
+    o->fail_dev = E->fail_dev;
+    o->fail_text = E->fail_text;
+    o->delivered = E->delivered;
+    o->sends = E->sends;
+    o->cancelled = E->cancelled;
+    o->steps = E->steps;
+    o->devidle_calls = E->devidle_calls;
+    o->remote_sent = E->remote_sent;
+    o->remote_received = E->remote_received;
+    o->remote_bytes = E->remote_bytes;
+}

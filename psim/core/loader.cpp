@@ -1,0 +1,245 @@
+// The instance loader's C half: device ids to indices, edge paths to
+// (device, pin) pairs, and the edge CSR the engine runs on.  Python streams
+// the XML (lxml) and hands over ids and paths in large '\n'-separated chunks,
+// so no Python work is done per edge.  Compiled once, not per graph type.
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+#include <algorithm>
+#include "records.h"
+
+extern "C" {
+#include "loader_api.h"
+}
+
+namespace {
+
+struct Pin {
+    std::string name;
+    uint16_t index;
+    int32_t message;   // message type index
+    int32_t kind;      // input pins: edge data kind, or -1; output pins: indexed
+};
+
+struct PinTable {
+    std::vector<Pin> in, out;
+};
+
+const Pin* find_pin(const std::vector<Pin>& pins, const char* s, size_t n) {
+    for (const Pin& p : pins)
+        if (p.name.size() == n && memcmp(p.name.data(), s, n) == 0) return &p;
+    return nullptr;
+}
+
+uint64_t hash_bytes(const char* s, size_t n) {   // FNV-1a, then a mix
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+}  // namespace
+
+struct pl_loader {
+    std::vector<PinTable> types;
+    uint32_t max_out;
+    // device ids: arena of '\0'-terminated ids, open-addressing index
+    std::vector<char> arena;
+    std::vector<uint64_t> id_at;
+    std::vector<uint16_t> dev_type;
+    std::vector<uint32_t> table;   // device index + 1, 0 = empty
+    // edges in file order
+    std::vector<uint32_t> src, dst, slot;
+    std::vector<uint16_t> spin, dpin;
+    std::vector<int64_t> sidx;
+    std::vector<int32_t> ekind;
+    std::vector<uint32_t> kind_count;
+    // the CSR
+    std::vector<uint32_t> out_off, rem_off;
+    std::vector<pe_edge> edges;
+    std::vector<uint16_t> rem_reg;
+};
+
+static void grow_table(pl_loader* L) {
+    std::vector<uint32_t> t(std::max<size_t>(1024, L->table.size() * 2), 0);
+    const size_t mask = t.size() - 1;
+    for (uint32_t d = 0; d < L->id_at.size(); d++) {
+        const char* s = &L->arena[L->id_at[d]];
+        size_t i = hash_bytes(s, strlen(s)) & mask;
+        while (t[i]) i = (i + 1) & mask;
+        t[i] = d + 1;
+    }
+    L->table.swap(t);
+}
+
+static uint32_t lookup(const pl_loader* L, const char* s, size_t n) {
+    if (L->table.empty()) return UINT32_MAX;
+    const size_t mask = L->table.size() - 1;
+    for (size_t i = hash_bytes(s, n) & mask; L->table[i]; i = (i + 1) & mask) {
+        const char* id = &L->arena[L->id_at[L->table[i] - 1]];
+        if (strncmp(id, s, n) == 0 && id[n] == 0) return L->table[i] - 1;
+    }
+    return UINT32_MAX;
+}
+
+extern "C" pl_loader* pl_create(const char* pins, uint32_t n_types, uint32_t max_out, uint32_t n_kinds) {
+    pl_loader* L = new pl_loader();
+    L->types.resize(n_types);
+    L->max_out = max_out;
+    L->kind_count.assign(n_kinds, 0);
+    // lines: "I|O <type> <pin index> <message> <kind> <name>"
+    const char* p = pins;
+    while (*p) {
+        char dir;
+        unsigned t, index;
+        int message, kind, used = 0;
+        char name[256];
+        if (sscanf(p, "%c %u %u %d %d %255s%n", &dir, &t, &index, &message, &kind, name, &used) != 6) break;
+        Pin pin{name, (uint16_t)index, message, kind};
+        (dir == 'I' ? L->types[t].in : L->types[t].out).push_back(pin);
+        p += used;
+        while (*p == '\n') p++;
+    }
+    return L;
+}
+
+extern "C" void pl_destroy(pl_loader* L) { delete L; }
+
+extern "C" int64_t pl_add_devices(pl_loader* L, const char* ids, size_t len, const uint16_t* types, uint32_t count) {
+    const char* p = ids;
+    const char* end = ids + len;
+    for (uint32_t i = 0; i < count; i++) {
+        const char* nl = (const char*)memchr(p, '\n', end - p);
+        size_t n = (nl ? nl : end) - p;
+        if (lookup(L, p, n) != UINT32_MAX) return i;
+        if ((L->id_at.size() + 1) * 2 > L->table.size()) grow_table(L);
+        L->id_at.push_back(L->arena.size());
+        L->arena.insert(L->arena.end(), p, p + n);
+        L->arena.push_back(0);
+        L->dev_type.push_back(types[i]);
+        const size_t mask = L->table.size() - 1;
+        size_t h = hash_bytes(p, n) & mask;
+        while (L->table[h]) h = (h + 1) & mask;
+        L->table[h] = (uint32_t)L->id_at.size();
+        p += n + 1;
+    }
+    return -1;
+}
+
+extern "C" uint32_t pl_find(pl_loader* L, const char* id, size_t len) { return lookup(L, id, len); }
+
+// One path "dst:dpin-src:spin"; returns 0 or a PL_E_* code.
+static int add_edge(pl_loader* L, const char* s, size_t n, int64_t send_index) {
+    const char* c1 = (const char*)memchr(s, ':', n);
+    const char* dash = c1 ? (const char*)memchr(c1, '-', s + n - c1) : nullptr;
+    const char* c2 = dash ? (const char*)memchr(dash, ':', s + n - dash) : nullptr;
+    if (!c2 || c1 == s || dash == c1 + 1 || c2 == dash + 1 || c2 + 1 == s + n) return PL_E_PATH;
+    uint32_t d = lookup(L, s, c1 - s);
+    if (d == UINT32_MAX) return PL_E_DST_DEVICE;
+    uint32_t sdev = lookup(L, dash + 1, c2 - dash - 1);
+    if (sdev == UINT32_MAX) return PL_E_SRC_DEVICE;
+    const Pin* in = find_pin(L->types[L->dev_type[d]].in, c1 + 1, dash - c1 - 1);
+    if (!in) return PL_E_DST_PIN;
+    const Pin* out = find_pin(L->types[L->dev_type[sdev]].out, c2 + 1, s + n - c2 - 1);
+    if (!out) return PL_E_SRC_PIN;
+    if (in->message != out->message) return PL_E_MESSAGE;
+    if (send_index >= 0 && !out->kind) return PL_E_SEND_INDEX_BROADCAST;
+    L->dst.push_back(d);
+    L->dpin.push_back(in->index);
+    L->src.push_back(sdev);
+    L->spin.push_back(out->index);
+    L->sidx.push_back(send_index);
+    L->ekind.push_back(in->kind);
+    L->slot.push_back(in->kind >= 0 ? L->kind_count[in->kind]++ : 0);
+    return 0;
+}
+
+extern "C" int64_t pl_add_edges(pl_loader* L, const char* paths, size_t len, const int64_t* send_index,
+                                uint32_t count, int* err) {
+    const char* p = paths;
+    const char* end = paths + len;
+    for (uint32_t i = 0; i < count; i++) {
+        const char* nl = (const char*)memchr(p, '\n', end - p);
+        size_t n = (nl ? nl : end) - p;
+        *err = add_edge(L, p, n, send_index ? send_index[i] : -1);
+        if (*err) return i;
+        p += n + 1;
+    }
+    return -1;
+}
+
+extern "C" uint32_t pl_n_devices(pl_loader* L) { return (uint32_t)L->id_at.size(); }
+extern "C" uint64_t pl_n_edges(pl_loader* L) { return L->src.size() ? L->src.size() : L->edges.size(); }
+extern "C" uint32_t pl_kind_count(pl_loader* L, uint32_t kind) { return L->kind_count[kind]; }
+extern "C" int32_t pl_edge_kind(pl_loader* L, uint64_t e) { return L->ekind[e]; }
+extern "C" uint32_t pl_edge_slot(pl_loader* L, uint64_t e) { return L->slot[e]; }
+extern "C" const uint16_t* pl_dev_types(pl_loader* L) { return L->dev_type.data(); }
+extern "C" const uint32_t* pl_out_off(pl_loader* L) { return L->out_off.data(); }
+extern "C" const void* pl_edges(pl_loader* L) { return L->edges.data(); }
+extern "C" const uint32_t* pl_rem_off(pl_loader* L) { return L->rem_off.empty() ? nullptr : L->rem_off.data(); }
+extern "C" const uint16_t* pl_rem_reg(pl_loader* L) { return L->rem_reg.data(); }
+
+// Edges of each (source device, output pin) in send-index order: by their
+// sendIndex attributes when every edge of that pin has one, else file order.
+static int64_t order_edges(pl_loader* L, std::vector<uint64_t>& order, int* err) {
+    const uint64_t keys = (uint64_t)L->id_at.size() * L->max_out;
+    std::vector<int64_t> by_index;
+    for (uint64_t k = 0; k < keys; k++) {
+        const uint64_t lo = L->out_off[k], hi = L->out_off[k + 1];
+        size_t with = 0;
+        for (uint64_t j = lo; j < hi; j++) with += L->sidx[order[j]] >= 0;
+        if (with == 0) continue;                      // file order
+        by_index.assign(hi - lo, -1);
+        for (uint64_t j = lo; j < hi; j++) {
+            const int64_t s = L->sidx[order[j]];
+            *err = s < 0 ? PL_E_SEND_INDEX_MIXED
+                 : s >= (int64_t)(hi - lo) ? PL_E_SEND_INDEX_RANGE
+                 : by_index[s] >= 0 ? PL_E_SEND_INDEX_DUPLICATE : 0;
+            if (*err) return (int64_t)order[j];
+            by_index[s] = (int64_t)order[j];
+        }
+        for (uint64_t j = lo; j < hi; j++) order[j] = (uint64_t)by_index[j - lo];
+    }
+    return -1;
+}
+
+extern "C" int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_region, int* err) {
+    const uint64_t n_edges = L->src.size();
+    const uint64_t keys = (uint64_t)L->id_at.size() * L->max_out;
+    // counting sort of edges by (source device, output pin), stable
+    L->out_off.assign(keys + 1, 0);
+    for (uint64_t e = 0; e < n_edges; e++) L->out_off[(uint64_t)L->src[e] * L->max_out + L->spin[e] + 1]++;
+    for (uint64_t k = 0; k < keys; k++) L->out_off[k + 1] += L->out_off[k];
+    std::vector<uint64_t> order(n_edges);
+    {
+        std::vector<uint32_t> fill(L->out_off.begin(), L->out_off.end() - 1);
+        for (uint64_t e = 0; e < n_edges; e++) order[fill[(uint64_t)L->src[e] * L->max_out + L->spin[e]]++] = e;
+    }
+    int64_t bad = order_edges(L, order, err);
+    if (bad >= 0) return bad;
+    L->edges.resize(n_edges);
+    for (uint64_t i = 0; i < n_edges; i++) {
+        uint64_t e = order[i];
+        uint16_t remote = region && region[L->dst[e]] != my_region;
+        L->edges[i] = pe_edge{L->dst[e], L->slot[e], L->dpin[e], (uint16_t)(remote ? PE_EDGE_REMOTE : 0)};
+    }
+    if (region) {   // the distinct remote regions each (device, pin) reaches
+        L->rem_off.assign(keys + 1, 0);
+        std::vector<uint16_t> regs;
+        for (uint64_t k = 0; k < keys; k++) {
+            regs.clear();
+            for (uint32_t i = L->out_off[k]; i < L->out_off[k + 1]; i++) {
+                uint16_t r = region[L->edges[i].dst];
+                if (r != my_region && std::find(regs.begin(), regs.end(), r) == regs.end()) regs.push_back(r);
+            }
+            L->rem_reg.insert(L->rem_reg.end(), regs.begin(), regs.end());
+            L->rem_off[k + 1] = (uint32_t)L->rem_reg.size();
+        }
+    }
+    std::vector<uint32_t>().swap(L->src);
+    std::vector<uint32_t>().swap(L->dst);
+    std::vector<uint16_t>().swap(L->spin);
+    std::vector<uint16_t>().swap(L->dpin);
+    std::vector<int64_t>().swap(L->sidx);
+    return -1;
+}

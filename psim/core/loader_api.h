@@ -1,0 +1,26 @@
+/* The C interface of the instance loader (loader.cpp), as cffi sees it. */
+typedef struct pl_loader pl_loader;
+
+enum {
+    PL_E_PATH = 1, PL_E_DST_DEVICE, PL_E_SRC_DEVICE, PL_E_DST_PIN, PL_E_SRC_PIN,
+    PL_E_MESSAGE, PL_E_SEND_INDEX_BROADCAST, PL_E_SEND_INDEX_MIXED,
+    PL_E_SEND_INDEX_RANGE, PL_E_SEND_INDEX_DUPLICATE
+};
+
+pl_loader* pl_create(const char* pins, uint32_t n_types, uint32_t max_out, uint32_t n_kinds);
+void pl_destroy(pl_loader* L);
+int64_t pl_add_devices(pl_loader* L, const char* ids, size_t len, const uint16_t* types, uint32_t count);
+int64_t pl_add_edges(pl_loader* L, const char* paths, size_t len, const int64_t* send_index,
+                     uint32_t count, int* err);
+uint32_t pl_find(pl_loader* L, const char* id, size_t len);
+uint32_t pl_n_devices(pl_loader* L);
+uint64_t pl_n_edges(pl_loader* L);
+uint32_t pl_kind_count(pl_loader* L, uint32_t kind);
+int32_t pl_edge_kind(pl_loader* L, uint64_t e);
+uint32_t pl_edge_slot(pl_loader* L, uint64_t e);
+const uint16_t* pl_dev_types(pl_loader* L);
+const uint32_t* pl_out_off(pl_loader* L);
+const void* pl_edges(pl_loader* L);
+const uint32_t* pl_rem_off(pl_loader* L);
+const uint16_t* pl_rem_reg(pl_loader* L);
+int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_region, int* err);

@@ -1,0 +1,221 @@
+"""One compiled engine over one instance (or one region of it): the Python
+face of core/engine_loop.hpp.  Python only drives it: every call runs many
+events in C."""
+from __future__ import annotations
+
+import struct
+from array import array
+from dataclasses import dataclass
+
+from .errors import BadInput
+from .reader import Instance, find_line
+
+# pe_status
+IDLE, BUDGET, STOPPED, OUTBOX = 0, 1, 2, 3
+# pe_stop_kind, pe_fail_kind, pe_handler_kind (engine_base.hpp)
+STOP_EXIT, STOP_FAIL = 1, 2
+FAIL_ASSERT, FAIL_SEND_INDEX, FAIL_SIGNAL, FAIL_TIMEOUT, FAIL_STEPS, FAIL_RECORD = 1, 2, 3, 4, 5, 6
+HANDLERS = {1: "OnInit", 2: "ReadyToSend", 3: "OnSend", 4: "OnReceive", 5: "OnHardwareIdle", 6: "OnDeviceIdle"}
+_LOG_HEAD = struct.Struct("<IiI")
+
+
+@dataclass
+class Options:
+    level: int = 1
+    order: str = "fixed"          # or "random"
+    seed: int = 0
+    max_steps: int = 0            # 0: no limit
+    timeout: float = 0.0          # seconds, 0: none
+    region: int | None = None     # run only this region of the region map
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Options":
+        d = dict(d or {})
+        known = {k: d.pop(k) for k in list(d) if k in cls.__dataclass_fields__}
+        if d:
+            raise ValueError(f"unknown psim options: {', '.join(sorted(d))}")
+        opts = cls(**known)
+        if opts.order not in ("fixed", "random"):
+            raise ValueError(f"order must be 'fixed' or 'random', not {opts.order!r}")
+        return opts
+
+
+class Engine:
+    def __init__(self, module, inst: Instance, opts: Options,
+                 region: array | None = None, my_region: int = 0, n_regions: int = 1):
+        self.lib, self.ffi = module.lib, module.ffi
+        self.inst, self.opts = inst, opts
+        self.my_region = my_region
+        self.region = region
+        self._finish_edges(region, my_region)
+        self.engine = self.ffi.gc(self.lib.pe_create(self._init(region, my_region, n_regions)), self.lib.pe_destroy)
+
+    def _finish_edges(self, region: array | None, my_region: int) -> None:
+        L = self.inst.loader
+        lib = _loader_lib()
+        err = lib.ffi.new("int*")
+        reg = lib.ffi.from_buffer("uint16_t[]", region) if region is not None else lib.ffi.NULL
+        bad = lib.lib.pl_finish(L, reg, my_region, err)
+        if bad >= 0:
+            self._edge_order_error(bad)
+
+    def _edge_order_error(self, edge: int):
+        src = self.inst.source
+        line = find_line(src, self.inst.ns + "EdgeI", lambda el: True, edge + 1)
+        raise BadInput("the sendIndex attributes of an indexed pin's edges must number its edges 0..n-1 "
+                       "once each, on every edge of that pin", src.name, line)
+
+    def _init(self, region, my_region: int, n_regions: int):
+        ffi, inst, opts = self.ffi, self.inst, self.opts
+        ll = _loader_lib()
+        L = inst.loader
+
+        def ptr(t: str, p):
+            return ffi.cast(t, int(ll.ffi.cast("uintptr_t", p)))
+
+        def blobs(arrays: list[bytearray]):
+            for a in arrays:
+                if not a:
+                    a.append(0)            # a real pointer even for empty types
+            return ffi.new("uint8_t*[]", [ffi.from_buffer(a) for a in arrays] or [ffi.NULL])
+
+        self._graph_props = bytearray(inst.graph_props or b"\0")
+        keep = self._keep = [blobs(inst.props), blobs(inst.state), blobs(inst.eprops), blobs(inst.estate)]
+        init = ffi.new("pe_init*")
+        init.n_devices = inst.n_devices
+        init.dev_type = ptr("uint16_t*", ll.lib.pl_dev_types(L))
+        init.out_off = ptr("uint32_t*", ll.lib.pl_out_off(L))
+        init.edges = ptr("void*", ll.lib.pl_edges(L))
+        rem = ll.lib.pl_rem_off(L)
+        init.rem_off = ptr("uint32_t*", rem) if rem != ll.ffi.NULL else ffi.NULL
+        init.rem_reg = ptr("uint16_t*", ll.lib.pl_rem_reg(L)) if rem != ll.ffi.NULL else ffi.NULL
+        if region is not None:
+            self._region = ffi.from_buffer("uint16_t[]", region)
+            init.region = self._region
+        init.my_region = my_region
+        init.n_regions = n_regions
+        init.graph_props = ffi.from_buffer(self._graph_props)
+        init.props, init.state, init.eprops, init.estate = keep
+        init.halt_dev = inst.halt if inst.halt is not None else 0xFFFFFFFF
+        init.random_order = opts.order == "random"
+        init.seed = opts.seed
+        init.max_steps = opts.max_steps
+        init.log_level = opts.level
+        return init
+
+    # ---- driving --------------------------------------------------------------------
+
+    def start(self, seconds: float = 0.0) -> int:
+        return self.lib.pe_start(self.engine, seconds)
+
+    def run(self, budget: int, seconds: float = 0.0) -> int:
+        return self.lib.pe_run(self.engine, budget, seconds)
+
+    def hardware_idle(self, seconds: float = 0.0) -> int:
+        return self.lib.pe_hardware_idle(self.engine, seconds)
+
+    def busy(self) -> bool:
+        return bool(self.lib.pe_busy(self.engine))
+
+    def inject(self, records: bytes) -> None:
+        """Incoming remote records; raises ValueError if they are malformed."""
+        err = self.lib.pe_inject(self.engine, records, len(records))
+        if err != self.ffi.NULL:
+            raise ValueError(self.ffi.string(err).decode())
+
+    def outbox(self, region: int) -> bytes:
+        """Take the packed records waiting for `region`."""
+        p = self.ffi.new("uint8_t**")
+        n = self.lib.pe_outbox(self.engine, region, p)
+        data = bytes(self.ffi.buffer(p[0], n)) if n else b""
+        self.lib.pe_outbox_clear(self.engine, region)
+        return data
+
+    def logs(self) -> list[tuple[str, int, str]]:
+        """Take the handler_log lines written since the last call."""
+        p = self.ffi.new("char**")
+        n = self.lib.pe_log_take(self.engine, p)
+        if not n:
+            return []
+        raw = bytes(self.ffi.buffer(p[0], n))
+        self.lib.pe_log_clear(self.engine)
+        out, at, ids = [], 0, self.inst.ids
+        while at < n:
+            dev, level, size = _LOG_HEAD.unpack_from(raw, at)
+            at += _LOG_HEAD.size
+            out.append((ids[dev] if dev < len(ids) else "?", level, raw[at:at + size].decode(errors="replace")))
+            at += size
+        return out
+
+    def outcome(self):
+        o = self.ffi.new("pe_outcome*")
+        self.lib.pe_get_outcome(self.engine, o)
+        return o
+
+    # ---- results --------------------------------------------------------------------
+
+    def local(self, dev: int) -> bool:
+        return self.region is None or self.region[dev] == self.my_region
+
+    def states(self) -> dict:
+        """Final state of every local device, field by field."""
+        inst = self.inst
+        types = list(inst.graph.devices.values())
+        dev_types = _loader_lib().ffi.unpack(
+            _loader_lib().lib.pl_dev_types(inst.loader), inst.n_devices) if len(types) > 1 else None
+        slots = [0] * len(types)
+        out = {}
+        for i, did in enumerate(inst.ids):
+            t = dev_types[i] if dev_types is not None else 0
+            slot = slots[t]
+            slots[t] += 1
+            dt = types[t]
+            if dt.external or not self.local(i):
+                continue
+            out[did] = dt.state.unpack(inst.state[t], slot * dt.state.size) if dt.state.size else {}
+        return out
+
+    def failure(self, o) -> str:
+        """A sentence saying why the run failed."""
+        g = self.inst.graph
+        text = self.ffi.string(o.fail_text).decode(errors="replace")
+        where = self._where(o)
+        kind = o.fail_kind
+        if kind == FAIL_ASSERT:
+            return f"assertion '{text}' failed in {where} at {g.file}:{g.line + o.fail_line - 1}"
+        if kind == FAIL_SEND_INDEX:
+            return f"{text}, in {where}"
+        if kind == FAIL_SIGNAL:
+            return f"handler crashed ({text}) in {where}"
+        if kind == FAIL_TIMEOUT:
+            return f"timed out after {self.opts.timeout:g} s" + (f", in {where}" if o.fail_handler else "")
+        if kind == FAIL_STEPS:
+            return f"step limit of {self.opts.max_steps} reached"
+        return f"{text} (device '{self._dev_id(o.fail_dev)}')"
+
+    def _dev_id(self, dev: int) -> str:
+        return self.inst.ids[dev] if dev < self.inst.n_devices else str(dev)
+
+    def _where(self, o) -> str:
+        if o.fail_handler == 0:
+            return "the psim runtime"
+        dev = self._dev_id(o.fail_dev)
+        handler = HANDLERS.get(o.fail_handler, "?")
+        dtype = self._type_of(o.fail_dev)
+        if dtype is not None and handler in ("OnSend", "OnReceive"):
+            pins = dtype.outputs if handler == "OnSend" else dtype.inputs
+            if 0 <= o.fail_pin < len(pins):
+                handler += f" of pin '{pins[o.fail_pin].name}'"
+        tname = f" (type '{dtype.id}')" if dtype is not None else ""
+        return f"device '{dev}'{tname}, handler {handler}"
+
+    def _type_of(self, dev: int):
+        if dev >= self.inst.n_devices:
+            return None
+        t = _loader_lib().lib.pl_dev_types(self.inst.loader)[dev]
+        return list(self.inst.graph.devices.values())[t]
+
+
+def _loader_lib():
+    from .build import loader_module
+    return loader_module()

@@ -1,0 +1,154 @@
+"""Running an application standalone: load, compile, drive the engine to the
+end (handler_exit, idle, or failure), and shape the result."""
+from __future__ import annotations
+
+import time
+from array import array
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from . import build
+from .compiler import compile_graph
+from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine, Options
+from .errors import BadInput
+from .reader import Instance, Source, read_graph_type, read_instance
+
+BATCH = 1 << 22            # events per call into C
+IDLE_ROUNDS = 10           # hardware-idle rounds without a send before the run ends (as the reference)
+
+LogSink = Callable[[str, int, str], None]
+
+
+class Loaded:
+    """An application read and compiled, ready to run (possibly many times)."""
+
+    def __init__(self, xml: str | Path):
+        t0 = time.perf_counter()
+        src = Source(xml)
+        graph, ns = read_graph_type(src)
+        loader = build.loader_module()
+        with ThreadPoolExecutor(1) as pool:      # g++ runs while Python reads the instance
+            compiling = pool.submit(compile_graph, graph)
+            try:
+                self.instance: Instance = read_instance(src, graph, ns, loader.lib, loader.ffi)
+            finally:
+                self.module, self.compile_seconds = compiling.result()
+        self.load_seconds = time.perf_counter() - t0
+
+    def region_array(self, rmap: dict) -> array:
+        """Region of every device from {device id: region}; unmapped devices are in region 0."""
+        inst = self.instance
+        region = array("H", bytes(2 * inst.n_devices))
+        lib, ffi = build.loader_module().lib, build.loader_module().ffi
+        for did, r in rmap.items():
+            key = str(did).encode()
+            i = lib.pl_find(inst.loader, key, len(key))
+            if i == 0xFFFFFFFF:
+                raise BadInput(f"region map names missing device '{did}'", inst.source.name)
+            if not 0 <= int(r) < 0xFFFF:
+                raise BadInput(f"region {r!r} of device '{did}' is not a small integer", inst.source.name)
+            region[i] = int(r)
+        return region
+
+    def engine(self, opts: Options, rmap: dict | None = None) -> Engine:
+        if not rmap and opts.region is None:
+            return Engine(self.module, self.instance, opts)
+        region = self.region_array(rmap or {})
+        n_regions = max(region, default=0) + 1
+        mine = opts.region or 0
+        return Engine(self.module, self.instance, opts, region, mine, max(n_regions, mine + 1))
+
+
+class Outcome:
+    def __init__(self, status: str, exit_code: int, error: str | None, hw_rounds: int, seconds: float):
+        self.status, self.exit_code, self.error = status, exit_code, error
+        self.hw_rounds, self.seconds = hw_rounds, seconds
+
+
+def drive(engine: Engine, on_log: LogSink, opts: Options) -> Outcome:
+    """Run to the end.  Hardware idle: when nothing is ready or in flight,
+    OnHardwareIdle runs everywhere; ten rounds in a row without a send end the
+    run as idle (the reference's rule).  Apps without OnHardwareIdle end at
+    the first idle."""
+    t0 = time.perf_counter()
+    deadline = t0 + opts.timeout if opts.timeout else None
+    has_hwidle = any(d.on_hardware_idle is not None for d in engine.inst.graph.devices.values())
+    quiet = rounds = 0
+
+    def remaining() -> float:
+        return max(deadline - time.perf_counter(), 1e-6) if deadline else 0.0
+
+    status = engine.start(remaining())
+    sends_at_round = engine.outcome().sends
+    while status != STOPPED:
+        _drain(engine, on_log)
+        if deadline and time.perf_counter() >= deadline:
+            status = engine.run(1, 1e-6)       # the engine records the timeout
+            continue
+        status = engine.run(BATCH, remaining())
+        if status != IDLE:
+            continue
+        if not has_hwidle:
+            break
+        sends = engine.outcome().sends
+        quiet = quiet + 1 if sends == sends_at_round and rounds else 0
+        if quiet >= IDLE_ROUNDS:
+            break
+        status = engine.hardware_idle(remaining())
+        rounds += 1
+        sends_at_round = sends
+    _drain(engine, on_log)
+    o = engine.outcome()
+    seconds = time.perf_counter() - t0
+    if o.stop == STOP_FAIL:
+        return Outcome("failed", o.exit_code or 1, engine.failure(o), rounds, seconds)
+    if o.stop == STOP_EXIT:
+        return Outcome("exit", o.exit_code, None, rounds, seconds)
+    return Outcome("idle", 0, None, rounds, seconds)
+
+
+def _drain(engine: Engine, on_log: LogSink) -> None:
+    for dev, level, text in engine.logs():
+        on_log(dev, level, text)
+
+
+def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None) -> dict:
+    o = engine.outcome()
+    inst = loaded.instance
+    metrics = {
+        "Delivered messages": o.delivered,
+        "Sends": o.sends,
+        "Cancelled sends": o.cancelled,
+        "Device idle calls": o.devidle_calls,
+        "Hardware idle rounds": out.hw_rounds,
+        "Steps": o.steps,
+        "Exit code": out.exit_code,
+        "Devices": inst.n_devices,
+        "Edges": inst.n_edges,
+        "Load time (s)": round(loaded.load_seconds, 4),
+        "Compile time (s)": round(loaded.compile_seconds, 4),
+        "Run time (s)": round(out.seconds, 4),
+    }
+    if engine.region is not None:
+        metrics.update({"Region": engine.my_region, "Remote messages sent": o.remote_sent,
+                        "Remote messages received": o.remote_received, "Remote bytes": o.remote_bytes})
+    res = {"states": engine.states(), "metrics": metrics, "status": out.status}
+    if log is not None:
+        res["log"] = [list(entry) for entry in log]
+    if out.error:
+        res["error"] = out.error
+    return res
+
+
+def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None) -> dict:
+    """Run a POETS application and return its result:
+    {"states": {device: {field: value}}, "metrics": {...}, "log": [...],
+     "status": "exit" | "idle" | "failed", "error": "..." (when failed)}.
+    Raises BadInput for a bad application file."""
+    opts = Options.from_dict(options)
+    loaded = Loaded(xml)
+    engine = loaded.engine(opts, rmap)
+    log: list = []
+    out = drive(engine, lambda d, lv, t: log.append((d, lv, t)), opts)
+    return result(loaded, engine, out, log)

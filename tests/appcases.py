@@ -1,0 +1,41 @@
+"""The applications in tests/apps and what their checkers expect."""
+import importlib.util
+from pathlib import Path
+
+APPS_DIR = Path(__file__).parent / "apps"
+APPS = sorted(APPS_DIR.glob("*.xml"))
+BAD = sorted((APPS_DIR / "bad").glob("*.xml"))
+
+
+def checker(app: Path):
+    spec = importlib.util.spec_from_file_location(f"check_{app.stem}", app.with_suffix(".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check(app: Path, result: dict) -> None:
+    """Assert the run ended as the checker expects and pass every check_*."""
+    module = checker(app)
+    expected = getattr(module, "expect_status", "exit")
+    assert result["status"] == expected, result.get("error")
+    checks = [f for name, f in vars(module).items() if name.startswith("check_")]
+    assert checks, f"{app.name} has no check_* functions"
+    for f in checks:
+        f(result)
+
+
+def schedule_independent(app: Path) -> bool:
+    return getattr(checker(app), "schedule_independent", True)
+
+
+def options(app: Path) -> dict:
+    return dict(getattr(checker(app), "options", {}))
+
+
+def expectations(bad: Path) -> list[str]:
+    """The `<!-- expect: a | b -->` parts on a bad file's second line."""
+    line = bad.read_text().splitlines()[1]
+    assert "expect:" in line, f"{bad.name}: second line must be <!-- expect: ... -->"
+    body = line.split("expect:", 1)[1].rsplit("-->", 1)[0]
+    return [part.strip() for part in body.split(" | ") if part.strip()]
