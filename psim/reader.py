@@ -16,8 +16,10 @@ from __future__ import annotations
 import gzip
 import io
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 from lxml import etree
@@ -137,51 +139,102 @@ class InstanceBuilder:
         self.inst.graph_props = graph.props.default
         self.caches: dict = {}
         self.in_instance = False
-        self.elem = None           # the DevI/ExtI/EdgeI being read: [kind, attrib, P text, S text]
+        self.in_properties = False
+        self.edge_tag = ns + "EdgeI"
+        # the device being read as [external, id, type, P, S]; the P and S of
+        # the last edge; pending: one of those, or text, waits to be used
+        self.elem = None
+        self.edge_text: list[str | None] = [None, None]
+        self.edges_before = 0      # edges read before the last other element
+        self.pending = False
         self.text: list[str] | None = None
+        self.text_slot = False
         self.chunk_ids: list[str] = []
         self.chunk_types = array("H")
         self.paths: list[str] = []
         self.send_index: list[int] | None = None
         self.edge_values: list[tuple[int, str | None, str | None]] = []
         self.edge_pending: dict[int, list[tuple[int, bytes, bytes | None]]] = {}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="pstack-loader")
+        self.jobs: list = []
 
     # ---- parser target -----------------------------------------------------------
+    # Only start() and data(): lxml calls every method a target has for every
+    # element, and end() would double the calls.  An element's P/S text is
+    # complete when the next element starts, so that is when it is used.
 
-    def start(self, tag, attrib):
+    def target(self):
+        """The parser target: the edge path (most elements) as a closure over
+        locals, the rest in other_start."""
+        edge_tag, paths, other = self.edge_tag, self.paths, self.other_start
+
+        def start(tag, attrib):
+            if tag == edge_tag:
+                if self.pending:
+                    self.finish_element()
+                if len(paths) >= CHUNK:
+                    self.flush_edges()
+                if len(attrib) > 1:
+                    self.edge_attributes(attrib)
+                elif self.send_index is not None:
+                    self.send_index.append(-1)
+                paths.append(attrib.get("path"))
+            else:
+                other(tag, attrib)
+
+        return SimpleNamespace(start=start, data=self.data, close=self.close)
+
+    def other_start(self, tag, attrib):
         t = self.T
-        if tag == t["EdgeI"] or tag == t["DevI"] or tag == t["ExtI"]:
-            self.elem = [tag, attrib, attrib.get("P"), attrib.get("S")]
-        elif (tag == t["P"] or tag == t["S"]) and self.elem is not None:
-            self.text = []
+        if tag == t["P"] or tag == t["S"]:
+            self.end_text()
+            last_edge = self.inst.n_edges + len(self.paths) > self.edges_before
+            if self.elem is not None or last_edge:
+                self.text, self.text_slot, self.pending = [], tag == t["S"], True
+            return
+        self.finish_element()
+        self.edges_before = self.inst.n_edges + len(self.paths)
+        if tag == t["DevI"] or tag == t["ExtI"]:
+            self.elem = [tag == t["ExtI"], attrib.get("id"), attrib.get("type"), attrib.get("P"), attrib.get("S")]
+            self.pending = True
         elif tag == t["GraphInstance"]:
             self.begin_instance(attrib)
-        elif tag == t["Properties"] and self.in_instance and self.elem is None:
-            self.text = []
+        elif tag == t["Properties"] and self.in_instance and not self.inst.ids and not self.chunk_ids:
+            self.text, self.in_properties, self.pending = [], True, True
 
     def data(self, text):
         if self.text is not None:
             self.text.append(text)
 
-    def end(self, tag):
-        t = self.T
-        if tag == t["EdgeI"]:
-            self.edge(self.elem)
-            self.elem = None
-        elif tag == t["DevI"] or tag == t["ExtI"]:
-            self.device(self.elem, external=tag == t["ExtI"])
-            self.elem = None
-        elif (tag == t["P"] or tag == t["S"]) and self.elem is not None:
-            self.elem[2 if tag == t["P"] else 3] = "".join(self.text)
-            self.text = None
-        elif tag == t["Properties"] and self.in_instance and self.text is not None:
-            self.inst.graph_props = self.pack(self.g.props, json_value("".join(self.text)), "graph properties")
-            self.text = None
-        elif tag == t["GraphInstance"]:
-            self.in_instance = False
-
     def close(self):
+        self.finish_element()
         return self.inst
+
+    def end_text(self) -> None:
+        """The P or S (or graph Properties) text being read is complete."""
+        if self.text is None:
+            return
+        text = "".join(self.text)
+        self.text = None
+        if self.in_properties:
+            self.in_properties = False
+            if not self.v4:
+                self.inst.graph_props = self.pack(self.g.props, json_value(text), "graph properties")
+        elif self.elem is not None:
+            self.elem[4 if self.text_slot else 3] = text
+        else:
+            self.edge_text[self.text_slot] = text
+
+    def finish_element(self) -> None:
+        """The element before the one starting now is complete: use it."""
+        self.end_text()
+        self.pending = False
+        if self.elem is not None:
+            elem, self.elem = self.elem, None
+            self.device(*elem)
+        elif self.edge_text != [None, None]:
+            self.edge_values.append((len(self.paths) - 1, *self.edge_text))
+            self.edge_text = [None, None]
 
     # ---- elements -----------------------------------------------------------------
 
@@ -197,14 +250,13 @@ class InstanceBuilder:
         if self.v4 and attrib.get("P"):
             self.inst.graph_props = self.pack(self.g.props, c_value(attrib["P"]), "graph properties")
 
-    def device(self, elem, external: bool) -> None:
-        _, attrib, ptext, stext = elem
-        did, tname = attrib.get("id"), attrib.get("type")
+    def device(self, external: bool, did: str, tname: str, ptext: str | None, stext: str | None) -> None:
         tix = self.type_index.get(tname)
-        what = "ExtI" if external else "DevI"
         if tix is None:
+            what = "ExtI" if external else "DevI"
             raise self.bad_elem(what, "id", did, f"device '{did}' has unknown device type '{tname}'")
         dt = self.types[tix]
+        what = "ExtI" if external else "DevI"
         if dt.external != external:
             raise self.bad_elem(what, "id", did, f"device '{did}': type '{tname}' is "
                                 f"{'an ExternalType: use <ExtI>' if dt.external else 'not an ExternalType'}")
@@ -213,10 +265,9 @@ class InstanceBuilder:
                 raise Unsupported(f"external device '{did}': only the '{HALT}' external is supported yet",
                                   self.src.name, self._line("ExtI", "id", did))
             self.inst.halt = len(self.inst.ids) + len(self.chunk_ids)
-        props, state = self.inst.props[tix], self.inst.state[tix]
         try:
-            props += self.value(dt.props, ptext, ("P", tix))
-            state += self.value(dt.state, stext, ("S", tix))
+            self.inst.props[tix] += self.value(dt.props, ptext, ("P", tix)) if ptext else dt.props.default
+            self.inst.state[tix] += self.value(dt.state, stext, ("S", tix)) if stext else dt.state.default
         except BadInput as e:
             raise self.bad_elem(what, "id", did, f"device '{did}': {e.detail}") from None
         self.chunk_ids.append(did)
@@ -224,11 +275,8 @@ class InstanceBuilder:
         if len(self.chunk_ids) >= CHUNK:
             self.flush_devices()
 
-    def edge(self, elem) -> None:
-        _, attrib, ptext, stext = elem
-        path = attrib.get("path")
-        if path is None:
-            raise self.src.bad("<EdgeI> without a path attribute")
+    def edge_attributes(self, attrib) -> None:
+        """sendIndex, and v4 P and S attributes, of an edge."""
         si = attrib.get("sendIndex")
         if si is not None:
             if self.send_index is None:
@@ -236,14 +284,11 @@ class InstanceBuilder:
             try:
                 self.send_index.append(int(si))
             except ValueError:
+                path = attrib.get("path")
                 raise self.bad_elem("EdgeI", "path", path, f"edge '{path}': sendIndex '{si}' is not an integer")
-        elif self.send_index is not None:
-            self.send_index.append(-1)
-        if ptext is not None or stext is not None:
-            self.edge_values.append((len(self.paths), ptext, stext))
-        self.paths.append(path)
-        if len(self.paths) >= CHUNK:
-            self.flush_edges()
+        if self.v4 and (attrib.get("P") or attrib.get("S")):
+            self.edge_text = [attrib.get("P"), attrib.get("S")]
+            self.pending = True
 
     # ---- values ---------------------------------------------------------------------
 
@@ -270,36 +315,55 @@ class InstanceBuilder:
 
     # ---- handing chunks to the C loader ----------------------------------------------------
 
+    # The C loader works in a thread of its own (cffi releases the GIL), so it
+    # indexes one chunk while Python parses the next.  Its errors surface at
+    # the next flush or at the end.
+
+    def later(self, fn, *args) -> None:
+        self.settle()
+        self.jobs.append(self.pool.submit(fn, *args))
+
+    def settle(self, wait: bool = False) -> None:
+        while self.jobs and (wait or self.jobs[0].done()):
+            self.jobs.pop(0).result()            # re-raises the chunk's BadInput
+
     def flush_devices(self) -> None:
         if not self.chunk_ids:
             return
-        blob = "\n".join(self.chunk_ids).encode()
-        dup = self.lib.pl_add_devices(self.loader, blob, len(blob), self.ffi.from_buffer("uint16_t[]", self.chunk_types),
-                                      len(self.chunk_ids))
+        ids, types = self.chunk_ids, self.chunk_types
+        self.inst.ids += ids
+        self.chunk_ids, self.chunk_types = [], array("H")
+        self.later(self._add_devices, "\n".join(ids).encode(), ids, types)
+
+    def _add_devices(self, blob: bytes, ids: list[str], types: array) -> None:
+        dup = self.lib.pl_add_devices(self.loader, blob, len(blob), self.ffi.from_buffer("uint16_t[]", types), len(ids))
         if dup >= 0:
-            did = self.chunk_ids[dup]
-            raise self.bad_elem("DevI", "id", did, f"duplicate device id '{did}'", occurrence=2)
-        self.inst.ids += self.chunk_ids
-        self.chunk_ids = []
-        self.chunk_types = array("H")
+            raise self.bad_elem("DevI", "id", ids[dup], f"duplicate device id '{ids[dup]}'", occurrence=2)
 
     def flush_edges(self) -> None:
         self.flush_devices()
         if not self.paths:
             return
+        if None in self.paths:
+            e = self.inst.n_edges + self.paths.index(None)
+            raise self.src.bad("<EdgeI> without a path attribute", find_line(self.src, self.edge_tag, lambda el: True, e + 1))
+        paths = self.paths[:]
+        sidx = array("q", self.send_index) if self.send_index else None
+        job = (self._add_edges, "\n".join(paths).encode(), paths, sidx, self.edge_values, self.inst.n_edges)
+        self.inst.n_edges += len(paths)
+        self.paths.clear()      # in place: the parser target holds this list
+        self.send_index, self.edge_values = None, []
+        self.later(*job)
+
+    def _add_edges(self, blob: bytes, paths: list[str], sidx: array | None, values: list, base: int) -> None:
         lib, ffi = self.lib, self.ffi
-        blob = "\n".join(self.paths).encode()
         err = ffi.new("int*")
-        sidx = ffi.from_buffer("int64_t[]", array("q", self.send_index)) if self.send_index else ffi.NULL
-        bad = lib.pl_add_edges(self.loader, blob, len(blob), sidx, len(self.paths), err)
+        bad = lib.pl_add_edges(self.loader, blob, len(blob), ffi.from_buffer("int64_t[]", sidx) if sidx else ffi.NULL,
+                               len(paths), err)
         if bad >= 0:
-            path = self.paths[bad]
-            raise self.bad_elem("EdgeI", "path", path, _edge_error(err[0], path, self))
-        base = self.inst.n_edges
-        for i, ptext, stext in self.edge_values:
-            self.edge_value(base + i, self.paths[i], ptext, stext)
-        self.inst.n_edges += len(self.paths)
-        self.paths, self.send_index, self.edge_values = [], None, []
+            raise self.bad_elem("EdgeI", "path", paths[bad], _edge_error(err[0], paths[bad], self))
+        for i, ptext, stext in values:
+            self.edge_value(base + i, paths[i], ptext, stext)
 
     def edge_value(self, e: int, path: str, ptext: str | None, stext: str | None) -> None:
         kind = self.lib.pl_edge_kind(self.loader, e)
@@ -319,6 +383,7 @@ class InstanceBuilder:
     def finish(self) -> Instance:
         self.flush_edges()
         self.flush_devices()
+        self.settle(wait=True)
         if not self.inst.id and not self.inst.ids:
             raise self.src.bad("no <GraphInstance> in file")
         for pin in self.g.edge_pins:
@@ -399,8 +464,8 @@ def _edge_error(code: int, path: str, b: InstanceBuilder) -> str:
 def read_instance(src: Source, graph: GraphType, ns: str, lib, ffi) -> Instance:
     """Pass 2: the instance into flat arrays and the C loader."""
     builder = InstanceBuilder(src, graph, ns, lib, ffi)
-    parser = etree.XMLParser(target=builder, huge_tree=True)
-    with src.open() as f:
+    parser = etree.XMLParser(target=builder.target(), huge_tree=True)
+    with src.open() as f, builder.pool:
         try:
             while True:
                 block = f.read(1 << 20)
@@ -408,6 +473,6 @@ def read_instance(src: Source, graph: GraphType, ns: str, lib, ffi) -> Instance:
                     break
                 parser.feed(block)
             parser.close()
+            return builder.finish()
         except etree.XMLSyntaxError as e:
             raise src.syntax(e) from None
-    return builder.finish()

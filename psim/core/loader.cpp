@@ -51,8 +51,7 @@ struct pl_loader {
     // edges in file order
     std::vector<uint32_t> src, dst, slot;
     std::vector<uint16_t> spin, dpin;
-    std::vector<int64_t> sidx;
-    std::vector<int32_t> ekind;
+    std::vector<int32_t> sidx;      // empty until an edge has a sendIndex
     std::vector<uint32_t> kind_count;
     // the CSR
     std::vector<uint32_t> out_off, rem_off;
@@ -144,12 +143,13 @@ static int add_edge(pl_loader* L, const char* s, size_t n, int64_t send_index) {
     if (!out) return PL_E_SRC_PIN;
     if (in->message != out->message) return PL_E_MESSAGE;
     if (send_index >= 0 && !out->kind) return PL_E_SEND_INDEX_BROADCAST;
+    if (send_index > INT32_MAX) return PL_E_SEND_INDEX_RANGE;
     L->dst.push_back(d);
     L->dpin.push_back(in->index);
     L->src.push_back(sdev);
     L->spin.push_back(out->index);
-    L->sidx.push_back(send_index);
-    L->ekind.push_back(in->kind);
+    if (send_index >= 0 && L->sidx.empty()) L->sidx.assign(L->src.size() - 1, -1);
+    if (!L->sidx.empty()) L->sidx.push_back((int32_t)send_index);
     L->slot.push_back(in->kind >= 0 ? L->kind_count[in->kind]++ : 0);
     return 0;
 }
@@ -171,7 +171,9 @@ extern "C" int64_t pl_add_edges(pl_loader* L, const char* paths, size_t len, con
 extern "C" uint32_t pl_n_devices(pl_loader* L) { return (uint32_t)L->id_at.size(); }
 extern "C" uint64_t pl_n_edges(pl_loader* L) { return L->src.size() ? L->src.size() : L->edges.size(); }
 extern "C" uint32_t pl_kind_count(pl_loader* L, uint32_t kind) { return L->kind_count[kind]; }
-extern "C" int32_t pl_edge_kind(pl_loader* L, uint64_t e) { return L->ekind[e]; }
+extern "C" int32_t pl_edge_kind(pl_loader* L, uint64_t e) {
+    return L->types[L->dev_type[L->dst[e]]].in[L->dpin[e]].kind;
+}
 extern "C" uint32_t pl_edge_slot(pl_loader* L, uint64_t e) { return L->slot[e]; }
 extern "C" const uint16_t* pl_dev_types(pl_loader* L) { return L->dev_type.data(); }
 extern "C" const uint32_t* pl_out_off(pl_loader* L) { return L->out_off.data(); }
@@ -187,6 +189,7 @@ static int64_t order_edges(pl_loader* L, std::vector<uint64_t>& order, int* err)
     for (uint64_t k = 0; k < keys; k++) {
         const uint64_t lo = L->out_off[k], hi = L->out_off[k + 1];
         size_t with = 0;
+        if (L->sidx.empty()) break;
         for (uint64_t j = lo; j < hi; j++) with += L->sidx[order[j]] >= 0;
         if (with == 0) continue;                      // file order
         by_index.assign(hi - lo, -1);
@@ -240,6 +243,6 @@ extern "C" int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_r
     std::vector<uint32_t>().swap(L->dst);
     std::vector<uint16_t>().swap(L->spin);
     std::vector<uint16_t>().swap(L->dpin);
-    std::vector<int64_t>().swap(L->sidx);
+    std::vector<int32_t>().swap(L->sidx);
     return -1;
 }
