@@ -128,7 +128,7 @@ class InstanceBuilder:
     def __init__(self, src: Source, graph: GraphType, ns: str, lib, ffi):
         self.src, self.g, self.lib, self.ffi = src, graph, lib, ffi
         self.v4 = graph.version >= 4
-        t = {n: ns + n for n in ("DevI", "ExtI", "EdgeI", "P", "S", "GraphInstance", "Properties")}
+        t = {n: ns + n for n in ("DevI", "ExtI", "EdgeI", "P", "S", "M", "GraphInstance", "Properties")}
         self.T = t
         self.types = list(graph.devices.values())
         self.type_index = {d.id: d.index for d in self.types}
@@ -138,40 +138,42 @@ class InstanceBuilder:
                              props=[bytearray() for _ in self.types], state=[bytearray() for _ in self.types])
         self.inst.graph_props = graph.props.default
         self.caches: dict = {}
+        self.external_types = {d.index for d in self.types if d.external}
         self.in_instance = False
-        self.in_properties = False
-        self.edge_tag = ns + "EdgeI"
-        # the device being read as [external, id, type, P, S]; the P and S of
-        # the last edge; pending: one of those, or text, waits to be used
-        self.elem = None
-        self.edge_text: list[str | None] = [None, None]
-        self.edges_before = 0      # edges read before the last other element
-        self.pending = False
-        self.text: list[str] | None = None
-        self.text_slot = False
-        self.chunk_ids: list[str] = []
-        self.chunk_types = array("H")
+        self.edge_tag, self.dev_tag = ns + "EdgeI", ns + "DevI"
+        # the chunk of devices read: ids, type names, P and S (attribute or
+        # child text), which are ExtI
+        self.ids: list[str] = []
+        self.tnames: list[str] = []
+        self.dev_p: list[str | None] = []
+        self.dev_s: list[str | None] = []
+        self.dev_ext: set[int] = set()
+        # the chunk of edges read: paths, sendIndex, {index: [P, S]}
         self.paths: list[str] = []
         self.send_index: list[int] | None = None
-        self.edge_values: list[tuple[int, str | None, str | None]] = []
+        self.edge_values: dict[int, list[str | None]] = {}
         self.edge_pending: dict[int, list[tuple[int, bytes, bytes | None]]] = {}
+        # text being read: a P or S of the last device or edge, or the graph's Properties
+        self.last: str | None = None        # "device" or "edge": owner of a P or S child
+        self.text: list[str] | None = None
+        self.text_owner, self.text_slot = "", 0
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="pstack-loader")
         self.jobs: list = []
 
     # ---- parser target -----------------------------------------------------------
     # Only start() and data(): lxml calls every method a target has for every
-    # element, and end() would double the calls.  An element's P/S text is
-    # complete when the next element starts, so that is when it is used.
+    # element, and end() would double the calls.  A P or S text is complete
+    # when the next element starts.  Edges and devices, nearly every element,
+    # take a short path through a closure over locals.
 
     def target(self):
-        """The parser target: the edge path (most elements) as a closure over
-        locals, the rest in other_start."""
-        edge_tag, paths, other = self.edge_tag, self.paths, self.other_start
+        edge_tag, dev_tag, other = self.edge_tag, self.dev_tag, self.other_start
+        paths, ids, tnames, dev_p, dev_s = self.paths, self.ids, self.tnames, self.dev_p, self.dev_s
 
         def start(tag, attrib):
+            if self.text is not None:
+                self.end_text()
             if tag == edge_tag:
-                if self.pending:
-                    self.finish_element()
                 if len(paths) >= CHUNK:
                     self.flush_edges()
                 if len(attrib) > 1:
@@ -179,35 +181,42 @@ class InstanceBuilder:
                 elif self.send_index is not None:
                     self.send_index.append(-1)
                 paths.append(attrib.get("path"))
+                self.last = "edge"
+            elif tag == dev_tag:
+                if len(ids) >= CHUNK:
+                    self.flush_devices()
+                ids.append(attrib.get("id"))
+                tnames.append(attrib.get("type"))
+                dev_p.append(attrib.get("P"))
+                dev_s.append(attrib.get("S"))
+                self.last = "device"
             else:
                 other(tag, attrib)
 
+        self.target_start = start
         return SimpleNamespace(start=start, data=self.data, close=self.close)
 
     def other_start(self, tag, attrib):
         t = self.T
         if tag == t["P"] or tag == t["S"]:
-            self.end_text()
-            last_edge = self.inst.n_edges + len(self.paths) > self.edges_before
-            if self.elem is not None or last_edge:
-                self.text, self.text_slot, self.pending = [], tag == t["S"], True
-            return
-        self.finish_element()
-        self.edges_before = self.inst.n_edges + len(self.paths)
-        if tag == t["DevI"] or tag == t["ExtI"]:
-            self.elem = [tag == t["ExtI"], attrib.get("id"), attrib.get("type"), attrib.get("P"), attrib.get("S")]
-            self.pending = True
+            if self.last:
+                self.text, self.text_owner, self.text_slot = [], self.last, int(tag == t["S"])
+        elif tag == t["ExtI"]:
+            self.target_start(self.dev_tag, attrib)
+            self.dev_ext.add(len(self.ids) - 1)
         elif tag == t["GraphInstance"]:
             self.begin_instance(attrib)
-        elif tag == t["Properties"] and self.in_instance and not self.inst.ids and not self.chunk_ids:
-            self.text, self.in_properties, self.pending = [], True, True
+        elif tag == t["Properties"] and self.in_instance and not self.inst.ids and not self.ids:
+            self.text, self.text_owner = [], "graph"
+        elif tag != t["M"]:
+            self.last = None
 
     def data(self, text):
         if self.text is not None:
             self.text.append(text)
 
     def close(self):
-        self.finish_element()
+        self.end_text()
         return self.inst
 
     def end_text(self) -> None:
@@ -216,25 +225,13 @@ class InstanceBuilder:
             return
         text = "".join(self.text)
         self.text = None
-        if self.in_properties:
-            self.in_properties = False
+        if self.text_owner == "graph":
             if not self.v4:
                 self.inst.graph_props = self.pack(self.g.props, json_value(text), "graph properties")
-        elif self.elem is not None:
-            self.elem[4 if self.text_slot else 3] = text
+        elif self.text_owner == "device":
+            (self.dev_s if self.text_slot else self.dev_p)[-1] = text
         else:
-            self.edge_text[self.text_slot] = text
-
-    def finish_element(self) -> None:
-        """The element before the one starting now is complete: use it."""
-        self.end_text()
-        self.pending = False
-        if self.elem is not None:
-            elem, self.elem = self.elem, None
-            self.device(*elem)
-        elif self.edge_text != [None, None]:
-            self.edge_values.append((len(self.paths) - 1, *self.edge_text))
-            self.edge_text = [None, None]
+            self.edge_values.setdefault(len(self.paths) - 1, [None, None])[self.text_slot] = text
 
     # ---- elements -----------------------------------------------------------------
 
@@ -250,30 +247,48 @@ class InstanceBuilder:
         if self.v4 and attrib.get("P"):
             self.inst.graph_props = self.pack(self.g.props, c_value(attrib["P"]), "graph properties")
 
-    def device(self, external: bool, did: str, tname: str, ptext: str | None, stext: str | None) -> None:
-        tix = self.type_index.get(tname)
-        if tix is None:
-            what = "ExtI" if external else "DevI"
-            raise self.bad_elem(what, "id", did, f"device '{did}' has unknown device type '{tname}'")
-        dt = self.types[tix]
-        what = "ExtI" if external else "DevI"
-        if dt.external != external:
-            raise self.bad_elem(what, "id", did, f"device '{did}': type '{tname}' is "
-                                f"{'an ExternalType: use <ExtI>' if dt.external else 'not an ExternalType'}")
-        if external:
-            if did != HALT:
-                raise Unsupported(f"external device '{did}': only the '{HALT}' external is supported yet",
-                                  self.src.name, self._line("ExtI", "id", did))
-            self.inst.halt = len(self.inst.ids) + len(self.chunk_ids)
+    def device_types(self) -> array:
+        """Type index of each device in the chunk; externals checked."""
         try:
-            self.inst.props[tix] += self.value(dt.props, ptext, ("P", tix)) if ptext else dt.props.default
-            self.inst.state[tix] += self.value(dt.state, stext, ("S", tix)) if stext else dt.state.default
-        except BadInput as e:
-            raise self.bad_elem(what, "id", did, f"device '{did}': {e.detail}") from None
-        self.chunk_ids.append(did)
-        self.chunk_types.append(tix)
-        if len(self.chunk_ids) >= CHUNK:
-            self.flush_devices()
+            tix = array("H", map(self.type_index.__getitem__, self.tnames))
+        except KeyError:
+            i = next(i for i, n in enumerate(self.tnames) if n not in self.type_index)
+            raise self.bad_device(i, f"unknown device type '{self.tnames[i]}'") from None
+        if self.external_types or self.dev_ext:
+            for i, t in enumerate(tix):
+                ext = i in self.dev_ext
+                if (t in self.external_types) != ext:
+                    raise self.bad_device(i, f"type '{self.tnames[i]}' is " +
+                                          ("not an ExternalType" if ext else "an ExternalType: use <ExtI>"))
+                if ext and self.ids[i] != HALT:
+                    raise Unsupported(f"external device '{self.ids[i]}': only the '{HALT}' external is "
+                                      "supported yet", self.src.name, self._line("ExtI", "id", self.ids[i]))
+                if ext:
+                    self.inst.halt = len(self.inst.ids) + i
+        return tix
+
+    def device_values(self, tix: array) -> None:
+        """Append the chunk's properties and state to the per-type arrays."""
+        props, state = self.inst.props, self.inst.state
+        n = len(tix)
+        if self.dev_p.count(None) == n and self.dev_s.count(None) == n:     # no values: bulk
+            for t, dt in enumerate(self.types):
+                count = tix.count(t) if len(self.types) > 1 else n
+                props[t] += dt.props.default * count
+                state[t] += dt.state.default * count
+            return
+        for i, t in enumerate(tix):
+            dt = self.types[t]
+            try:
+                props[t] += self.value(dt.props, self.dev_p[i], ("P", t))
+                state[t] += self.value(dt.state, self.dev_s[i], ("S", t))
+            except BadInput as e:
+                raise self.bad_device(i, e.detail) from None
+
+    def bad_device(self, i: int, detail: str) -> BadInput:
+        did = self.ids[i]
+        tag = "ExtI" if i in self.dev_ext else "DevI"
+        return self.bad_elem(tag, "id", did, f"device '{did}': {detail}")
 
     def edge_attributes(self, attrib) -> None:
         """sendIndex, and v4 P and S attributes, of an edge."""
@@ -287,8 +302,7 @@ class InstanceBuilder:
                 path = attrib.get("path")
                 raise self.bad_elem("EdgeI", "path", path, f"edge '{path}': sendIndex '{si}' is not an integer")
         if self.v4 and (attrib.get("P") or attrib.get("S")):
-            self.edge_text = [attrib.get("P"), attrib.get("S")]
-            self.pending = True
+            self.edge_values[len(self.paths)] = [attrib.get("P"), attrib.get("S")]
 
     # ---- values ---------------------------------------------------------------------
 
@@ -328,12 +342,16 @@ class InstanceBuilder:
             self.jobs.pop(0).result()            # re-raises the chunk's BadInput
 
     def flush_devices(self) -> None:
-        if not self.chunk_ids:
+        if not self.ids:
             return
-        ids, types = self.chunk_ids, self.chunk_types
+        tix = self.device_types()
+        self.device_values(tix)
+        ids = self.ids[:]
         self.inst.ids += ids
-        self.chunk_ids, self.chunk_types = [], array("H")
-        self.later(self._add_devices, "\n".join(ids).encode(), ids, types)
+        for chunk in (self.ids, self.tnames, self.dev_p, self.dev_s):
+            chunk.clear()       # in place: the parser target holds these lists
+        self.dev_ext.clear()
+        self.later(self._add_devices, "\n".join(ids).encode(), ids, tix)
 
     def _add_devices(self, blob: bytes, ids: list[str], types: array) -> None:
         dup = self.lib.pl_add_devices(self.loader, blob, len(blob), self.ffi.from_buffer("uint16_t[]", types), len(ids))
@@ -352,17 +370,17 @@ class InstanceBuilder:
         job = (self._add_edges, "\n".join(paths).encode(), paths, sidx, self.edge_values, self.inst.n_edges)
         self.inst.n_edges += len(paths)
         self.paths.clear()      # in place: the parser target holds this list
-        self.send_index, self.edge_values = None, []
+        self.send_index, self.edge_values = None, {}
         self.later(*job)
 
-    def _add_edges(self, blob: bytes, paths: list[str], sidx: array | None, values: list, base: int) -> None:
+    def _add_edges(self, blob: bytes, paths: list[str], sidx: array | None, values: dict, base: int) -> None:
         lib, ffi = self.lib, self.ffi
         err = ffi.new("int*")
         bad = lib.pl_add_edges(self.loader, blob, len(blob), ffi.from_buffer("int64_t[]", sidx) if sidx else ffi.NULL,
                                len(paths), err)
         if bad >= 0:
             raise self.bad_elem("EdgeI", "path", paths[bad], _edge_error(err[0], paths[bad], self))
-        for i, ptext, stext in values:
+        for i, (ptext, stext) in values.items():
             self.edge_value(base + i, paths[i], ptext, stext)
 
     def edge_value(self, e: int, path: str, ptext: str | None, stext: str | None) -> None:

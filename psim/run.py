@@ -31,7 +31,9 @@ class Loaded:
         with ThreadPoolExecutor(1) as pool:      # g++ runs while Python reads the instance
             compiling = pool.submit(compile_graph, graph)
             try:
+                t1 = time.perf_counter()
                 self.instance: Instance = read_instance(src, graph, ns, loader.lib, loader.ffi)
+                self.read_seconds = time.perf_counter() - t1
             finally:
                 self.module, self.compile_seconds = compiling.result()
         self.load_seconds = time.perf_counter() - t0
