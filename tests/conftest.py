@@ -1,6 +1,7 @@
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+for path in (HERE.parent, HERE / "psim"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))

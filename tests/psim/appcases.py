@@ -2,7 +2,7 @@
 import importlib.util
 from pathlib import Path
 
-APPS_DIR = Path(__file__).parent / "apps"
+APPS_DIR = Path(__file__).parent.parent / "apps"
 APPS = sorted(APPS_DIR.glob("*.xml"))
 BAD = sorted((APPS_DIR / "bad").glob("*.xml"))
 
