@@ -37,6 +37,7 @@ class Loaded:
             finally:
                 self.module, self.compile_seconds = compiling.result()
         self.load_seconds = time.perf_counter() - t0
+        self.used = False
 
     def region_array(self, rmap: dict) -> array:
         """Region of every device from {device id: region}; unmapped devices are in region 0."""
@@ -54,6 +55,11 @@ class Loaded:
         return region
 
     def engine(self, opts: Options, rmap: dict | None = None) -> Engine:
+        """The engine for this instance (or one region of it).  Only one: it
+        runs on the instance's own arrays."""
+        if self.used:
+            raise RuntimeError("Loaded.engine() gives one engine per load; load again for another")
+        self.used = True
         if not rmap and opts.region is None:
             return Engine(self.module, self.instance, opts)
         region = self.region_array(rmap or {})
