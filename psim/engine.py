@@ -62,8 +62,8 @@ class Engine:
     def _edge_order_error(self, edge: int):
         src = self.inst.source
         line = find_line(src, self.inst.ns + "EdgeI", lambda el: True, edge + 1)
-        raise BadInput("the sendIndex attributes of an indexed pin's edges must number its edges 0..n-1 "
-                       "once each, on every edge of that pin", src.name, line)
+        raise BadInput("the sendIndex attributes of an indexed pin's edges must number them 0..n-1, "
+                       "each once", src.name, line)
 
     def _init(self, region, my_region: int, n_regions: int):
         ffi, inst, opts = self.ffi, self.inst, self.opts

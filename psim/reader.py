@@ -472,8 +472,6 @@ def _edge_error(code: int, path: str, b: InstanceBuilder) -> str:
                 f"'{dst_pin}' (message type '{d.message.id}')")
     if code == lib.PL_E_SEND_INDEX_BROADCAST:
         return f"edge '{path}' has a sendIndex, but output pin '{src_pin}' is not indexed"
-    if code == lib.PL_E_SEND_INDEX_MIXED:
-        return f"edge '{path}' has no sendIndex, but other edges of '{src_dev}:{src_pin}' have one"
     if code == lib.PL_E_SEND_INDEX_RANGE:
         return f"edge '{path}': sendIndex is not below the number of edges of '{src_dev}:{src_pin}'"
     return f"edge '{path}': sendIndex is used twice on '{src_dev}:{src_pin}'"

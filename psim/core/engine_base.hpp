@@ -3,6 +3,7 @@
 // the application's own code; engine_loop.hpp adds the event loop.
 #pragma once
 #include <cstdint>
+#include <cstddef>
 #include <cstring>
 #include <cstdio>
 #include <cstdarg>

@@ -51,7 +51,8 @@ struct pl_loader {
     // edges in file order
     std::vector<uint32_t> src, dst, slot;
     std::vector<uint16_t> spin, dpin;
-    std::vector<int32_t> sidx;      // empty until an edge has a sendIndex
+    std::vector<int32_t> sidx;      // per edge, once any edge has a sendIndex
+    bool has_sidx = false;
     std::vector<uint32_t> kind_count;
     // the CSR
     std::vector<uint32_t> out_off, rem_off;
@@ -148,8 +149,11 @@ static int add_edge(pl_loader* L, const char* s, size_t n, int64_t send_index) {
     L->dpin.push_back(in->index);
     L->src.push_back(sdev);
     L->spin.push_back(out->index);
-    if (send_index >= 0 && L->sidx.empty()) L->sidx.assign(L->src.size() - 1, -1);
-    if (!L->sidx.empty()) L->sidx.push_back((int32_t)send_index);
+    if (send_index >= 0 && !L->has_sidx) {
+        L->has_sidx = true;
+        L->sidx.assign(L->src.size() - 1, -1);
+    }
+    if (L->has_sidx) L->sidx.push_back((int32_t)send_index);
     L->slot.push_back(in->kind >= 0 ? L->kind_count[in->kind]++ : 0);
     return 0;
 }
@@ -189,14 +193,13 @@ static int64_t order_edges(pl_loader* L, std::vector<uint64_t>& order, int* err)
     for (uint64_t k = 0; k < keys; k++) {
         const uint64_t lo = L->out_off[k], hi = L->out_off[k + 1];
         size_t with = 0;
-        if (L->sidx.empty()) break;
+        if (!L->has_sidx) break;
         for (uint64_t j = lo; j < hi; j++) with += L->sidx[order[j]] >= 0;
-        if (with == 0) continue;                      // file order
+        if (with != hi - lo) continue;                // not all numbered: file order (spec)
         by_index.assign(hi - lo, -1);
         for (uint64_t j = lo; j < hi; j++) {
             const int64_t s = L->sidx[order[j]];
-            *err = s < 0 ? PL_E_SEND_INDEX_MIXED
-                 : s >= (int64_t)(hi - lo) ? PL_E_SEND_INDEX_RANGE
+            *err = s >= (int64_t)(hi - lo) ? PL_E_SEND_INDEX_RANGE
                  : by_index[s] >= 0 ? PL_E_SEND_INDEX_DUPLICATE : 0;
             if (*err) return (int64_t)order[j];
             by_index[s] = (int64_t)order[j];

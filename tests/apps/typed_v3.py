@@ -12,8 +12,9 @@ Expected values by hand:
 - holder properties are packed: id 4, i8 1, i16 2, i32 4, i64 8, u8 1,
   u16 2, u32 4, u64 8, c 1, f 4, d 8, dflt 4, dense 5*4, sparse 6*2,
   pts 3*(1+4), nest 1+(2+2*4), u max(4,4,2)+1, where 2+2 -> 118 bytes,
-  u at offset 109, where at 114. Graph properties 4+4+4 = 12 bytes.
-  Holder state 131 bytes (ru is max(4, 8) + 1 = 9). Message pack:
+  u at offset 109, its tag byte after the largest member at 113, where at
+  114. Graph properties 4+4+4 = 12 bytes.
+  Holder state 135 bytes (ru is max(4, 8) + 1 = 9). Message pack:
   1+1+8+8+4+(4+1)+6+4 = 37 bytes.
 - union tags are 0-based in declaration order (asInt 0, asFloat 1, asPair 2).
 """
@@ -74,8 +75,8 @@ EXPECTED_HOLDERS = {
     },
 }
 
-LAYOUT = {"props_size": 118, "gprops_size": 12, "state_size": 131,
-          "off_u": 109, "off_where": 114}
+LAYOUT = {"props_size": 118, "gprops_size": 12, "state_size": 135,
+          "off_u": 109, "off_where": 114, "off_utag": 113}
 
 EXPECTED_RX = [
     {"i8": 0, "u64": 0, "d": 0.0, "pt": {"x": 4, "y": -6}, "mtag": 0,
