@@ -1,0 +1,68 @@
+"""Every Redis key pstack uses, in one place.
+
+    pstack:pid                      counter of process ids
+    pstack:procs                    zset  pid -> submit time (all processes)
+    pstack:queue                    list  waiting pids, first come first served
+    pstack:events                   stream of {pid, state, reason} (capped)
+    pstack:proc:<pid>               hash  the process record (see FIELDS)
+    pstack:proc:<pid>:app           the application XML, zlib-compressed
+    pstack:proc:<pid>:regions       hash  region -> engine running it
+    pstack:proc:<pid>:results       hash  region -> result JSON
+    pstack:proc:<pid>:log           stream of log lines (capped)
+    pstack:engines                  set   registered engine names
+    pstack:engine:<name>            hash  the engine record
+    pstack:engine:<name>:alive      string with a TTL: the heartbeat
+    pstack:engine:<name>:jobs       list  "pid region" assigned, not yet claimed
+    pstack:engine:<name>:procs      set   "pid:region" assigned to it (claimed or not)
+
+Lua scripts (broker/scripts.lua) build the same names from the prefix; keep
+the two in step.
+"""
+from __future__ import annotations
+
+PREFIX = "pstack"
+
+PID = f"{PREFIX}:pid"
+PROCS = f"{PREFIX}:procs"
+QUEUE = f"{PREFIX}:queue"
+EVENTS = f"{PREFIX}:events"
+ENGINES = f"{PREFIX}:engines"
+
+STATES = ("waiting", "running", "finished", "failed", "killed")
+ENDED = ("finished", "failed", "killed")
+
+
+def proc(pid: int) -> str:
+    return f"{PREFIX}:proc:{pid}"
+
+
+def proc_app(pid: int) -> str:
+    return f"{proc(pid)}:app"
+
+
+def proc_regions(pid: int) -> str:
+    return f"{proc(pid)}:regions"
+
+
+def proc_results(pid: int) -> str:
+    return f"{proc(pid)}:results"
+
+
+def proc_log(pid: int) -> str:
+    return f"{proc(pid)}:log"
+
+
+def engine(name: str) -> str:
+    return f"{PREFIX}:engine:{name}"
+
+
+def engine_alive(name: str) -> str:
+    return f"{engine(name)}:alive"
+
+
+def engine_jobs(name: str) -> str:
+    return f"{engine(name)}:jobs"
+
+
+def engine_procs(name: str) -> str:
+    return f"{engine(name)}:procs"

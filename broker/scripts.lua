@@ -1,0 +1,214 @@
+-- Atomic control-plane updates.  Every multi-step change to processes,
+-- engines and the queue happens in one of these scripts.  The file is a
+-- prelude (shared functions) followed by scripts, each starting with a line
+-- "-- @script <name>"; broker/control.py prepends the prelude to each.
+-- Key names mirror broker/keys.py.
+
+local P = 'pstack'
+local K = {pid = P .. ':pid', procs = P .. ':procs', queue = P .. ':queue',
+           events = P .. ':events', engines = P .. ':engines'}
+local ENDED = {finished = true, failed = true, killed = true}
+
+local function proc(pid) return P .. ':proc:' .. pid end
+local function engine(name) return P .. ':engine:' .. name end
+
+local function now()
+    local t = redis.call('TIME')
+    return string.format('%d.%06d', t[1], t[2])
+end
+
+local function event(pid, state, reason)
+    redis.call('XADD', K.events, 'MAXLEN', '~', 10000, '*', 'pid', pid, 'state', state, 'reason', reason or '')
+end
+
+-- give back the slot a region held on an engine (once)
+local function release(name, pid, region)
+    local e = engine(name)
+    if redis.call('SREM', e .. ':procs', pid .. ':' .. region) == 1 then
+        if tonumber(redis.call('HGET', e, 'used') or '0') > 0 then redis.call('HINCRBY', e, 'used', -1) end
+    end
+    redis.call('LREM', e .. ':jobs', 0, pid .. ' ' .. region)
+end
+
+-- end a process and all its regions, once; daemons stop what still runs
+local function end_process(pid, state, reason)
+    local p = proc(pid)
+    local cur = redis.call('HGET', p, 'state')
+    if not cur or ENDED[cur] then return 0 end
+    if cur == 'waiting' then redis.call('LREM', K.queue, 0, pid) end
+    local regions = redis.call('HGETALL', p .. ':regions')
+    for i = 1, #regions, 2 do release(regions[i + 1], pid, regions[i]) end
+    redis.call('HSET', p, 'state', state, 'reason', reason or '', 'ended', now())
+    event(pid, state, reason)
+    return 1
+end
+
+local function fail_engine_jobs(name, reason)
+    for _, job in ipairs(redis.call('SMEMBERS', engine(name) .. ':procs')) do
+        end_process(string.match(job, '^(%d+):'), 'failed', reason)
+    end
+end
+
+-- free slots of every engine with a live heartbeat
+local function free_slots()
+    local free, names = {}, {}
+    for _, name in ipairs(redis.call('SMEMBERS', K.engines)) do
+        local e = engine(name)
+        if redis.call('EXISTS', e .. ':alive') == 1 then
+            local s = redis.call('HMGET', e, 'slots', 'used')
+            free[name] = tonumber(s[1] or '0') - tonumber(s[2] or '0')
+            names[#names + 1] = name
+        end
+    end
+    table.sort(names)
+    return free, names
+end
+
+-- Gang scheduling, first come first served: the process at the head of the
+-- queue starts when every region has a slot (regions named in rcon on that
+-- engine, the others on the engines with most free slots); until then it,
+-- and everything behind it, waits.
+local function schedule()
+    local started = 0
+    while true do
+        local pid = redis.call('LINDEX', K.queue, 0)
+        if not pid then return started end
+        local p = proc(pid)
+        local n = tonumber(redis.call('HGET', p, 'nregions') or '1')
+        local rcon = cjson.decode(redis.call('HGET', p, 'rcon') or '{}')
+        local free, names = free_slots()
+        local place = {}
+        for r = 0, n - 1 do
+            local want = rcon[tostring(r)]
+            if want then
+                if (free[want] or 0) <= 0 then return started end
+                place[r] = want
+                free[want] = free[want] - 1
+            end
+        end
+        for r = 0, n - 1 do
+            if not place[r] then
+                local best, most = nil, 0
+                for _, name in ipairs(names) do
+                    if free[name] > most then best, most = name, free[name] end
+                end
+                if not best then return started end
+                place[r] = best
+                free[best] = free[best] - 1
+            end
+        end
+        redis.call('LPOP', K.queue)
+        for r = 0, n - 1 do
+            local e = engine(place[r])
+            redis.call('HSET', p .. ':regions', r, place[r])
+            redis.call('HINCRBY', e, 'used', 1)
+            redis.call('SADD', e .. ':procs', pid .. ':' .. r)
+            redis.call('RPUSH', e .. ':jobs', pid .. ' ' .. r)
+        end
+        redis.call('HSET', p, 'state', 'running', 'started', now())
+        event(pid, 'running', '')
+        started = started + 1
+    end
+end
+
+-- @script submit
+-- KEYS[1]: the uploaded application, renamed into the process.
+-- ARGV: owner, nregions, rcon (JSON {region: engine}), then field, value, ...
+local pid = redis.call('INCR', K.pid)
+local p = proc(pid)
+redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'state', 'waiting', 'reason', '',
+           'nregions', ARGV[2], 'rcon', ARGV[3], 'created', now())
+for i = 4, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
+redis.call('RENAME', KEYS[1], p .. ':app')
+redis.call('ZADD', K.procs, pid, pid)
+redis.call('RPUSH', K.queue, pid)
+event(pid, 'waiting', '')
+schedule()
+return pid
+
+-- @script finish_region
+-- ARGV: pid, region, engine, state (finished | failed | killed), reason, result JSON or ''
+local pid, region = ARGV[1], ARGV[2]
+local p = proc(pid)
+if ARGV[6] ~= '' then redis.call('HSET', p .. ':results', region, ARGV[6]) end
+release(ARGV[3], pid, region)
+local cur = redis.call('HGET', p, 'state')
+if cur and not ENDED[cur] then
+    if ARGV[4] ~= 'finished' then
+        end_process(pid, ARGV[4], ARGV[5])
+    elseif redis.call('HLEN', p .. ':results') >= tonumber(redis.call('HGET', p, 'nregions')) then
+        redis.call('HSET', p, 'state', 'finished', 'reason', ARGV[5], 'ended', now())
+        event(pid, 'finished', ARGV[5])
+    end
+end
+schedule()
+return 1
+
+-- @script kill
+-- ARGV: pid, user, force (1 or 0).  Returns nosuch | notyours | killed | ended
+local p = proc(ARGV[1])
+local owner = redis.call('HGET', p, 'owner')
+if not owner then return 'nosuch' end
+if owner ~= ARGV[2] and ARGV[3] ~= '1' then return 'notyours' end
+if end_process(ARGV[1], 'killed', 'killed by ' .. ARGV[2]) == 1 then
+    schedule()
+    return 'killed'
+end
+return 'ended'
+
+-- @script register
+-- ARGV: name, host, kind, slots, daemon id, heartbeat ttl ms.  Returns 0 when
+-- another live daemon holds the name.
+local name, daemon = ARGV[1], ARGV[5]
+local e = engine(name)
+local holder = redis.call('GET', e .. ':alive')
+if holder and holder ~= daemon then return 0 end
+if redis.call('HGET', e, 'daemon') ~= daemon then
+    fail_engine_jobs(name, 'engine ' .. name .. ' restarted while running it')
+    redis.call('DEL', e, e .. ':procs', e .. ':jobs')
+end
+redis.call('HSET', e, 'name', name, 'host', ARGV[2], 'kind', ARGV[3], 'slots', ARGV[4],
+           'used', redis.call('SCARD', e .. ':procs'), 'daemon', daemon, 'started', now(), 'beat', now())
+redis.call('SADD', K.engines, name)
+redis.call('SET', e .. ':alive', daemon, 'PX', ARGV[6])
+schedule()
+return 1
+
+-- @script heartbeat
+-- ARGV: name, daemon id, ttl ms, cpu %, memory used, memory total.
+-- Returns 0 when the engine must register again (e.g. Redis restarted).
+local e = engine(ARGV[1])
+if redis.call('HGET', e, 'daemon') ~= ARGV[2] or redis.call('SISMEMBER', K.engines, ARGV[1]) == 0 then
+    return 0
+end
+redis.call('SET', e .. ':alive', ARGV[2], 'PX', ARGV[3])
+redis.call('HSET', e, 'cpu', ARGV[4], 'mem', ARGV[5], 'mem_total', ARGV[6], 'beat', now())
+return 1
+
+-- @script reap
+-- Engines whose heartbeat expired: their processes fail with a reason, the
+-- engines are forgotten.  Returns how many were reaped.
+local n = 0
+for _, name in ipairs(redis.call('SMEMBERS', K.engines)) do
+    local e = engine(name)
+    if redis.call('EXISTS', e .. ':alive') == 0 then
+        local host = redis.call('HGET', e, 'host') or '?'
+        fail_engine_jobs(name, 'engine ' .. name .. ' on ' .. host .. ' stopped responding (heartbeat expired)')
+        redis.call('DEL', e, e .. ':procs', e .. ':jobs')
+        redis.call('SREM', K.engines, name)
+        n = n + 1
+    end
+end
+if n > 0 then schedule() end
+return n
+
+-- @script unregister
+-- ARGV: name, daemon id, reason for the processes it still runs
+local name = ARGV[1]
+local e = engine(name)
+if redis.call('HGET', e, 'daemon') ~= ARGV[2] then return 0 end
+fail_engine_jobs(name, ARGV[3])
+redis.call('DEL', e, e .. ':procs', e .. ':jobs', e .. ':alive')
+redis.call('SREM', K.engines, name)
+schedule()
+return 1

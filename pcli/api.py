@@ -1,0 +1,189 @@
+"""The pstack Python API, with the seed's names:
+
+    run(xml, rmap={}, rcon={}, verbose=False, level=1, async_=False, **options)
+    block(future_or_list), ps(), kill(pid, force=False), engines(), info(pid), result(pid)
+
+The connection comes from $PSTACK_REDIS (default redis://localhost:6379/0).
+Functions return data; the shell prints it.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from broker import keys
+from broker.control import Control, connect
+
+_controls: dict[str, Control] = {}
+POLL_MS = 500
+
+
+def control() -> Control:
+    """The control plane of $PSTACK_REDIS, one client per URL."""
+    url = os.environ.get("PSTACK_REDIS", "redis://localhost:6379/0")
+    if url not in _controls:
+        _controls[url] = Control(connect(url))
+    return _controls[url]
+
+
+def user() -> str:
+    return os.environ.get("PSTACK_USER") or getpass.getuser()
+
+
+class Future:
+    """A submitted process; `.pid` as in the seed, `.result()` waits for it."""
+
+    def __init__(self, pid: int, verbose: bool = False):
+        self.pid = pid
+        self.verbose = verbose
+        self._log_pos = "0-0"
+
+    def done(self) -> bool:
+        return info(self.pid)["state"] in keys.ENDED
+
+    def result(self, timeout: float | None = None) -> dict:
+        ctl = control()
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        seen = ctl.last_event()
+        while True:
+            if self.verbose:
+                self._print_log()
+            rec = ctl.process(self.pid)
+            if rec is None:
+                raise ValueError(f"no process {self.pid}")
+            if rec["state"] in keys.ENDED:
+                if self.verbose:
+                    self._print_log()
+                return result(self.pid)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"process {self.pid} is still {rec['state']}")
+            ctl.reap()                         # no daemon left to notice a dead one? we do
+            seen = ctl.wait_event(seen, POLL_MS)
+
+    def _print_log(self) -> None:
+        for self._log_pos, e in control().read_log(self.pid, self._log_pos):
+            print(f"[{e['engine']}:{e['region']}] {e['device']}: {e['text']}", flush=True)
+
+    def __repr__(self) -> str:
+        return f"<Future pid={self.pid}>"
+
+
+def _app_bytes(xml: str | Path) -> bytes:
+    text = str(xml)
+    if isinstance(xml, str) and text.lstrip().startswith("<"):
+        return text.encode()
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"{text}: no such file")
+    return path.read_bytes()
+
+
+def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, verbose: bool = False,
+        level: int = 1, async_: bool = False, **options: Any):
+    """Start a process.  Returns its result dict, or a Future when async_."""
+    async_ = bool(options.pop("async", async_))
+    rmap = {str(k): int(v) for k, v in (rmap or {}).items()}
+    rcon = {int(k): str(v) for k, v in (rcon or {}).items()}
+    nregions = max([*rmap.values(), *rcon.keys(), 0]) + 1
+    opts = {"level": level, **options}
+    pid = control().submit(user(), _app_bytes(xml), nregions, rcon, {
+        "rmap": rmap, "options": opts, "verbose": int(verbose),
+        "app_name": Path(str(xml)).name if not str(xml).lstrip().startswith("<") else "<string>"})
+    future = Future(pid, verbose)
+    return future if async_ else future.result()
+
+
+def block(futures):
+    """Wait for one Future (or pid), or a list of them; their results."""
+    if isinstance(futures, Iterable) and not isinstance(futures, (str, bytes)):
+        return [block(f) for f in futures]
+    return (futures if isinstance(futures, Future) else Future(int(futures))).result()
+
+
+def ps(all: bool = False) -> list[int]:
+    """Pids of waiting and running processes (every user's); all=True adds ended ones."""
+    ctl = control()
+    ctl.reap()
+    pids = ctl.pids()
+    if all:
+        return pids
+    return [p for p, s in zip(pids, ctl.states(pids)) if s not in keys.ENDED]
+
+
+def kill(pid: int, force: bool = False) -> bool:
+    """Kill a process.  Another user's process needs force=True."""
+    outcome = control().kill(pid, user(), force)
+    if outcome == "nosuch":
+        raise ValueError(f"no process {pid}")
+    if outcome == "notyours":
+        raise PermissionError(f"process {pid} belongs to another user (use force=True)")
+    return outcome == "killed"
+
+
+def engines() -> list[dict]:
+    """Registered engines: name, host, kind, slots, used, cpu, mem, heartbeat_age, alive."""
+    ctl = control()
+    ctl.reap()
+    return ctl.engines()
+
+
+def info(pid: int) -> dict:
+    """The process record: state, reason, owner, engines of its regions, sizes, times."""
+    ctl = control()
+    ctl.reap()
+    rec = ctl.process(int(pid))
+    if rec is None:
+        raise ValueError(f"no process {pid}")
+    out = {"pid": int(rec["pid"]), "owner": rec["owner"], "state": rec["state"], "reason": rec.get("reason", ""),
+           "app": rec.get("app_name", ""), "graph_type": rec.get("graph_type", ""),
+           "devices": int(rec.get("devices", 0)), "edges": int(rec.get("edges", 0)),
+           "regions": int(rec["nregions"]), "engines": rec["regions"],
+           "rmap": json.loads(rec.get("rmap", "{}")), "options": json.loads(rec.get("options", "{}"))}
+    for t in ("created", "started", "ended"):
+        out[t] = float(rec[t]) if rec.get(t) else None
+    return out
+
+
+def result(pid: int) -> dict | None:
+    """The result of an ended process (None while it runs): psim's result
+    shape, plus "state" and "reason"; regions merged (states joined, metrics
+    summed)."""
+    ctl = control()
+    rec = ctl.process(int(pid))
+    if rec is None:
+        raise ValueError(f"no process {pid}")
+    if rec["state"] not in keys.ENDED:
+        return None
+    merged = merge(list(ctl.results(int(pid)).values()))
+    merged["state"] = rec["state"]
+    merged["reason"] = rec.get("reason", "")
+    if rec["state"] != "finished":             # failed or killed: say so even without a result
+        merged["status"] = "failed" if merged.get("status") == "failed" else rec["state"]
+        merged.setdefault("error", merged["reason"])
+        merged["metrics"].setdefault("Exit code", 1)
+    return merged
+
+
+def merge(results: list[dict]) -> dict:
+    """One result from the results of a process's regions."""
+    if len(results) == 1:
+        return dict(results[0])
+    out: dict = {"states": {}, "metrics": {}, "log": [], "status": "idle"}
+    for res in results:
+        out["states"].update(res.get("states", {}))
+        out["log"] += res.get("log", [])
+        for k, v in res.get("metrics", {}).items():
+            if isinstance(v, (int, float)) and k != "Exit code":
+                out["metrics"][k] = out["metrics"].get(k, 0) + v
+        if res.get("status") == "failed" or (res.get("status") == "exit" and out["status"] != "failed"):
+            out["status"] = res["status"]
+            out["metrics"]["Exit code"] = res.get("metrics", {}).get("Exit code", 0)
+        if "error" in res:
+            out["error"] = res["error"]
+    if results:
+        out["metrics"].setdefault("Exit code", 0)
+    return out

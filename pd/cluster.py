@@ -1,0 +1,411 @@
+"""Local pstack clusters: redis-server and pd daemons kept alive by supervisord.
+
+    python -m pd.cluster start DIR [--pds N] [--slots S] [--port P] [--password PW]
+    python -m pd.cluster worker DIR --redis URL [--pds N] [--slots S]
+    python -m pd.cluster stop DIR
+    python -m pd.cluster status DIR
+    python -m pd.cluster url DIR
+
+DIR holds everything a cluster needs: supervisord.conf (filled in from
+conf/supervisord-head.conf.in or conf/supervisord-worker.conf.in), the
+supervisord socket and pid file, the logs (supervisord.log, redis.log,
+pd-K.log) and redis.url. `start` prints `PSTACK_REDIS=URL` on stdout, so
+`export $(python -m pd.cluster start DIR)` points pcli at the new cluster.
+See conf/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from pathlib import Path
+from urllib.parse import quote
+
+import psutil
+import redis
+from supervisor.xmlrpc import SupervisorTransport
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+ENGINES_KEY = "pstack:engines"  # set of registered engine names (broker/)
+TIMEOUT = 30.0                  # seconds for start and stop
+
+
+class ClusterError(Exception):
+    """Something went wrong; the message says what, with log tails."""
+
+
+# -- files in DIR ------------------------------------------------------------
+
+def conf_path(d: Path) -> Path:
+    return d / "supervisord.conf"
+
+
+def sock_path(d: Path) -> Path:
+    return d / "supervisor.sock"
+
+
+def pid_path(d: Path) -> Path:
+    return d / "supervisord.pid"
+
+
+def url_path(d: Path) -> Path:
+    return d / "redis.url"
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log, indented, or a note that it is missing."""
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"  ({path} does not exist)"
+    return "\n".join("  " + line for line in text) or f"  ({path} is empty)"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it may hold a password)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+# -- supervisord -------------------------------------------------------------
+
+def rpc(d: Path) -> xmlrpc.client.ServerProxy:
+    """An XML-RPC proxy to the supervisord of DIR (supervisor's own API)."""
+    transport = SupervisorTransport(None, None, f"unix://{sock_path(d)}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def supervisord_process(d: Path) -> psutil.Process | None:
+    """The running supervisord of DIR, from its pid file, or None."""
+    try:
+        pid = int(pid_path(d).read_text().strip())
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if not any("supervisord" in part for part in proc.cmdline()):
+            return None  # a stale pid file whose pid was reused
+        return proc
+    except (OSError, ValueError, psutil.Error):
+        return None
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has ended; return those still alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in procs if _alive(p)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
+
+
+def states(d: Path) -> dict[str, dict]:
+    """Process name (e.g. "pd-0", "redis") -> supervisor's process info."""
+    return {info["name"]: info for info in rpc(d).supervisor.getAllProcessInfo()}
+
+
+def _supervisord_quote(value: object) -> str:
+    """Escape a value for supervisor, which expands %(name)s everywhere."""
+    return str(value).replace("%", "%%")
+
+
+def write_conf(d: Path, template: str, **values: object) -> Path:
+    """Fill conf/TEMPLATE with VALUES into DIR/supervisord.conf.
+
+    Every value is %-escaped; for each value X the template may also use X_q,
+    the same value quoted for a command line.
+    """
+    mapping = {}
+    for key, value in values.items():
+        mapping[key] = _supervisord_quote(value)
+        mapping[key + "_q"] = _supervisord_quote(shlex.quote(str(value)))
+    text = string.Template((CONF_DIR / template).read_text()).substitute(mapping)
+    _write_private(conf_path(d), text)
+    return conf_path(d)
+
+
+def _launch(d: Path, template: str, **values: object) -> None:
+    """Write DIR/supervisord.conf and start supervisord (it daemonizes)."""
+    running = supervisord_process(d)
+    if running is not None:
+        raise ClusterError(f"a cluster is already running in {d} "
+                           f"(supervisord pid {running.pid}); stop it first")
+    d.mkdir(parents=True, exist_ok=True)
+    conf = write_conf(d, template, dir=d, sock=sock_path(d),
+                      user=getpass.getuser(), python=sys.executable, **values)
+    proc = subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+    if proc.returncode != 0:
+        raise ClusterError(
+            f"supervisord did not start (exit {proc.returncode}):\n"
+            f"{proc.stdout}{proc.stderr}".rstrip() + "\n"
+            f"{d / 'supervisord.log'}:\n{tail(d / 'supervisord.log')}")
+
+
+def stop(d: Path, timeout: float = TIMEOUT) -> bool:
+    """Stop the cluster of DIR; False if none was running.
+
+    Asks supervisord to shut down (it stops pd, then redis), waits for it to
+    end, and kills whatever is left after TIMEOUT seconds.
+    """
+    sup = supervisord_process(d)
+    if sup is None:
+        return False
+    try:
+        procs = sup.children(recursive=True)
+    except psutil.Error:
+        procs = []
+    try:
+        rpc(d).supervisor.shutdown()
+    except (OSError, xmlrpc.client.Error):
+        sup.send_signal(signal.SIGTERM)  # same orderly shutdown
+    if _wait_gone([sup], timeout):
+        print(f"supervisord (pid {sup.pid}) did not stop in {timeout:.0f} s: "
+              "killing it and its processes", file=sys.stderr)
+        try:
+            os.killpg(sup.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for p in [sup] + procs:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    # Children supervisord already reaped are gone; anything they left
+    # behind (a daemon's own workers) is ended too.
+    left = [p for p in procs if _alive(p)]
+    for p in left:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    for p in _wait_gone(left, 5):
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    return True
+
+
+# -- readiness ---------------------------------------------------------------
+
+def _ping(url: str) -> str | None:
+    """None when Redis at URL answers PING, else the error."""
+    try:
+        redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).ping()
+        return None
+    except redis.RedisError as e:
+        return str(e) or type(e).__name__
+
+
+def registered(url: str) -> set[str]:
+    """Names of the engines registered in the Redis at URL."""
+    client = redis.Redis.from_url(url, socket_timeout=2, decode_responses=True)
+    return set(client.smembers(ENGINES_KEY))
+
+
+def _wait_ready(d: Path, url: str, engines: dict[str, str], with_redis: bool) -> None:
+    """Wait until Redis answers and every daemon runs and is registered.
+
+    ENGINES maps supervisor process names ("pd-0") to engine names.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        info = states(d)
+        fatal = sorted(n for n, i in info.items() if i["statename"] == "FATAL")
+        if fatal:
+            problem = "supervisord gave up on " + ", ".join(fatal)
+            break
+        problem = _ping(url)
+        if problem:
+            problem = f"Redis at {url} does not answer: {problem}"
+        else:
+            down = [e for p, e in engines.items() if info[p]["statename"] != "RUNNING"]
+            unregistered = sorted(set(engines.values()) - registered(url))
+            if not down and not unregistered:
+                return
+            problem = ("engines not running: " + ", ".join(down) if down else
+                       "engines not registered: " + ", ".join(unregistered))
+        if time.monotonic() >= deadline:
+            problem += f" (after {TIMEOUT:.0f} s)"
+            break
+        time.sleep(0.2)
+    logs = [d / "supervisord.log"] + [d / "redis.log"] * with_redis
+    logs += [d / f"{p}.log" for p in engines]
+    raise ClusterError(problem + "\n" + "\n".join(
+        f"{log}:\n{tail(log, 10)}" for log in logs))
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _default_name(d: Path) -> str:
+    """host-DIRNAME: unique per folder on a host, readable in `engines`."""
+    raw = f"{socket.gethostname().split('.')[0]}-{d.name}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
+
+
+# -- commands ----------------------------------------------------------------
+
+def start(d: Path, pds: int = 2, slots: int = 1, port: int | None = None,
+          password: str | None = None, bind: str = "127.0.0.1",
+          name: str | None = None) -> str:
+    """Start redis-server and PDS daemons under supervisord; return the URL."""
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.access(server, os.X_OK):
+        raise ClusterError("redis-server not found; on Debian/Ubuntu: "
+                           "apt-get install -y redis-server")
+    loopback = bind in ("127.0.0.1", "::1", "localhost")
+    if not loopback and not password:
+        raise ClusterError(f"Redis on {bind} would be open to the network: "
+                           "give it a --password")
+    port = port or _free_port(bind)
+    host = bind if loopback or bind not in ("0.0.0.0", "::") else socket.getfqdn()
+    host = f"[{host}]" if ":" in host else host
+    auth = f":{quote(password, safe='')}@" if password else ""
+    url = f"redis://{auth}{host}:{port}/0"
+    prefix, engines = _engines(d, name, pds)
+    redis_auth = f"--requirepass {shlex.quote(password)}" if password else ""
+    try:
+        _launch(d, "supervisord-head.conf.in", redis_server=server, bind=bind,
+                port=port, redis_auth=redis_auth, url=url, name=prefix,
+                pds=pds, slots=slots)
+        _write_private(url_path(d), url + "\n")
+        _wait_ready(d, url, engines, with_redis=True)
+    except BaseException:
+        stop(d)
+        raise
+    return url
+
+
+def worker(d: Path, url: str, pds: int = 2, slots: int = 1,
+           name: str | None = None) -> str:
+    """Start PDS daemons under supervisord that join the Redis at URL."""
+    if re.search(r"[\s\"']", url):
+        raise ClusterError(f"bad Redis URL {url!r}")
+    problem = _ping(url)
+    if problem:
+        raise ClusterError(f"Redis at {url} does not answer: {problem}")
+    prefix, engines = _engines(d, name, pds)
+    try:
+        _launch(d, "supervisord-worker.conf.in", url=url, name=prefix,
+                pds=pds, slots=slots)
+        _write_private(url_path(d), url + "\n")
+        _wait_ready(d, url, engines, with_redis=False)
+    except BaseException:
+        stop(d)
+        raise
+    return url
+
+
+def _engines(d: Path, name: str | None, pds: int) -> tuple[str, dict[str, str]]:
+    """The engine name prefix, and supervisor process name -> engine name."""
+    prefix = name or _default_name(d)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
+        raise ClusterError(f"engine name prefix {prefix!r}: use letters, digits, _ . -")
+    if pds < 1:
+        raise ClusterError("--pds must be at least 1")
+    return prefix, {f"pd-{k}": f"{prefix}-{k}" for k in range(pds)}
+
+
+def status(d: Path) -> int:
+    """Print each program's state; 0 when all are running."""
+    if supervisord_process(d) is None:
+        print(f"no cluster is running in {d}")
+        return 1
+    info = states(d)
+    for n in sorted(info, key=lambda n: (n != "redis", len(n), n)):
+        print(f"{n:<12} {info[n]['statename']:<9} {info[n]['description']}")
+    return 0 if all(i["statename"] == "RUNNING" for i in info.values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `python -m pd.cluster` command; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pd.cluster",
+        description="Run a pstack cluster (redis-server and pd daemons) "
+                    "under supervisord, everything kept in DIR.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("dir", metavar="DIR", type=Path, help="the cluster folder")
+        return p
+
+    def daemons(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pds", type=int, default=2, metavar="N",
+                       help="pd daemons to run (default 2)")
+        p.add_argument("--slots", type=int, default=1, metavar="S",
+                       help="slots per daemon (default 1)")
+        p.add_argument("--name", metavar="PREFIX", help="engine names are "
+                       "PREFIX-0, PREFIX-1, ... (default HOST-DIRNAME)")
+
+    p = command("start", "start a head host: redis-server and pd daemons")
+    daemons(p)
+    p.add_argument("--port", type=int, metavar="P", help="Redis port (default: a free one)")
+    p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                   help="Redis address (default 127.0.0.1; others need --password)")
+    p.add_argument("--password", metavar="PW", help="require this Redis password")
+    p = command("worker", "start a worker host: pd daemons joining a head's Redis")
+    daemons(p)
+    p.add_argument("--redis", required=True, metavar="URL", help="the head's Redis URL")
+    command("stop", "stop the cluster (not an error if none is running)")
+    command("status", "print the state of each program")
+    command("url", "print the Redis URL")
+    args = parser.parse_args(argv)
+    d = args.dir.expanduser().resolve()
+
+    try:
+        if args.command == "start":
+            url = start(d, args.pds, args.slots, args.port, args.password,
+                        args.bind, args.name)
+            print(f"PSTACK_REDIS={url}")
+        elif args.command == "worker":
+            worker(d, args.redis, args.pds, args.slots, args.name)
+            print(f"PSTACK_REDIS={args.redis}")
+        elif args.command == "stop":
+            if not stop(d):
+                print(f"no cluster is running in {d}", file=sys.stderr)
+        elif args.command == "status":
+            return status(d)
+        elif args.command == "url":
+            try:
+                print(url_path(d).read_text().strip())
+            except OSError:
+                raise ClusterError(f"no cluster was started in {d} "
+                                   f"({url_path(d)} is missing)") from None
+    except ClusterError as e:
+        print(f"pd.cluster {args.command}: {e}", file=sys.stderr)
+        return 1
+    except (OSError, xmlrpc.client.Error, redis.RedisError, subprocess.SubprocessError) as e:
+        print(f"pd.cluster {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""pd, the POETS daemon: one per host, kept alive by supervisord.
+
+It registers its engine, heartbeats (with host CPU and memory), claims the
+regions the scheduler assigns to it and runs each in a child process
+(pd/worker.py).  Every loop it checks its children: a child that ended
+without recording its result fails its process with the reason; a process
+that ended elsewhere (killed, or another region failed) has its child
+stopped within a fraction of a second.  On SIGTERM it stops its children
+and fails their processes with "daemon stopped".  When Redis goes away it
+retries, and registers again when Redis is back.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import psutil
+import redis
+
+from broker import keys
+from broker.control import Control, connect
+
+LOOP_SECONDS = 0.2
+HEARTBEAT_SECONDS = 1.0
+log = logging.getLogger("pd")
+
+
+@dataclass
+class Child:
+    pid: int
+    region: int
+    proc: subprocess.Popen
+
+
+class Daemon:
+    def __init__(self, url: str, name: str, slots: int):
+        self.url, self.name, self.slots = url, name, slots
+        self.ctl = Control(connect(url))
+        self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.host = socket.gethostname()
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+        self.registered = False
+
+    # ---- life cycle -----------------------------------------------------------------
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        beat = threading.Thread(target=self.heartbeats, daemon=True)
+        beat.start()
+        while not self.stopping.is_set():
+            try:
+                if not self.registered:
+                    self.register()
+                self.tend_children()
+                self.claim()
+            except redis.ConnectionError as e:
+                self.registered = False
+                log.warning("redis unreachable (%s); retrying", e)
+                self.stopping.wait(1.0)
+        self.shutdown()
+
+    def register(self) -> None:
+        if not self.ctl.register(self.name, self.host, "psim", self.slots, self.daemon_id):
+            raise SystemExit(f"pd: engine name '{self.name}' is used by another live daemon")
+        self.registered = True
+        log.info("engine %s registered (%d slots)", self.name, self.slots)
+
+    def heartbeats(self) -> None:
+        psutil.cpu_percent()
+        while not self.stopping.wait(HEARTBEAT_SECONDS):
+            try:
+                mem = psutil.virtual_memory()
+                if self.registered and not self.ctl.heartbeat(self.name, self.daemon_id, psutil.cpu_percent(),
+                                                              mem.total - mem.available, mem.total):
+                    self.registered = False          # Redis lost our record: register again
+                self.ctl.reap()
+            except redis.RedisError:
+                self.registered = False
+
+    def shutdown(self) -> None:
+        for child in self.children:
+            self.stop_child(child)
+        try:
+            self.ctl.unregister(self.name, self.daemon_id, "daemon stopped")
+        except redis.RedisError:
+            pass
+        log.info("engine %s stopped", self.name)
+
+    # ---- jobs -----------------------------------------------------------------------
+
+    def claim(self) -> None:
+        if len(self.children) >= self.slots:
+            self.stopping.wait(LOOP_SECONDS)
+            return
+        job = self.ctl.next_job(self.name, LOOP_SECONDS)
+        if job is None:
+            return
+        pid, region = job
+        cmd = [sys.executable, "-m", "pd.worker", self.url, str(pid), str(region), self.name]
+        proc = subprocess.Popen(cmd, start_new_session=True, env=self.child_env())
+        self.children.append(Child(pid, region, proc))
+        log.info("process %d region %d started (worker %d)", pid, region, proc.pid)
+
+    def child_env(self) -> dict:
+        env = dict(os.environ)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+    def tend_children(self) -> None:
+        if not self.children:
+            return
+        states = self.ctl.states([c.pid for c in self.children])
+        for child, state in zip(list(self.children), states):
+            code = child.proc.poll()
+            if code is None and state in keys.ENDED:       # killed, or failed elsewhere
+                self.stop_child(child)
+            elif code is not None:
+                self.children.remove(child)
+                if state not in keys.ENDED and state is not None and not self.ctl.region_done(child.pid, child.region):
+                    reason = f"region worker died ({_describe(code)})"
+                    self.ctl.finish_region(child.pid, child.region, self.name, "failed", reason)
+                log.info("process %d region %d done (%s)", child.pid, child.region, _describe(code))
+
+    def stop_child(self, child: Child) -> None:
+        try:
+            os.killpg(child.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.proc.wait()
+        if child in self.children:
+            self.children.remove(child)
+        try:
+            self.ctl.finish_region(child.pid, child.region, self.name, "failed", "daemon stopped")
+        except redis.RedisError:
+            pass
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit status {code}"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pd", add_help=False, description="The POETS daemon: runs psim engines for pstack.")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("-w", "--workers", type=int, default=os.cpu_count() or 1, help="regions run at once (slots)")
+    p.add_argument("-n", "--name", default=socket.gethostname(), help="engine name (default: host name)")
+    p.add_argument("-h", "--host", default="localhost", help="Redis host (default localhost)")
+    p.add_argument("-p", "--port", type=int, default=6379, help="Redis port (default 6379)")
+    p.add_argument("--redis", help="Redis URL (overrides -h and -p; default $PSTACK_REDIS)")
+    p.add_argument("--password", help="Redis password")
+    p.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format=f"%(asctime)s pd[{args.name}] %(message)s")
+    url = args.redis or os.environ.get("PSTACK_REDIS") or f"redis://{args.host}:{args.port}/0"
+    if args.password:
+        os.environ["PSTACK_PASSWORD"] = args.password       # for the workers too
+    Daemon(url, args.name, args.workers).run()
+    return 0

@@ -1,0 +1,74 @@
+"""A region worker: one region of one process, in a child process of pd, so
+that whatever the application does (crash, endless loop, bad input) the
+daemon carries on.  It reads the application from Redis, runs it with psim,
+streams logs when the process is verbose, and records the result.
+
+    python -m pd.worker REDIS_URL PID REGION ENGINE
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from broker.control import Control, connect
+from psim.engine import Options
+from psim.errors import BadInput
+from psim.run import Loaded, drive, result
+
+LOG_BATCH = 500
+
+
+class LogStream:
+    """handler_log lines to the process's Redis stream, in batches."""
+
+    def __init__(self, ctl: Control, pid: int, engine: str, region: int):
+        self.ctl, self.pid, self.engine, self.region = ctl, pid, engine, region
+        self.buf: list[dict] = []
+
+    def __call__(self, device: str, level: int, text: str) -> None:
+        self.buf.append({"engine": self.engine, "region": self.region, "device": device,
+                         "level": level, "text": text})
+        if len(self.buf) >= LOG_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.ctl.log(self.pid, self.buf)
+            self.buf = []
+
+
+def run_region(ctl: Control, pid: int, region: int, engine_name: str) -> None:
+    rec = ctl.process(pid)
+    if rec is None or rec["state"] != "running":
+        return                                   # killed or gone before we started
+    options = json.loads(rec.get("options", "{}"))
+    rmap = json.loads(rec.get("rmap", "{}"))
+    nregions = int(rec["nregions"])
+    opts = Options.from_dict({**options, **({"region": region} if nregions > 1 else {})})
+    try:
+        loaded = Loaded(ctl.app(pid).decode())
+    except BadInput as e:
+        ctl.finish_region(pid, region, engine_name, "failed", str(e))
+        return
+    inst = loaded.instance
+    ctl.update(pid, graph_type=inst.graph.id, devices=inst.n_devices, edges=inst.n_edges)
+    engine = loaded.engine(opts, rmap if nregions > 1 else None)
+    logs = LogStream(ctl, pid, engine_name, region) if rec.get("verbose") == "1" else None
+    collected: list = []
+    out = drive(engine, logs or (lambda d, lv, t: collected.append((d, lv, t))), opts)
+    if logs:
+        logs.flush()
+    res = result(loaded, engine, out, collected)
+    state = "failed" if out.status == "failed" else "finished"
+    ctl.finish_region(pid, region, engine_name, state, out.error or "", res)
+
+
+def main(argv: list[str] | None = None) -> int:
+    url, pid, region, engine_name = (argv or sys.argv[1:])[:4]
+    ctl = Control(connect(url))
+    run_region(ctl, int(pid), int(region), engine_name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
