@@ -7,7 +7,10 @@ streams logs when the process is verbose, and records the result.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 
 from broker.control import Control, connect
@@ -63,7 +66,16 @@ def run_region(ctl: Control, pid: int, region: int, engine_name: str) -> None:
     ctl.finish_region(pid, region, engine_name, state, out.error or "", res)
 
 
+def die_with_parent() -> None:
+    """A worker must not outlive its daemon (Linux: PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
+    if os.getppid() == 1:                  # the daemon died before we got here
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent()
     url, pid, region, engine_name = (argv or sys.argv[1:])[:4]
     ctl = Control(connect(url))
     run_region(ctl, int(pid), int(region), engine_name)

@@ -1,0 +1,116 @@
+"""Real components for cluster tests: a redis-server on a free port in a
+temporary folder, and pd daemons, all cleaned up however the test ends."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, timeout: float = 15.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill_tree(proc: subprocess.Popen | psutil.Process, sig=signal.SIGKILL) -> None:
+    try:
+        p = psutil.Process(proc.pid)
+        family = p.children(recursive=True) + [p]
+    except psutil.NoSuchProcess:
+        return
+    for q in family:
+        try:
+            q.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=10)
+
+
+class RedisServer:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder), "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: self._ping(client))
+
+    @staticmethod
+    def _ping(client) -> bool:
+        try:
+            return client.ping()
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Daemons:
+    """pd processes started by a test."""
+
+    def __init__(self, url: str, folder: Path):
+        self.url, self.folder = url, folder
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, slots: int = 1) -> subprocess.Popen:
+        log = open(self.folder / f"pd-{name}.log", "ab")
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen([sys.executable, "-m", "pd", "--redis", self.url, "-n", name, "-w", str(slots)],
+                                stdout=log, stderr=log, env=env, cwd=ROOT)
+        self.procs[name] = proc
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: client.exists(f"pstack:engine:{name}:alive"))
+        return proc
+
+    def workers(self, name: str) -> list[psutil.Process]:
+        return psutil.Process(self.procs[name].pid).children(recursive=True)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            kill_tree(proc)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cluster(redis_server, tmp_path, monkeypatch):
+    """A Redis server and a way to start daemons; PSTACK_REDIS points at it."""
+    monkeypatch.setenv("PSTACK_REDIS", redis_server.url)
+    daemons = Daemons(redis_server.url, tmp_path)
+    yield daemons
+    daemons.stop_all()
