@@ -1,24 +1,32 @@
 # pstack: `make demo` runs the main job, `make test` runs the tests.
 # Both first install what they need: a virtual env in .venv with the Python
-# packages (setup.cfg), after checking for g++ and Python's venv module.
+# packages (setup.cfg), after checking for g++ and Python's venv module, and
+# redis-server (apt) for the cluster.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test deps bench clean
+.PHONY: demo test deps redis bench clean
 
-demo: $(STAMP)
-	$(VENV)/bin/psim tests/apps/ring_v2.xml
+demo: $(STAMP) redis
+	$(PY) -m pcli.demo
 
-test: $(STAMP)
+test: $(STAMP) redis
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/bench_psim.py
 
-deps: $(STAMP)
+deps: $(STAMP) redis
+
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "Installing redis-server (apt)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get -o DPkg::Lock::Timeout=120 update -qq && \
+	  apt-get -o DPkg::Lock::Timeout=120 install -y -qq redis-server; }
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v g++ >/dev/null 2>&1 || { \
