@@ -1,7 +1,8 @@
 """Local pstack clusters: redis-server and pd daemons kept alive by supervisord.
 
     python -m pd.cluster start DIR [--pds N] [--slots S] [--port P] [--password PW]
-    python -m pd.cluster worker DIR --redis URL [--pds N] [--slots S]
+                               [--bind ADDR] [--name PREFIX]
+    python -m pd.cluster worker DIR --redis URL [--pds N] [--slots S] [--name PREFIX]
     python -m pd.cluster stop DIR
     python -m pd.cluster status DIR
     python -m pd.cluster url DIR
@@ -11,7 +12,8 @@ conf/supervisord-head.conf.in or conf/supervisord-worker.conf.in), the
 supervisord socket and pid file, the logs (supervisord.log, redis.log,
 pd-K.log) and redis.url. `start` prints `PSTACK_REDIS=URL` on stdout, so
 `export $(python -m pd.cluster start DIR)` points pcli at the new cluster.
-See conf/README.md.
+The same command is installed as `pstack-cluster`; start() and stop() are
+the Python API.  See conf/README.md.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from urllib.parse import quote
 
 import psutil
 import redis
-from supervisor.xmlrpc import SupervisorTransport
+from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
+
+from broker.control import Control, connect
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-ENGINES_KEY = "pstack:engines"  # set of registered engine names (broker/)
 TIMEOUT = 30.0                  # seconds for start and stop
+RPC_TIMEOUT = 10.0              # seconds for one call to supervisord
 
 
 class ClusterError(Exception):
@@ -63,6 +67,10 @@ def url_path(d: Path) -> Path:
     return d / "redis.url"
 
 
+def cluster_dir(d: str | Path) -> Path:
+    return Path(d).expanduser().resolve()
+
+
 def tail(path: Path, lines: int = 20) -> str:
     """The last lines of a log, indented, or a note that it is missing."""
     try:
@@ -82,9 +90,25 @@ def _write_private(path: Path, text: str) -> None:
 
 # -- supervisord -------------------------------------------------------------
 
+class _UnixConnection(UnixStreamHTTPConnection):
+    """supervisor's connection, with a timeout: a hung supervisord is killed."""
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(RPC_TIMEOUT)
+        self.sock.connect(self.socketfile)
+
+
 def rpc(d: Path) -> xmlrpc.client.ServerProxy:
     """An XML-RPC proxy to the supervisord of DIR (supervisor's own API)."""
     transport = SupervisorTransport(None, None, f"unix://{sock_path(d)}")
+
+    def connection() -> _UnixConnection:
+        conn = _UnixConnection("localhost")
+        conn.socketfile = str(sock_path(d))
+        return conn
+
+    transport._get_connection = connection
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
@@ -146,10 +170,10 @@ def write_conf(d: Path, template: str, **values: object) -> Path:
 
 def _launch(d: Path, template: str, **values: object) -> None:
     """Write DIR/supervisord.conf and start supervisord (it daemonizes)."""
-    running = supervisord_process(d)
-    if running is not None:
-        raise ClusterError(f"a cluster is already running in {d} "
-                           f"(supervisord pid {running.pid}); stop it first")
+    if "%" in str(d):  # supervisor expands some paths twice
+        raise ClusterError(f"{d}: the cluster folder's path may not contain %")
+    if len(str(sock_path(d))) > 100:
+        raise ClusterError(f"{d}: path too long for supervisord's unix socket")
     d.mkdir(parents=True, exist_ok=True)
     conf = write_conf(d, template, dir=d, sock=sock_path(d),
                       user=getpass.getuser(), python=sys.executable, **values)
@@ -163,12 +187,20 @@ def _launch(d: Path, template: str, **values: object) -> None:
             f"{d / 'supervisord.log'}:\n{tail(d / 'supervisord.log')}")
 
 
-def stop(d: Path, timeout: float = TIMEOUT) -> bool:
+def _not_running(d: Path) -> None:
+    running = supervisord_process(d)
+    if running is not None:
+        raise ClusterError(f"a cluster is already running in {d} "
+                           f"(supervisord pid {running.pid}); stop it first")
+
+
+def stop(d: str | Path, timeout: float = TIMEOUT) -> bool:
     """Stop the cluster of DIR; False if none was running.
 
     Asks supervisord to shut down (it stops pd, then redis), waits for it to
     end, and kills whatever is left after TIMEOUT seconds.
     """
+    d = cluster_dir(d)
     sup = supervisord_process(d)
     if sup is None:
         return False
@@ -220,9 +252,8 @@ def _ping(url: str) -> str | None:
 
 
 def registered(url: str) -> set[str]:
-    """Names of the engines registered in the Redis at URL."""
-    client = redis.Redis.from_url(url, socket_timeout=2, decode_responses=True)
-    return set(client.smembers(ENGINES_KEY))
+    """Names of the live engines (registered, heartbeat fresh) at URL."""
+    return {e["name"] for e in Control(connect(url)).engines() if e["alive"]}
 
 
 def _wait_ready(d: Path, url: str, engines: dict[str, str], with_redis: bool) -> None:
@@ -271,24 +302,25 @@ def _default_name(d: Path) -> str:
 
 # -- commands ----------------------------------------------------------------
 
-def start(d: Path, pds: int = 2, slots: int = 1, port: int | None = None,
+def start(d: str | Path, pds: int = 2, slots: int = 1, port: int | None = None,
           password: str | None = None, bind: str = "127.0.0.1",
           name: str | None = None) -> str:
     """Start redis-server and PDS daemons under supervisord; return the URL."""
+    d = cluster_dir(d)
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(server, os.X_OK):
         raise ClusterError("redis-server not found; on Debian/Ubuntu: "
                            "apt-get install -y redis-server")
-    loopback = bind in ("127.0.0.1", "::1", "localhost")
-    if not loopback and not password:
+    if bind not in ("127.0.0.1", "::1") and not password:
         raise ClusterError(f"Redis on {bind} would be open to the network: "
                            "give it a --password")
     port = port or _free_port(bind)
-    host = bind if loopback or bind not in ("0.0.0.0", "::") else socket.getfqdn()
+    host = socket.gethostname() if bind in ("0.0.0.0", "::") else bind
     host = f"[{host}]" if ":" in host else host
     auth = f":{quote(password, safe='')}@" if password else ""
     url = f"redis://{auth}{host}:{port}/0"
     prefix, engines = _engines(d, name, pds)
+    _not_running(d)
     redis_auth = f"--requirepass {shlex.quote(password)}" if password else ""
     try:
         _launch(d, "supervisord-head.conf.in", redis_server=server, bind=bind,
@@ -302,15 +334,17 @@ def start(d: Path, pds: int = 2, slots: int = 1, port: int | None = None,
     return url
 
 
-def worker(d: Path, url: str, pds: int = 2, slots: int = 1,
+def worker(d: str | Path, url: str, pds: int = 2, slots: int = 1,
            name: str | None = None) -> str:
     """Start PDS daemons under supervisord that join the Redis at URL."""
+    d = cluster_dir(d)
     if re.search(r"[\s\"']", url):
         raise ClusterError(f"bad Redis URL {url!r}")
     problem = _ping(url)
     if problem:
         raise ClusterError(f"Redis at {url} does not answer: {problem}")
     prefix, engines = _engines(d, name, pds)
+    _not_running(d)
     try:
         _launch(d, "supervisord-worker.conf.in", url=url, name=prefix,
                 pds=pds, slots=slots)
@@ -332,8 +366,9 @@ def _engines(d: Path, name: str | None, pds: int) -> tuple[str, dict[str, str]]:
     return prefix, {f"pd-{k}": f"{prefix}-{k}" for k in range(pds)}
 
 
-def status(d: Path) -> int:
+def status(d: str | Path) -> int:
     """Print each program's state; 0 when all are running."""
+    d = cluster_dir(d)
     if supervisord_process(d) is None:
         print(f"no cluster is running in {d}")
         return 1
@@ -345,8 +380,10 @@ def status(d: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The `python -m pd.cluster` command; returns the exit status."""
+    prog = Path(sys.argv[0]).name
+    prog = prog if prog == "pstack-cluster" else "python -m pd.cluster"
     parser = argparse.ArgumentParser(
-        prog="python -m pd.cluster",
+        prog=prog,
         description="Run a pstack cluster (redis-server and pd daemons) "
                     "under supervisord, everything kept in DIR.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -377,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     command("status", "print the state of each program")
     command("url", "print the Redis URL")
     args = parser.parse_args(argv)
-    d = args.dir.expanduser().resolve()
+    d = cluster_dir(args.dir)
 
     try:
         if args.command == "start":
@@ -399,10 +436,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise ClusterError(f"no cluster was started in {d} "
                                    f"({url_path(d)} is missing)") from None
     except ClusterError as e:
-        print(f"pd.cluster {args.command}: {e}", file=sys.stderr)
+        print(f"{prog} {args.command}: {e}", file=sys.stderr)
         return 1
     except (OSError, xmlrpc.client.Error, redis.RedisError, subprocess.SubprocessError) as e:
-        print(f"pd.cluster {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{prog} {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -27,7 +27,7 @@ import psutil
 import redis
 
 from broker import keys
-from broker.control import Control, connect
+from broker.control import HEARTBEAT_TTL_MS, Control, connect
 
 LOOP_SECONDS = 0.2
 HEARTBEAT_SECONDS = 1.0
@@ -71,8 +71,13 @@ class Daemon:
         self.shutdown()
 
     def register(self) -> None:
-        if not self.ctl.register(self.name, self.host, "psim", self.slots, self.daemon_id):
-            raise SystemExit(f"pd: engine name '{self.name}' is used by another live daemon")
+        # a daemon restarted after a crash finds its old heartbeat still
+        # holding the name: wait for it to expire before giving up
+        deadline = time.monotonic() + HEARTBEAT_TTL_MS / 1000 + 1
+        while not self.ctl.register(self.name, self.host, "psim", self.slots, self.daemon_id):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"pd: engine name '{self.name}' is used by another live daemon")
+            self.stopping.wait(0.5)
         self.registered = True
         log.info("engine %s registered (%d slots)", self.name, self.slots)
 
@@ -107,13 +112,13 @@ class Daemon:
         if job is None:
             return
         pid, region = job
-        cmd = [sys.executable, "-m", "pd.worker", self.url, str(pid), str(region), self.name]
+        cmd = [sys.executable, "-m", "pd.worker", str(pid), str(region), self.name]
         proc = subprocess.Popen(cmd, start_new_session=True, env=self.child_env())
         self.children.append(Child(pid, region, proc))
         log.info("process %d region %d started (worker %d)", pid, region, proc.pid)
 
     def child_env(self) -> dict:
-        env = dict(os.environ)
+        env = dict(os.environ, PSTACK_REDIS=self.url)      # not on the command line: it may hold a password
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         return env

@@ -3,7 +3,7 @@ that whatever the application does (crash, endless loop, bad input) the
 daemon carries on.  It reads the application from Redis, runs it with psim,
 streams logs when the process is verbose, and records the result.
 
-    python -m pd.worker REDIS_URL PID REGION ENGINE
+    PSTACK_REDIS=url python -m pd.worker PID REGION ENGINE
 """
 from __future__ import annotations
 
@@ -76,8 +76,8 @@ def die_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     die_with_parent()
-    url, pid, region, engine_name = (argv or sys.argv[1:])[:4]
-    ctl = Control(connect(url))
+    pid, region, engine_name = (argv or sys.argv[1:])[:3]
+    ctl = Control(connect())
     run_region(ctl, int(pid), int(region), engine_name)
     return 0
 
