@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from broker import keys
 from broker.control import Control, connect
+from psim.engine import Options
 
 _controls: dict[str, Control] = {}
 POLL_MS = 500
@@ -90,6 +91,7 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     rcon = {int(k): str(v) for k, v in (rcon or {}).items()}
     nregions = max([*rmap.values(), *rcon.keys(), 0]) + 1
     opts = {"level": level, **options}
+    Options.from_dict(opts)                    # unknown options fail here, not in a worker
     pid = control().submit(user(), _app_bytes(xml), nregions, rcon, {
         "rmap": rmap, "options": opts, "verbose": int(verbose),
         "app_name": Path(str(xml)).name if not str(xml).lstrip().startswith("<") else "<string>"})
