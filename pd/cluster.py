@@ -322,16 +322,9 @@ def start(d: str | Path, pds: int = 2, slots: int = 1, port: int | None = None,
     prefix, engines = _engines(d, name, pds)
     _not_running(d)
     redis_auth = f"--requirepass {shlex.quote(password)}" if password else ""
-    try:
-        _launch(d, "supervisord-head.conf.in", redis_server=server, bind=bind,
-                port=port, redis_auth=redis_auth, url=url, name=prefix,
-                pds=pds, slots=slots)
-        _write_private(url_path(d), url + "\n")
-        _wait_ready(d, url, engines, with_redis=True)
-    except BaseException:
-        stop(d)
-        raise
-    return url
+    return _bring_up(d, "supervisord-head.conf.in", url, engines, with_redis=True,
+                     redis_server=server, bind=bind, port=port, redis_auth=redis_auth,
+                     name=prefix, pds=pds, slots=slots)
 
 
 def worker(d: str | Path, url: str, pds: int = 2, slots: int = 1,
@@ -345,11 +338,17 @@ def worker(d: str | Path, url: str, pds: int = 2, slots: int = 1,
         raise ClusterError(f"Redis at {url} does not answer: {problem}")
     prefix, engines = _engines(d, name, pds)
     _not_running(d)
+    return _bring_up(d, "supervisord-worker.conf.in", url, engines, with_redis=False,
+                     name=prefix, pds=pds, slots=slots)
+
+
+def _bring_up(d: Path, template: str, url: str, engines: dict[str, str], with_redis: bool,
+              **fields) -> str:
+    """Start supervisord on `template` and wait for the cluster; undo on failure."""
     try:
-        _launch(d, "supervisord-worker.conf.in", url=url, name=prefix,
-                pds=pds, slots=slots)
+        _launch(d, template, url=url, **fields)
         _write_private(url_path(d), url + "\n")
-        _wait_ready(d, url, engines, with_redis=False)
+        _wait_ready(d, url, engines, with_redis=with_redis)
     except BaseException:
         stop(d)
         raise
