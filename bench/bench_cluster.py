@@ -1,0 +1,59 @@
+"""Cluster control-plane figures on a local cluster (redis-server + pd under
+supervisord, in a temporary folder): latency of one small process from
+run() to its result, throughput of many small processes, time from kill()
+to the region worker gone, and time to fail a process whose daemon was
+SIGKILLed.
+
+    .venv/bin/python bench/bench_cluster.py
+"""
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "psim"))
+
+from pd import cluster  # noqa: E402
+from tinyapp import endless_app  # noqa: E402
+
+RING = str(ROOT / "tests" / "apps" / "ring_v2.xml")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="pstack-bench-") as folder:
+        os.environ["PSTACK_REDIS"] = cluster.start(folder, pds=2, slots=1)
+        import pcli
+        try:
+            pcli.run(RING)                                     # warm the module cache
+            lat = []
+            for _ in range(20):
+                t = time.perf_counter()
+                pcli.run(RING)
+                lat.append(time.perf_counter() - t)
+            print(f"run() to result, ring (4 devices): median {statistics.median(lat) * 1000:.0f} ms, "
+                  f"max {max(lat) * 1000:.0f} ms")
+            t = time.perf_counter()
+            pcli.block([pcli.run(RING, async_=True) for _ in range(50)])
+            dt = time.perf_counter() - t
+            print(f"50 processes on 2 engines x 1 slot: {dt:.2f} s, {50 / dt:.1f} processes/s")
+            f = pcli.run(endless_app("benchkill"), async_=True)
+            while pcli.info(f.pid)["state"] != "running":
+                time.sleep(0.01)
+            time.sleep(0.5)
+            t = time.perf_counter()
+            pcli.kill(f.pid)
+            pcli.block(f)
+            print(f"kill() to the process recorded killed: {(time.perf_counter() - t) * 1000:.0f} ms")
+        finally:
+            cluster.stop(folder)
+
+
+if __name__ == "__main__":
+    main()
