@@ -49,13 +49,20 @@ class Control:
 
     # ---- processes ------------------------------------------------------------
 
-    def submit(self, owner: str, app: bytes, nregions: int, rcon: dict, fields: dict) -> int:
-        upload = f"{keys.PREFIX}:upload:{uuid.uuid4().hex}"
-        self.r.set(upload, zlib.compress(app, 1), ex=3600)
+    def submit(self, owner: str, app: bytes, nregions: int, rcon: dict, fields: dict,
+               partition: bytes | None = None) -> int:
+        """A new process, queued; `partition`: the region of every device
+        (uint16 array bytes), when regions were computed for the user."""
+        uploads = [self._upload(app)] + ([self._upload(partition)] if partition is not None else [])
         args = [owner, nregions, json.dumps({str(k): v for k, v in rcon.items()})]
         for k, v in fields.items():
             args += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
-        return int(self.s["submit"](keys=[upload], args=args))
+        return int(self.s["submit"](keys=uploads, args=args))
+
+    def _upload(self, data: bytes) -> str:
+        key = f"{keys.PREFIX}:upload:{uuid.uuid4().hex}"
+        self.r.set(key, zlib.compress(data, 1), ex=3600)
+        return key
 
     def finish_region(self, pid: int, region: int, engine: str, state: str, reason: str = "",
                       result: dict | None = None) -> None:
@@ -90,6 +97,10 @@ class Control:
 
     def app(self, pid: int) -> bytes:
         return zlib.decompress(self.r.get(keys.proc_app(pid)))
+
+    def partition(self, pid: int) -> bytes | None:
+        data = self.r.get(keys.proc_partition(pid))
+        return zlib.decompress(data) if data is not None else None
 
     def results(self, pid: int) -> dict[int, dict]:
         return {int(_text(k)): json.loads(v) for k, v in self.r.hgetall(keys.proc_results(pid)).items()}

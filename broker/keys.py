@@ -6,9 +6,11 @@
     pstack:events                   stream of {pid, state, reason} (capped)
     pstack:proc:<pid>               hash  the process record (see FIELDS)
     pstack:proc:<pid>:app           the application XML, zlib-compressed
+    pstack:proc:<pid>:partition     region of every device (uint16 array, zlib), for regions=N
     pstack:proc:<pid>:regions       hash  region -> engine running it
     pstack:proc:<pid>:results       hash  region -> result JSON
     pstack:proc:<pid>:log           stream of log lines (capped)
+    pstack:proc:<pid>:endpoints     hash  region -> ZeroMQ address of its PULL socket
     pstack:engines                  set   registered engine names
     pstack:engine:<name>            hash  the engine record
     pstack:engine:<name>:alive      string with a TTL: the heartbeat
@@ -40,6 +42,10 @@ def proc_app(pid: int) -> str:
     return f"{proc(pid)}:app"
 
 
+def proc_partition(pid: int) -> str:
+    return f"{proc(pid)}:partition"
+
+
 def proc_regions(pid: int) -> str:
     return f"{proc(pid)}:regions"
 
@@ -50,6 +56,10 @@ def proc_results(pid: int) -> str:
 
 def proc_log(pid: int) -> str:
     return f"{proc(pid)}:log"
+
+
+def proc_endpoints(pid: int) -> str:
+    return f"{proc(pid)}:endpoints"
 
 
 def engine(name: str) -> str:

@@ -112,7 +112,8 @@ local function schedule()
 end
 
 -- @script submit
--- KEYS[1]: the uploaded application, renamed into the process.
+-- KEYS[1]: the uploaded application, renamed into the process; KEYS[2], if
+-- given: the uploaded partition (region of every device).
 -- ARGV: owner, nregions, rcon (JSON {region: engine}), then field, value, ...
 local pid = redis.call('INCR', K.pid)
 local p = proc(pid)
@@ -120,6 +121,7 @@ redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'state', 'waiting', 'reason'
            'nregions', ARGV[2], 'rcon', ARGV[3], 'created', now())
 for i = 4, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
 redis.call('RENAME', KEYS[1], p .. ':app')
+if KEYS[2] then redis.call('RENAME', KEYS[2], p .. ':partition') end
 redis.call('ZADD', K.procs, pid, pid)
 redis.call('RPUSH', K.queue, pid)
 event(pid, 'waiting', '')

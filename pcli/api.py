@@ -18,8 +18,10 @@ from typing import Any, Iterable
 from broker import keys
 from broker.control import Control, connect
 from psim.engine import Options
+from psim.partition import partition
 
 _controls: dict[str, Control] = {}
+SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
 POLL_MS = 500
 
 
@@ -85,16 +87,26 @@ def _app_bytes(xml: str | Path) -> bytes:
 
 def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, verbose: bool = False,
         level: int = 1, async_: bool = False, **options: Any):
-    """Start a process.  Returns its result dict, or a Future when async_."""
+    """Start a process.  Returns its result dict, or a Future when async_.
+
+    rmap: {device id: region} (unmapped devices are in region 0); or
+    regions=N: N balanced regions with few cut edges (METIS); rcon:
+    {region: engine name}.  Other options go to psim (order, seed, timeout,
+    max_steps)."""
     async_ = bool(options.pop("async", async_))
+    regions = int(options.pop("regions", 0) or 0)
     rmap = {str(k): int(v) for k, v in (rmap or {}).items()}
     rcon = {int(k): str(v) for k, v in (rcon or {}).items()}
-    nregions = max([*rmap.values(), *rcon.keys(), 0]) + 1
+    if regions and rmap:
+        raise ValueError("give rmap or regions, not both")
     opts = {"level": level, **options}
     Options.from_dict(opts)                    # unknown options fail here, not in a worker
-    pid = control().submit(user(), _app_bytes(xml), nregions, rcon, {
-        "rmap": rmap, "options": opts, "verbose": int(verbose),
-        "app_name": Path(str(xml)).name if not str(xml).lstrip().startswith("<") else "<string>"})
+    app = _app_bytes(xml)
+    split = partition(app.decode(), regions).tobytes() if regions > 1 else None
+    nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
+    name = Path(str(xml)).name if not str(xml).lstrip().startswith("<") else "<string>"
+    pid = control().submit(user(), app, nregions, rcon, {
+        "rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": name}, split)
     future = Future(pid, verbose)
     return future if async_ else future.result()
 
@@ -160,7 +172,7 @@ def result(pid: int) -> dict | None:
         raise ValueError(f"no process {pid}")
     if rec["state"] not in keys.ENDED:
         return None
-    merged = merge(list(ctl.results(int(pid)).values()))
+    merged = merge(ctl.results(int(pid)))
     merged["state"] = rec["state"]
     merged["reason"] = rec.get("reason", "")
     if rec["state"] != "finished":             # failed or killed: say so even without a result
@@ -170,20 +182,25 @@ def result(pid: int) -> dict | None:
     return merged
 
 
-def merge(results: list[dict]) -> dict:
-    """One result from the results of a process's regions."""
+def merge(results: dict[int, dict]) -> dict:
+    """One result from the results of a process's regions: states joined,
+    metrics summed, per-region metrics under "regions"."""
     if len(results) == 1:
-        return dict(results[0])
-    out: dict = {"states": {}, "metrics": {}, "log": [], "status": "idle"}
-    for res in results:
+        return dict(next(iter(results.values())))
+    out: dict = {"states": {}, "metrics": {}, "log": [], "status": "idle", "regions": {}}
+    for region, res in sorted(results.items()):
         out["states"].update(res.get("states", {}))
         out["log"] += res.get("log", [])
-        for k, v in res.get("metrics", {}).items():
-            if isinstance(v, (int, float)) and k != "Exit code":
+        metrics = res.get("metrics", {})
+        out["regions"][region] = metrics
+        for k, v in metrics.items():
+            if k in SHARED:                      # the same whole-process figure in every region
+                out["metrics"][k] = max(out["metrics"].get(k, 0), v)
+            elif isinstance(v, (int, float)) and k not in ("Exit code", "Region"):
                 out["metrics"][k] = out["metrics"].get(k, 0) + v
         if res.get("status") == "failed" or (res.get("status") == "exit" and out["status"] != "failed"):
             out["status"] = res["status"]
-            out["metrics"]["Exit code"] = res.get("metrics", {}).get("Exit code", 0)
+            out["metrics"]["Exit code"] = metrics.get("Exit code", 0)
         if "error" in res:
             out["error"] = res["error"]
     if results:

@@ -8,15 +8,19 @@ streams logs when the process is verbose, and records the result.
 from __future__ import annotations
 
 import ctypes
+from array import array
 import json
 import os
 import signal
 import sys
 
 from broker.control import Control, connect
+from broker.dataplane import DataPlane
 from psim.engine import Options
 from psim.errors import BadInput
 from psim.run import Loaded, drive, result
+
+from .region import RegionRun
 
 LOG_BATCH = 500
 
@@ -44,26 +48,39 @@ def run_region(ctl: Control, pid: int, region: int, engine_name: str) -> None:
     rec = ctl.process(pid)
     if rec is None or rec["state"] != "running":
         return                                   # killed or gone before we started
-    options = json.loads(rec.get("options", "{}"))
-    rmap = json.loads(rec.get("rmap", "{}"))
     nregions = int(rec["nregions"])
-    opts = Options.from_dict({**options, **({"region": region} if nregions > 1 else {})})
+    opts = Options.from_dict({**json.loads(rec.get("options", "{}")),
+                              **({"region": region} if nregions > 1 else {})})
     try:
         loaded = Loaded(ctl.app(pid).decode())
+        engine = loaded.engine(opts, json.loads(rec.get("rmap", "{}")), _partition(ctl, pid), nregions)
     except BadInput as e:
         ctl.finish_region(pid, region, engine_name, "failed", str(e))
         return
     inst = loaded.instance
-    ctl.update(pid, graph_type=inst.graph.id, devices=inst.n_devices, edges=inst.n_edges)
-    engine = loaded.engine(opts, rmap if nregions > 1 else None)
+    if region == 0:
+        ctl.update(pid, graph_type=inst.graph.id, devices=inst.n_devices, edges=inst.n_edges)
     logs = LogStream(ctl, pid, engine_name, region) if rec.get("verbose") == "1" else None
     collected: list = []
-    out = drive(engine, logs or (lambda d, lv, t: collected.append((d, lv, t))), opts)
+    on_log = logs or (lambda d, lv, t: collected.append((d, lv, t)))
+    if nregions > 1:
+        plane = DataPlane(ctl.r, pid, region, nregions)
+        try:
+            out = RegionRun(engine, plane, on_log, opts.timeout).run()
+        finally:
+            plane.close()
+    else:
+        out = drive(engine, on_log, opts)
     if logs:
         logs.flush()
     res = result(loaded, engine, out, collected)
     state = "failed" if out.status == "failed" else "finished"
     ctl.finish_region(pid, region, engine_name, state, out.error or "", res)
+
+
+def _partition(ctl: Control, pid: int) -> array | None:
+    data = ctl.partition(pid)
+    return array("H", data) if data is not None else None
 
 
 def die_with_parent() -> None:

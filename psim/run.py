@@ -54,18 +54,23 @@ class Loaded:
             region[i] = int(r)
         return region
 
-    def engine(self, opts: Options, rmap: dict | None = None) -> Engine:
-        """The engine for this instance (or one region of it).  Only one: it
-        runs on the instance's own arrays."""
+    def engine(self, opts: Options, rmap: dict | None = None, regions: array | None = None,
+               n_regions: int | None = None) -> Engine:
+        """The engine for this instance, or for region opts.region of it when
+        a region map is given (`rmap` by device id, or `regions`, one entry
+        per device).  Only one: it runs on the instance's own arrays."""
         if self.used:
             raise RuntimeError("Loaded.engine() gives one engine per load; load again for another")
         self.used = True
-        if not rmap and opts.region is None:
+        if regions is None and not rmap and opts.region is None:
             return Engine(self.module, self.instance, opts)
-        region = self.region_array(rmap or {})
-        n_regions = max(region, default=0) + 1
+        if regions is None:
+            regions = self.region_array(rmap or {})
+        elif len(regions) != self.instance.n_devices:
+            raise BadInput(f"region map has {len(regions)} entries for {self.instance.n_devices} devices")
         mine = opts.region or 0
-        return Engine(self.module, self.instance, opts, region, mine, max(n_regions, mine + 1))
+        n = max(n_regions or 0, max(regions, default=0) + 1, mine + 1)
+        return Engine(self.module, self.instance, opts, regions, mine, n)
 
 
 class Outcome:

@@ -249,3 +249,25 @@ extern "C" int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_r
     std::vector<int32_t>().swap(L->sidx);
     return -1;
 }
+
+// The undirected graph of devices (both directions, no self loops, no
+// repeats), for partitioners.  Call after pl_finish.
+extern "C" uint64_t pl_adjacency(pl_loader* L, int32_t* starts, int32_t* adjacent) {
+    const uint32_t n = (uint32_t)L->id_at.size();
+    std::vector<std::vector<uint32_t>> nb(n);
+    for (uint32_t d = 0; d < n; d++)
+        for (uint32_t i = L->out_off[(uint64_t)d * L->max_out]; i < L->out_off[(uint64_t)(d + 1) * L->max_out]; i++) {
+            uint32_t e = L->edges[i].dst;
+            if (e != d) { nb[d].push_back(e); nb[e].push_back(d); }
+        }
+    uint64_t at = 0;
+    for (uint32_t d = 0; d < n; d++) {
+        std::sort(nb[d].begin(), nb[d].end());
+        nb[d].erase(std::unique(nb[d].begin(), nb[d].end()), nb[d].end());
+        if (starts) starts[d] = (int32_t)at;
+        if (adjacent) for (uint32_t e : nb[d]) adjacent[at++] = (int32_t)e; else at += nb[d].size();
+        if (starts) std::vector<uint32_t>().swap(nb[d]);
+    }
+    if (starts) starts[n] = (int32_t)at;
+    return at;
+}

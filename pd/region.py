@@ -1,0 +1,153 @@
+"""The event loop of one region of a process split across engines.
+
+    loop:
+        frames in: records -> engine.inject (C), control -> react
+        engine.run(budget)                 (C; paused between HWIDLE and RESUME)
+        outboxes -> one MSG frame per destination region
+        idle: answer the pending PROBE, wait on the socket
+
+Region 0 also hosts the coordinator (pd/termination.py).  A failure here
+(assert, crash, timeout) is not negotiated: the worker records the process
+failed, and the daemons stop every other region within their next loop.
+"""
+from __future__ import annotations
+
+import time
+
+from broker import wire
+from broker.dataplane import DataPlane
+from psim.engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine
+from psim.run import BATCH, LogSink, Outcome
+from .termination import ALL, Coordinator
+
+WAIT_MS = 50
+
+
+class RegionRun:
+    def __init__(self, engine: Engine, plane: DataPlane, on_log: LogSink, timeout: float = 0.0):
+        self.engine, self.plane, self.on_log = engine, plane, on_log
+        self.region, self.n = plane.region, plane.nregions
+        has_hwidle = any(d.on_hardware_idle is not None for d in engine.inst.graph.devices.values())
+        self.coordinator = Coordinator(self.n, has_hwidle) if self.region == 0 else None
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.paused = False           # between HWIDLE and RESUME
+        self.probe: int | None = None # wave of a PROBE not answered yet
+        self.exit_sent = False
+        self.stop: dict | None = None
+        self.bad_frame: str | None = None
+        self.rounds = 0
+
+    def run(self) -> Outcome:
+        t0 = time.perf_counter()
+        self.engine.start(self._remaining())
+        self._report_exit()
+        if self.coordinator:
+            self._send(self.coordinator.start())
+        try:
+            self._loop()
+        except ValueError as e:                  # a malformed frame or record batch
+            self.bad_frame = f"data plane: {e}"
+        self._drain_logs()
+        return self._outcome(time.perf_counter() - t0)
+
+    def _loop(self) -> None:
+        while self.stop is None:
+            frames = self.plane.receive(0)
+            self._handle(frames)
+            if self.stop is not None or self._failed():
+                return
+            idle = self._step() if not self.paused else True
+            if self._failed():
+                return
+            if idle and not frames:
+                self._answer_probe()
+                self._handle(self.plane.receive(WAIT_MS))
+            self._drain_logs()
+
+    # ---- one round of work ---------------------------------------------------------
+
+    def _step(self) -> bool:
+        """Run the engine once; True when it is idle with nothing left to send."""
+        status = self.engine.run(BATCH, self._remaining())
+        self._flush()
+        if status == STOPPED:
+            self._report_exit()
+            return True
+        if self.deadline and time.monotonic() >= self.deadline:
+            self.engine.run(1, 1e-6)                      # the engine records the timeout
+        return status == IDLE
+
+    def _report_exit(self) -> None:
+        """handler_exit here: tell the coordinator, once."""
+        o = self.engine.outcome()
+        if o.stop == STOP_EXIT and not self.exit_sent:
+            self.exit_sent = True
+            self._flush()
+            self.plane.send(0, wire.EXIT, {"code": o.exit_code})
+
+    def _flush(self) -> None:
+        for q in range(self.n):
+            if q != self.region:
+                records = self.engine.outbox(q)
+                if records:
+                    self.plane.send(q, wire.MSG, records)
+
+    def _answer_probe(self) -> None:
+        if self.probe is None or self.paused:
+            return
+        o = self.engine.outcome()
+        self.plane.send(0, wire.STATUS, {"wave": self.probe, "sent": o.remote_sent,
+                                         "received": o.remote_received, "sends": o.sends})
+        self.probe = None
+
+    # ---- frames ---------------------------------------------------------------------
+
+    def _handle(self, frames: list[wire.Frame]) -> None:
+        for f in frames:
+            if f.kind == wire.MSG:
+                try:
+                    self.engine.inject(f.payload)
+                except ValueError as e:
+                    raise ValueError(f"bad records from region {f.source}: {e}") from None
+            elif f.kind == wire.PROBE:
+                self.probe = f.payload["wave"]
+            elif f.kind == wire.HWIDLE:
+                self.paused = True
+                self.engine.hardware_idle(self._remaining())
+                self.rounds += 1
+                self._report_exit()
+                self.plane.send(0, wire.HWDONE, {"round": f.payload["round"]})
+            elif f.kind == wire.RESUME:
+                self.paused = False
+            elif f.kind == wire.STOP:
+                self.stop = f.payload
+            if self.coordinator and f.kind in (wire.STATUS, wire.HWDONE, wire.EXIT):
+                self._send(self.coordinator.on_frame(f))
+
+    def _send(self, out) -> None:
+        for to, kind, payload in out:
+            if to == ALL:
+                self.plane.broadcast(kind, payload)
+            else:
+                self.plane.send(to, kind, payload)
+
+    # ---- the end ----------------------------------------------------------------------
+
+    def _failed(self) -> bool:
+        return self.engine.outcome().stop == STOP_FAIL
+
+    def _remaining(self) -> float:
+        return max(self.deadline - time.monotonic(), 1e-6) if self.deadline else 0.0
+
+    def _drain_logs(self) -> None:
+        for dev, level, text in self.engine.logs():
+            self.on_log(dev, level, text)
+
+    def _outcome(self, seconds: float) -> Outcome:
+        o = self.engine.outcome()
+        if self.bad_frame:
+            return Outcome("failed", 1, self.bad_frame, self.rounds, seconds)
+        if o.stop == STOP_FAIL:
+            return Outcome("failed", o.exit_code or 1, self.engine.failure(o), self.rounds, seconds)
+        status, code = self.stop["status"], int(self.stop["code"])
+        return Outcome(status, code, None, self.rounds, seconds)

@@ -1,0 +1,28 @@
+"""Splitting an application into balanced regions with few cut edges (METIS,
+through pymetis)."""
+from __future__ import annotations
+
+from array import array
+from pathlib import Path
+
+import pymetis
+
+from . import build
+from .reader import Source, read_graph_type, read_instance
+
+
+def partition(xml: str | Path, nregions: int) -> array:
+    """The region (0..nregions-1) of every device, in file order."""
+    lib, ffi = build.loader_module().lib, build.loader_module().ffi
+    src = Source(xml)
+    graph, ns = read_graph_type(src)
+    inst = read_instance(src, graph, ns, lib, ffi)
+    if nregions <= 1 or inst.n_devices <= 1:
+        return array("H", bytes(2 * inst.n_devices))
+    err = ffi.new("int*")
+    lib.pl_finish(inst.loader, ffi.NULL, 0, err)
+    count = lib.pl_adjacency(inst.loader, ffi.NULL, ffi.NULL)      # sizes first
+    starts, adjacent = array("i", bytes(4 * (inst.n_devices + 1))), array("i", bytes(4 * count))
+    lib.pl_adjacency(inst.loader, ffi.from_buffer("int32_t[]", starts), ffi.from_buffer("int32_t[]", adjacent))
+    parts = pymetis.part_graph(nregions, adjacency=pymetis.CSRAdjacency(starts, adjacent)).vertex_part
+    return array("H", parts)
