@@ -7,6 +7,7 @@ differs:
     ring    n devices, each to the next
     mesh    w x h 2D grid, 4-neighbour (both directions)
     random  n devices, each with `degree` random out-edges
+    pairs   2n devices, device i sending to device n + i
 
     python bench/graphs.py mesh 1000 1000 > mesh.xml
 """
@@ -80,6 +81,10 @@ def random_graph(n: int, degree: int, seed: int = 1) -> tuple[int, Iterator[tupl
     return n, edges()
 
 
+def pairs(n: int) -> tuple[int, Iterator[tuple[int, int]]]:
+    return 2 * n, ((i, n + i) for i in range(n))
+
+
 def write(out: TextIO, n: int, edges: Iterator[tuple[int, int]], rounds: int = 10) -> int:
     """Write the app; returns the number of edges."""
     out.write(GRAPH_TYPE)
@@ -106,7 +111,7 @@ def write(out: TextIO, n: int, edges: Iterator[tuple[int, int]], rounds: int = 1
 def main(argv: list[str]) -> None:
     kind, *args = argv
     nums = [int(a) for a in args]
-    graph = {"ring": ring, "mesh": mesh, "random": random_graph}[kind](*nums)
+    graph = {"ring": ring, "mesh": mesh, "random": random_graph, "pairs": pairs}[kind](*nums)
     write(sys.stdout, *graph)
 
 

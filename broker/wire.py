@@ -42,6 +42,11 @@ def unpack(data: bytes) -> Frame:
         fields = msgpack.unpackb(data, raw=False)
     except Exception as e:              # msgpack raises several types on garbage
         raise ValueError(f"not a msgpack frame: {e}") from None
-    if not isinstance(fields, list) or len(fields) != 5 or fields[0] not in NAMES:
+    if (not isinstance(fields, list) or len(fields) != 5 or fields[0] not in NAMES
+            or not all(isinstance(x, int) for x in fields[1:4])):
         raise ValueError("frame is not [kind, pid, source, seq, payload]")
+    if fields[0] == MSG and not isinstance(fields[4], bytes):
+        raise ValueError("MSG frame without a bytes payload")
+    if fields[0] != MSG and not isinstance(fields[4], dict):
+        raise ValueError(f"{NAMES[fields[0]]} frame without a map payload")
     return Frame(*fields)

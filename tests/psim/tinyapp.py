@@ -49,3 +49,8 @@ def slow_app(tag: str, seconds: float) -> str:
 def endless_app(tag: str) -> str:
     """A ring whose OnInit never returns."""
     return ring_app(tag, init="for (;;) {}")
+
+
+def forever_app(tag: str) -> str:
+    """A ring that passes messages forever: every receipt re-arms the sender."""
+    return ring_app(tag, receive="deviceState->n = 0;")

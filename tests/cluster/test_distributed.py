@@ -1,0 +1,107 @@
+"""Processes split into regions across engines and daemons, talking over
+ZeroMQ: the same answers as one engine, termination without handler_exit,
+hardware-idle barriers, and failures that end every region."""
+import signal
+import time
+
+import pytest
+import zmq
+
+import pcli
+from appcases import APPS, APPS_DIR, checker, options, schedule_independent
+from conftest import wait_for
+from broker import keys, wire
+from psim import psim
+from tinyapp import endless_app, forever_app
+
+SPLITTABLE = [a for a in APPS if schedule_independent(a)
+              and getattr(checker(a), "expect_status", "exit") != "failed"]
+
+
+def answer(res: dict) -> tuple:
+    return res["states"], res["status"], res["metrics"]["Exit code"], res["metrics"]["Delivered messages"]
+
+
+@pytest.fixture
+def one_pd(cluster):
+    cluster.start("solo", slots=4)
+    return cluster
+
+
+@pytest.fixture
+def two_pds(cluster):
+    cluster.start("left", slots=2)
+    cluster.start("right", slots=2)
+    return cluster
+
+
+@pytest.mark.parametrize("app", SPLITTABLE, ids=lambda p: p.stem)
+@pytest.mark.parametrize("where", ["one_pd", "two_pds"])
+def test_same_answer_for_1_2_and_4_regions(app, where, request):
+    request.getfixturevalue(where)
+    whole = psim(str(app), options=options(app))
+    for n in (1, 2, 4):
+        res = pcli.run(str(app), regions=n, **options(app))
+        assert res["state"] == "finished", res.get("reason")
+        assert answer(res) == answer(whole), f"{n} regions"
+        if where == "two_pds" and n > 1:
+            assert set(pcli.info(max(pcli.ps(all=True)))["engines"].values()) == {"left", "right"}
+
+
+def test_app_without_handler_exit_in_three_regions_ends(two_pds):
+    app = str(APPS_DIR / "edges_v3.xml")
+    res = pcli.run(app, rmap={d: i % 3 for i, d in enumerate(psim(app)["states"])})
+    assert res["state"] == "finished" and res["status"] == "idle"
+    assert sorted(res["regions"]) == [0, 1, 2]
+    assert sum(m["Remote messages sent"] for m in res["regions"].values()) > 0
+
+
+def test_hardware_idle_barriers_across_regions(two_pds):
+    app = APPS_DIR / "barrier_v3.xml"
+    cells = [d for d in psim(str(app))["states"]]
+    res = pcli.run(str(app), rmap={d: i % 3 for i, d in enumerate(cells)})
+    assert res["state"] == "finished"
+    for name, check in vars(checker(app)).items():
+        if name.startswith("check_"):
+            check(res)
+    assert res["metrics"]["Hardware idle rounds"] >= 3
+
+
+def test_per_region_metrics(two_pds):
+    res = pcli.run(str(APPS_DIR / "ring_v2.xml"), rmap={"n2": 1, "n3": 1})
+    assert [res["regions"][r]["Remote messages sent"] for r in (0, 1)] == [10, 10]
+    assert [res["regions"][r]["Delivered messages"] for r in (0, 1)] == [20, 20]
+    assert all(res["regions"][r]["Remote bytes"] == 10 * (12 + 8) for r in (0, 1))
+
+
+def test_killed_daemon_fails_the_whole_process(two_pds):
+    future = pcli.run(forever_app("split_orphan"), rmap={"d2": 1, "d3": 1}, rcon={0: "left", 1: "right"}, async_=True)
+    wait_for(lambda: two_pds.workers("left") and two_pds.workers("right"))
+    survivors = two_pds.workers("right")
+    start = time.monotonic()
+    two_pds.procs["left"].send_signal(signal.SIGKILL)
+    res = future.result(timeout=20)
+    assert time.monotonic() - start < 10
+    assert res["state"] == "failed" and "left" in res["reason"]
+    wait_for(lambda: not two_pds.workers("right"), timeout=5)
+    assert not any(w.is_running() and w.status() != "zombie" for w in survivors)
+
+
+def test_failing_region_fails_the_process_with_its_reason(two_pds):
+    app = str(APPS_DIR / "assert_v3.xml")
+    devices = list(psim(app)["states"])
+    res = pcli.run(app, rmap={d: i % 2 for i, d in enumerate(devices)})
+    assert res["state"] == "failed" and "assertion" in res["reason"]
+
+
+def test_malformed_frame_fails_the_process_with_a_reason(two_pds, redis_server):
+    future = pcli.run(forever_app("garbage"), rmap={"d2": 1, "d3": 1}, async_=True)
+    ctl = pcli.api.control()
+    wait_for(lambda: ctl.r.hlen(keys.proc_endpoints(future.pid)) == 2)
+    address = ctl.r.hget(keys.proc_endpoints(future.pid), 1).decode()
+    with zmq.Context() as ctx, ctx.socket(zmq.PUSH) as s:
+        s.connect(address)
+        s.send(wire.pack(wire.MSG, future.pid, 0, 0, b"\x01\x02\x03"))
+        res = future.result(timeout=20)
+        s.close(linger=0)
+    assert res["state"] == "failed" and "data plane" in res["reason"]
