@@ -80,13 +80,14 @@ class DataPlane:
         for q in range(self.nregions):
             self.send(q, kind, payload)
 
-    def receive(self, timeout_ms: int) -> list[wire.Frame]:
-        """The frames that arrived, waiting up to timeout_ms for the first.
+    def receive(self, timeout_ms: int, most: int = 8) -> list[wire.Frame]:
+        """Up to `most` frames that arrived, waiting up to timeout_ms for the
+        first; few at a time, so the engine consumes records as they come.
         Raises ValueError on a malformed or out-of-order frame."""
         if not self.poller.poll(timeout_ms):
             return []
-        frames = []
-        while True:
+        frames: list[wire.Frame] = []
+        while len(frames) < most:
             try:
                 data = self.pull.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -99,6 +100,7 @@ class DataPlane:
                 raise ValueError(f"frame {frame.seq} from region {frame.source} out of order")
             self.seq_in[frame.source] += 1
             frames.append(frame)
+        return frames
 
     def close(self) -> None:
         for s in self.push:

@@ -89,8 +89,9 @@ class RegionRun:
         for q in range(self.n):
             if q != self.region:
                 records = self.engine.outbox(q)
-                if records:
-                    self.plane.send(q, wire.MSG, records)
+                if records is not None:
+                    self.plane.send(q, wire.MSG, records)      # msgpack copies it once
+                    self.engine.clear_outbox(q)
 
     def _answer_probe(self) -> None:
         if self.probe is None or self.paused:

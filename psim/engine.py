@@ -123,13 +123,16 @@ class Engine:
         if err != self.ffi.NULL:
             raise ValueError(self.ffi.string(err).decode())
 
-    def outbox(self, region: int) -> bytes:
-        """Take the packed records waiting for `region`."""
+    def outbox(self, region: int) -> memoryview | None:
+        """The packed records waiting for `region`, as a view of the engine's
+        buffer (no copy): use it before the next call into the engine, then
+        clear_outbox(region)."""
         p = self.ffi.new("uint8_t**")
         n = self.lib.pe_outbox(self.engine, region, p)
-        data = bytes(self.ffi.buffer(p[0], n)) if n else b""
+        return memoryview(self.ffi.buffer(p[0], n)) if n else None
+
+    def clear_outbox(self, region: int) -> None:
         self.lib.pe_outbox_clear(self.engine, region)
-        return data
 
     def logs(self) -> list[tuple[str, int, str]]:
         """Take the handler_log lines written since the last call."""

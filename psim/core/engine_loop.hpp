@@ -100,11 +100,9 @@ static void pe_outbox_add(pe_engine* E, uint16_t region, uint32_t src, uint32_t 
                           uint32_t send_index, const uint8_t* msg, uint16_t size) {
     E->in_critical = 1;
     std::vector<uint8_t>& box = E->outbox[region];
-    size_t at = box.size();
-    box.resize(at + PE_RECORD_HEADER + size);
     pe_record h = {src, send_index, (uint16_t)pin, size};
-    memcpy(&box[at], &h, PE_RECORD_HEADER);
-    memcpy(&box[at + PE_RECORD_HEADER], msg, size);
+    box.insert(box.end(), (const uint8_t*)&h, (const uint8_t*)&h + PE_RECORD_HEADER);
+    box.insert(box.end(), msg, msg + size);
     E->remote_sent++;
     E->remote_bytes += PE_RECORD_HEADER + size;
     pe_leave_critical();
@@ -489,6 +487,10 @@ extern "C" const char* pe_inject(pe_engine* E, const uint8_t* data, size_t lengt
     for (size_t at = 0, used = 0; at < length; at += used) {
         const char* err = pe_check_record(E, data + at, length - at, &used);
         if (err) return err;
+    }
+    if (E->inbox_pos > E->inbox.size() / 2) {      // drop what was consumed before growing
+        E->inbox.erase(E->inbox.begin(), E->inbox.begin() + E->inbox_pos);
+        E->inbox_pos = 0;
     }
     E->inbox.insert(E->inbox.end(), data, data + length);
     return nullptr;

@@ -21,8 +21,9 @@ def run_split(app: str, rmap: dict, n: int) -> tuple[dict, list]:
         for e in engines:
             for r in range(n):
                 records = e.outbox(r)
-                if records:
-                    engines[r].inject(records)
+                if records is not None:
+                    engines[r].inject(bytes(records))
+                    e.clear_outbox(r)
                     moved += 1
         if STOPPED in status or (not moved and all(s == IDLE for s in status)):
             break
