@@ -1,6 +1,7 @@
 """`make demo`: start a local cluster (redis-server and two pd under
 supervisord) in a temporary folder, run the ring oscillator through the
-Python API, print its result, and stop the cluster."""
+Python API split into two regions (n0, n1 | n2, n3), one on each engine,
+print its result, and stop the cluster."""
 from __future__ import annotations
 
 import os
@@ -29,11 +30,17 @@ def main() -> int:
         try:
             import pcli
             print("Engines:", ", ".join(f"{e['name']} ({e['slots']} slot)" for e in pcli.engines()))
-            print(f"Running {APP.name} through pcli.run(verbose=True):")
-            res = pcli.run(str(APP), verbose=True)
-            print(f"Process ended: {res['state']}, exit code {res['metrics']['Exit code']}")
-            for name in ("Delivered messages", "Sends", "Steps"):
+            rmap = {"n2": 1, "n3": 1}
+            print(f"Running {APP.name} through pcli.run(verbose=True, rmap={rmap}):")
+            future = pcli.run(str(APP), rmap=rmap, verbose=True, async_=True)
+            res = future.result()
+            engines = pcli.info(future.pid)["engines"]
+            print(f"Process {future.pid} ended: {res['state']}, exit code {res['metrics']['Exit code']}")
+            for name in ("Delivered messages", "Sends"):
                 print(f"Metric {name}: {res['metrics'][name]}")
+            for region, m in res["regions"].items():
+                print(f"Region {region} on {engines[region]}: {m['Delivered messages']} delivered, "
+                      f"{m['Remote messages sent']} records sent, {m['Remote messages received']} received")
             for dev, state in res["states"].items():
                 print(f"State  {dev}: counter={state['counter']} state={state['state']}")
         finally:
