@@ -1,32 +1,36 @@
 # pstack: `make demo` runs the main job, `make test` runs the tests.
 # Both first install what they need: a virtual env in .venv with the Python
 # packages (setup.cfg), after checking for g++ and Python's venv module, and
-# redis-server (apt) for the cluster.
+# with apt: redis-server for the cluster, tmux for the test that drives `top`.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test deps redis bench clean
+.PHONY: demo test deps system bench clean
 
-demo: $(STAMP) redis
+demo: $(STAMP) system
 	$(PY) -m pcli.demo
 
-test: $(STAMP) redis
+test: $(STAMP) system
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/bench_psim.py
 
-deps: $(STAMP) redis
+deps: $(STAMP) system
 
-redis:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "Installing redis-server (apt)"; \
+system:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing (apt)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get -o DPkg::Lock::Timeout=120 update -qq && \
-	  apt-get -o DPkg::Lock::Timeout=120 install -y -qq redis-server; }
+	  apt-get -o DPkg::Lock::Timeout=120 install -y -qq $$missing; \
+	fi
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v g++ >/dev/null 2>&1 || { \

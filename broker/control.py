@@ -83,6 +83,10 @@ class Control:
         self.r.hset(keys.proc(pid), mapping={k: v if isinstance(v, (str, int, float)) else json.dumps(v)
                                               for k, v in fields.items()})
 
+    def progress(self, pid: int, region: int, delivered: int) -> None:
+        """Deliveries so far in a running region (for top)."""
+        self.r.hset(keys.proc(pid), f"delivered:{region}", delivered)
+
     def pids(self) -> list[int]:
         return [int(p) for p in self.r.zrange(keys.PROCS, 0, -1)]
 

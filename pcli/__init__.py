@@ -1,4 +1,3 @@
-"""pcli: the pstack client (Python API; the shell comes later)."""
-from .api import Future, block, engines, info, kill, ps, result, run
-
-__all__ = ["run", "block", "ps", "kill", "engines", "info", "result", "Future"]
+"""pcli: the pstack client: the Python API (pcli.api) and the shell (pcli.shell)."""
+from .api import *  # noqa: F401,F403
+from .api import __all__  # noqa: F401

@@ -8,6 +8,7 @@ Functions return data; the shell prints it.
 """
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -19,6 +20,8 @@ from broker import keys
 from broker.control import Control, connect
 from psim.engine import Options
 from psim.partition import partition
+
+__all__ = ["run", "block", "ps", "kill", "engines", "info", "result", "processes", "Future"]
 
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
@@ -40,9 +43,10 @@ def user() -> str:
 class Future:
     """A submitted process; `.pid` as in the seed, `.result()` waits for it."""
 
-    def __init__(self, pid: int, verbose: bool = False):
+    def __init__(self, pid: int, verbose: bool = False, echo=functools.partial(print, flush=True)):
         self.pid = pid
         self.verbose = verbose
+        self.echo = echo                     # where verbose log lines go
         self._log_pos = "0-0"
 
     def done(self) -> bool:
@@ -54,22 +58,25 @@ class Future:
         seen = ctl.last_event()
         while True:
             if self.verbose:
-                self._print_log()
+                self.print_log()
             rec = ctl.process(self.pid)
             if rec is None:
                 raise ValueError(f"no process {self.pid}")
             if rec["state"] in keys.ENDED:
                 if self.verbose:
-                    self._print_log()
+                    self.print_log()
                 return result(self.pid)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"process {self.pid} is still {rec['state']}")
             ctl.reap()                         # no daemon left to notice a dead one? we do
             seen = ctl.wait_event(seen, POLL_MS)
 
-    def _print_log(self) -> None:
-        for self._log_pos, e in control().read_log(self.pid, self._log_pos):
-            print(f"[{e['engine']}:{e['region']}] {e['device']}: {e['text']}", flush=True)
+    def print_log(self) -> int:
+        """Print the log lines streamed since the last call; how many."""
+        lines = control().read_log(self.pid, self._log_pos)
+        for self._log_pos, e in lines:
+            self.echo(f"[{e['engine']}:{e['region']}] {e['device']}: {e['text']}")
+        return len(lines)
 
     def __repr__(self) -> str:
         return f"<Future pid={self.pid}>"
@@ -128,6 +135,11 @@ def ps(all: bool = False) -> list[int]:
     return [p for p, s in zip(pids, ctl.states(pids)) if s not in keys.ENDED]
 
 
+def processes(all: bool = False) -> list[dict]:
+    """info() of every waiting and running process (all=True: every process)."""
+    return [info(pid) for pid in ps(all=all)]
+
+
 def kill(pid: int, force: bool = False) -> bool:
     """Kill a process.  Another user's process needs force=True."""
     outcome = control().kill(pid, user(), force)
@@ -156,7 +168,8 @@ def info(pid: int) -> dict:
            "app": rec.get("app_name", ""), "graph_type": rec.get("graph_type", ""),
            "devices": int(rec.get("devices", 0)), "edges": int(rec.get("edges", 0)),
            "regions": int(rec["nregions"]), "engines": rec["regions"],
-           "rmap": json.loads(rec.get("rmap", "{}")), "options": json.loads(rec.get("options", "{}"))}
+           "rmap": json.loads(rec.get("rmap", "{}")), "options": json.loads(rec.get("options", "{}")),
+           "delivered": sum(int(v) for k, v in rec.items() if k.startswith("delivered:"))}
     for t in ("created", "started", "ended"):
         out[t] = float(rec[t]) if rec.get(t) else None
     return out

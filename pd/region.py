@@ -13,6 +13,7 @@ failed, and the daemons stop every other region within their next loop.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from broker import wire
 from broker.dataplane import DataPlane
@@ -24,8 +25,9 @@ WAIT_MS = 50
 
 
 class RegionRun:
-    def __init__(self, engine: Engine, plane: DataPlane, on_log: LogSink, timeout: float = 0.0):
-        self.engine, self.plane, self.on_log = engine, plane, on_log
+    def __init__(self, engine: Engine, plane: DataPlane, on_log: LogSink, timeout: float = 0.0,
+                 on_batch: Callable[[Engine], None] | None = None):
+        self.engine, self.plane, self.on_log, self.on_batch = engine, plane, on_log, on_batch
         self.region, self.n = plane.region, plane.nregions
         has_hwidle = any(d.on_hardware_idle is not None for d in engine.inst.graph.devices.values())
         self.coordinator = Coordinator(self.n, has_hwidle) if self.region == 0 else None
@@ -70,6 +72,8 @@ class RegionRun:
         """Run the engine once; True when it is idle with nothing left to send."""
         status = self.engine.run(BATCH, self._remaining())
         self._flush()
+        if self.on_batch:
+            self.on_batch(self.engine)
         if status == STOPPED:
             self._report_exit()
             return True

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 from broker.control import Control, connect
 from broker.dataplane import DataPlane
@@ -23,6 +24,21 @@ from psim.run import Loaded, drive, result
 from .region import RegionRun
 
 LOG_BATCH = 500
+PROGRESS_SECONDS = 0.5
+
+
+class Progress:
+    """Deliveries so far, to the process record, at most every half second."""
+
+    def __init__(self, ctl: Control, pid: int, region: int):
+        self.ctl, self.pid, self.region = ctl, pid, region
+        self.last = 0.0
+
+    def __call__(self, engine) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            self.ctl.progress(self.pid, self.region, engine.outcome().delivered)
 
 
 class LogStream:
@@ -63,14 +79,15 @@ def run_region(ctl: Control, pid: int, region: int, engine_name: str) -> None:
     logs = LogStream(ctl, pid, engine_name, region) if rec.get("verbose") == "1" else None
     collected: list = []
     on_log = logs or (lambda d, lv, t: collected.append((d, lv, t)))
+    progress = Progress(ctl, pid, region)
     if nregions > 1:
         plane = DataPlane(ctl.r, pid, region, nregions)
         try:
-            out = RegionRun(engine, plane, on_log, opts.timeout).run()
+            out = RegionRun(engine, plane, on_log, opts.timeout, progress).run()
         finally:
             plane.close()
     else:
-        out = drive(engine, on_log, opts)
+        out = drive(engine, on_log, opts, progress)
     if logs:
         logs.flush()
     res = result(loaded, engine, out, collected)

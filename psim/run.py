@@ -14,7 +14,7 @@ from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine, Options
 from .errors import BadInput
 from .reader import Instance, Source, read_graph_type, read_instance
 
-BATCH = 1 << 22            # events per call into C
+BATCH = 1 << 20            # events per call into C
 IDLE_ROUNDS = 10           # hardware-idle rounds without a send before the run ends (as the reference)
 
 LogSink = Callable[[str, int, str], None]
@@ -79,11 +79,12 @@ class Outcome:
         self.hw_rounds, self.seconds = hw_rounds, seconds
 
 
-def drive(engine: Engine, on_log: LogSink, opts: Options) -> Outcome:
+def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Callable[[Engine], None] | None = None) -> Outcome:
     """Run to the end.  Hardware idle: when nothing is ready or in flight,
     OnHardwareIdle runs everywhere; ten rounds in a row without a send end the
     run as idle (the reference's rule).  Apps without OnHardwareIdle end at
-    the first idle."""
+    the first idle.  on_batch(engine) runs after every batch of events (for
+    progress reports)."""
     t0 = time.perf_counter()
     deadline = t0 + opts.timeout if opts.timeout else None
     has_hwidle = any(d.on_hardware_idle is not None for d in engine.inst.graph.devices.values())
@@ -100,6 +101,8 @@ def drive(engine: Engine, on_log: LogSink, opts: Options) -> Outcome:
             status = engine.run(1, 1e-6)       # the engine records the timeout
             continue
         status = engine.run(BATCH, remaining())
+        if on_batch:
+            on_batch(engine)
         if status != IDLE:
             continue
         if not has_hwidle:

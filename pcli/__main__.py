@@ -1,0 +1,3 @@
+from .shell import main
+
+raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""The py command's persistent context: plain variables (numbers, strings,
+lists, dicts of them) kept between sessions in ~/.pcli_context.json."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+PATH = Path(os.environ.get("PCLI_CONTEXT", str(Path.home() / ".pcli_context.json")))
+
+
+def load() -> dict:
+    try:
+        value = json.loads(PATH.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def save(variables: dict) -> None:
+    kept = {}
+    for name, value in variables.items():
+        if name.startswith("_"):
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue                 # modules, functions, objects: not kept
+        kept[name] = value
+    tmp = PATH.with_suffix(".tmp")
+    tmp.write_text(json.dumps(kept))
+    tmp.replace(PATH)

@@ -1,0 +1,63 @@
+"""How processes and engines read in a table: shared by the shell and top."""
+from __future__ import annotations
+
+import time
+
+PROCESS_COLUMNS = ("PID", "USER", "STATE", "REG", "ELAPSED", "GRAPH", "DEVICES", "EDGES", "DELIVERED", "MSG/S")
+ENGINE_COLUMNS = ("ENGINE", "HOST", "KIND", "SLOTS", "CPU%", "MEM", "BEAT")
+
+
+def count(n: float) -> str:
+    """12, 3.4k, 5.6M, 7.8G"""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def memory(nbytes: float) -> str:
+    for unit, size in (("T", 2**40), ("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f}{unit}"
+    return f"{nbytes:.0f}B"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def elapsed(info: dict) -> float | None:
+    if not info.get("started"):
+        return None
+    return (info.get("ended") or time.time()) - info["started"]
+
+
+def process_row(info: dict, rate: float | None = None) -> tuple[str, ...]:
+    graph = info.get("graph_type") or info.get("app") or "-"
+    return (str(info["pid"]), info["owner"], info["state"], str(info["regions"]), duration(elapsed(info)),
+            graph, count(info["devices"]) if info["devices"] else "-", count(info["edges"]) if info["edges"] else "-",
+            count(info["delivered"]), count(rate) if rate is not None else "-")
+
+
+def engine_row(e: dict) -> tuple[str, ...]:
+    mem = f"{memory(e['mem'])}/{memory(e['mem_total'])}" if e["mem_total"] else "-"
+    beat = f"{e['heartbeat_age']:.1f}s" if e["alive"] else "dead"
+    return (e["name"], e["host"], e["kind"], f"{e['used']}/{e['slots']}", f"{e['cpu']:.0f}", mem, beat)
+
+
+def rates(before: dict[int, tuple[float, int]], infos: list[dict], now: float) -> dict[int, float]:
+    """Messages per second of each process since the last look; updates `before`."""
+    out = {}
+    for info in infos:
+        pid, delivered = info["pid"], info["delivered"]
+        if pid in before:
+            t, d = before[pid]
+            out[pid] = (delivered - d) / (now - t) if now > t else 0.0
+        before[pid] = (now, delivered)
+    return out

@@ -1,0 +1,323 @@
+"""pcli: the pstack shell (cmd2).
+
+    pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
+
+Commands: run, ps, kill, block, result, info, log, engines, top; py (a
+Python interpreter with the API imported), run_pyscript, run_script,
+history, help.  `-c` runs commands and exits (status 1 if one fails);
+commands piped on stdin run the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cmd2
+import redis
+from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
+from rich.table import Table
+
+from psim.errors import BadInput
+from . import api, context
+from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row
+
+HISTORY = os.environ.get("PCLI_HISTORY", str(Path.home() / ".pcli_history"))
+CATEGORY = "pstack"
+USER_ERRORS = (ValueError, PermissionError, OSError, TimeoutError, redis.RedisError, BadInput)
+
+
+def command(fn):
+    """A pstack command: user errors print one line and mark the command failed."""
+    @functools.wraps(fn)
+    def wrapper(self, args):
+        try:
+            return fn(self, args)
+        except USER_ERRORS as e:
+            self.fail(f"{fn.__name__[3:]}: {e}")
+    return wrapper
+
+
+def pid_choices() -> list[str]:
+    """Tab completion of pids."""
+    try:
+        return [str(p) for p in api.ps(all=True)]
+    except redis.RedisError:
+        return []
+
+
+def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id") -> None:
+    parser.add_argument("pid", type=int, help=help, choices_provider=pid_choices)
+
+
+def json_arg(parser: Cmd2ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+
+class Shell(cmd2.Cmd):
+    def __init__(self, history: str | None = HISTORY, color: bool = True, quiet: bool = False, **kwargs):
+        super().__init__(include_py=True, allow_cli_args=False, persistent_history_file=history or "",
+                         intro="" if quiet else "pstack shell: `help` lists commands, `py` opens Python. "
+                                                "Ctrl-D quits.", **kwargs)
+        self.prompt = "pcli> "
+        self.failed = False
+        if not color:
+            self.allow_style = cmd2.rich_utils.AllowStyle.NEVER
+        self.py_locals = {**context.load(), **{name: getattr(api, name) for name in api.__all__}}
+        self.register_precmd_hook(self._reset_failed)
+        self.register_postcmd_hook(self._save_context)
+
+    # ---- failures: whatever prints an error marks the command failed ----------------------
+
+    def _reset_failed(self, data: cmd2.plugin.PrecommandData) -> cmd2.plugin.PrecommandData:
+        self.failed = False
+        return data
+
+    def perror(self, *args, **kwargs) -> None:
+        self.failed = True
+        super().perror(*args, **kwargs)
+
+    def pexcept(self, *args, **kwargs) -> None:
+        self.failed = True
+        super().pexcept(*args, **kwargs)
+
+    def onecmd(self, statement, **kwargs):
+        try:
+            return super().onecmd(statement, **kwargs)
+        except cmd2.exceptions.Cmd2ArgparseError:
+            self.failed = True                 # bad arguments: argparse printed why
+            raise
+
+    # ---- helpers ------------------------------------------------------------------
+
+    def fail(self, message: str) -> None:
+        self.perror(message)
+
+    def table(self, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for c in columns:
+            t.add_column(c, no_wrap=True)
+        for row in rows:
+            t.add_row(*row)
+        self.poutput(t)
+
+    def json_out(self, data) -> None:
+        self.poutput(json.dumps(data, indent=2, sort_keys=True))
+
+    def _save_context(self, data: cmd2.plugin.PostcommandData) -> cmd2.plugin.PostcommandData:
+        if data.statement.command in ("py", "run_pyscript"):
+            context.save({k: v for k, v in self.py_locals.items() if k not in api.__all__})
+        return data
+
+    def summary(self, res: dict) -> None:
+        """A result in a few lines; the command fails if the process did."""
+        m = res.get("metrics", {})
+        self.poutput(f"state {res.get('state', res.get('status'))}, exit code {m.get('Exit code', '-')}"
+                     + (f": {res['error']}" if res.get("error") else ""))
+        for name in ("Delivered messages", "Sends", "Devices", "Edges", "Run time (s)"):
+            if name in m:
+                self.poutput(f"  {name}: {m[name]}")
+        if res.get("state") != "finished" or m.get("Exit code", 0) != 0 or res.get("status") == "failed":
+            self.failed = True
+
+    # ---- commands ---------------------------------------------------------------------
+
+    run_parser = Cmd2ArgumentParser(description="Run an application as a process (waits for it unless --async).")
+    run_parser.add_argument("app", help="application XML file", completer=cmd2.Cmd.path_complete)
+    run_parser.add_argument("--rmap", metavar="FILE|JSON", help="region map {device: region}")
+    run_parser.add_argument("--regions", type=int, default=0, metavar="N", help="split into N regions (METIS)")
+    run_parser.add_argument("--rcon", metavar="JSON", help="engines for regions {region: engine}")
+    run_parser.add_argument("--async", dest="async_", action="store_true", help="print the pid and return")
+    run_parser.add_argument("--verbose", action="store_true", help="print log lines as they come")
+    run_parser.add_argument("--level", type=int, default=1, help="log level (default 1)")
+    run_parser.add_argument("--order", choices=("fixed", "random"), help="scheduling order")
+    run_parser.add_argument("--seed", type=int, help="seed for --order random")
+    run_parser.add_argument("--timeout", type=float, help="fail the process after S seconds")
+    run_parser.add_argument("--max-steps", type=int, help="fail the process after N steps")
+    json_arg(run_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(run_parser)
+    @command
+    def do_run(self, args) -> None:
+        """Run an application."""
+        options = {k: v for k, v in (("order", args.order), ("seed", args.seed), ("timeout", args.timeout),
+                                     ("max_steps", args.max_steps), ("regions", args.regions)) if v}
+        future = api.run(args.app, rmap=_json_arg(args.rmap, "--rmap"), rcon=_json_arg(args.rcon, "--rcon"),
+                         level=args.level, verbose=args.verbose, async_=True, **options)
+        if args.async_:
+            self.poutput(str(future.pid))
+            return
+        future.verbose, future.echo = args.verbose, self.poutput
+        res = future.result()
+        self.json_out(res) if args.json else self.summary(res)
+        if args.json and res.get("state") != "finished":
+            self.failed = True
+
+    ps_parser = Cmd2ArgumentParser(description="List waiting and running processes (every user's).")
+    ps_parser.add_argument("-a", "--all", action="store_true", help="ended processes too")
+    json_arg(ps_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(ps_parser)
+    @command
+    def do_ps(self, args) -> None:
+        """List processes."""
+        infos = api.processes(all=args.all)
+        if args.json:
+            self.json_out(infos)
+        else:
+            self.table(PROCESS_COLUMNS[:-1], [process_row(i)[:-1] for i in infos])
+
+    kill_parser = Cmd2ArgumentParser(description="Kill a process.")
+    pid_arg(kill_parser)
+    kill_parser.add_argument("-f", "--force", action="store_true", help="kill another user's process")
+
+    @with_category(CATEGORY)
+    @with_argparser(kill_parser)
+    @command
+    def do_kill(self, args) -> None:
+        """Kill a process."""
+        if not api.kill(args.pid, force=args.force):
+            self.fail(f"kill: process {args.pid} had already ended")
+
+    block_parser = Cmd2ArgumentParser(description="Wait for a process to end.")
+    pid_arg(block_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(block_parser)
+    @command
+    def do_block(self, args) -> None:
+        """Wait for a process."""
+        self.summary(api.block(args.pid))
+
+    result_parser = Cmd2ArgumentParser(description="The result of an ended process.")
+    pid_arg(result_parser)
+    json_arg(result_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(result_parser)
+    @command
+    def do_result(self, args) -> None:
+        """Show a process's result."""
+        res = api.result(args.pid)
+        if res is None:
+            self.fail(f"result: process {args.pid} is still {api.info(args.pid)['state']}")
+        elif args.json:
+            self.json_out(res)
+        else:
+            self.summary(res)
+            for dev, state in res.get("states", {}).items():
+                self.poutput(f"  {dev}: {json.dumps(state)}")
+
+    info_parser = Cmd2ArgumentParser(description="A process's record: state, reason, owner, engines, sizes.")
+    pid_arg(info_parser)
+    json_arg(info_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(info_parser)
+    @command
+    def do_info(self, args) -> None:
+        """Show a process's record."""
+        rec = api.info(args.pid)
+        if args.json:
+            self.json_out(rec)
+            return
+        for k, v in rec.items():
+            if k in ("created", "started", "ended") and v:
+                v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
+            self.poutput(f"{k:>10}: {v}")
+
+    log_parser = Cmd2ArgumentParser(description="A process's log lines (streamed for --verbose processes, "
+                                                "from the result otherwise).")
+    pid_arg(log_parser)
+    log_parser.add_argument("-f", "--follow", action="store_true", help="keep printing until the process ends")
+
+    @with_category(CATEGORY)
+    @with_argparser(log_parser)
+    @command
+    def do_log(self, args) -> None:
+        """Show a process's log."""
+        future = api.Future(args.pid, verbose=True, echo=self.poutput)
+        streamed = future.print_log()
+        if args.follow:
+            future.result()
+            streamed += future.print_log()
+        res = api.result(args.pid)
+        if not streamed and res is not None:
+            for dev, _, text in res.get("log", []):
+                self.poutput(f"{dev}: {text}")
+
+    engines_parser = Cmd2ArgumentParser(description="Registered engines.")
+    json_arg(engines_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(engines_parser)
+    @command
+    def do_engines(self, args) -> None:
+        """List engines."""
+        rows = api.engines()
+        if args.json:
+            self.json_out(rows)
+        else:
+            self.table(ENGINE_COLUMNS, [engine_row(e) for e in rows])
+
+    top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; q quits.")
+
+    @with_category(CATEGORY)
+    @with_argparser(top_parser)
+    @command
+    def do_top(self, args) -> None:
+        """Live view of engines and processes."""
+        from .top import top
+        top()
+
+
+def _json_arg(text: str | None, name: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(Path(text).read_text() if os.path.isfile(text) else text)
+    except ValueError as e:
+        raise ValueError(f"{name}: not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: expected a JSON object")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pcli", description="The pstack shell.")
+    p.add_argument("--redis", metavar="URL", help="Redis of the pstack service (default $PSTACK_REDIS)")
+    p.add_argument("-n", "--nocolor", action="store_true", help="no colour")
+    p.add_argument("-q", "--quiet", action="store_true", help="no banner")
+    p.add_argument("-c", dest="commands", action="append", metavar="COMMAND",
+                   help="run COMMAND and exit (repeatable); status 1 if one fails")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.redis:
+        os.environ["PSTACK_REDIS"] = args.redis
+    scripted = args.commands or (not sys.stdin.isatty() and sys.stdin.readlines())
+    shell = Shell(color=not args.nocolor, quiet=args.quiet or bool(scripted),
+                  history=None if scripted else HISTORY)
+    if not scripted:
+        shell.cmdloop()
+        return shell.exit_code
+    for line in scripted:
+        if not line.strip():
+            continue
+        shell.failed = False
+        stop = shell.onecmd_plus_hooks(line.rstrip("\n"))
+        if shell.failed or shell.exit_code or stop:
+            return 1 if (shell.failed or shell.exit_code) else 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

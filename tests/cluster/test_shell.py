@@ -1,0 +1,150 @@
+"""The pcli shell against a live cluster: commands through cmd2's
+onecmd_plus_hooks and `pcli -c`, scripts, exit statuses, and `top` in tmux."""
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import pcli
+from appcases import APPS_DIR
+from conftest import ROOT, wait_for
+from pcli.shell import Shell
+from tinyapp import forever_app
+
+RING = str(APPS_DIR / "ring_v2.xml")
+
+
+@pytest.fixture
+def shell(cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("PCLI_CONTEXT", str(tmp_path / "context.json"))
+    cluster.start("e1", slots=2)
+    out = io.StringIO()
+    sh = Shell(history=None, stdout=out, color=False, quiet=True)
+
+    def do(line: str) -> str:
+        out.seek(0)
+        out.truncate()
+        sh.onecmd_plus_hooks(line)
+        return out.getvalue()
+    sh.do = do
+    return sh
+
+
+def pcli_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pcli", *args], input=stdin, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def test_run_ps_result_info_engines(shell):
+    out = shell.do(f"run {RING}")
+    assert "state finished, exit code 0" in out and "Delivered messages: 40" in out
+    assert not shell.failed
+    assert "e1" in shell.do("engines") and json.loads(shell.do("engines --json"))[0]["slots"] == 2
+    assert shell.do("ps").splitlines()[1:] == []                        # nothing running
+    assert "finished" in shell.do("ps -a")
+    res = json.loads(shell.do("result 1 --json"))
+    assert res["metrics"]["Delivered messages"] == 40
+    assert json.loads(shell.do("info 1 --json"))["engines"] == {"0": "e1"}
+    assert "graph_type: ro" in shell.do("info 1")
+
+
+def test_async_run_kill_and_block(shell, tmp_path):
+    split = int(shell.do(f"run --async --regions 2 {RING}"))
+    assert "state finished, exit code 0" in shell.do(f"block {split}")
+    assert pcli.info(split)["regions"] == 2
+    pid = int(shell.do("run --async " + str(_write(tmp_path / "f.xml", forever_app("shellkill")))))
+    wait_for(lambda: pcli.info(pid)["state"] == "running")
+    assert str(pid) in shell.do("ps")
+    shell.do(f"kill {pid}")
+    assert not shell.failed
+    assert "state killed" in shell.do(f"block {pid}")
+    assert shell.failed                                                 # waiting on a killed process fails
+
+
+def test_log_of_verbose_and_quiet_processes(shell):
+    shell.do(f"run --verbose {RING}")
+    lines = shell.do("log 1").splitlines()
+    assert lines[0] == "[e1:0] n0: counter = 1" and len(lines) == 40
+    shell.do(f"run {RING}")
+    assert shell.do("log 2").splitlines()[0] == "n0: counter = 1"
+    pid = int(shell.do(f"run --async --verbose {RING}"))
+    assert len(shell.do(f"log -f {pid}").splitlines()) == 40
+
+
+def test_failing_commands_are_marked_failed(shell):
+    shell.do("kill 999")
+    assert shell.failed
+    shell.do("result --nonsense")
+    assert shell.failed
+    shell.do("nosuchcommand")
+    assert shell.failed
+    shell.do("engines")
+    assert not shell.failed
+
+
+def test_run_pyscript_and_run_script(shell, tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(f"r = run({RING!r})\nprint('delivered', r['metrics']['Delivered messages'])\n"
+                      "app('ps -a')\n")
+    out = shell.do(f"run_pyscript {script}")
+    assert "delivered 40" in out
+    commands = tmp_path / "cmds.txt"
+    commands.write_text(f"run {RING}\nengines\n")
+    out = shell.do(f"run_script {commands}")
+    assert "exit code 0" in out and "e1" in out
+
+
+def test_py_context_persists(shell, tmp_path):
+    shell.py_locals["answer"] = 42
+    shell.do("run_pyscript " + str(_write(tmp_path / "n.py", "assert ps is not None\n")))
+    again = Shell(history=None, stdout=io.StringIO(), quiet=True)
+    assert again.py_locals["answer"] == 42 and again.py_locals["run"] is pcli.run
+
+
+def test_pcli_c_and_stdin_exit_statuses(cluster):
+    cluster.start("e1")
+    ok = pcli_cli("-c", f"run {RING}", "-c", "ps -a --json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout[ok.stdout.index("["):])[0]["state"] == "finished"
+    bad = pcli_cli("-c", "kill 12345", "-c", "engines")
+    assert bad.returncode == 1 and "kill: no process 12345" in bad.stderr and "e1" not in bad.stdout
+    failing_app = pcli_cli("-c", f"run {APPS_DIR / 'assert_v3.xml'}")
+    assert failing_app.returncode == 1
+    piped = pcli_cli(stdin="engines\nps\n")
+    assert piped.returncode == 0 and "e1" in piped.stdout
+    assert pcli_cli(stdin="engines\nnosuchcommand\n").returncode == 1
+
+
+def test_top_in_tmux_shows_engines_and_running_processes(cluster, tmp_path):
+    cluster.start("e1")
+    session = f"pcli-top-{os.getpid()}"
+    env = f"PSTACK_REDIS={os.environ['PSTACK_REDIS']} PYTHONPATH={ROOT}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+                    f"env {env} {sys.executable} -m pcli -q -n"], check=True)
+    try:
+        screen = lambda: subprocess.run(["tmux", "capture-pane", "-t", session, "-p"],      # noqa: E731
+                                        capture_output=True, text=True).stdout
+        wait_for(lambda: "pcli>" in screen(), timeout=20)
+        subprocess.run(["tmux", "send-keys", "-t", session, "top", "Enter"], check=True)
+        wait_for(lambda: "ENGINE" in screen() and "e1" in screen(), timeout=20)
+        future = pcli.run(forever_app("topped"), async_=True)
+        row = lambda: [ln for ln in screen().splitlines() if ln.startswith(f"{future.pid} ")]    # noqa: E731
+        wait_for(lambda: row() and "running" in row()[0], timeout=20)
+        assert all(len(ln) <= 80 for ln in screen().splitlines())
+        time.sleep(1.2)
+        assert row()[0].split()[-1] not in ("-", "0")                    # messages per second shown
+        pcli.kill(future.pid)
+        wait_for(lambda: not row(), timeout=20)                          # it left the list
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        wait_for(lambda: "ENGINE" not in screen() and "pcli>" in screen(), timeout=20)      # back at the prompt
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session])
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path
