@@ -301,6 +301,8 @@ class InstanceBuilder:
             except ValueError:
                 path = attrib.get("path")
                 raise self.bad_elem("EdgeI", "path", path, f"edge '{path}': sendIndex '{si}' is not an integer")
+        elif self.send_index is not None:
+            self.send_index.append(-1)
         if self.v4 and (attrib.get("P") or attrib.get("S")):
             self.edge_values[len(self.paths)] = [attrib.get("P"), attrib.get("S")]
 

@@ -76,3 +76,10 @@ def test_cli_temp_dir_holds_the_compiled_modules(tmp_path):
     done = cli(str(RING), "-q", "-t", str(tmp_path / "build"))
     assert done.returncode == 0
     assert any(p.name.startswith("_pstack_g_") for p in (tmp_path / "build").iterdir())
+
+
+def test_edges_with_other_attributes_keep_send_indices_aligned():
+    app = (APPS_DIR / "edges_v3.xml").read_text()
+    last = app.rindex("<EdgeI ")
+    noted = app[:last] + '<EdgeI note="x" ' + app[last + len("<EdgeI "):]
+    assert psim(noted)["states"] == psim(app)["states"]
