@@ -176,5 +176,8 @@ class Control:
         got = self.r.blpop([keys.engine_jobs(engine)], timeout=timeout)
         if not got:
             return None
-        pid, region = _text(got[1]).split()
-        return int(pid), int(region)
+        try:
+            pid, region = _text(got[1]).split()
+            return int(pid), int(region)
+        except ValueError:
+            raise ValueError(f"malformed job entry {got[1]!r} for engine {engine}") from None

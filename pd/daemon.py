@@ -68,6 +68,9 @@ class Daemon:
                 self.registered = False
                 log.warning("redis unreachable (%s); retrying", e)
                 self.stopping.wait(1.0)
+            except Exception:              # a bad job entry, a bug: log it, keep serving
+                log.exception("daemon loop")
+                self.stopping.wait(1.0)
         self.shutdown()
 
     def register(self) -> None:
@@ -92,6 +95,8 @@ class Daemon:
                 self.ctl.reap()
             except redis.RedisError:
                 self.registered = False
+            except Exception:
+                log.exception("heartbeat")
 
     def shutdown(self) -> None:
         for child in self.children:

@@ -164,3 +164,11 @@ def test_verbose_run_prints_log_lines_with_engine_and_region(cluster, capsys):
     out = capsys.readouterr().out.splitlines()
     assert "[e1:0] n0: counter = 1" in out
     assert len([line for line in out if "counter =" in line]) == 40
+
+
+def test_daemon_survives_a_malformed_job_entry(cluster):
+    cluster.start("e1")
+    pcli.api.control().r.rpush("pstack:engine:e1:jobs", "not a job")
+    time.sleep(0.5)
+    assert cluster.procs["e1"].poll() is None
+    assert pcli.run(RING)["metrics"]["Exit code"] == 0
