@@ -43,15 +43,21 @@ class Loaded:
         """Region of every device from {device id: region}; unmapped devices are in region 0."""
         inst = self.instance
         region = array("H", bytes(2 * inst.n_devices))
+        if not rmap:
+            return region
         lib, ffi = build.loader_module().lib, build.loader_module().ffi
-        for did, r in rmap.items():
-            key = str(did).encode()
-            i = lib.pl_find(inst.loader, key, len(key))
-            if i == 0xFFFFFFFF:
-                raise BadInput(f"region map names missing device '{did}'", inst.source.name)
-            if not 0 <= int(r) < 0xFFFF:
-                raise BadInput(f"region {r!r} of device '{did}' is not a small integer", inst.source.name)
-            region[i] = int(r)
+        ids = [str(d) for d in rmap]
+        try:
+            regions = array("H", (int(r) for r in rmap.values()))
+        except (ValueError, OverflowError, TypeError):
+            raise BadInput("region map: regions must be integers from 0 to 65534", inst.source.name) from None
+        blob = "\n".join(ids).encode()
+        index = array("I", bytes(4 * len(ids)))
+        missing = lib.pl_find_many(inst.loader, blob, len(blob), len(ids), ffi.from_buffer("uint32_t[]", index))
+        if missing >= 0:
+            raise BadInput(f"region map names missing device '{ids[missing]}'", inst.source.name)
+        for i, r in zip(index, regions):
+            region[i] = r
         return region
 
     def engine(self, opts: Options, rmap: dict | None = None, regions: array | None = None,

@@ -271,3 +271,18 @@ extern "C" uint64_t pl_adjacency(pl_loader* L, int32_t* starts, int32_t* adjacen
     if (starts) starts[n] = (int32_t)at;
     return at;
 }
+
+// Indices of many '\n'-separated ids; returns -1, or the position of the
+// first id that is not a device.
+extern "C" int64_t pl_find_many(pl_loader* L, const char* ids, size_t len, uint32_t count, uint32_t* out) {
+    const char* p = ids;
+    const char* end = ids + len;
+    for (uint32_t i = 0; i < count; i++) {
+        const char* nl = (const char*)memchr(p, '\n', end - p);
+        size_t n = (nl ? nl : end) - p;
+        out[i] = lookup(L, p, n);
+        if (out[i] == UINT32_MAX) return i;
+        p += n + 1;
+    }
+    return -1;
+}

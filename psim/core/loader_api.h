@@ -25,3 +25,4 @@ const uint32_t* pl_rem_off(pl_loader* L);
 const uint16_t* pl_rem_reg(pl_loader* L);
 int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_region, int* err);
 uint64_t pl_adjacency(pl_loader* L, int32_t* starts, int32_t* adjacent);
+int64_t pl_find_many(pl_loader* L, const char* ids, size_t len, uint32_t count, uint32_t* out);
