@@ -9,7 +9,6 @@ SIGKILLed.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import sys
 import tempfile

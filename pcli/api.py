@@ -43,10 +43,10 @@ def user() -> str:
 class Future:
     """A submitted process; `.pid` as in the seed, `.result()` waits for it."""
 
-    def __init__(self, pid: int, verbose: bool = False, echo=functools.partial(print, flush=True)):
+    def __init__(self, pid: int, verbose: bool = False, echo=None):
         self.pid = pid
         self.verbose = verbose
-        self.echo = echo                     # where verbose log lines go
+        self.echo = echo or functools.partial(print, flush=True)     # where verbose log lines go
         self._log_pos = "0-0"
 
     def done(self) -> bool:

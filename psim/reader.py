@@ -300,7 +300,8 @@ class InstanceBuilder:
                 self.send_index.append(int(si))
             except ValueError:
                 path = attrib.get("path")
-                raise self.bad_elem("EdgeI", "path", path, f"edge '{path}': sendIndex '{si}' is not an integer")
+                raise self.bad_elem("EdgeI", "path", path,
+                                    f"edge '{path}': sendIndex '{si}' is not an integer") from None
         elif self.send_index is not None:
             self.send_index.append(-1)
         if self.v4 and (attrib.get("P") or attrib.get("S")):

@@ -150,7 +150,7 @@ class Tuple(Type):
         return "".join(_member_decl(n, t) for n, t in self.members)
 
     def fill_defaults(self, buf: bytearray, off: int) -> None:
-        for name, (o, t) in self.offsets.items():
+        for o, t in self.offsets.values():
             t.fill_defaults(buf, off + o)
         super().fill_defaults(buf, off)
 

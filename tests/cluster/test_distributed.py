@@ -12,7 +12,7 @@ from appcases import APPS, APPS_DIR, checker, options, schedule_independent
 from conftest import wait_for
 from broker import keys, wire
 from psim import psim
-from tinyapp import endless_app, forever_app
+from tinyapp import forever_app
 
 SPLITTABLE = [a for a in APPS if schedule_independent(a)
               and getattr(checker(a), "expect_status", "exit") != "failed"]

@@ -1,5 +1,4 @@
 """Processes on a real cluster: a redis-server and pd daemons started here."""
-import os
 import signal
 import time
 

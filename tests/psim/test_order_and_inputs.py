@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from appcases import APPS_DIR, checker
 from psim import BadInput, psim
