@@ -1,12 +1,15 @@
 """Processes on a real cluster: a redis-server and pd daemons started here."""
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 import pcli
 from appcases import APPS_DIR
-from conftest import wait_for
+from conftest import ROOT, kill_tree, wait_for
 from psim import psim
 from tinyapp import endless_app, ring_app, slow_app
 
@@ -171,3 +174,15 @@ def test_daemon_survives_a_malformed_job_entry(cluster):
     time.sleep(0.5)
     assert cluster.procs["e1"].poll() is None
     assert pcli.run(RING)["metrics"]["Exit code"] == 0
+
+
+def test_daemon_takes_the_seeds_host_and_port_options(redis_server, monkeypatch):
+    monkeypatch.setenv("PSTACK_REDIS", redis_server.url)
+    env = {k: v for k, v in os.environ.items() if k != "PSTACK_REDIS"}
+    pd = subprocess.Popen([sys.executable, "-m", "pd", "-h", "127.0.0.1", "-p", str(redis_server.port),
+                           "-n", "seedish", "-w", "3", "-q"], cwd=ROOT, env=env)
+    try:
+        wait_for(lambda: [e for e in pcli.engines() if e["name"] == "seedish"])
+        assert [e["slots"] for e in pcli.engines()] == [3]
+    finally:
+        kill_tree(pd)
