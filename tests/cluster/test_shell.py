@@ -148,3 +148,21 @@ def test_top_in_tmux_shows_engines_and_running_processes(cluster, tmp_path):
 def _write(path, text: str):
     path.write_text(text)
     return path
+
+
+def test_pid_completion_and_history_across_sessions(cluster, tmp_path):
+    cluster.start("e1")
+    pcli.run(RING)
+    from pcli.shell import pid_choices
+    assert pid_choices() == ["1"]
+    history = tmp_path / "history"
+    env = dict(os.environ, PCLI_HISTORY=str(history), PYTHONPATH=str(ROOT))
+    first = subprocess.run([sys.executable, "-c", "from pcli.shell import Shell; import io; "
+                            "s = Shell(stdout=io.StringIO(), quiet=True); s.onecmd_plus_hooks('engines')"],
+                           env=env, cwd=ROOT, timeout=60)
+    assert first.returncode == 0 and history.exists()
+    again = subprocess.run([sys.executable, "-c", "from pcli.shell import Shell; import io; "
+                            "out = io.StringIO(); s = Shell(stdout=out, quiet=True); "
+                            "s.onecmd_plus_hooks('history -a'); print(out.getvalue())"],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "engines" in again.stdout
