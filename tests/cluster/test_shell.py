@@ -12,7 +12,7 @@ import pytest
 import pcli
 from appcases import APPS_DIR
 from conftest import ROOT, wait_for
-from pcli.shell import Shell
+from pcli.shell import Shell, pid_choices
 from tinyapp import forever_app
 
 RING = str(APPS_DIR / "ring_v2.xml")
@@ -153,7 +153,6 @@ def _write(path, text: str):
 def test_pid_completion_and_history_across_sessions(cluster, tmp_path):
     cluster.start("e1")
     pcli.run(RING)
-    from pcli.shell import pid_choices
     assert pid_choices() == ["1"]
     history = tmp_path / "history"
     env = dict(os.environ, PCLI_HISTORY=str(history), PYTHONPATH=str(ROOT))
