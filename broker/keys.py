@@ -72,7 +72,3 @@ def engine_alive(name: str) -> str:
 
 def engine_jobs(name: str) -> str:
     return f"{engine(name)}:jobs"
-
-
-def engine_procs(name: str) -> str:
-    return f"{engine(name)}:procs"

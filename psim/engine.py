@@ -114,9 +114,6 @@ class Engine:
     def hardware_idle(self, seconds: float = 0.0) -> int:
         return self.lib.pe_hardware_idle(self.engine, seconds)
 
-    def busy(self) -> bool:
-        return bool(self.lib.pe_busy(self.engine))
-
     def inject(self, records: bytes) -> None:
         """Incoming remote records; raises ValueError if they are malformed."""
         err = self.lib.pe_inject(self.engine, records, len(records))

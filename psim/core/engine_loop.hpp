@@ -478,11 +478,6 @@ extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
     });
 }
 
-extern "C" int pe_busy(pe_engine* E) {
-    return E->ready_head != E->ready_tail || E->idle_head != E->idle_tail || !E->rset.empty() ||
-           !E->iset.empty() || !E->pool.empty() || E->inbox_pos < E->inbox.size();
-}
-
 extern "C" const char* pe_inject(pe_engine* E, const uint8_t* data, size_t length) {
     for (size_t at = 0, used = 0; at < length; at += used) {
         const char* err = pe_check_record(E, data + at, length - at, &used);
