@@ -11,6 +11,7 @@ import uuid
 import zlib
 from pathlib import Path
 
+import orjson
 import redis
 
 from . import keys
@@ -66,7 +67,8 @@ class Control:
 
     def finish_region(self, pid: int, region: int, engine: str, state: str, reason: str = "",
                       result: dict | None = None) -> None:
-        self.s["finish_region"](args=[pid, region, engine, state, reason, json.dumps(result) if result else ""])
+        # orjson: a million device states serialise in a fraction of json's time
+        self.s["finish_region"](args=[pid, region, engine, state, reason, orjson.dumps(result) if result else ""])
 
     def kill(self, pid: int, user: str, force: bool = False) -> str:
         return _text(self.s["kill"](args=[pid, user, int(force)]))
@@ -107,7 +109,7 @@ class Control:
         return zlib.decompress(data) if data is not None else None
 
     def results(self, pid: int) -> dict[int, dict]:
-        return {int(_text(k)): json.loads(v) for k, v in self.r.hgetall(keys.proc_results(pid)).items()}
+        return {int(_text(k)): orjson.loads(v) for k, v in self.r.hgetall(keys.proc_results(pid)).items()}
 
     # ---- logs and events -----------------------------------------------------------
 
