@@ -6,12 +6,13 @@ import json
 import os
 from pathlib import Path
 
-PATH = Path(os.environ.get("PCLI_CONTEXT", str(Path.home() / ".pcli_context.json")))
+def path() -> Path:
+    return Path(os.environ.get("PCLI_CONTEXT") or Path.home() / ".pcli_context.json")
 
 
 def load() -> dict:
     try:
-        value = json.loads(PATH.read_text())
+        value = json.loads(path().read_text())
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -27,6 +28,7 @@ def save(variables: dict) -> None:
         except (TypeError, ValueError):
             continue                 # modules, functions, objects: not kept
         kept[name] = value
-    tmp = PATH.with_suffix(".tmp")
+    target = path()
+    tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(kept))
-    tmp.replace(PATH)
+    tmp.replace(target)

@@ -26,7 +26,11 @@ from psim.errors import BadInput
 from . import api, context
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row
 
-HISTORY = os.environ.get("PCLI_HISTORY", str(Path.home() / ".pcli_history"))
+
+
+def history_path() -> str:
+    return os.environ.get("PCLI_HISTORY") or str(Path.home() / ".pcli_history")
+
 CATEGORY = "pstack"
 USER_ERRORS = (ValueError, PermissionError, OSError, TimeoutError, redis.RedisError, BadInput)
 
@@ -59,8 +63,10 @@ def json_arg(parser: Cmd2ArgumentParser) -> None:
 
 
 class Shell(cmd2.Cmd):
-    def __init__(self, history: str | None = HISTORY, color: bool = True, quiet: bool = False, **kwargs):
-        super().__init__(include_py=True, allow_cli_args=False, persistent_history_file=history or "",
+    def __init__(self, history: bool = True, color: bool = True, quiet: bool = False, **kwargs):
+        """history: keep command history in ~/.pcli_history ($PCLI_HISTORY)."""
+        super().__init__(include_py=True, allow_cli_args=False,
+                         persistent_history_file=history_path() if history else "",
                          intro="" if quiet else "pstack shell: `help` lists commands, `py` opens Python. "
                                                 "Ctrl-D quits.", **kwargs)
         self.prompt = "pcli> "
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PSTACK_REDIS"] = args.redis
     scripted = args.commands or (not sys.stdin.isatty() and sys.stdin.readlines())
     shell = Shell(color=not args.nocolor, quiet=args.quiet or bool(scripted),
-                  history=None if scripted else HISTORY)
+                  history=not scripted)
     if not scripted:
         shell.cmdloop()
         return shell.exit_code

@@ -23,7 +23,7 @@ def shell(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("PCLI_CONTEXT", str(tmp_path / "context.json"))
     cluster.start("e1", slots=2)
     out = io.StringIO()
-    sh = Shell(history=None, stdout=out, color=False, quiet=True)
+    sh = Shell(history=False, stdout=out, color=False, quiet=True)
 
     def do(line: str) -> str:
         out.seek(0)
@@ -101,7 +101,7 @@ def test_run_pyscript_and_run_script(shell, tmp_path):
 def test_py_context_persists(shell, tmp_path):
     shell.py_locals["answer"] = 42
     shell.do("run_pyscript " + str(_write(tmp_path / "n.py", "assert ps is not None\n")))
-    again = Shell(history=None, stdout=io.StringIO(), quiet=True)
+    again = Shell(history=False, stdout=io.StringIO(), quiet=True)
     assert again.py_locals["answer"] == 42 and again.py_locals["run"] is pcli.run
 
 
@@ -122,7 +122,8 @@ def test_pcli_c_and_stdin_exit_statuses(cluster):
 def test_top_in_tmux_shows_engines_and_running_processes(cluster, tmp_path):
     cluster.start("e1")
     session = f"pcli-top-{os.getpid()}"
-    env = f"PSTACK_REDIS={os.environ['PSTACK_REDIS']} PYTHONPATH={ROOT}"
+    env = (f"PSTACK_REDIS={os.environ['PSTACK_REDIS']} PYTHONPATH={ROOT} "
+           f"PCLI_HISTORY={tmp_path / 'history'} PCLI_CONTEXT={tmp_path / 'context.json'}")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
                     f"env {env} {sys.executable} -m pcli -q -n"], check=True)
     try:
