@@ -50,6 +50,7 @@ class Daemon:
         self.children: list[Child] = []
         self.stopping = threading.Event()
         self.registered = False
+        self.spare: subprocess.Popen | None = None
 
     # ---- life cycle -----------------------------------------------------------------
 
@@ -99,8 +100,11 @@ class Daemon:
                 log.exception("heartbeat")
 
     def shutdown(self) -> None:
-        for child in self.children:
+        for child in list(self.children):
             self.stop_child(child)
+        if self.spare is not None:
+            self.spare.kill()
+            self.spare.wait()
         try:
             self.ctl.unregister(self.name, self.daemon_id, "daemon stopped")
         except redis.RedisError:
@@ -111,16 +115,42 @@ class Daemon:
 
     def claim(self) -> None:
         if len(self.children) >= self.slots:
-            self.stopping.wait(LOOP_SECONDS)
+            self.wait_for_a_child(LOOP_SECONDS)
             return
         job = self.ctl.next_job(self.name, LOOP_SECONDS)
         if job is None:
             return
         pid, region = job
-        cmd = [sys.executable, "-m", "pd.worker", str(pid), str(region), self.name]
-        proc = subprocess.Popen(cmd, start_new_session=True, env=self.child_env())
+        proc = self.take_spare()
+        try:
+            proc.stdin.write(f"{pid} {region} {self.name}\n".encode())
+            proc.stdin.close()
+        except OSError:                   # the spare died: its job fails below, as a dead worker
+            pass
         self.children.append(Child(pid, region, proc))
         log.info("process %d region %d started (worker %d)", pid, region, proc.pid)
+        self.spare = self.spawn()
+
+    def wait_for_a_child(self, seconds: float) -> None:
+        """Sleep up to `seconds`, less if a worker ends (its slot frees at once)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if any(c.proc.poll() is not None for c in self.children):
+                return
+            self.stopping.wait(0.005)
+
+    # A spare worker waits, its imports done, for the next job on its stdin:
+    # a small process starts ~0.1 s sooner.
+
+    def spawn(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "pd.worker"], stdin=subprocess.PIPE,
+                                start_new_session=True, env=self.child_env())
+
+    def take_spare(self) -> subprocess.Popen:
+        spare, self.spare = self.spare, None
+        if spare is None or spare.poll() is not None:
+            spare = self.spawn()
+        return spare
 
     def child_env(self) -> dict:
         env = dict(os.environ, PSTACK_REDIS=self.url)      # not on the command line: it may hold a password

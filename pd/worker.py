@@ -4,6 +4,7 @@ daemon carries on.  It reads the application from Redis, runs it with psim,
 streams logs when the process is verbose, and records the result.
 
     PSTACK_REDIS=url python -m pd.worker PID REGION ENGINE
+    PSTACK_REDIS=url python -m pd.worker          (a spare: the job comes on stdin)
 """
 from __future__ import annotations
 
@@ -109,9 +110,17 @@ def die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the region named on the command line, or (a spare) the one named
+    on the first line of stdin; end quietly if stdin closes first."""
     die_with_parent()
-    pid, region, engine_name = (argv or sys.argv[1:])[:3]
+    args = (argv or sys.argv[1:])[:3]
+    if not args:
+        args = sys.stdin.readline().split()
+        if len(args) != 3:
+            return 0
+    pid, region, engine_name = args
     ctl = Control(connect())
+    ctl.update(int(pid), **{f"worker:{region}": os.getpid()})
     run_region(ctl, int(pid), int(region), engine_name)
     return 0
 

@@ -92,7 +92,12 @@ class Daemons:
         return proc
 
     def workers(self, name: str) -> list[psutil.Process]:
-        return psutil.Process(self.procs[name].pid).children(recursive=True)
+        """The daemon's workers running a region now (not its idle spare)."""
+        client = redis.Redis.from_url(self.url)
+        busy = {int(v) for pid in client.zrange("pstack:procs", 0, -1)
+                for k, v in client.hgetall(f"pstack:proc:{int(pid)}").items() if k.startswith(b"worker:")}
+        return [p for p in psutil.Process(self.procs[name].pid).children(recursive=True)
+                if p.pid in busy and p.status() != psutil.STATUS_ZOMBIE]
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
