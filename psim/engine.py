@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from array import array
 from dataclasses import dataclass
+from typing import Iterator
 
 from .errors import BadInput
 from .reader import Instance, find_line
@@ -163,17 +164,26 @@ class Engine:
         types = list(inst.graph.devices.values())
         dev_types = _loader_lib().ffi.unpack(
             _loader_lib().lib.pl_dev_types(inst.loader), inst.n_devices) if len(types) > 1 else None
-        slots = [0] * len(types)
+        decoded = [iter(self._decode(t, dt)) for t, dt in enumerate(types)]
         out = {}
         for i, did in enumerate(inst.ids):
             t = dev_types[i] if dev_types is not None else 0
-            slot = slots[t]
-            slots[t] += 1
-            dt = types[t]
-            if dt.external or not self.local(i):
-                continue
-            out[did] = dt.state.unpack(inst.state[t], slot * dt.state.size) if dt.state.size else {}
+            state = next(decoded[t])
+            if not types[t].external and self.local(i):
+                out[did] = state
         return out
+
+    def _decode(self, t: int, dt) -> Iterator[dict]:
+        """The states of every device of type t, in order."""
+        layout, data = dt.state, self.inst.state[t]
+        count = len(data) // layout.size if layout.size else self.inst.n_devices
+        if not layout.size:
+            return ({} for _ in range(count))
+        spec = layout.spec
+        if spec.flat:                    # one C-level pass over the whole array
+            names = spec.names
+            return (dict(zip(names, values)) for values in spec.struct.iter_unpack(memoryview(data)[:count * layout.size]))
+        return (layout.unpack(data, k * layout.size) for k in range(count))
 
     def failure(self, o) -> str:
         """A sentence saying why the run failed."""
