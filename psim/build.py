@@ -11,6 +11,7 @@ its diagnostics and map them back to the XML.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -101,7 +102,9 @@ def _import(name: str, so: Path):
     return module
 
 
+@functools.cache
 def loader_module():
-    """The generic instance loader (core/loader.cpp), built once."""
+    """The generic instance loader (core/loader.cpp), built once and looked
+    up once per process (the lookup hashes the runtime sources)."""
     source = '#include "loader.cpp"\n'
     return load("loader", source, (CORE / "loader_api.h").read_text())[0]

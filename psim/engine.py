@@ -8,6 +8,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Iterator
 
+from .build import loader_module
 from .errors import BadInput
 from .reader import Instance, find_line
 
@@ -53,7 +54,7 @@ class Engine:
 
     def _finish_edges(self, region: array | None, my_region: int) -> None:
         L = self.inst.loader
-        lib = _loader_lib()
+        lib = loader_module()
         err = lib.ffi.new("int*")
         reg = lib.ffi.from_buffer("uint16_t[]", region) if region is not None else lib.ffi.NULL
         bad = lib.lib.pl_finish(L, reg, my_region, err)
@@ -68,7 +69,7 @@ class Engine:
 
     def _init(self, region, my_region: int, n_regions: int):
         ffi, inst, opts = self.ffi, self.inst, self.opts
-        ll = _loader_lib()
+        ll = loader_module()
         L = inst.loader
 
         def ptr(t: str, p):
@@ -162,8 +163,8 @@ class Engine:
         """Final state of every local device, field by field."""
         inst = self.inst
         types = list(inst.graph.devices.values())
-        dev_types = _loader_lib().ffi.unpack(
-            _loader_lib().lib.pl_dev_types(inst.loader), inst.n_devices) if len(types) > 1 else None
+        loader = loader_module()
+        dev_types = loader.ffi.unpack(loader.lib.pl_dev_types(inst.loader), inst.n_devices) if len(types) > 1 else None
         decoded = [iter(self._decode(t, dt)) for t, dt in enumerate(types)]
         out = {}
         for i, did in enumerate(inst.ids):
@@ -222,10 +223,5 @@ class Engine:
     def _type_of(self, dev: int):
         if dev >= self.inst.n_devices:
             return None
-        t = _loader_lib().lib.pl_dev_types(self.inst.loader)[dev]
+        t = loader_module().lib.pl_dev_types(self.inst.loader)[dev]
         return list(self.inst.graph.devices.values())[t]
-
-
-def _loader_lib():
-    from .build import loader_module
-    return loader_module()

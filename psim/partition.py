@@ -13,7 +13,8 @@ from .reader import Source, read_graph_type, read_instance
 
 def partition(xml: str | Path, nregions: int) -> array:
     """The region (0..nregions-1) of every device, in file order."""
-    lib, ffi = build.loader_module().lib, build.loader_module().ffi
+    loader = build.loader_module()
+    lib, ffi = loader.lib, loader.ffi
     src = Source(xml)
     graph, ns = read_graph_type(src)
     inst = read_instance(src, graph, ns, lib, ffi)

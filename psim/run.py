@@ -45,7 +45,8 @@ class Loaded:
         region = array("H", bytes(2 * inst.n_devices))
         if not rmap:
             return region
-        lib, ffi = build.loader_module().lib, build.loader_module().ffi
+        loader = build.loader_module()
+        lib, ffi = loader.lib, loader.ffi
         ids = [str(d) for d in rmap]
         try:
             regions = array("H", (int(r) for r in rmap.values()))
