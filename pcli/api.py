@@ -20,6 +20,7 @@ from broker import keys
 from broker.control import Control, connect
 from psim.engine import Options
 from psim.partition import partition
+from psim.reader import Source
 
 __all__ = ["run", "block", "ps", "kill", "engines", "info", "result", "processes", "Future"]
 
@@ -82,16 +83,6 @@ class Future:
         return f"<Future pid={self.pid}>"
 
 
-def _app_bytes(xml: str | Path) -> bytes:
-    text = str(xml)
-    if isinstance(xml, str) and text.lstrip().startswith("<"):
-        return text.encode()
-    path = Path(text)
-    if not path.is_file():
-        raise FileNotFoundError(f"{text}: no such file")
-    return path.read_bytes()
-
-
 def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, verbose: bool = False,
         level: int = 1, async_: bool = False, **options: Any):
     """Start a process.  Returns its result dict, or a Future when async_.
@@ -108,12 +99,13 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
         raise ValueError("give rmap or regions, not both")
     opts = {"level": level, **options}
     Options.from_dict(opts)                    # unknown options fail here, not in a worker
-    app = _app_bytes(xml)
+    src = Source(xml)                          # a file (.xml or .xml.gz) or XML text
+    with src.open() as f:
+        app = f.read()
     split = partition(app.decode(), regions).tobytes() if regions > 1 else None
     nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
-    name = Path(str(xml)).name if not str(xml).lstrip().startswith("<") else "<string>"
     pid = control().submit(user(), app, nregions, rcon, {
-        "rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": name}, split)
+        "rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}, split)
     future = Future(pid, verbose)
     return future if async_ else future.result()
 

@@ -1,4 +1,5 @@
 """Processes on a real cluster: a redis-server and pd daemons started here."""
+import gzip
 import os
 import signal
 import subprocess
@@ -186,3 +187,12 @@ def test_daemon_takes_the_seeds_host_and_port_options(redis_server, monkeypatch)
         assert [e["slots"] for e in pcli.engines()] == [3]
     finally:
         kill_tree(pd)
+
+
+def test_gzipped_application_runs_on_the_cluster(cluster, tmp_path):
+    cluster.start("e1")
+    gz = tmp_path / "ring.xml.gz"
+    gz.write_bytes(gzip.compress((APPS_DIR / "ring_v2.xml").read_bytes()))
+    res = pcli.run(str(gz))
+    assert res["state"] == "finished" and res["metrics"]["Delivered messages"] == 40
+    assert pcli.info(max(pcli.ps(all=True)))["app"] == "ring.xml.gz"
