@@ -22,6 +22,7 @@ import redis
 from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
 from rich.table import Table
 
+from psim.cli import json_object
 from psim.errors import BadInput
 from . import api, context
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row
@@ -153,7 +154,7 @@ class Shell(cmd2.Cmd):
         """Run an application."""
         options = {k: v for k, v in (("order", args.order), ("seed", args.seed), ("timeout", args.timeout),
                                      ("max_steps", args.max_steps), ("regions", args.regions)) if v}
-        future = api.run(args.app, rmap=_json_arg(args.rmap, "--rmap"), rcon=_json_arg(args.rcon, "--rcon"),
+        future = api.run(args.app, rmap=json_object(args.rmap, "--rmap"), rcon=json_object(args.rcon, "--rcon"),
                          level=args.level, verbose=args.verbose, async_=True, **options)
         if args.async_:
             self.poutput(str(future.pid))
@@ -281,18 +282,6 @@ class Shell(cmd2.Cmd):
         """Live view of engines and processes."""
         from .top import top
         top()
-
-
-def _json_arg(text: str | None, name: str) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(Path(text).read_text() if os.path.isfile(text) else text)
-    except ValueError as e:
-        raise ValueError(f"{name}: not JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{name}: expected a JSON object")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(level=args.level, order=args.order, seed=args.seed, max_steps=args.max_steps,
                    timeout=args.timeout, region=args.region)
     try:
-        rmap = _rmap(args.rmap)
+        rmap = json_object(args.rmap, "--rmap")
         loaded = Loaded(args.app)
         if args.debug:
             print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
@@ -63,17 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
 
 
-def _rmap(arg: str | None) -> dict:
+def json_object(arg: str | None, option: str) -> dict:
+    """A command-line option given as a JSON object or a file holding one
+    (--rmap here, --rmap and --rcon in pcli); {} when not given."""
     if not arg:
         return {}
     try:
         text = open(arg).read() if os.path.isfile(arg) else arg
-        rmap = json.loads(text)
+        value = json.loads(text)
     except (OSError, ValueError) as e:
-        raise BadInput(f"--rmap: not a JSON region map: {e}") from None
-    if not isinstance(rmap, dict):
-        raise BadInput("--rmap: expected a JSON object {device: region}")
-    return rmap
+        raise BadInput(f"{option}: not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{option}: expected a JSON object")
+    return value
 
 
 def _print_human(res: dict, quiet: bool) -> None:

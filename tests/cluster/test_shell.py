@@ -52,6 +52,12 @@ def test_run_ps_result_info_engines(shell):
     assert "graph_type: ro" in shell.do("info 1")
 
 
+def test_run_with_a_region_map_file(shell, tmp_path):
+    rmap = _write(tmp_path / "rmap.json", '{"n2": 1, "n3": 1}')
+    assert "state finished, exit code 0" in shell.do(f"run --rmap {rmap} {RING}")
+    assert pcli.info(1)["regions"] == 2
+
+
 def test_async_run_kill_and_block(shell, tmp_path):
     split = int(shell.do(f"run --async --regions 2 {RING}"))
     assert "state finished, exit code 0" in shell.do(f"block {split}")
@@ -81,6 +87,8 @@ def test_failing_commands_are_marked_failed(shell):
     shell.do("result --nonsense")
     assert shell.failed
     shell.do("nosuchcommand")
+    assert shell.failed
+    shell.do(f"run --rmap nonsense {RING}")
     assert shell.failed
     shell.do("engines")
     assert not shell.failed
