@@ -18,7 +18,7 @@ from typing import Callable
 from broker import wire
 from broker.dataplane import DataPlane
 from psim.engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine
-from psim.run import BATCH, LogSink, Outcome
+from psim.run import BATCH, LogSink, Outcome, drain_logs, failed
 from .termination import ALL, Coordinator
 
 WAIT_MS = 50
@@ -145,14 +145,10 @@ class RegionRun:
         return max(self.deadline - time.monotonic(), 1e-6) if self.deadline else 0.0
 
     def _drain_logs(self) -> None:
-        for dev, level, text in self.engine.logs():
-            self.on_log(dev, level, text)
+        drain_logs(self.engine, self.on_log)
 
     def _outcome(self, seconds: float) -> Outcome:
-        o = self.engine.outcome()
         if self.bad_frame:
             return Outcome("failed", 1, self.bad_frame, self.rounds, seconds)
-        if o.stop == STOP_FAIL:
-            return Outcome("failed", o.exit_code or 1, self.engine.failure(o), self.rounds, seconds)
-        status, code = self.stop["status"], int(self.stop["code"])
-        return Outcome(status, code, None, self.rounds, seconds)
+        return failed(self.engine, self.rounds, seconds) or Outcome(
+            self.stop["status"], int(self.stop["code"]), None, self.rounds, seconds)

@@ -18,9 +18,9 @@ payload); pd/region.py moves them.
 from __future__ import annotations
 
 from broker import wire
+from psim.run import IdleRounds
 
 ALL = -1
-IDLE_ROUNDS = 10
 Out = list[tuple[int, int, dict]]
 
 
@@ -31,10 +31,8 @@ class Coordinator:
         self.wave = 0
         self.replies: dict[int, tuple[int, int, int]] = {}
         self.previous: tuple[int, int] | None = None     # (sent, received) of the last balanced wave
-        self.round = 0
+        self.idle = IdleRounds()               # the same rule as psim standalone
         self.hwdone: set[int] = set()
-        self.sends_at_round: int | None = None
-        self.quiet = 0
         self.ended = False
 
     def start(self) -> Out:
@@ -58,7 +56,7 @@ class Coordinator:
         if frame.kind == wire.STATUS and p["wave"] == self.wave:
             self.replies[frame.source] = (p["sent"], p["received"], p["sends"])
             return self._wave_done() if len(self.replies) == self.n else []
-        if frame.kind == wire.HWDONE and p["round"] == self.round:
+        if frame.kind == wire.HWDONE and p["round"] == self.idle.rounds:
             self.hwdone.add(frame.source)
             if len(self.hwdone) == self.n:
                 self.previous = None
@@ -74,12 +72,7 @@ class Coordinator:
         return self._quiescent(sum(r[2] for r in self.replies.values()))
 
     def _quiescent(self, sends: int) -> Out:
-        if not self.has_hwidle:
+        if not self.has_hwidle or not self.idle.next_round(sends):
             return self._stop("idle", 0)
-        self.quiet = self.quiet + 1 if sends == self.sends_at_round else 0
-        if self.quiet >= IDLE_ROUNDS:
-            return self._stop("idle", 0)
-        self.sends_at_round = sends
-        self.round += 1
         self.hwdone = set()
-        return [(ALL, wire.HWIDLE, {"round": self.round})]
+        return [(ALL, wire.HWIDLE, {"round": self.idle.rounds})]

@@ -86,24 +86,40 @@ class Outcome:
         self.hw_rounds, self.seconds = hw_rounds, seconds
 
 
+class IdleRounds:
+    """The reference's rule for hardware idle: OnHardwareIdle rounds go on
+    until IDLE_ROUNDS of them in a row started no send."""
+
+    def __init__(self):
+        self.rounds = self.quiet = 0
+        self.sends_at_round: int | None = None
+
+    def next_round(self, sends: int) -> bool:
+        """At hardware idle, `sends` so far: True to run another round."""
+        self.quiet = self.quiet + 1 if sends == self.sends_at_round else 0
+        if self.quiet >= IDLE_ROUNDS:
+            return False
+        self.sends_at_round = sends
+        self.rounds += 1
+        return True
+
+
 def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Callable[[Engine], None] | None = None) -> Outcome:
     """Run to the end.  Hardware idle: when nothing is ready or in flight,
-    OnHardwareIdle runs everywhere; ten rounds in a row without a send end the
-    run as idle (the reference's rule).  Apps without OnHardwareIdle end at
-    the first idle.  on_batch(engine) runs after every batch of events (for
-    progress reports)."""
+    OnHardwareIdle runs everywhere, by the IdleRounds rule.  Apps without
+    OnHardwareIdle end at the first idle.  on_batch(engine) runs after every
+    batch of events (for progress reports)."""
     t0 = time.perf_counter()
     deadline = t0 + opts.timeout if opts.timeout else None
     has_hwidle = any(d.on_hardware_idle is not None for d in engine.inst.graph.devices.values())
-    quiet = rounds = 0
+    idle = IdleRounds()
 
     def remaining() -> float:
         return max(deadline - time.perf_counter(), 1e-6) if deadline else 0.0
 
     status = engine.start(remaining())
-    sends_at_round = engine.outcome().sends
     while status != STOPPED:
-        _drain(engine, on_log)
+        drain_logs(engine, on_log)
         if deadline and time.perf_counter() >= deadline:
             status = engine.run(1, 1e-6)       # the engine records the timeout
             continue
@@ -112,26 +128,26 @@ def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Callable[[En
             on_batch(engine)
         if status != IDLE:
             continue
-        if not has_hwidle:
-            break
-        sends = engine.outcome().sends
-        quiet = quiet + 1 if sends == sends_at_round and rounds else 0
-        if quiet >= IDLE_ROUNDS:
+        if not has_hwidle or not idle.next_round(engine.outcome().sends):
             break
         status = engine.hardware_idle(remaining())
-        rounds += 1
-        sends_at_round = sends
-    _drain(engine, on_log)
-    o = engine.outcome()
+    drain_logs(engine, on_log)
     seconds = time.perf_counter() - t0
-    if o.stop == STOP_FAIL:
-        return Outcome("failed", o.exit_code or 1, engine.failure(o), rounds, seconds)
+    o = engine.outcome()
     if o.stop == STOP_EXIT:
-        return Outcome("exit", o.exit_code, None, rounds, seconds)
-    return Outcome("idle", 0, None, rounds, seconds)
+        return Outcome("exit", o.exit_code, None, idle.rounds, seconds)
+    return failed(engine, idle.rounds, seconds) or Outcome("idle", 0, None, idle.rounds, seconds)
 
 
-def _drain(engine: Engine, on_log: LogSink) -> None:
+def failed(engine: Engine, rounds: int, seconds: float) -> Outcome | None:
+    """The outcome of an engine that failed (assert, crash, timeout...), else None."""
+    o = engine.outcome()
+    if o.stop != STOP_FAIL:
+        return None
+    return Outcome("failed", o.exit_code or 1, engine.failure(o), rounds, seconds)
+
+
+def drain_logs(engine: Engine, on_log: LogSink) -> None:
     for dev, level, text in engine.logs():
         on_log(dev, level, text)
 
