@@ -7,6 +7,7 @@ endian; a union is its largest member followed by one tag byte.
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from typing import Any
 
 from .errors import BadInput
@@ -23,24 +24,27 @@ SCALARS: dict[str, str] = {
 INT_FORMATS = frozenset("bBhHiIqQ?")
 
 
-class Type:
+class Type(ABC):
     """Base of all typed-data types.  `size` is the packed size in bytes."""
     size: int = 0
     default: Any = None
 
+    @abstractmethod
     def c_decl(self, name: str) -> str:
-        raise NotImplementedError
+        """The C declaration of a member `name` of this type."""
 
     def fill_defaults(self, buf: bytearray, off: int) -> None:
         """Write this type's default value (and its members') into buf."""
         if self.default is not None:
             self.encode(buf, off, self.default, "default")
 
+    @abstractmethod
     def encode(self, buf: bytearray, off: int, value: Any, path: str) -> None:
-        raise NotImplementedError
+        """Pack `value` at buf[off:]; `path` names it in errors."""
 
+    @abstractmethod
     def decode(self, buf, off: int) -> Any:
-        raise NotImplementedError
+        """The value packed at buf[off:]."""
 
 
 class Scalar(Type):
