@@ -47,6 +47,11 @@ def kill_tree(proc: subprocess.Popen | psutil.Process, sig=signal.SIGKILL) -> No
     psutil.wait_procs(family, timeout=10)
 
 
+def gone(procs: list[psutil.Process]) -> bool:
+    """None of these processes runs any more."""
+    return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+
+
 class RedisServer:
     def __init__(self, folder: Path):
         self.folder = folder
@@ -98,6 +103,14 @@ class Daemons:
                 for k, v in client.hgetall(f"pstack:proc:{int(pid)}").items() if k.startswith(b"worker:")}
         return [p for p in psutil.Process(self.procs[name].pid).children(recursive=True)
                 if p.pid in busy and p.status() != psutil.STATUS_ZOMBIE]
+
+    def kill_during(self, name: str, future, timeout: float = 20) -> tuple[dict, float]:
+        """SIGKILL daemon `name` while `future` runs: its result, and the
+        seconds until the process ended."""
+        start = time.monotonic()
+        self.procs[name].send_signal(signal.SIGKILL)
+        res = future.result(timeout=timeout)
+        return res, time.monotonic() - start
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
