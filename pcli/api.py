@@ -129,7 +129,7 @@ def ps(all: bool = False) -> list[int]:
 
 def processes(all: bool = False) -> list[dict]:
     """info() of every waiting and running process (all=True: every process)."""
-    return [info(pid) for pid in ps(all=all)]
+    return [_record(control(), pid) for pid in ps(all=all)]       # ps() reaped once for all
 
 
 def kill(pid: int, force: bool = False) -> bool:
@@ -153,6 +153,10 @@ def info(pid: int) -> dict:
     """The process record: state, reason, owner, engines of its regions, sizes, times."""
     ctl = control()
     ctl.reap()
+    return _record(ctl, pid)
+
+
+def _record(ctl: Control, pid: int) -> dict:
     rec = ctl.process(int(pid))
     if rec is None:
         raise ValueError(f"no process {pid}")
