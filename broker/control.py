@@ -34,8 +34,9 @@ def connect(url: str | None = None, password: str | None = None) -> redis.Redis:
 
 
 def _load_scripts(r: redis.Redis) -> dict:
-    text = (Path(__file__).parent / "scripts.lua").read_text()
-    prelude, *parts = re.split(r"^-- @script (\w+)\n", text, flags=re.M)
+    here = Path(__file__).parent
+    prelude, *parts = re.split(r"^-- @script (\w+)\n", (here / "scripts.lua").read_text(), flags=re.M)
+    prelude += (here / "schedule.lua").read_text()       # the scheduler's rules
     return {name: r.register_script(prelude + body) for name, body in zip(parts[::2], parts[1::2])}
 
 
