@@ -202,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--port", type=int, default=6379, help="Redis port (default 6379)")
     p.add_argument("--redis", help="Redis URL (overrides -h and -p; default $PSTACK_REDIS)")
     p.add_argument("--password", help="Redis password")
+    p.add_argument("--advertise", metavar="ADDR", help="address other hosts reach this one's regions at "
+                   "(default $PSTACK_DATA_HOST, else the local address of the route to Redis)")
     p.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
     return p
 
@@ -211,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format=f"%(asctime)s pd[{args.name}] %(message)s")
     url = args.redis or os.environ.get("PSTACK_REDIS") or f"redis://{args.host}:{args.port}/0"
+    if args.advertise:
+        os.environ["PSTACK_DATA_HOST"] = args.advertise      # read by the workers' data plane
     if args.password:
         os.environ["PSTACK_PASSWORD"] = args.password       # for the workers too
     Daemon(url, args.name, args.workers).run()
