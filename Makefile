@@ -1,7 +1,9 @@
 # pstack: `make demo` runs the main job, `make test` runs the tests.
 # Both first install what they need: a virtual env in .venv with the Python
 # packages (setup.cfg), after checking for g++ and Python's venv module, and
-# with apt: redis-server for the cluster, tmux for the test that drives `top`.
+# with apt: redis-server for the cluster, tmux for the test that drives `top`,
+# iproute2 (network namespaces: hosts on one machine) and openssh-server
+# (an sshd per namespace) for the multi-host tests.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -25,6 +27,8 @@ system:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
+	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
+	command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing (apt)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \

@@ -14,6 +14,8 @@ import psutil
 import pytest
 import redis
 
+import netns
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -132,3 +134,15 @@ def cluster(redis_server, tmp_path, monkeypatch):
     daemons = Daemons(redis_server.url, tmp_path)
     yield daemons
     daemons.stop_all()
+
+
+@pytest.fixture(scope="module")
+def network(request):
+    """Hosts as network namespaces (tests/netns.py), one Network for the
+    whole module: the names in the module's HOSTS, else head, w1 and w2.
+    Skips when namespaces cannot be made here (not root, no `ip`, ...)."""
+    why = netns.available()
+    if why:
+        pytest.skip(f"multi-host tests need network namespaces: {why}")
+    with netns.Network(getattr(request.module, "HOSTS", ["head", "w1", "w2"])) as net:
+        yield net
