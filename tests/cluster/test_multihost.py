@@ -1,0 +1,228 @@
+"""Several hosts on one machine (network namespaces, tests/netns.py): a head
+host and worker hosts set up as docs/deployment.md says, each running the
+real `pstack-cluster` (supervisord, redis-server, pd) from this checkout's
+.venv. Clients run inside a host too: the root namespace has no route to
+the hosts. A process split across hosts gives psim's answer; a host cut off
+fails its process with a reason within 10 s and rejoins when reconnected;
+`--bind 0.0.0.0` gives a URL other hosts can use; `pstack-cluster check`
+finds the pairs of engines that cannot reach each other."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from netns import Host, Network
+from psim import psim
+from tinyapp import forever_app
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = ["head", "w1", "w2"]                 # the module's Network (conftest `network`)
+PASSWORD = "multihost-secret"
+RING = "tests/apps/ring_v2.xml"
+CUT_OFF_SECONDS = 10                         # a lost host's process fails within this
+REJOIN_SECONDS = 30                          # TCP retransmit backoff after the cable is back
+
+
+def engine(folder: str) -> str:
+    """The engine name pstack-cluster gives daemon 0 of DIR (HOST-DIRNAME-0)."""
+    return f"{socket.gethostname().split('.')[0]}-{folder}-0"
+
+
+HEAD, W1, W2 = engine("head"), engine("w1"), engine("w2")
+
+
+def answer(res: dict) -> tuple:
+    """What a split run must share with psim: final states, how it ended, counts."""
+    m = res["metrics"]
+    return res["states"], res["status"], m["Exit code"], m["Delivered messages"], m["Sends"]
+
+
+def psim_answer(app: str) -> tuple:
+    # through JSON, as results from the cluster come to the test
+    return answer(json.loads(json.dumps(psim(str(ROOT / app)))))
+
+
+class Site:
+    """The clusters one test starts on the network's hosts, and its clients."""
+
+    def __init__(self, network: Network, base: Path):
+        self.net, self.base = network, base
+        self.started: list[tuple[Host, Path]] = []
+
+    def host(self, name: str) -> Host:
+        return self.net.hosts[name]
+
+    def pstack_cluster(self, host: Host, *args: object, timeout: float = 90) -> subprocess.CompletedProcess:
+        return host.run([".venv/bin/pstack-cluster", *args], cwd=ROOT, timeout=timeout)
+
+    def _up(self, host: Host, command: str, folder: str, *options: object) -> str:
+        """`pstack-cluster COMMAND DIR OPTIONS` in HOST, DIR named FOLDER; the URL it prints."""
+        d = self.base / folder
+        self.started.append((host, d))                 # stopped even if half started
+        out = self.pstack_cluster(host, command, d, *options)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("PSTACK_REDIS="), out.stdout
+        return out.stdout.strip().split("=", 1)[1]
+
+    def start_head(self, *options: object) -> str:
+        """`pstack-cluster start DIR ... --pds 1` on host head (DIR named head); its URL."""
+        return self._up(self.host("head"), "start", "head", *options, "--password", PASSWORD, "--pds", 1)
+
+    def start_worker(self, name: str, url: str, *options: object) -> None:
+        """`pstack-cluster worker DIR --redis URL --pds 1` on host NAME (DIR named NAME)."""
+        self._up(self.host(name), "worker", name, "--redis", url, "--pds", 1, *options)
+
+    def python(self, host: Host, url: str, code: str, timeout: float = 60):
+        """Run CODE (which sets `out`) in HOST's Python with PSTACK_REDIS=URL; `out`."""
+        proc = host.run([".venv/bin/python", "-c", "import json, time, pcli\n" + code +
+                         "\nprint(json.dumps(out))"], cwd=ROOT, timeout=timeout,
+                        env=dict(os.environ, PSTACK_REDIS=url))
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.splitlines()[-1])
+
+    def run_split(self, url: str, rcon: dict, timeout: float = 30, **options) -> tuple[dict, dict]:
+        """pcli.run(RING, rcon=RCON, **OPTIONS) from the head host: the result
+        and the engines its regions ran on."""
+        return self.python(self.host("head"), url, f"""
+f = pcli.run({RING!r}, rcon={rcon!r}, async_=True, **{options!r})
+res = f.result(timeout={timeout})
+out = [res, pcli.info(f.pid)["engines"]]""", timeout=timeout + 30)
+
+    def stop(self) -> None:
+        """Stop every cluster started (workers first), then anything left in the hosts."""
+        try:
+            for host in self.net.hosts.values():
+                host.link(True)
+            for host, d in reversed(self.started):
+                self.pstack_cluster(host, "stop", d)
+        finally:
+            for host in self.net.hosts.values():
+                host.kill_all()
+
+
+@pytest.fixture
+def site(network, tmp_path):
+    s = Site(network, tmp_path)
+    yield s
+    s.stop()
+
+
+def test_a_process_split_across_three_hosts_gives_psims_answer(site):
+    url = site.start_head("--bind", site.host("head").addr)
+    site.start_worker("w1", url)
+    site.start_worker("w2", url)
+
+    res, where = site.run_split(url, rcon={0: HEAD, 1: W1, 2: W2}, rmap={"n1": 1, "n2": 2, "n3": 2})
+    assert res["state"] == "finished", res["reason"]
+    assert answer(res) == psim_answer(RING)
+    assert where == {"0": HEAD, "1": W1, "2": W2}
+    assert all(res["regions"][r]["Remote messages sent"] > 0 for r in ("0", "1", "2"))
+
+    res, where = site.run_split(url, rcon={0: W1, 1: W2}, regions=2)     # METIS, no region on the head
+    assert res["state"] == "finished", res["reason"]
+    assert answer(res) == psim_answer(RING)
+    assert where == {"0": W1, "1": W2}
+
+
+def test_a_host_cut_off_fails_its_process_within_seconds_and_rejoins(site):
+    head, w1 = site.host("head"), site.host("w1")
+    url = site.start_head("--bind", head.addr)
+    site.start_worker("w1", url)
+    app = site.base / "forever.xml"
+    app.write_text(forever_app("multihost_forever"))
+
+    # The client waits until messages cross between the hosts (without them
+    # each region stops after a few local deliveries), says so, and on a
+    # line from us waits for the end.
+    client = head.popen([".venv/bin/python", "-c", f"""
+import json, sys, time, pcli
+f = pcli.run({str(app)!r}, rmap={{"d2": 1, "d3": 1}}, rcon={{0: {HEAD!r}, 1: {W1!r}}}, async_=True)
+deadline = time.monotonic() + 30
+while pcli.info(f.pid)["delivered"] < 100:
+    assert time.monotonic() < deadline, pcli.info(f.pid)
+    time.sleep(0.05)
+print("running", flush=True)
+sys.stdin.readline()
+res = f.result(timeout=30)
+print(json.dumps({{"state": res["state"], "reason": res["reason"]}}), flush=True)
+"""], cwd=ROOT, env=dict(os.environ, PSTACK_REDIS=url), text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert client.stdout.readline() == "running\n", client.communicate(timeout=30)
+        start = time.monotonic()
+        w1.link(False)
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        out, err = client.communicate(timeout=60)
+        seconds = time.monotonic() - start
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert client.returncode == 0, err
+    res = json.loads(out)
+    assert seconds < CUT_OFF_SECONDS, res
+    assert res["state"] == "failed"
+    assert W1 in res["reason"] or "region 1" in res["reason"], res["reason"]
+
+    w1.link(True)
+    alive = site.python(head, url, f"""
+deadline = time.monotonic() + {REJOIN_SECONDS}
+while not any(e["name"] == {W1!r} and e["alive"] for e in pcli.engines()):
+    if time.monotonic() > deadline:
+        break
+    time.sleep(0.1)
+out = sorted(e["name"] for e in pcli.engines() if e["alive"])""", timeout=REJOIN_SECONDS + 30)
+    assert alive == [HEAD, W1]
+
+    res, where = site.run_split(url, rcon={0: HEAD, 1: W1}, rmap={"n2": 1, "n3": 1})
+    assert res["state"] == "finished", res["reason"]
+    assert answer(res) == psim_answer(RING)
+    assert where == {"0": HEAD, "1": W1}
+
+
+def test_a_head_bound_to_every_address_prints_an_address_others_use(site):
+    head = site.host("head")
+    url = site.start_head("--bind", "0.0.0.0")
+    where = urlsplit(url).hostname
+    # On a Debian host its own name is 127.0.1.1 (netns.py gives each host
+    # that /etc/hosts line): a URL naming it would send other hosts nowhere.
+    try:
+        ipaddress.ip_address(where)
+    except ValueError:
+        pytest.fail(f"{url}: names {where!r}, not an address")
+    assert where == head.addr, url                 # the head's only address on the network
+    site.start_worker("w1", url)
+
+    res, engines = site.run_split(url, rcon={0: HEAD, 1: W1}, rmap={"n2": 1, "n3": 1})
+    assert res["state"] == "finished", res["reason"]
+    assert answer(res) == psim_answer(RING)
+    assert engines == {"0": HEAD, "1": W1}
+
+
+def test_check_finds_the_engine_nobody_can_reach(site):
+    url = site.start_head("--bind", site.host("head").addr)
+    site.start_worker("w1", url)
+    site.start_worker("w2", url)
+    check = site.pstack_cluster(site.host("head"), "check", site.base / "head")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # w2 again, telling the others to reach its regions at an address that
+    # no host has
+    assert site.pstack_cluster(site.host("w2"), "stop", site.base / "w2").returncode == 0
+    nowhere = str(list(site.net.subnet.hosts())[-1])
+    assert nowhere not in {h.addr for h in site.net.hosts.values()}
+    site.start_worker("w2", url, "--advertise", nowhere)
+    check = site.pstack_cluster(site.host("head"), "check", site.base / "head")
+    assert check.returncode == 1, check.stdout + check.stderr
+    lines = check.stdout.splitlines()
+    for other in (HEAD, W1):
+        assert any(W2 in line and other in line for line in lines), check.stdout
