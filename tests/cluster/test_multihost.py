@@ -208,21 +208,33 @@ def test_a_head_bound_to_every_address_prints_an_address_others_use(site):
     assert engines == {"0": HEAD, "1": W1}
 
 
+def failing(lines: list[str], a: str, b: str) -> bool:
+    """Whether `check` printed a line saying engines A and B failed together."""
+    return any(a in line and b in line and "fail" in line.lower() for line in lines)
+
+
 def test_check_finds_the_engine_nobody_can_reach(site):
     url = site.start_head("--bind", site.host("head").addr)
     site.start_worker("w1", url)
     site.start_worker("w2", url)
     check = site.pstack_cluster(site.host("head"), "check", site.base / "head")
     assert check.returncode == 0, check.stdout + check.stderr
+    assert "fail" not in check.stdout.lower(), check.stdout
 
-    # w2 again, telling the others to reach its regions at an address that
-    # no host has
-    assert site.pstack_cluster(site.host("w2"), "stop", site.base / "w2").returncode == 0
-    nowhere = str(list(site.net.subnet.hosts())[-1])
-    assert nowhere not in {h.addr for h in site.net.hosts.values()}
-    site.start_worker("w2", url, "--advertise", nowhere)
-    check = site.pstack_cluster(site.host("head"), "check", site.base / "head")
+    # w2 again, advertising an address of its own that no other host has a
+    # route to (a misconfigured host: say, its address on another network).
+    # Two slots and a short limit let both of its pairs fail at once.
+    w2 = site.host("w2")
+    assert site.pstack_cluster(w2, "stop", site.base / "w2").returncode == 0
+    subnet = site.net.subnet
+    nowhere = str(ipaddress.ip_network((int(subnet.network_address) ^ 256, 24)).network_address + 1)
+    assert w2.run(["ip", "addr", "add", f"{nowhere}/32", "dev", "lo"]).returncode == 0
+    try:
+        site.start_worker("w2", url, "--advertise", nowhere, "--slots", 2)
+        check = site.pstack_cluster(site.host("head"), "check", site.base / "head", "--timeout", 5)
+    finally:
+        w2.run(["ip", "addr", "del", f"{nowhere}/32", "dev", "lo"])
     assert check.returncode == 1, check.stdout + check.stderr
     lines = check.stdout.splitlines()
-    for other in (HEAD, W1):
-        assert any(W2 in line and other in line for line in lines), check.stdout
+    assert failing(lines, W2, HEAD) and failing(lines, W2, W1), check.stdout
+    assert not failing([line for line in lines if W2 not in line], HEAD, W1), check.stdout
