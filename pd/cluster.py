@@ -40,7 +40,10 @@ from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
 from broker.control import Control, connect
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The supervisord templates: pd/conf in an installed wheel (setup.cfg ships
+# conf/ there), else conf/ of the checkout this file is in.
+_HERE = Path(__file__).resolve().parent
+CONF_DIR = _HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parent / "conf"
 TIMEOUT = 30.0                  # seconds for start and stop
 RPC_TIMEOUT = 10.0              # seconds for one call to supervisord
 
