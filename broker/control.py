@@ -54,12 +54,17 @@ class Control:
     def submit(self, owner: str, app: bytes, nregions: int, rcon: dict, fields: dict,
                partition: bytes | None = None) -> int:
         """A new process, queued; `partition`: the region of every device
-        (uint16 array bytes), when regions were computed for the user."""
+        (uint16 array bytes), when regions were computed for the user.
+        ValueError, with the reason, for a process that can never run on
+        this cluster (nothing is kept)."""
         uploads = [self._upload(app)] + ([self._upload(partition)] if partition is not None else [])
         args = [owner, nregions, json.dumps({str(k): v for k, v in rcon.items()})]
         for k, v in fields.items():
             args += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
-        return int(self.s["submit"](keys=uploads, args=args))
+        pid = self.s["submit"](keys=uploads, args=args)
+        if isinstance(pid, bytes):
+            raise ValueError(f"refused: {_text(pid)}")
+        return pid
 
     def _upload(self, data: bytes) -> str:
         key = f"{keys.PREFIX}:upload:{uuid.uuid4().hex}"

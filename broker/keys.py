@@ -12,6 +12,8 @@
     pstack:proc:<pid>:log           stream of log lines (capped)
     pstack:proc:<pid>:endpoints     hash  region -> ZeroMQ address of its PULL socket
     pstack:engines                  set   registered engine names
+    pstack:known                    hash  engine name -> slots, of every engine ever registered
+                                          (what a submitted process may ask for)
     pstack:engine:<name>            hash  the engine record
     pstack:engine:<name>:alive      string with a TTL: the heartbeat
     pstack:engine:<name>:jobs       list  "pid region" assigned, not yet claimed
@@ -29,6 +31,7 @@ PROCS = f"{PREFIX}:procs"
 QUEUE = f"{PREFIX}:queue"
 EVENTS = f"{PREFIX}:events"
 ENGINES = f"{PREFIX}:engines"
+KNOWN = f"{PREFIX}:known"
 
 STATES = ("waiting", "running", "finished", "failed", "killed")
 ENDED = ("finished", "failed", "killed")

@@ -7,7 +7,7 @@
 
 local P = 'pstack'
 local K = {pid = P .. ':pid', procs = P .. ':procs', queue = P .. ':queue',
-           events = P .. ':events', engines = P .. ':engines'}
+           events = P .. ':events', engines = P .. ':engines', known = P .. ':known'}
 local ENDED = {finished = true, failed = true, killed = true}
 
 local function proc(pid) return P .. ':proc:' .. pid end
@@ -54,6 +54,12 @@ end
 -- KEYS[1]: the uploaded application, renamed into the process; KEYS[2], if
 -- given: the uploaded partition (region of every device).
 -- ARGV: owner, nregions, rcon (JSON {region: engine}), then field, value, ...
+-- Returns the pid, or why the process can never run (a string; nothing is kept).
+local refused = refusal(tonumber(ARGV[2]), cjson.decode(ARGV[3]))
+if refused then
+    redis.call('DEL', unpack(KEYS))
+    return refused
+end
 local pid = redis.call('INCR', K.pid)
 local p = proc(pid)
 redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'state', 'waiting', 'reason', '',
@@ -112,6 +118,7 @@ redis.call('HSET', e, 'name', name, 'host', ARGV[2], 'kind', ARGV[3], 'slots', A
            'used', redis.call('SCARD', e .. ':procs'), 'daemon', daemon, 'started', now(), 'beat', now())
 redis.call('SADD', K.engines, name)
 redis.call('SET', e .. ':alive', daemon, 'PX', ARGV[6])
+remember_engine(name, ARGV[4])
 schedule()
 return 1
 

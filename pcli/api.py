@@ -150,7 +150,9 @@ def engines() -> list[dict]:
 
 
 def info(pid: int) -> dict:
-    """The process record: state, reason, owner, engines of its regions, sizes, times."""
+    """The process record: state, reason, owner, engines of its regions, sizes,
+    times; while waiting, its queue position (1: first) and, when it holds the
+    reservation and its start time is known, expected_start."""
     ctl = control()
     ctl.reap()
     return _record(ctl, pid)
@@ -168,6 +170,9 @@ def _record(ctl: Control, pid: int) -> dict:
            "delivered": sum(int(v) for k, v in rec.items() if k.startswith("delivered:"))}
     for t in ("created", "started", "ended"):
         out[t] = float(rec[t]) if rec.get(t) else None
+    queued = rec["state"] == "waiting"           # the scheduler's notes; stale once a process left the queue
+    out["position"] = int(rec["position"]) if queued and rec.get("position") else None
+    out["expected_start"] = float(rec["expected_start"]) if queued and rec.get("expected_start") else None
     return out
 
 

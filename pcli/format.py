@@ -45,6 +45,17 @@ def process_row(info: dict, rate: float | None = None) -> tuple[str, ...]:
             count(info["delivered"]), count(rate) if rate is not None else "-")
 
 
+def queue_note(info: dict) -> str:
+    """Where a waiting process stands: "#2 waiting for engine e2 (not running)";
+    "" for a process that is not waiting."""
+    if info["state"] != "waiting":
+        return ""
+    note = f"#{info['position']} {info['reason']}" if info.get("position") else info["reason"]
+    if info.get("expected_start"):
+        note += time.strftime(", expected by %H:%M:%S", time.localtime(info["expected_start"]))
+    return note
+
+
 def engine_row(e: dict) -> tuple[str, ...]:
     mem = f"{memory(e['mem'])}/{memory(e['mem_total'])}" if e["mem_total"] else "-"
     beat = f"{e['heartbeat_age']:.1f}s" if e["alive"] else "dead"

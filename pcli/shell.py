@@ -25,7 +25,7 @@ from rich.table import Table
 from psim.cli import json_object
 from psim.errors import BadInput
 from . import api, context
-from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row
+from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
 
 
@@ -179,6 +179,9 @@ class Shell(cmd2.Cmd):
             self.json_out(infos)
         else:
             self.table(PROCESS_COLUMNS[:-1], [process_row(i)[:-1] for i in infos])
+            for i in infos:
+                if queue_note(i):
+                    self.poutput(f"pid {i['pid']}: {queue_note(i)}")
 
     kill_parser = Cmd2ArgumentParser(description="Kill a process.")
     pid_arg(kill_parser)
@@ -235,7 +238,7 @@ class Shell(cmd2.Cmd):
             self.json_out(rec)
             return
         for k, v in rec.items():
-            if k in ("created", "started", "ended") and v:
+            if k in ("created", "started", "ended", "expected_start") and v:
                 v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
             self.poutput(f"{k:>10}: {v}")
 

@@ -11,11 +11,12 @@ import time
 import redis
 
 from . import api
-from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, rates
+from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note, rates
 
 REFRESH_SECONDS = 0.5
 ENGINE_WIDTHS = (16, 12, 5, 6, 5, 13, 6)
 PROCESS_WIDTHS = (5, 8, 8, 3, 7, 10, 7, 7, 9, 6)     # 79 columns with spaces
+NOTE_INDENT = " " * 6                                # a waiting process's note, under its USER column
 
 
 def line(cells: tuple[str, ...], widths: tuple[int, ...]) -> str:
@@ -33,7 +34,10 @@ def screen_lines(engines: list[dict], infos: list[dict], speeds: dict[int, float
     out.append((line(ENGINE_COLUMNS, ENGINE_WIDTHS), True))
     out += [(line(engine_row(e), ENGINE_WIDTHS), False) for e in engines]
     out += [("", False), (line(PROCESS_COLUMNS, PROCESS_WIDTHS), True)]
-    out += [(line(process_row(i, speeds.get(i["pid"])), PROCESS_WIDTHS), False) for i in infos]
+    for i in infos:
+        out.append((line(process_row(i, speeds.get(i["pid"])), PROCESS_WIDTHS), False))
+        if queue_note(i):
+            out.append(((NOTE_INDENT + queue_note(i))[:79], False))
     return out
 
 

@@ -62,9 +62,14 @@ def test_process_waits_for_engines_that_are_not_there_yet(cluster):
     cluster.start("e1")
     app = ring_app("gang", rings=2)
     rmap = {f"d1_{i}": 1 for i in range(4)}                 # ring 1 in region 1
+    with pytest.raises(ValueError, match="engine e2, which is not known"):     # never seen: refused
+        pcli.run(app, rmap=rmap, rcon={1: "e2"})
+    cluster.start("e2")
+    cluster.procs["e2"].send_signal(signal.SIGTERM)         # known, stopped: may come back
+    assert cluster.procs["e2"].wait(timeout=10) == 0
     future = pcli.run(app, rmap=rmap, rcon={1: "e2"}, async_=True)
-    time.sleep(1.0)
-    assert pcli.info(future.pid)["state"] == "waiting"
+    rec = pcli.info(future.pid)
+    assert (rec["state"], rec["reason"], rec["position"]) == ("waiting", "waiting for engine e2 (not running)", 1)
     assert future.pid in pcli.ps()
     cluster.start("e2")
     res = future.result(timeout=30)
