@@ -1,25 +1,31 @@
 """Local pstack clusters: redis-server and pd daemons kept alive by supervisord.
 
     python -m pd.cluster start DIR [--pds N] [--slots S] [--port P] [--password PW]
-                               [--bind ADDR] [--name PREFIX]
-    python -m pd.cluster worker DIR --redis URL [--pds N] [--slots S] [--name PREFIX]
+                               [--bind ADDR] [--advertise ADDR] [--name PREFIX]
+    python -m pd.cluster worker DIR [--redis URL] [--advertise ADDR] [--pds N] [--slots S]
+                               [--name PREFIX]
     python -m pd.cluster stop DIR
     python -m pd.cluster status DIR
     python -m pd.cluster url DIR
+    python -m pd.cluster check [DIR] [--redis URL] [--timeout S]
 
 DIR holds everything a cluster needs: supervisord.conf (filled in from
 conf/supervisord-head.conf.in or conf/supervisord-worker.conf.in), the
 supervisord socket and pid file, the logs (supervisord.log, redis.log,
 pd-K.log) and redis.url. `start` prints `PSTACK_REDIS=URL` on stdout, so
 `export $(python -m pd.cluster start DIR)` points pcli at the new cluster.
+The head's Redis keeps an append-only file in DIR, so a restart of Redis or
+of the cluster keeps processes, the queue and the pid counter.  `check`
+runs a two-region process on every pair of live engines (pd/check.py).
 The same command is installed as `pstack-cluster`; start() and stop() are
-the Python API.  See conf/README.md.
+the Python API.  See conf/README.md and docs/deployment.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import os
 import re
 import shlex
@@ -32,13 +38,15 @@ import sys
 import time
 import xmlrpc.client
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import psutil
 import redis
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
 from broker.control import Control, connect
+
+from . import check
 
 # The supervisord templates: pd/conf in an installed wheel (setup.cfg ships
 # conf/ there), else conf/ of the checkout this file is in.
@@ -291,10 +299,84 @@ def _wait_ready(d: Path, url: str, engines: dict[str, str], with_redis: bool) ->
         f"{log}:\n{tail(log, 10)}" for log in logs))
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _redis_pid(url: str) -> int:
+    """The process id of the redis-server answering at URL."""
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return int(client.info("server")["process_id"])
+
+
+def _wait_own_redis(d: Path, url: str) -> None:
+    """Wait until the Redis answering at URL is the redis-server DIR's
+    supervisord started; fail if supervisord gave up on it or if another
+    Redis answers there."""
+    deadline = time.monotonic() + TIMEOUT
+    foreign = ""
+    while True:
+        ours = rpc(d).supervisor.getProcessInfo("redis")
+        if ours["statename"] == "FATAL":
+            problem = "supervisord gave up on redis" + foreign
+            break
+        try:
+            theirs = _redis_pid(url)
+        except redis.RedisError as e:
+            problem = f"Redis at {url} does not answer: {e or type(e).__name__}"
+        else:
+            if theirs == ours["pid"]:
+                return
+            foreign = (f"; the Redis answering at {url} is not this cluster's "
+                       f"(pid {theirs}, ours {ours['pid'] or 'not running'})")
+            problem = foreign[2:]
+            if ours["statename"] == "RUNNING":   # ours is up, yet another answers
+                break
+        if time.monotonic() >= deadline:
+            problem += f" (after {TIMEOUT:.0f} s)"
+            break
+        time.sleep(0.1)
+    raise ClusterError(problem + "\n" + "\n".join(
+        f"{log}:\n{tail(log, 10)}" for log in (d / "supervisord.log", d / "redis.log")))
+
+
 def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    with socket.socket(_family(host)) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why PORT on HOST cannot be bound, or None when it is free."""
+    with socket.socket(_family(host)) as s:
+        # as redis-server does, so a port whose old connections linger in
+        # TIME_WAIT counts as free; a listening socket still conflicts
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            return e.strerror or str(e)
+    return None
+
+
+def _redis_port(d: Path, bind: str, port: int | None) -> int:
+    """PORT, checked free; by default the port of DIR's previous start when
+    it is free (clients keep their URL across a restart), else a free one.
+
+    Checking first means a Redis already on the port (another cluster's)
+    is reported, not joined."""
+    if port is None:
+        try:
+            previous = urlsplit(url_path(d).read_text().strip()).port
+        except (OSError, ValueError):
+            previous = None
+        free = previous is not None and _port_in_use(bind, previous) is None
+        return previous if free else _free_port(bind)
+    problem = _port_in_use(bind, port)
+    if problem:
+        raise ClusterError(f"port {port} on {bind} is taken ({problem}): another Redis or "
+                           "program listens there; stop it or choose another --port")
+    return port
 
 
 def _default_name(d: Path) -> str:
@@ -303,54 +385,147 @@ def _default_name(d: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
 
 
+# -- addresses ---------------------------------------------------------------
+# Other hosts must reach this one twice: Redis (head only) and each region's
+# data-plane socket, which a region binds and publishes at its daemon's
+# advertised address.  Host names are avoided: Debian maps the machine's
+# own name to 127.0.1.1, so a URL naming it sends the head's daemons
+# through loopback, and their regions then advertise 127.0.0.1.
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return None
+
+
+def is_loopback(host: str | None) -> bool:
+    """True when HOST (an address or a name; None: a unix socket) is only
+    reachable from this machine."""
+    if not host:
+        return True
+    ip = _ip(host)
+    if ip is not None:
+        return ip.is_loopback
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        return False                      # unknown here: the ping will say so
+    return all(_ip(info[4][0]).is_loopback for info in infos)
+
+
+def _local_ips() -> list[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """(interface, address) of every up interface, in the system's order."""
+    stats = psutil.net_if_stats()
+    return [(nic, ip) for nic, addrs in psutil.net_if_addrs().items()
+            if nic in stats and stats[nic].isup
+            for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6)
+            for ip in [_ip(a.address)] if ip is not None]
+
+
+def interface_address(version: int = 4) -> str:
+    """The first non-loopback address (IPv4 or IPv6) of an up interface."""
+    for _, ip in _local_ips():
+        # a link-local IPv6 address needs its interface named: not for URLs
+        if ip.version == version and not ip.is_loopback and not ip.is_link_local:
+            return str(ip)
+    raise ClusterError(f"no up network interface has a non-loopback IPv{version} address "
+                       "for other hosts to reach this one at: give --advertise ADDR")
+
+
+def check_advertise(advertise: str, redis_remote: bool) -> str:
+    """ADDR checked for `--advertise`: an address of this host (regions bind
+    it), and never a loopback one when Redis is reached from other hosts."""
+    ip = _ip(advertise)
+    if ip is None:
+        raise ClusterError(f"--advertise {advertise}: give an IP address, not a name")
+    if not ip.is_loopback and ip not in {local for _, local in _local_ips()}:
+        raise ClusterError(f"--advertise {advertise}: not an address of this host "
+                           "(its regions listen on the address they advertise)")
+    if ip.is_loopback and redis_remote:
+        raise ClusterError(f"--advertise {advertise} is a loopback address but Redis is "
+                           "reached from other hosts: their regions could not reach these")
+    return str(ip)
+
+
+def redis_host(bind: str, advertise: str | None) -> str:
+    """The host of the Redis URL: the bound address; for a wildcard bind,
+    the advertised address, else the first address of an up interface."""
+    if bind not in ("0.0.0.0", "::"):
+        return bind
+    return advertise or interface_address(6 if bind == "::" else 4)
+
+
 # -- commands ----------------------------------------------------------------
 
 def start(d: str | Path, pds: int = 2, slots: int = 1, port: int | None = None,
           password: str | None = None, bind: str = "127.0.0.1",
-          name: str | None = None) -> str:
-    """Start redis-server and PDS daemons under supervisord; return the URL."""
+          name: str | None = None, advertise: str | None = None) -> str:
+    """Start redis-server and PDS daemons under supervisord; return the URL.
+
+    The URL names Redis by address (see redis_host); ADVERTISE is the
+    address other hosts reach this host's regions at (pd --advertise)."""
     d = cluster_dir(d)
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(server, os.X_OK):
         raise ClusterError("redis-server not found; on Debian/Ubuntu: "
                            "apt-get install -y redis-server")
-    if bind not in ("127.0.0.1", "::1") and not password:
+    if not is_loopback(bind) and not password:
         raise ClusterError(f"Redis on {bind} would be open to the network: "
                            "give it a --password")
-    port = port or _free_port(bind)
-    host = socket.gethostname() if bind in ("0.0.0.0", "::") else bind
+    if advertise:
+        advertise = check_advertise(advertise, redis_remote=not is_loopback(bind))
+    prefix, engines = _engines(d, name, pds)
+    _not_running(d)
+    port = _redis_port(d, bind, port)
+    host = redis_host(bind, advertise)
     host = f"[{host}]" if ":" in host else host
     auth = f":{quote(password, safe='')}@" if password else ""
     url = f"redis://{auth}{host}:{port}/0"
-    prefix, engines = _engines(d, name, pds)
-    _not_running(d)
     redis_auth = f"--requirepass {shlex.quote(password)}" if password else ""
     return _bring_up(d, "supervisord-head.conf.in", url, engines, with_redis=True,
                      redis_server=server, bind=bind, port=port, redis_auth=redis_auth,
-                     name=prefix, pds=pds, slots=slots)
+                     name=prefix, pds=pds, slots=slots, pd_args=_pd_args(advertise))
 
 
-def worker(d: str | Path, url: str, pds: int = 2, slots: int = 1,
-           name: str | None = None) -> str:
-    """Start PDS daemons under supervisord that join the Redis at URL."""
+def worker(d: str | Path, url: str | None = None, pds: int = 2, slots: int = 1,
+           name: str | None = None, advertise: str | None = None) -> str:
+    """Start PDS daemons under supervisord that join the Redis at URL
+    (default $PSTACK_REDIS); return the URL."""
     d = cluster_dir(d)
+    url = url or os.environ.get("PSTACK_REDIS")
+    if not url:
+        raise ClusterError("give the head's Redis URL: --redis URL or $PSTACK_REDIS")
     if re.search(r"[\s\"']", url):
         raise ClusterError(f"bad Redis URL {url!r}")
+    if advertise:
+        advertise = check_advertise(advertise, redis_remote=not is_loopback(urlsplit(url).hostname))
     problem = _ping(url)
     if problem:
         raise ClusterError(f"Redis at {url} does not answer: {problem}")
     prefix, engines = _engines(d, name, pds)
     _not_running(d)
     return _bring_up(d, "supervisord-worker.conf.in", url, engines, with_redis=False,
-                     name=prefix, pds=pds, slots=slots)
+                     name=prefix, pds=pds, slots=slots, pd_args=_pd_args(advertise))
+
+
+def _pd_args(advertise: str | None) -> str:
+    """Extra pd arguments; without --advertise a pd advertises its route to Redis."""
+    return f"--advertise {shlex.quote(advertise)}" if advertise else ""
 
 
 def _bring_up(d: Path, template: str, url: str, engines: dict[str, str], with_redis: bool,
               **fields) -> str:
-    """Start supervisord on `template` and wait for the cluster; undo on failure."""
+    """Start supervisord on `template` and wait for the cluster; undo on failure.
+
+    On a head the daemons do not start with supervisord: only once the Redis
+    answering at URL is known to be the one it started (never another's)."""
     try:
         _launch(d, template, url=url, **fields)
         _write_private(url_path(d), url + "\n")
+        if with_redis:
+            _wait_own_redis(d, url)
+            rpc(d).supervisor.startProcessGroup("pd", False)
         _wait_ready(d, url, engines, with_redis=with_redis)
     except BaseException:
         stop(d)
@@ -380,6 +555,22 @@ def status(d: str | Path) -> int:
     return 0 if all(i["statename"] == "RUNNING" for i in info.values()) else 1
 
 
+def read_url(d: Path) -> str:
+    """The Redis URL of the cluster started in DIR."""
+    try:
+        return url_path(d).read_text().strip()
+    except OSError:
+        raise ClusterError(f"no cluster was started in {d} ({url_path(d)} is missing)") from None
+
+
+def _check_url(d: Path | None, url: str | None) -> str:
+    """The URL `check` uses: --redis, else DIR's, else $PSTACK_REDIS."""
+    url = url or (read_url(d) if d else os.environ.get("PSTACK_REDIS"))
+    if not url:
+        raise ClusterError("give a cluster folder, --redis URL, or set $PSTACK_REDIS")
+    return url
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `python -m pd.cluster` command; returns the exit status."""
     prog = Path(sys.argv[0]).name
@@ -403,40 +594,59 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--name", metavar="PREFIX", help="engine names are "
                        "PREFIX-0, PREFIX-1, ... (default HOST-DIRNAME)")
 
-    p = command("start", "start a head host: redis-server and pd daemons")
+    def advertise(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--advertise", metavar="ADDR",
+                       help="the IP address other hosts reach this host at, passed to each "
+                            "pd (default: the address of the route to Redis); never loopback "
+                            "when Redis is reached from other hosts")
+
+    p = command("start", "start a head host: redis-server (persistent, its files in DIR) "
+                         "and pd daemons")
     daemons(p)
-    p.add_argument("--port", type=int, metavar="P", help="Redis port (default: a free one)")
+    p.add_argument("--port", type=int, metavar="P", help="Redis port, which must be free "
+                   "(default: the previous start's if free, else a free one)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                   help="Redis address (default 127.0.0.1; others need --password)")
+                   help="Redis address (default 127.0.0.1; others need --password); with "
+                        "0.0.0.0 or :: the URL names --advertise, else the first address "
+                        "of an up interface")
     p.add_argument("--password", metavar="PW", help="require this Redis password")
+    advertise(p)
     p = command("worker", "start a worker host: pd daemons joining a head's Redis")
     daemons(p)
-    p.add_argument("--redis", required=True, metavar="URL", help="the head's Redis URL")
+    p.add_argument("--redis", metavar="URL",
+                   help="the head's Redis URL (default $PSTACK_REDIS, which keeps a "
+                        "password off command lines)")
+    advertise(p)
     command("stop", "stop the cluster (not an error if none is running)")
     command("status", "print the state of each program")
     command("url", "print the Redis URL")
+    p = sub.add_parser("check", help=check.HELP, description=check.HELP)
+    p.add_argument("dir", metavar="DIR", type=Path, nargs="?",
+                   help="a cluster folder (its Redis URL is DIR/redis.url)")
+    p.add_argument("--redis", metavar="URL", help="the Redis URL (default: DIR's, "
+                   "else $PSTACK_REDIS)")
+    p.add_argument("--timeout", type=float, default=check.TIMEOUT, metavar="S",
+                   help=f"seconds each pair may run (default {check.TIMEOUT:.0f})")
     args = parser.parse_args(argv)
-    d = cluster_dir(args.dir)
+    d = cluster_dir(args.dir) if args.dir else None
 
     try:
         if args.command == "start":
             url = start(d, args.pds, args.slots, args.port, args.password,
-                        args.bind, args.name)
+                        args.bind, args.name, args.advertise)
             print(f"PSTACK_REDIS={url}")
         elif args.command == "worker":
-            worker(d, args.redis, args.pds, args.slots, args.name)
-            print(f"PSTACK_REDIS={args.redis}")
+            url = worker(d, args.redis, args.pds, args.slots, args.name, args.advertise)
+            print(f"PSTACK_REDIS={url}")
+        elif args.command == "check":
+            return 0 if check.check(_check_url(d, args.redis), args.timeout) else 1
         elif args.command == "stop":
             if not stop(d):
                 print(f"no cluster is running in {d}", file=sys.stderr)
         elif args.command == "status":
             return status(d)
         elif args.command == "url":
-            try:
-                print(url_path(d).read_text().strip())
-            except OSError:
-                raise ClusterError(f"no cluster was started in {d} "
-                                   f"({url_path(d)} is missing)") from None
+            print(read_url(d))
     except ClusterError as e:
         print(f"{prog} {args.command}: {e}", file=sys.stderr)
         return 1

@@ -1,8 +1,11 @@
 """`python -m pd.cluster`: a real supervisord running a real redis-server and
 real pd daemons in a temp folder; a daemon killed with SIGKILL comes back;
-`stop` leaves nothing behind, also when `start` fails."""
+`stop` leaves nothing behind, also when `start` fails; `start` never joins
+another Redis; Redis persists across its own crash and a stop/start;
+`check` runs a ring on every pair of engines and names those that fail."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -14,9 +17,12 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from conftest import kill_tree
+from tinyapp import forever_app, ring_app
 
+import pcli
 from broker import keys
-from pd.cluster import rpc
+from pd.cluster import interface_address, is_loopback, redis_host, rpc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,10 +55,7 @@ def wait_for(check, timeout: float, what: str):
         time.sleep(0.1)
 
 
-@pytest.fixture
-def cluster_dir(tmp_path):
-    d = tmp_path / "c"
-    yield d
+def stop_and_sweep(d: Path) -> None:
     run_cluster("stop", d)                       # even when the test failed
     left = processes_of(d)
     for p in left:
@@ -61,6 +64,38 @@ def cluster_dir(tmp_path):
         except psutil.Error:
             pass
     psutil.wait_procs(left, timeout=5)
+
+
+@pytest.fixture
+def cluster_dir(tmp_path):
+    d = tmp_path / "c"
+    yield d
+    stop_and_sweep(d)
+
+
+@pytest.fixture
+def worker_dir(tmp_path):
+    d = tmp_path / "w"
+    yield d
+    stop_and_sweep(d)
+
+
+def start_cluster(d: Path, *args: object) -> str:
+    """Start a head cluster in D; its Redis URL."""
+    out = run_cluster("start", d, "--name", "t", *args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().split("=", 1)[1]
+
+
+def redis_pid(d: Path) -> int:
+    return rpc(d).supervisor.getProcessInfo("redis")["pid"]
+
+
+def alive_engines() -> set[str]:
+    try:
+        return {e["name"] for e in pcli.engines() if e["alive"]}
+    except redis.ConnectionError:
+        return set()
 
 
 def pd_pids(d: Path) -> dict[str, int]:
@@ -113,13 +148,134 @@ def test_cluster_starts_restarts_a_killed_daemon_and_stops_cleanly(cluster_dir):
     assert status.returncode == 1 and "no cluster is running" in status.stdout
 
 
-def test_a_failed_start_says_why_and_leaves_nothing_running(cluster_dir):
+def test_a_start_on_a_taken_port_says_why_and_leaves_nothing_running(cluster_dir):
     d = cluster_dir
     with socket.socket() as taken:           # the port redis is told to use
         taken.bind(("127.0.0.1", 0))
-        out = run_cluster("start", d, "--port", taken.getsockname()[1], "--pds", 1)
+        port = taken.getsockname()[1]
+        out = run_cluster("start", d, "--port", port, "--pds", 1)
     assert out.returncode == 1
     assert out.stdout == ""
-    assert "gave up on redis" in out.stderr
-    assert "Address already in use" in out.stderr    # the tail of redis.log
+    assert f"port {port} on 127.0.0.1 is taken (Address already in use)" in out.stderr
     assert processes_of(d) == []
+
+
+def test_start_on_the_port_of_another_redis_fails_and_joins_nothing(cluster_dir, redis_server):
+    foreign = redis.Redis.from_url(redis_server.url)
+    out = run_cluster("start", cluster_dir, "--port", redis_server.port, "--pds", 1)
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert f"port {redis_server.port} on 127.0.0.1 is taken" in out.stderr
+    assert processes_of(cluster_dir) == []
+    assert foreign.ping() and foreign.dbsize() == 0      # no engine registered there
+
+
+def test_a_redis_that_cannot_start_fails_the_start_before_any_daemon(cluster_dir):
+    d = cluster_dir
+    start_cluster(d, "--pds", 1)
+    assert run_cluster("stop", d).returncode == 0
+    (d / "appendonlydir" / "appendonly.aof.manifest").write_text("not a manifest\n")
+    out = run_cluster("start", d, "--name", "t", "--pds", 1)
+    assert out.returncode == 1
+    assert "supervisord gave up on redis" in out.stderr
+    assert "manifest" in out.stderr                       # redis.log says what is wrong
+    assert "pd-0.log" not in out.stderr                   # no daemon was started
+    assert processes_of(d) == []
+
+
+def test_a_redis_crash_loses_no_process(cluster_dir, monkeypatch):
+    d = cluster_dir
+    monkeypatch.setenv("PSTACK_REDIS", start_cluster(d, "--pds", 1, "--slots", 1))
+    busy = pcli.run(forever_app("crash"), async_=True)
+    wait_for(lambda: pcli.info(busy.pid)["state"] == "running", 15, "the first process running")
+    queued = pcli.run(ring_app("crash"), async_=True)
+    assert pcli.info(queued.pid)["state"] == "waiting"      # the only slot is busy
+
+    old = redis_pid(d)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: redis_pid(d) not in (0, old), 15, "supervisord restarting redis")
+    wait_for(lambda: alive_engines() == {"t-0"}, 15, "the engine registered again")
+    assert pcli.info(queued.pid)["state"] in ("waiting", "running", "finished")
+    pcli.kill(busy.pid)                                     # frees the slot (if the crash did not)
+    res = pcli.block(queued)
+    assert res["state"] == "finished" and res["metrics"]["Delivered messages"] == 12
+    assert pcli.run(ring_app("crash"), async_=True).pid == queued.pid + 1
+
+
+def test_stop_and_start_of_a_folder_keep_processes_and_pids(cluster_dir, monkeypatch):
+    d = cluster_dir
+    url = start_cluster(d, "--pds", 1)
+    monkeypatch.setenv("PSTACK_REDIS", url)
+    done = [pcli.run(ring_app("restart"), async_=True) for _ in range(2)]
+    assert [r["state"] for r in pcli.block(done)] == ["finished"] * 2
+    assert run_cluster("stop", d).returncode == 0
+
+    assert start_cluster(d, "--pds", 1) == url              # same port when it is free
+    assert [pcli.info(f.pid)["state"] for f in done] == ["finished"] * 2
+    assert pcli.result(done[1].pid)["metrics"]["Delivered messages"] == 12
+    assert pcli.run(ring_app("restart"), async_=True).pid == done[1].pid + 1
+
+
+def unassigned_address() -> str:
+    """An address of TEST-NET-3 that no interface here has: a region
+    advertising it cannot listen (it binds where it advertises), so nothing
+    is ever sent to it."""
+    local = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
+    return next(str(ip) for ip in ipaddress.ip_network("203.0.113.0/24").hosts()
+                if str(ip) not in local)
+
+
+def test_check_runs_every_pair_and_names_the_engine_nobody_reaches(cluster_dir, worker_dir,
+                                                                   monkeypatch, tmp_path):
+    url = start_cluster(cluster_dir, "--pds", 1)
+    monkeypatch.setenv("PSTACK_REDIS", url)                 # worker takes the URL from here
+    out = run_cluster("worker", worker_dir, "--pds", 1, "--name", "w")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"PSTACK_REDIS={url}"
+
+    ok = run_cluster("check", cluster_dir)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    lines = ok.stdout.splitlines()
+    assert lines[0].split()[:4] == ["t-0", "w-0", "ok", "in"]
+    assert lines[1:] == ["all 1 pairs of 2 engines ok"]
+
+    bad_address = unassigned_address()
+    with open(tmp_path / "pd-bad.log", "wb") as log:
+        bad = subprocess.Popen([sys.executable, "-m", "pd", "-n", "x-bad", "-w", "1", "--redis", url,
+                                "--advertise", bad_address], cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: "x-bad" in alive_engines(), 15, "the third daemon registered")
+        out = run_cluster("check", "--redis", url, "--timeout", 30)
+    finally:
+        kill_tree(bad)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:3] == ["t-0", "w-0", "ok"]
+    for line, peer in zip(lines[1:3], ["t-0", "w-0"]):
+        assert line.split()[:3] == [peer, "x-bad", "FAILED:"]
+        assert f"cannot listen on {bad_address}" in line
+    assert lines[3] == "2 of 3 pairs cannot run together: t-0 <-> x-bad, w-0 <-> x-bad"
+    assert lines[4].startswith("x-bad fails with every other engine")
+
+
+def test_addresses_for_other_hosts_are_never_loopback_names():
+    wildcard = redis_host("0.0.0.0", None)
+    assert wildcard == interface_address() and not is_loopback(wildcard)
+    assert ipaddress.ip_address(wildcard).version == 4
+    assert redis_host("0.0.0.0", wildcard) == wildcard
+    assert redis_host("127.0.0.1", None) == "127.0.0.1"
+    assert is_loopback("localhost") and is_loopback("127.0.0.2") and is_loopback(None)
+
+
+def test_a_loopback_advertise_is_refused_when_redis_is_remote(worker_dir, cluster_dir):
+    remote = f"redis://{interface_address()}:6379/0"       # refused before anything is sent
+    out = run_cluster("worker", worker_dir, "--redis", remote, "--advertise", "127.0.0.1")
+    assert out.returncode == 1
+    assert "loopback address but Redis is reached from other hosts" in out.stderr
+    out = run_cluster("start", cluster_dir, "--bind", "0.0.0.0", "--password", "pw",
+                      "--advertise", "127.0.0.1")
+    assert out.returncode == 1
+    assert "loopback address but Redis is reached from other hosts" in out.stderr
+    out = run_cluster("start", cluster_dir, "--advertise", unassigned_address())
+    assert out.returncode == 1 and "not an address of this host" in out.stderr
+    assert processes_of(worker_dir) == processes_of(cluster_dir) == []
