@@ -19,13 +19,15 @@ machine's host name on 127.0.1.1, and every host's name on its address.
 
 Needs root and iproute2; available() says why not otherwise. close() (also
 on leaving the `with` block, however it is left) kills every process in the
-namespaces and deletes them, which removes the veths and the bridge.
+namespaces and deletes them, which removes the veths and the bridge. A new
+Network also removes namespaces of earlier runs that died before closing.
 """
 from __future__ import annotations
 
 import functools
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,6 +38,7 @@ from pathlib import Path
 NETNS_ETC = Path("/etc/netns")
 RANGE = ipaddress.ip_network("198.18.0.0/15")       # RFC 2544: for benchmarking, never routed
 KILL_SECONDS = 10.0
+OURS = re.compile(r"pst(\d+)\D")                  # default prefix: pst<pid of the run>
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
@@ -78,6 +81,31 @@ def _kill_all(ns: str) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"processes {pids} in namespace {ns} survive SIGKILL")
         time.sleep(0.02)
+
+
+def _remove(ns: str) -> list[str]:
+    """Kill NS's processes, delete it and its /etc/netns folder; the problems."""
+    problems = []
+    try:
+        _kill_all(ns)
+    except RuntimeError as e:
+        problems.append(str(e))
+    try:
+        _ip("netns", "delete", ns)
+    except RuntimeError as e:
+        problems.append(str(e))
+    shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
+    return problems
+
+
+def _remove_stale() -> None:
+    """Remove namespaces left by runs that were killed before they could
+    clean up (their pid is gone), so they never pile up."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for ns in (line.split()[0] for line in listed.splitlines() if line.strip()):
+        m = OURS.match(ns)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            _remove(ns)
 
 
 class Host:
@@ -145,6 +173,7 @@ class Network:
         _ip("-n", ns, "link", "set", "lo", "up")
 
     def _build(self) -> None:
+        _remove_stale()
         self._add_ns(self.switch)
         _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.switch, "link", "set", "br0", "up")
@@ -164,17 +193,7 @@ class Network:
 
     def close(self) -> None:
         """Kill every process in the namespaces and delete them; safe to repeat."""
-        problems = []
-        for ns in reversed(self._made):
-            try:
-                _kill_all(ns)
-            except RuntimeError as e:
-                problems.append(str(e))
-            try:
-                _ip("netns", "delete", ns)
-            except RuntimeError as e:
-                problems.append(str(e))
-            shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
+        problems = [problem for ns in reversed(self._made) for problem in _remove(ns)]
         self._made.clear()
         if problems:
             raise RuntimeError("; ".join(problems))

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from netns import Host, Network
+from netns import NETNS_ETC, Host, Network
 from psim import psim
 from tinyapp import forever_app
 
@@ -113,6 +113,20 @@ def site(network, tmp_path):
     s = Site(network, tmp_path)
     yield s
     s.stop()
+
+
+def test_hosts_exist_only_in_their_namespaces_and_go_away_with_everything_in_them(network):
+    root = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+    assert not any(f" {h.addr}/" in root for h in network.hosts.values()), root
+    for h in network.hosts.values():            # the bridge's subnet is all a host can reach
+        assert h.run(["ip", "route"]).stdout.split()[0] == str(network.subnet)
+
+    with Network(["a", "b"], prefix=f"pst{os.getpid()}x") as net:
+        sleeper = net.hosts["a"].popen(["sleep", "60"])
+        made = [h.ns for h in net.hosts.values()] + [net.switch]
+    assert sleeper.wait(timeout=5) == -9
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not [ns for ns in made if ns in listed.split() or (NETNS_ETC / ns).exists()], listed
 
 
 def test_a_process_split_across_three_hosts_gives_psims_answer(site):
