@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
+from conftest import gone, wait_for
 from netns import NETNS_ETC, Host, Network
 from psim import psim
 from tinyapp import forever_app
@@ -154,8 +156,8 @@ def test_a_host_cut_off_fails_its_process_within_seconds_and_rejoins(site):
     app.write_text(forever_app("multihost_forever"))
 
     # The client waits until messages cross between the hosts (without them
-    # each region stops after a few local deliveries), says so, and on a
-    # line from us waits for the end.
+    # each region stops after a few local deliveries), tells us the OS pids
+    # of its region workers, and on a line from us waits for the end.
     client = head.popen([".venv/bin/python", "-c", f"""
 import json, sys, time, pcli
 f = pcli.run({str(app)!r}, rmap={{"d2": 1, "d3": 1}}, rcon={{0: {HEAD!r}, 1: {W1!r}}}, async_=True)
@@ -163,14 +165,18 @@ deadline = time.monotonic() + 30
 while pcli.info(f.pid)["delivered"] < 100:
     assert time.monotonic() < deadline, pcli.info(f.pid)
     time.sleep(0.05)
-print("running", flush=True)
+rec = pcli.api.control().process(f.pid)
+print(json.dumps([int(v) for k, v in rec.items() if k.startswith("worker:")]), flush=True)
 sys.stdin.readline()
 res = f.result(timeout=30)
 print(json.dumps({{"state": res["state"], "reason": res["reason"]}}), flush=True)
 """], cwd=ROOT, env=dict(os.environ, PSTACK_REDIS=url), text=True,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert client.stdout.readline() == "running\n", client.communicate(timeout=30)
+        running = client.stdout.readline()
+        assert running, client.communicate(timeout=30)
+        workers = [psutil.Process(pid) for pid in json.loads(running)]
+        assert len(workers) == 2
         start = time.monotonic()
         w1.link(False)
         client.stdin.write("go\n")
@@ -196,6 +202,8 @@ while not any(e["name"] == {W1!r} and e["alive"] for e in pcli.engines()):
     time.sleep(0.1)
 out = sorted(e["name"] for e in pcli.engines() if e["alive"])""", timeout=REJOIN_SECONDS + 30)
     assert alive == [HEAD, W1]
+    # back in touch, w1's daemon ends the region it ran for the failed process
+    wait_for(lambda: gone(workers), timeout=10)
 
     res, where = site.run_split(url, rcon={0: HEAD, 1: W1}, rmap={"n2": 1, "n3": 1})
     assert res["state"] == "finished", res["reason"]
