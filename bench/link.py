@@ -23,7 +23,7 @@ def side(url: str, path: str, region: int, pid: int, out) -> None:
     n = loaded.instance.n_devices
     regions = array("H", [0] * (n // 2) + [1] * (n - n // 2))
     engine = loaded.engine(Options(region=region), regions=regions, n_regions=2)
-    plane = DataPlane(connect(url), pid, region, 2)
+    plane = DataPlane(connect(url), pid, "bench", region, 2)
     engine.start()
     if region == 0:
         t0 = time.perf_counter()

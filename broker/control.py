@@ -6,31 +6,63 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import time
 import uuid
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from . import keys
 
 LOG_CAP = 100_000           # log lines kept per process
 HEARTBEAT_TTL_MS = 3000     # an engine silent for this long is dead
+REGION_TTL_MS = 3000        # a region worker silent for this long is dead
+REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to heartbeat again
+
+
+class Job(NamedTuple):
+    """One region of one process, as assigned to an engine; `token` is the
+    process's incarnation (made at submission), which every write from the
+    region's worker carries."""
+    pid: int
+    region: int
+    token: str
+    engine: str
+
+    def __str__(self) -> str:
+        return f"{self.pid} {self.region} {self.token} {self.engine}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Job":
+        pid, region, token, engine = text.split()
+        return cls(int(pid), int(region), token, engine)
 
 
 def redis_url() -> str:
     return os.environ.get("PSTACK_REDIS", "redis://localhost:6379/0")
 
 
-def connect(url: str | None = None, password: str | None = None) -> redis.Redis:
+def connect(url: str | None = None, password: str | None = None, patience: float = 0.0,
+            timeout: float = 5.0) -> redis.Redis:
     """A client for the pstack Redis: `url`, else $PSTACK_REDIS, else localhost;
-    the password from the URL, `password` or $PSTACK_PASSWORD."""
+    the password from the URL, `password` or $PSTACK_PASSWORD.  With
+    `patience` (seconds), a command retries while Redis is unreachable or
+    loading (a restart), for about that long, before it raises.  `timeout`:
+    seconds to connect, and to wait for a reply."""
     extra = {}
     if password or os.environ.get("PSTACK_PASSWORD"):
         extra["password"] = password or os.environ["PSTACK_PASSWORD"]
-    return redis.Redis.from_url(url or redis_url(), socket_connect_timeout=5, health_check_interval=10, **extra)
+    if patience:
+        extra["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=int(patience / 0.5) + 4,
+                               supported_errors=(redis.ConnectionError, redis.TimeoutError))
+    return redis.Redis.from_url(url or redis_url(), socket_connect_timeout=timeout, socket_timeout=timeout,
+                                health_check_interval=10, **extra)
 
 
 def _load_scripts(r: redis.Redis) -> dict:
@@ -52,48 +84,64 @@ class Control:
     # ---- processes ------------------------------------------------------------
 
     def submit(self, owner: str, app: bytes, nregions: int, rcon: dict, fields: dict,
-               partition: bytes | None = None) -> int:
-        """A new process, queued; `partition`: the region of every device
-        (uint16 array bytes), when regions were computed for the user.
-        ValueError, with the reason, for a process that can never run on
-        this cluster (nothing is kept)."""
+               partition: bytes | None = None) -> tuple[int, str]:
+        """A new process, queued: its pid and incarnation token.  `partition`:
+        the region of every device (uint16 array bytes), when regions were
+        computed for the user.  ValueError, with the reason, for a process
+        that can never run on this cluster (nothing is kept)."""
         uploads = [self._upload(app)] + ([self._upload(partition)] if partition is not None else [])
-        args = [owner, nregions, json.dumps({str(k): v for k, v in rcon.items()})]
+        token = secrets.token_hex(8)
+        args = [owner, token, nregions, json.dumps({str(k): v for k, v in rcon.items()})]
         for k, v in fields.items():
             args += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
         pid = self.s["submit"](keys=uploads, args=args)
         if isinstance(pid, bytes):
             raise ValueError(f"refused: {_text(pid)}")
-        return pid
+        return pid, token
 
     def _upload(self, data: bytes) -> str:
         key = f"{keys.PREFIX}:upload:{uuid.uuid4().hex}"
         self.r.set(key, zlib.compress(data, 1), ex=3600)
         return key
 
-    def finish_region(self, pid: int, region: int, engine: str, state: str, reason: str = "",
-                      result: dict | None = None) -> None:
+    def finish_region(self, job: Job, state: str, reason: str = "", result: dict | None = None) -> bool:
+        """Record a region's end; False if the job is stale (refused)."""
         # orjson: a million device states serialise in a fraction of json's time
-        self.s["finish_region"](args=[pid, region, engine, state, reason, orjson.dumps(result) if result else ""])
+        return bool(self.s["finish_region"](args=[job.pid, job.region, job.engine, job.token, state, reason,
+                                                  orjson.dumps(result) if result else ""]))
+
+    def claim(self, job: Job) -> str:
+        """A daemon takes a job: 'ok', or why not ('stale', 'ended', 'elsewhere')."""
+        return _text(self.s["claim"](args=[job.pid, job.region, job.token, job.engine, REGION_TTL_MS]))
+
+    def region_beat(self, job: Job, daemon: str, **fields) -> tuple[str, int]:
+        """A region worker's heartbeat, with progress fields for the process
+        record: the verdict ('ok', 'ended', 'stale', 'orphan') and how many
+        regions have recorded their result."""
+        args = [job.pid, job.region, job.token, job.engine, daemon, REGION_TTL_MS]
+        for k, v in fields.items():
+            args += [k, v]
+        verdict, done = self.s["region_beat"](args=args)
+        return _text(verdict), int(done)
+
+    def proc_set(self, job: Job, **fields) -> bool:
+        """Set fields of the process record from one of its workers (fenced)."""
+        args = [job.pid, job.token]
+        for k, v in fields.items():
+            args += [k, v]
+        return bool(self.s["proc_set"](args=args))
 
     def kill(self, pid: int, user: str, force: bool = False) -> str:
         return _text(self.s["kill"](args=[pid, user, int(force)]))
 
     def process(self, pid: int) -> dict | None:
+        """The process record, or None if there is no (whole) record."""
         raw = self.r.hgetall(keys.proc(pid))
-        if not raw:
+        if b"token" not in raw:                  # every record is made whole by submit
             return None
         rec = {_text(k): _text(v) for k, v in raw.items()}
         rec["regions"] = {int(_text(k)): _text(v) for k, v in self.r.hgetall(keys.proc_regions(pid)).items()}
         return rec
-
-    def update(self, pid: int, **fields) -> None:
-        self.r.hset(keys.proc(pid), mapping={k: v if isinstance(v, (str, int, float)) else json.dumps(v)
-                                              for k, v in fields.items()})
-
-    def progress(self, pid: int, region: int, delivered: int) -> None:
-        """Deliveries so far in a running region (for top)."""
-        self.r.hset(keys.proc(pid), f"delivered:{region}", delivered)
 
     def pids(self) -> list[int]:
         return [int(p) for p in self.r.zrange(keys.PROCS, 0, -1)]
@@ -119,11 +167,12 @@ class Control:
 
     # ---- logs and events -----------------------------------------------------------
 
-    def log(self, pid: int, entries: list[dict]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        for e in entries:
-            pipe.xadd(keys.proc_log(pid), e, maxlen=LOG_CAP, approximate=True)
-        pipe.execute()
+    def log(self, job: Job, entries: list[tuple[str, int, str]]) -> None:
+        """Log lines (device, level, text) of a region to its process's stream."""
+        args: list = [job.pid, job.token, LOG_CAP]
+        for device, level, text in entries:
+            args += [job.engine, job.region, device, level, text]
+        self.s["log"](args=args)
 
     def read_log(self, pid: int, after: str = "0-0", block_ms: int | None = None, count: int = 10_000):
         """[(id, {field: value})] after `after`; waits up to block_ms for new lines."""
@@ -154,8 +203,9 @@ class Control:
         self.s["unregister"](args=[name, daemon, reason])
 
     def reap(self) -> int:
-        """Fail the processes of engines whose heartbeat expired."""
-        return int(self.s["reap"]())
+        """Fail the processes of engines whose heartbeat expired, and of
+        claimed regions whose worker stopped heartbeating."""
+        return int(self.s["reap"](args=[REAP_GRACE_MS]))
 
     def engines(self) -> list[dict]:
         names = sorted(_text(n) for n in self.r.smembers(keys.ENGINES))
@@ -180,12 +230,11 @@ class Control:
             })
         return out
 
-    def next_job(self, engine: str, timeout: float) -> tuple[int, int] | None:
+    def next_job(self, engine: str, timeout: float) -> Job | None:
         got = self.r.blpop([keys.engine_jobs(engine)], timeout=timeout)
         if not got:
             return None
         try:
-            pid, region = _text(got[1]).split()
-            return int(pid), int(region)
+            return Job.parse(f"{_text(got[1])} {engine}")
         except ValueError:
             raise ValueError(f"malformed job entry {got[1]!r} for engine {engine}") from None

@@ -4,19 +4,23 @@
     pstack:procs                    zset  pid -> submit time (all processes)
     pstack:queue                    list  waiting pids, first come first served
     pstack:events                   stream of {pid, state, reason} (capped)
-    pstack:proc:<pid>               hash  the process record (see FIELDS)
+    pstack:stats                    hash  counters: stale_jobs, stale_writes (refused by fencing)
+    pstack:proc:<pid>               hash  the process record: pid, owner, token (incarnation),
+                                          state, reason, nregions, rcon, times, ... (made whole by submit)
     pstack:proc:<pid>:app           the application XML, zlib-compressed
     pstack:proc:<pid>:partition     region of every device (uint16 array, zlib), for regions=N
     pstack:proc:<pid>:regions       hash  region -> engine running it
     pstack:proc:<pid>:results       hash  region -> result JSON
     pstack:proc:<pid>:log           stream of log lines (capped)
     pstack:proc:<pid>:endpoints     hash  region -> ZeroMQ address of its PULL socket
+    pstack:proc:<pid>:claims        hash  region -> engine whose daemon claimed it
+    pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
     pstack:engines                  set   registered engine names
     pstack:known                    hash  engine name -> slots, of every engine ever registered
                                           (what a submitted process may ask for)
     pstack:engine:<name>            hash  the engine record
     pstack:engine:<name>:alive      string with a TTL: the heartbeat
-    pstack:engine:<name>:jobs       list  "pid region" assigned, not yet claimed
+    pstack:engine:<name>:jobs       list  "pid region token" assigned, not yet claimed
     pstack:engine:<name>:procs      set   "pid:region" assigned to it (claimed or not)
 
 Lua scripts (broker/scripts.lua) build the same names from the prefix; keep
@@ -30,6 +34,7 @@ PID = f"{PREFIX}:pid"
 PROCS = f"{PREFIX}:procs"
 QUEUE = f"{PREFIX}:queue"
 EVENTS = f"{PREFIX}:events"
+STATS = f"{PREFIX}:stats"
 ENGINES = f"{PREFIX}:engines"
 KNOWN = f"{PREFIX}:known"
 

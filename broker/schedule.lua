@@ -2,7 +2,7 @@
 -- submission, which waiting process starts, where, and why the others wait.
 -- Part of the prelude of every script in scripts.lua (broker/control.py
 -- joins them), so it may use the prelude's helpers (proc, engine, now,
--- event, ...).
+-- event, job_entry, ...).
 --
 -- Gang scheduling with EASY backfill, as Slurm does it:
 --   * a process starts only when every region gets a slot at once: regions
@@ -217,7 +217,7 @@ local function start(pid, at, n)
         redis.call('HSET', p .. ':regions', r, at[r])
         redis.call('HINCRBY', e, 'used', 1)
         redis.call('SADD', e .. ':procs', pid .. ':' .. r)
-        redis.call('RPUSH', e .. ':jobs', pid .. ' ' .. r)
+        redis.call('RPUSH', e .. ':jobs', job_entry(pid, r))
     end
     redis.call('LREM', K.queue, 1, pid)
     redis.call('HSET', p, 'state', 'running', 'started', now(), 'reason', '')

@@ -7,11 +7,13 @@
 
 local P = 'pstack'
 local K = {pid = P .. ':pid', procs = P .. ':procs', queue = P .. ':queue',
-           events = P .. ':events', engines = P .. ':engines', known = P .. ':known'}
+           events = P .. ':events', engines = P .. ':engines', stats = P .. ':stats',
+           known = P .. ':known'}
 local ENDED = {finished = true, failed = true, killed = true}
 
 local function proc(pid) return P .. ':proc:' .. pid end
 local function engine(name) return P .. ':engine:' .. name end
+local function beat_key(pid, region) return proc(pid) .. ':beat:' .. region end
 
 local function now()
     local t = redis.call('TIME')
@@ -22,13 +24,28 @@ local function event(pid, state, reason)
     redis.call('XADD', K.events, 'MAXLEN', '~', 10000, '*', 'pid', pid, 'state', state, 'reason', reason or '')
 end
 
+-- Fencing: a write from a worker or daemon names the process's incarnation
+-- token; one that does not match (a worker from before a crash, another
+-- process) is refused and counted in pstack:stats.
+local function fenced(pid, token, what)
+    if token ~= '' and redis.call('HGET', proc(pid), 'token') == token then return false end
+    redis.call('HINCRBY', K.stats, what, 1)
+    return true
+end
+
+-- the job-list entry for one region: "pid region token"
+local function job_entry(pid, region)
+    return pid .. ' ' .. region .. ' ' .. (redis.call('HGET', proc(pid), 'token') or '')
+end
+
 -- give back the slot a region held on an engine (once)
 local function release(name, pid, region)
     local e = engine(name)
     if redis.call('SREM', e .. ':procs', pid .. ':' .. region) == 1 then
         if tonumber(redis.call('HGET', e, 'used') or '0') > 0 then redis.call('HINCRBY', e, 'used', -1) end
     end
-    redis.call('LREM', e .. ':jobs', 0, pid .. ' ' .. region)
+    redis.call('LREM', e .. ':jobs', 0, job_entry(pid, region))
+    redis.call('DEL', beat_key(pid, region))
 end
 
 -- end a process and all its regions, once; daemons stop what still runs
@@ -50,21 +67,43 @@ local function fail_engine_jobs(name, reason)
     end
 end
 
+-- Regions that were claimed and whose worker stopped heartbeating (stopped,
+-- hung in the kernel, its host cut off) fail their process.
+local function reap_regions(name)
+    local host, n = redis.call('HGET', engine(name), 'host') or '?', 0
+    for _, job in ipairs(redis.call('SMEMBERS', engine(name) .. ':procs')) do
+        local pid, region = string.match(job, '^(%d+):(%d+)$')
+        if redis.call('HEXISTS', proc(pid) .. ':claims', region) == 1
+                and redis.call('EXISTS', beat_key(pid, region)) == 0 then
+            n = n + end_process(pid, 'failed', 'region ' .. region .. ' on engine ' .. name .. ' (' .. host ..
+                                ') stopped responding (no heartbeat from its worker)')
+        end
+    end
+    return n
+end
+
+-- seconds since redis-server started: after a restart, heartbeats get a
+-- grace period before anyone is reaped for missing them
+local function uptime()
+    return tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+end
+
 -- @script submit
 -- KEYS[1]: the uploaded application, renamed into the process; KEYS[2], if
 -- given: the uploaded partition (region of every device).
--- ARGV: owner, nregions, rcon (JSON {region: engine}), then field, value, ...
--- Returns the pid, or why the process can never run (a string; nothing is kept).
-local refused = refusal(tonumber(ARGV[2]), cjson.decode(ARGV[3]))
+-- ARGV: owner, incarnation token, nregions, rcon (JSON {region: engine}),
+-- then field, value, ...  Returns the pid, or why the process can never run
+-- (a string; nothing is kept).
+local refused = refusal(tonumber(ARGV[3]), cjson.decode(ARGV[4]))
 if refused then
     redis.call('DEL', unpack(KEYS))
     return refused
 end
 local pid = redis.call('INCR', K.pid)
 local p = proc(pid)
-redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'state', 'waiting', 'reason', '',
-           'nregions', ARGV[2], 'rcon', ARGV[3], 'created', now())
-for i = 4, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[2], 'state', 'waiting', 'reason', '',
+           'nregions', ARGV[3], 'rcon', ARGV[4], 'created', now())
+for i = 5, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
 redis.call('RENAME', KEYS[1], p .. ':app')
 if KEYS[2] then redis.call('RENAME', KEYS[2], p .. ':partition') end
 redis.call('ZADD', K.procs, pid, pid)
@@ -74,21 +113,68 @@ schedule()
 return pid
 
 -- @script finish_region
--- ARGV: pid, region, engine, state (finished | failed | killed), reason, result JSON or ''
+-- ARGV: pid, region, engine, token, state (finished | failed | killed),
+-- reason, result JSON or ''.  Returns 0 for a stale worker (refused).
 local pid, region = ARGV[1], ARGV[2]
 local p = proc(pid)
-if ARGV[6] ~= '' then redis.call('HSET', p .. ':results', region, ARGV[6]) end
+if fenced(pid, ARGV[4], 'stale_writes') then return 0 end
+if ARGV[7] ~= '' then redis.call('HSET', p .. ':results', region, ARGV[7]) end
 release(ARGV[3], pid, region)
 local cur = redis.call('HGET', p, 'state')
 if cur and not ENDED[cur] then
-    if ARGV[4] ~= 'finished' then
-        end_process(pid, ARGV[4], ARGV[5])
+    if ARGV[5] ~= 'finished' then
+        end_process(pid, ARGV[5], ARGV[6])
     elseif redis.call('HLEN', p .. ':results') >= tonumber(redis.call('HGET', p, 'nregions')) then
-        redis.call('HSET', p, 'state', 'finished', 'reason', ARGV[5], 'ended', now())
-        event(pid, 'finished', ARGV[5])
+        redis.call('HSET', p, 'state', 'finished', 'reason', ARGV[6], 'ended', now())
+        event(pid, 'finished', ARGV[6])
     end
 end
 schedule()
+return 1
+
+-- @script claim
+-- A daemon takes a job.  ARGV: pid, region, token, engine, region ttl ms.
+-- Returns 'ok', or why the job is not to be run: 'stale' (another
+-- incarnation), 'ended', 'elsewhere' (the region is not this engine's).
+local pid, region = ARGV[1], ARGV[2]
+local p = proc(pid)
+if fenced(pid, ARGV[3], 'stale_jobs') then return 'stale' end
+if redis.call('HGET', p, 'state') ~= 'running' then return 'ended' end
+if redis.call('HGET', p .. ':regions', region) ~= ARGV[4] then return 'elsewhere' end
+redis.call('HSET', p .. ':claims', region, ARGV[4])
+redis.call('SET', beat_key(pid, region), ARGV[4], 'PX', ARGV[5])
+return 'ok'
+
+-- @script region_beat
+-- A region worker is alive.  ARGV: pid, region, token, engine, daemon id,
+-- ttl ms, then field, value, ... for the process record (progress).
+-- Returns {verdict, regions done}: verdict 'ok', 'ended' (stop now),
+-- 'stale' (another incarnation) or 'orphan' (its daemon no longer holds
+-- the engine: stopped, gone, or replaced).
+local pid, region = ARGV[1], ARGV[2]
+local p = proc(pid)
+if fenced(pid, ARGV[3], 'stale_writes') then return {'stale', 0} end
+if redis.call('HGET', p, 'state') ~= 'running' then return {'ended', 0} end
+if redis.call('GET', engine(ARGV[4]) .. ':alive') ~= ARGV[5] then return {'orphan', 0} end
+redis.call('SET', beat_key(pid, region), ARGV[4], 'PX', ARGV[6])
+for i = 7, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
+return {'ok', redis.call('HLEN', p .. ':results')}
+
+-- @script proc_set
+-- ARGV: pid, token, then field, value, ...: set fields of a process's record
+-- from one of its workers.
+if fenced(ARGV[1], ARGV[2], 'stale_writes') then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HSET', proc(ARGV[1]), ARGV[i], ARGV[i + 1]) end
+return 1
+
+-- @script log
+-- ARGV: pid, token, cap, then engine, region, device, level, text for each line
+if fenced(ARGV[1], ARGV[2], 'stale_writes') then return 0 end
+local stream = proc(ARGV[1]) .. ':log'
+for i = 4, #ARGV, 5 do
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'engine', ARGV[i], 'region', ARGV[i + 1],
+               'device', ARGV[i + 2], 'level', ARGV[i + 3], 'text', ARGV[i + 4])
+end
 return 1
 
 -- @script kill
@@ -135,8 +221,12 @@ return 1
 
 -- @script reap
 -- Engines whose heartbeat expired: their processes fail with a reason, the
--- engines are forgotten.  Returns how many were reaped.
-local n = 0
+-- engines are forgotten; then claimed regions whose worker stopped
+-- heartbeating fail their process.  Nothing is reaped in the first
+-- ARGV[1] ms after Redis (re)started, while daemons and workers find it
+-- again.  Returns how many engines were reaped.
+if uptime() * 1000 < tonumber(ARGV[1]) then return 0 end
+local n, ended = 0, 0
 for _, name in ipairs(redis.call('SMEMBERS', K.engines)) do
     local e = engine(name)
     if redis.call('EXISTS', e .. ':alive') == 0 then
@@ -145,9 +235,11 @@ for _, name in ipairs(redis.call('SMEMBERS', K.engines)) do
         redis.call('DEL', e, e .. ':procs', e .. ':jobs')
         redis.call('SREM', K.engines, name)
         n = n + 1
+    else
+        ended = ended + reap_regions(name)
     end
 end
-if n > 0 then schedule() end
+if n + ended > 0 then schedule() end
 return n
 
 -- @script unregister

@@ -44,8 +44,9 @@ def user() -> str:
 class Future:
     """A submitted process; `.pid` as in the seed, `.result()` waits for it."""
 
-    def __init__(self, pid: int, verbose: bool = False, echo=None):
+    def __init__(self, pid: int, verbose: bool = False, echo=None, token: str | None = None):
         self.pid = pid
+        self.token = token            # the incarnation submitted; None: whichever has this pid
         self.verbose = verbose
         self.echo = echo or functools.partial(print, flush=True)     # where verbose log lines go
         self._log_pos = "0-0"
@@ -61,8 +62,8 @@ class Future:
             if self.verbose:
                 self.print_log()
             rec = ctl.process(self.pid)
-            if rec is None:
-                raise ValueError(f"no process {self.pid}")
+            if rec is None or self.token not in (None, rec["token"]):
+                raise ValueError(f"no process {self.pid}" + (" (lost by the control plane)" if self.token else ""))
             if rec["state"] in keys.ENDED:
                 if self.verbose:
                     self.print_log()
@@ -104,9 +105,9 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
         app = f.read()
     split = partition(app.decode(), regions).tobytes() if regions > 1 else None
     nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
-    pid = control().submit(user(), app, nregions, rcon, {
+    pid, token = control().submit(user(), app, nregions, rcon, {
         "rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}, split)
-    future = Future(pid, verbose)
+    future = Future(pid, verbose, token=token)
     return future if async_ else future.result()
 
 
@@ -129,7 +130,9 @@ def ps(all: bool = False) -> list[int]:
 
 def processes(all: bool = False) -> list[dict]:
     """info() of every waiting and running process (all=True: every process)."""
-    return [_record(control(), pid) for pid in ps(all=all)]       # ps() reaped once for all
+    ctl = control()
+    records = (ctl.process(pid) for pid in ps(all=all))            # ps() reaped once for all
+    return [_info(rec) for rec in records if rec is not None]      # one may vanish (purged) meanwhile
 
 
 def kill(pid: int, force: bool = False) -> bool:
@@ -162,6 +165,10 @@ def _record(ctl: Control, pid: int) -> dict:
     rec = ctl.process(int(pid))
     if rec is None:
         raise ValueError(f"no process {pid}")
+    return _info(rec)
+
+
+def _info(rec: dict) -> dict:
     out = {"pid": int(rec["pid"]), "owner": rec["owner"], "state": rec["state"], "reason": rec.get("reason", ""),
            "app": rec.get("app_name", ""), "graph_type": rec.get("graph_type", ""),
            "devices": int(rec.get("devices", 0)), "edges": int(rec.get("edges", 0)),

@@ -27,7 +27,7 @@ import psutil
 import redis
 
 from broker import keys
-from broker.control import HEARTBEAT_TTL_MS, Control, connect
+from broker.control import HEARTBEAT_TTL_MS, Control, Job, connect
 
 LOOP_SECONDS = 0.2
 HEARTBEAT_SECONDS = 1.0
@@ -36,8 +36,7 @@ log = logging.getLogger("pd")
 
 @dataclass
 class Child:
-    pid: int
-    region: int
+    job: Job
     proc: subprocess.Popen
 
 
@@ -120,15 +119,18 @@ class Daemon:
         job = self.ctl.next_job(self.name, LOOP_SECONDS)
         if job is None:
             return
-        pid, region = job
+        verdict = self.ctl.claim(job)
+        if verdict != "ok":               # fenced: another incarnation, ended, not ours
+            log.warning("process %d region %d: job not run (%s)", job.pid, job.region, verdict)
+            return
         proc = self.take_spare()
         try:
-            proc.stdin.write(f"{pid} {region} {self.name}\n".encode())
+            proc.stdin.write(f"{job}\n".encode())
             proc.stdin.close()
         except OSError:                   # the spare died: its job fails below, as a dead worker
             pass
-        self.children.append(Child(pid, region, proc))
-        log.info("process %d region %d started (worker %d)", pid, region, proc.pid)
+        self.children.append(Child(job, proc))
+        log.info("process %d region %d started (worker %d)", job.pid, job.region, proc.pid)
         self.spare = self.spawn()
 
     def wait_for_a_child(self, seconds: float) -> None:
@@ -153,7 +155,8 @@ class Daemon:
         return spare
 
     def child_env(self) -> dict:
-        env = dict(os.environ, PSTACK_REDIS=self.url)      # not on the command line: it may hold a password
+        # not on the command line: the URL may hold a password
+        env = dict(os.environ, PSTACK_REDIS=self.url, PSTACK_DAEMON_ID=self.daemon_id)
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         return env
@@ -161,17 +164,17 @@ class Daemon:
     def tend_children(self) -> None:
         if not self.children:
             return
-        states = self.ctl.states([c.pid for c in self.children])
+        states = self.ctl.states([c.job.pid for c in self.children])
         for child, state in zip(list(self.children), states):
             code = child.proc.poll()
             if code is None and state in keys.ENDED:       # killed, or failed elsewhere
                 self.stop_child(child)
             elif code is not None:
                 self.children.remove(child)
-                if state not in keys.ENDED and state is not None and not self.ctl.region_done(child.pid, child.region):
-                    reason = f"region worker died ({_describe(code)})"
-                    self.ctl.finish_region(child.pid, child.region, self.name, "failed", reason)
-                log.info("process %d region %d done (%s)", child.pid, child.region, _describe(code))
+                if state not in keys.ENDED and state is not None and not self.ctl.region_done(child.job.pid,
+                                                                                              child.job.region):
+                    self.ctl.finish_region(child.job, "failed", f"region worker died ({_describe(code)})")
+                log.info("process %d region %d done (%s)", child.job.pid, child.job.region, _describe(code))
 
     def stop_child(self, child: Child) -> None:
         try:
@@ -182,7 +185,7 @@ class Daemon:
         if child in self.children:
             self.children.remove(child)
         try:
-            self.ctl.finish_region(child.pid, child.region, self.name, "failed", "daemon stopped")
+            self.ctl.finish_region(child.job, "failed", "daemon stopped")
         except redis.RedisError:
             pass
 

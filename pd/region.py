@@ -9,6 +9,9 @@
 Region 0 also hosts the coordinator (pd/termination.py).  A failure here
 (assert, crash, timeout) is not negotiated: the worker records the process
 failed, and the daemons stop every other region within their next loop.
+`watch()`, asked every round, may end the region with a reason (e.g.
+another region ended without this one being stopped: a forged or lost
+STOP must fail the process, not hang it).
 """
 from __future__ import annotations
 
@@ -26,8 +29,10 @@ WAIT_MS = 50
 
 class RegionRun:
     def __init__(self, engine: Engine, plane: DataPlane, on_log: LogSink, timeout: float = 0.0,
-                 on_batch: Callable[[Engine], None] | None = None):
+                 on_batch: Callable[[Engine], None] | None = None,
+                 watch: Callable[[], str | None] = lambda: None):
         self.engine, self.plane, self.on_log, self.on_batch = engine, plane, on_log, on_batch
+        self.watch = watch
         self.region, self.n = plane.region, plane.nregions
         has_hwidle = any(d.on_hardware_idle is not None for d in engine.inst.graph.devices.values())
         self.coordinator = Coordinator(self.n, has_hwidle) if self.region == 0 else None
@@ -47,7 +52,7 @@ class RegionRun:
             self._send(self.coordinator.start())
         try:
             self._loop()
-        except ValueError as e:                  # a malformed frame or record batch
+        except ValueError as e:                  # a malformed frame or record batch, or watch()
             self.bad_frame = f"data plane: {e}"
         self._drain_logs()
         return self._outcome(time.perf_counter() - t0)
@@ -65,6 +70,7 @@ class RegionRun:
                 self._answer_probe()
                 self._handle(self.plane.receive(WAIT_MS))
             self._drain_logs()
+            self._check_watch()
 
     # ---- one round of work ---------------------------------------------------------
 
@@ -104,6 +110,15 @@ class RegionRun:
         self.plane.send(0, wire.STATUS, {"wave": self.probe, "sent": o.remote_sent,
                                          "received": o.remote_received, "sends": o.sends})
         self.probe = None
+
+    def _check_watch(self) -> None:
+        problem = self.watch()
+        if problem:
+            while self.stop is None:               # a STOP may wait behind frames we have not read
+                frames = self.plane.receive(0, 1000)
+                if not frames:
+                    raise ValueError(problem)
+                self._handle(frames)
 
     # ---- frames ---------------------------------------------------------------------
 

@@ -3,21 +3,33 @@ that whatever the application does (crash, endless loop, bad input) the
 daemon carries on.  It reads the application from Redis, runs it with psim,
 streams logs when the process is verbose, and records the result.
 
-    PSTACK_REDIS=url python -m pd.worker PID REGION ENGINE
-    PSTACK_REDIS=url python -m pd.worker          (a spare: the job comes on stdin)
+A thread heartbeats for the region (the C engine runs without the GIL) and
+fences it: the worker ends itself when its process ended, when it belongs to
+another incarnation of the process, when its daemon no longer holds the
+engine (stopped, gone, replaced), or when Redis has been out of reach for
+longer than the cluster waits for a heartbeat (its host is cut off: the
+process has been failed elsewhere).  Every write it makes carries the
+process's incarnation token.
+
+    PSTACK_REDIS=url PSTACK_DAEMON_ID=id python -m pd.worker PID REGION TOKEN ENGINE
+    PSTACK_REDIS=url PSTACK_DAEMON_ID=id python -m pd.worker     (a spare: the job comes on stdin)
 """
 from __future__ import annotations
 
 import ctypes
 from array import array
 import json
+import logging
 import os
 import signal
 import sys
+import threading
 import time
 
-from broker.control import Control, connect
-from broker.dataplane import DataPlane
+import redis
+
+from broker.control import REGION_TTL_MS, Control, Job, connect
+from broker.dataplane import DataPlane, DataPlaneError
 from psim.engine import Options
 from psim.errors import BadInput
 from psim.run import Loaded, drive, result
@@ -25,66 +37,110 @@ from psim.run import Loaded, drive, result
 from .region import RegionRun
 
 LOG_BATCH = 500
-PROGRESS_SECONDS = 0.5
+BEAT_SECONDS = 0.5
+GIVE_UP_SECONDS = 2 * REGION_TTL_MS / 1000    # fenced: no Redis, or no daemon, for this long
+STOP_GRACE_SECONDS = 3.0                      # another region ended; our STOP should be here by then
+PATIENCE_SECONDS = 30.0                       # a Redis restart: how long the worker's commands retry
+log = logging.getLogger("pd.worker")
 
 
-class Progress:
-    """Deliveries so far, to the process record, at most every half second."""
+class Heartbeat(threading.Thread):
+    """The region's heartbeat and fence.  `progress` holds the fields the
+    main thread wants in the process record (deliveries, dropped frames)."""
 
-    def __init__(self, ctl: Control, pid: int, region: int):
-        self.ctl, self.pid, self.region = ctl, pid, region
-        self.last = 0.0
+    def __init__(self, url: str, job: Job, daemon: str):
+        super().__init__(daemon=True, name="heartbeat")
+        # a client of its own, quick to fail: a cut-off host must notice
+        self.ctl = Control(connect(url, timeout=1.0))
+        self.job, self.daemon = job, daemon
+        self.progress: dict[str, int] = {f"worker:{job.region}": os.getpid()}
+        self.peer_done_since: float | None = None
+        self.finished = False                 # this region recorded its result
 
-    def __call__(self, engine) -> None:
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_SECONDS:
-            self.last = now
-            self.ctl.progress(self.pid, self.region, engine.outcome().delivered)
+    def run(self) -> None:
+        trouble_since: float | None = None    # no Redis, or no daemon, since
+        while True:
+            verdict = self._beat()
+            now = time.monotonic()
+            if verdict in ("ended", "stale"):
+                os._exit(0)                   # nothing of ours is wanted any more
+            if verdict == "ok":
+                trouble_since = None
+            else:
+                trouble_since = trouble_since or now
+                if now - trouble_since > GIVE_UP_SECONDS:
+                    log.warning("process %d region %d: %s for %.0f s; stopping", self.job.pid,
+                                self.job.region, verdict, now - trouble_since)
+                    os._exit(1)
+            time.sleep(BEAT_SECONDS)
+
+    def _beat(self) -> str:
+        try:
+            verdict, done = self.ctl.region_beat(self.job, self.daemon, **self.progress)
+        except redis.RedisError:
+            return "no Redis"
+        if done and not self.finished and self.peer_done_since is None:
+            self.peer_done_since = time.monotonic()
+        return verdict
+
+    def problem(self) -> str | None:
+        """Another region recorded its result, and this one was not told to
+        stop within the grace period: the process cannot end well."""
+        if self.peer_done_since and time.monotonic() - self.peer_done_since > STOP_GRACE_SECONDS:
+            return "another region ended without this one being stopped (a forged or lost STOP frame)"
+        return None
 
 
 class LogStream:
     """handler_log lines to the process's Redis stream, in batches."""
 
-    def __init__(self, ctl: Control, pid: int, engine: str, region: int):
-        self.ctl, self.pid, self.engine, self.region = ctl, pid, engine, region
-        self.buf: list[dict] = []
+    def __init__(self, ctl: Control, job: Job):
+        self.ctl, self.job = ctl, job
+        self.buf: list[tuple[str, int, str]] = []
 
     def __call__(self, device: str, level: int, text: str) -> None:
-        self.buf.append({"engine": self.engine, "region": self.region, "device": device,
-                         "level": level, "text": text})
+        self.buf.append((device, level, text))
         if len(self.buf) >= LOG_BATCH:
             self.flush()
 
     def flush(self) -> None:
         if self.buf:
-            self.ctl.log(self.pid, self.buf)
+            self.ctl.log(self.job, self.buf)
             self.buf = []
 
 
-def run_region(ctl: Control, pid: int, region: int, engine_name: str) -> None:
-    rec = ctl.process(pid)
-    if rec is None or rec["state"] != "running":
-        return                                   # killed or gone before we started
+def run_region(ctl: Control, job: Job, beat: Heartbeat) -> None:
+    rec = ctl.process(job.pid)
+    if rec is None or rec["token"] != job.token or rec["state"] != "running":
+        return                                   # killed, gone or stale before we started
     nregions = int(rec["nregions"])
     opts = Options.from_dict({**json.loads(rec.get("options", "{}")),
-                              **({"region": region} if nregions > 1 else {})})
+                              **({"region": job.region} if nregions > 1 else {})})
     try:
-        loaded = Loaded(ctl.app(pid).decode())
-        engine = loaded.engine(opts, json.loads(rec.get("rmap", "{}")), _partition(ctl, pid), nregions)
+        loaded = Loaded(ctl.app(job.pid).decode())
+        engine = loaded.engine(opts, json.loads(rec.get("rmap", "{}")), _partition(ctl, job.pid), nregions)
     except BadInput as e:
-        ctl.finish_region(pid, region, engine_name, "failed", str(e))
+        ctl.finish_region(job, "failed", str(e))
         return
     inst = loaded.instance
-    if region == 0:
-        ctl.update(pid, graph_type=inst.graph.id, devices=inst.n_devices, edges=inst.n_edges)
-    logs = LogStream(ctl, pid, engine_name, region) if rec.get("verbose") == "1" else None
+    if job.region == 0:
+        ctl.proc_set(job, graph_type=inst.graph.id, devices=inst.n_devices, edges=inst.n_edges)
+    logs = LogStream(ctl, job) if rec.get("verbose") == "1" else None
     collected: list = []
     on_log = logs or (lambda d, lv, t: collected.append((d, lv, t)))
-    progress = Progress(ctl, pid, region)
+    delivered = f"delivered:{job.region}"
+
+    def progress(engine) -> None:
+        beat.progress[delivered] = engine.outcome().delivered
+
     if nregions > 1:
-        plane = DataPlane(ctl.r, pid, region, nregions)
         try:
-            out = RegionRun(engine, plane, on_log, opts.timeout, progress).run()
+            plane = DataPlane(ctl.r, job.pid, job.token, job.region, nregions)
+        except (DataPlaneError, ValueError) as e:
+            ctl.finish_region(job, "failed", f"data plane: {e}")
+            return
+        try:
+            out = RegionRun(engine, plane, on_log, opts.timeout, progress, beat.problem).run()
         finally:
             plane.close()
     else:
@@ -92,8 +148,10 @@ def run_region(ctl: Control, pid: int, region: int, engine_name: str) -> None:
     if logs:
         logs.flush()
     res = result(loaded, engine, out, collected)
-    state = "failed" if out.status == "failed" else "finished"
-    ctl.finish_region(pid, region, engine_name, state, out.error or "", res)
+    if nregions > 1:
+        res["metrics"]["Dropped frames"] = plane.dropped
+    beat.finished = True
+    ctl.finish_region(job, "failed" if out.status == "failed" else "finished", out.error or "", res)
 
 
 def _partition(ctl: Control, pid: int) -> array | None:
@@ -113,15 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the region named on the command line, or (a spare) the one named
     on the first line of stdin; end quietly if stdin closes first."""
     die_with_parent()
-    args = (argv or sys.argv[1:])[:3]
-    if not args:
-        args = sys.stdin.readline().split()
-        if len(args) != 3:
-            return 0
-    pid, region, engine_name = args
-    ctl = Control(connect())
-    ctl.update(int(pid), **{f"worker:{region}": os.getpid()})
-    run_region(ctl, int(pid), int(region), engine_name)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s pd.worker %(message)s")
+    line = " ".join((argv or sys.argv[1:])[:4]) or sys.stdin.readline()
+    try:
+        job = Job.parse(line)
+    except ValueError:
+        return 0
+    url = os.environ["PSTACK_REDIS"]
+    beat = Heartbeat(url, job, os.environ.get("PSTACK_DAEMON_ID", ""))
+    beat.start()
+    run_region(Control(connect(url, patience=PATIENCE_SECONDS)), job, beat)
     return 0
 
 

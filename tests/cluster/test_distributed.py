@@ -97,7 +97,7 @@ def test_malformed_frame_fails_the_process_with_a_reason(two_pds, redis_server):
     address = ctl.r.hget(keys.proc_endpoints(future.pid), 1).decode()
     with zmq.Context() as ctx, ctx.socket(zmq.PUSH) as s:
         s.connect(address)
-        s.send(wire.pack(wire.MSG, future.pid, 0, 0, b"\x01\x02\x03"))
+        s.send(wire.pack(wire.MSG, future.pid, future.token, 0, 0, b"\x01\x02\x03"))
         res = future.result(timeout=20)
         s.close(linger=0)
     assert res["state"] == "failed" and "data plane" in res["reason"]
