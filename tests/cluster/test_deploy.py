@@ -150,6 +150,14 @@ def engine(worker: str, site: Site) -> str:
     return f"{site.host(worker).addr}-0"
 
 
+def pd_cmdline(site: Site, worker: str) -> list[str]:
+    """The command line of WORKER's deployed daemon 0."""
+    name = engine(worker, site)
+    (cmd,) = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+              if p.info["cmdline"] and "pd" in p.info["cmdline"] and name in p.info["cmdline"]]
+    return cmd
+
+
 def lines(out: subprocess.CompletedProcess) -> dict[str, str]:
     """pstack-deploy's report: target -> the rest of its line."""
     return dict(re.match(r"(\S+)\s+(.*)", line).groups() for line in out.stdout.splitlines())
@@ -210,11 +218,12 @@ def test_redeploy_upgrades_in_place_and_restarts_the_workers(site):
     before = {w: site.supervisord_pid(w) for w in WORKERS}
     setup = site.source / "setup.cfg"
     setup.write_text(re.sub(r"(?m)^version = .*$", "version = 0.1.1", setup.read_text(), count=1))
-    out = site.deploy(*WORKERS)
+    out = site.deploy(*WORKERS, options=("--advertise-from-host",))
     assert out.returncode == 0, out.stdout + out.stderr
     report = lines(out)
     for w in WORKERS:
         assert report[f"root@{site.host(w).addr}"].startswith("ok      pstack 0.1.1+src."), out.stdout
+        assert pd_cmdline(site, w)[-2:] == ["--advertise", site.host(w).addr]
         root = site.root(w)
         assert [d.name.removesuffix(".dist-info").split("-")[1] for d in root.glob("venv/lib/python3*/site-packages/pstack-*.dist-info")] \
             == [report[f"root@{site.host(w).addr}"].split()[2].rstrip(",")]
@@ -257,3 +266,10 @@ def test_a_changed_host_key_is_refused(site):
     out = site.deploy("w2")
     assert out.returncode == 1
     assert "host key is not the one recorded" in lines(out)[f"root@{site.host('w2').addr}"]
+
+
+def test_strict_host_keys_refuse_a_host_not_recorded(site):
+    out = site.deploy("w1", options=("--strict-host-keys", "--known-hosts", site.base / "empty_known_hosts"))
+    assert out.returncode == 1
+    assert "host key is not in" in lines(out)[f"root@{site.host('w1').addr}"]
+    assert not (site.base / "empty_known_hosts").exists()            # nothing recorded
