@@ -165,6 +165,8 @@ def lines(out: subprocess.CompletedProcess) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def site(network, tmp_path_factory):
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.fail("/usr/sbin/sshd is missing: make system (apt-get install -y openssh-server)")
     s = Site(network, tmp_path_factory.mktemp("deploy"))
     try:
         for w in WORKERS:
