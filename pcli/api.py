@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+import redis
+
 from broker import keys
 from broker.control import Control, connect
 from psim.engine import Options
@@ -27,6 +29,7 @@ __all__ = ["run", "block", "ps", "kill", "engines", "info", "result", "processes
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
 POLL_MS = 500
+OUTAGE_SECONDS = 30            # how long a waiting client rides out an unreachable Redis
 
 
 def control() -> Control:
@@ -55,23 +58,41 @@ class Future:
         return info(self.pid)["state"] in keys.ENDED
 
     def result(self, timeout: float | None = None) -> dict:
-        ctl = control()
+        """Wait for the process to end and return its result.  A Redis
+        restart meanwhile is waited out (up to OUTAGE_SECONDS)."""
         deadline = time.monotonic() + timeout if timeout is not None else None
-        seen = ctl.last_event()
+        seen, outage = "$", None
         while True:
+            try:
+                res, seen = self._poll(seen)
+                outage = None
+            except redis.ConnectionError:
+                outage = outage or time.monotonic()
+                if time.monotonic() - outage > OUTAGE_SECONDS:
+                    raise
+                time.sleep(POLL_MS / 1000)
+                res = None
+            if res is not None:
+                return res
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"process {self.pid} is still {info(self.pid)['state']}")
+
+    def _poll(self, seen: str) -> tuple[dict | None, str]:
+        """The result if the process ended, else wait a little for an event."""
+        ctl = control()
+        if seen == "$":
+            seen = ctl.last_event()
+        if self.verbose:
+            self.print_log()
+        rec = ctl.process(self.pid)
+        if rec is None or self.token not in (None, rec["token"]):
+            raise ValueError(f"no process {self.pid}" + (" (lost by the control plane)" if self.token else ""))
+        if rec["state"] in keys.ENDED:
             if self.verbose:
                 self.print_log()
-            rec = ctl.process(self.pid)
-            if rec is None or self.token not in (None, rec["token"]):
-                raise ValueError(f"no process {self.pid}" + (" (lost by the control plane)" if self.token else ""))
-            if rec["state"] in keys.ENDED:
-                if self.verbose:
-                    self.print_log()
-                return result(self.pid)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"process {self.pid} is still {rec['state']}")
-            ctl.reap()                         # no daemon left to notice a dead one? we do
-            seen = ctl.wait_event(seen, POLL_MS)
+            return result(self.pid), seen
+        ctl.reap()                         # no daemon left to notice a dead one? we do
+        return None, ctl.wait_event(seen, POLL_MS)
 
     def print_log(self) -> int:
         """Print the log lines streamed since the last call; how many."""
@@ -174,7 +195,8 @@ def _info(rec: dict) -> dict:
            "devices": int(rec.get("devices", 0)), "edges": int(rec.get("edges", 0)),
            "regions": int(rec["nregions"]), "engines": rec["regions"],
            "rmap": json.loads(rec.get("rmap", "{}")), "options": json.loads(rec.get("options", "{}")),
-           "delivered": sum(int(v) for k, v in rec.items() if k.startswith("delivered:"))}
+           "delivered": sum(int(v) for k, v in rec.items() if k.startswith("delivered:")),
+           "dropped": sum(int(v) for k, v in rec.items() if k.startswith("dropped:"))}
     for t in ("created", "started", "ended"):
         out[t] = float(rec[t]) if rec.get(t) else None
     queued = rec["state"] == "waiting"           # the scheduler's notes; stale once a process left the queue

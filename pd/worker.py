@@ -128,10 +128,13 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat) -> None:
     logs = LogStream(ctl, job) if rec.get("verbose") == "1" else None
     collected: list = []
     on_log = logs or (lambda d, lv, t: collected.append((d, lv, t)))
-    delivered = f"delivered:{job.region}"
+    delivered, dropped = f"delivered:{job.region}", f"dropped:{job.region}"
+    plane: DataPlane | None = None
 
     def progress(engine) -> None:
         beat.progress[delivered] = engine.outcome().delivered
+        if plane:
+            beat.progress[dropped] = plane.dropped
 
     if nregions > 1:
         try:
@@ -148,7 +151,7 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat) -> None:
     if logs:
         logs.flush()
     res = result(loaded, engine, out, collected)
-    if nregions > 1:
+    if plane:
         res["metrics"]["Dropped frames"] = plane.dropped
     beat.finished = True
     ctl.finish_region(job, "failed" if out.status == "failed" else "finished", out.error or "", res)
