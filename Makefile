@@ -10,13 +10,21 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test deps system bench clean
+.PHONY: demo test deps system bench reliability clean
 
 demo: $(STAMP) system
 	$(PY) -m pcli.demo
 
 test: $(STAMP) system
 	$(PY) -m pytest -q
+
+# docs/reliability.md's fault table, from the fault tests' own observations
+FAULT_TESTS := tests/cluster/test_faults.py tests/cluster/test_processes.py tests/cluster/test_distributed.py \
+               tests/cluster/test_local_cluster.py tests/cluster/test_multihost.py
+reliability: $(STAMP) system
+	rm -f $(VENV)/faults.jsonl
+	PSTACK_FAULT_TABLE=$(CURDIR)/$(VENV)/faults.jsonl $(PY) -m pytest -q $(FAULT_TESTS)
+	cd tests/cluster && $(CURDIR)/$(PY) -m faults $(CURDIR)/$(VENV)/faults.jsonl $(CURDIR)/docs/reliability.md
 
 bench: $(STAMP)
 	$(PY) bench/bench_psim.py

@@ -8,6 +8,7 @@ import zmq
 import pcli
 from appcases import APPS, APPS_DIR, checker, options, schedule_independent
 from conftest import gone, wait_for
+from faults import record
 from broker import keys, wire
 from psim import psim
 from tinyapp import forever_app
@@ -80,6 +81,8 @@ def test_killed_daemon_fails_the_whole_process(two_pds):
     assert seconds < 10
     assert res["state"] == "failed" and "left" in res["reason"]
     wait_for(lambda: not two_pds.workers("right"), timeout=5)
+    record("the daemon of one region of a split process SIGKILLed",
+           f"the process fails: {res['reason']}; the other region is stopped", seconds)
     assert gone(survivors)
 
 
@@ -101,3 +104,5 @@ def test_malformed_frame_fails_the_process_with_a_reason(two_pds, redis_server):
         res = future.result(timeout=20)
         s.close(linger=0)
     assert res["state"] == "failed" and "data plane" in res["reason"]
+    record("a garbage MSG frame (bad records) with the process's token",
+           f"the process fails: {res['reason']}", None)

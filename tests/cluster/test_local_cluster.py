@@ -18,6 +18,7 @@ import psutil
 import pytest
 import redis
 from conftest import kill_tree
+from faults import record
 from tinyapp import forever_app, ring_app
 
 import pcli
@@ -168,6 +169,8 @@ def test_start_on_the_port_of_another_redis_fails_and_joins_nothing(cluster_dir,
     assert f"port {redis_server.port} on 127.0.0.1 is taken" in out.stderr
     assert processes_of(cluster_dir) == []
     assert foreign.ping() and foreign.dbsize() == 0      # no engine registered there
+    record("`pstack-cluster start --port P` with another Redis on P",
+           "start exits 1 with the reason; nothing starts, nothing joins the other Redis", None)
 
 
 def test_a_redis_that_cannot_start_fails_the_start_before_any_daemon(cluster_dir):
@@ -181,6 +184,8 @@ def test_a_redis_that_cannot_start_fails_the_start_before_any_daemon(cluster_dir
     assert "manifest" in out.stderr                       # redis.log says what is wrong
     assert "pd-0.log" not in out.stderr                   # no daemon was started
     assert processes_of(d) == []
+    record("the head's Redis cannot start (damaged AOF)",
+           "start exits 1 with redis.log's tail; no daemon is started", None)
 
 
 def test_a_redis_crash_loses_no_process(cluster_dir, monkeypatch):
@@ -200,6 +205,8 @@ def test_a_redis_crash_loses_no_process(cluster_dir, monkeypatch):
     res = pcli.block(queued)
     assert res["state"] == "finished" and res["metrics"]["Delivered messages"] == 12
     assert pcli.run(ring_app("crash"), async_=True).pid == queued.pid + 1
+    record("the head's redis-server SIGKILLed (supervisord restarts it)",
+           "the engines register again; a queued process still runs; pids are not reused", None)
 
 
 def test_stop_and_start_of_a_folder_keep_processes_and_pids(cluster_dir, monkeypatch):

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from conftest import gone, wait_for
+from faults import record
 from netns import NETNS_ETC, Host, Network
 from psim import psim
 from tinyapp import forever_app
@@ -192,6 +193,9 @@ print(json.dumps({{"state": res["state"], "reason": res["reason"]}}), flush=True
     assert seconds < CUT_OFF_SECONDS, res
     assert res["state"] == "failed"
     assert W1 in res["reason"] or "region 1" in res["reason"], res["reason"]
+    record("a worker host cut off (its link down) while it runs a region of a split process",
+           f"the process fails: {res['reason']}; the host's engine is alive again once the link is back, "
+           "and its old worker ends", seconds)
 
     w1.link(True)
     alive = site.python(head, url, f"""
@@ -258,5 +262,7 @@ def test_check_finds_the_engine_nobody_can_reach(site):
         w2.run(["ip", "addr", "del", f"{nowhere}/32", "dev", "lo"])
     assert check.returncode == 1, check.stdout + check.stderr
     lines = check.stdout.splitlines()
+    record("a host advertising an address no other host can reach",
+           "`pstack-cluster check` fails its pairs (the data-plane handshake names the addresses), exit 1", None)
     assert failing(lines, W2, HEAD) and failing(lines, W2, W1), check.stdout
     assert not failing([line for line in lines if W2 not in line], HEAD, W1), check.stdout
