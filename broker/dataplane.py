@@ -34,11 +34,27 @@ class DataPlaneError(Exception):
     """The data plane cannot be set up; the message says why."""
 
 
-def _is_loopback(host: str) -> bool:
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """TEXT as an IP address (a scope such as %eth0 dropped), or None."""
     try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        return False
+        return ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return None
+
+
+def is_loopback(host: str | None) -> bool:
+    """True when HOST (an address or a name; None: a unix socket) is only
+    reachable from this machine."""
+    if not host:
+        return True
+    ip = parse_ip(host)
+    if ip is not None:
+        return ip.is_loopback
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        return False                      # unknown here: the ping will say so
+    return all(parse_ip(info[4][0]).is_loopback for info in infos)
 
 
 def advertised_host(r: redis.Redis) -> str:
@@ -47,10 +63,10 @@ def advertised_host(r: redis.Redis) -> str:
     address when Redis is elsewhere: other hosts could not reach it."""
     kw = r.connection_pool.connection_kwargs
     redis_host = kw.get("host", "127.0.0.1")
-    local_redis = _is_loopback(redis_host)
+    local_redis = is_loopback(redis_host)
     given = os.environ.get("PSTACK_DATA_HOST")
     if given:
-        if _is_loopback(given) and not local_redis:
+        if is_loopback(given) and not local_redis:
             raise DataPlaneError(f"PSTACK_DATA_HOST={given} is a loopback address but Redis is at {redis_host}: "
                                  "other hosts could not reach this region")
         return given

@@ -45,6 +45,7 @@ import redis
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
 from broker.control import Control, connect
+from broker.dataplane import is_loopback, parse_ip
 
 from . import check
 
@@ -392,35 +393,13 @@ def _default_name(d: Path) -> str:
 # own name to 127.0.1.1, so a URL naming it sends the head's daemons
 # through loopback, and their regions then advertise 127.0.0.1.
 
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.split("%")[0])
-    except ValueError:
-        return None
-
-
-def is_loopback(host: str | None) -> bool:
-    """True when HOST (an address or a name; None: a unix socket) is only
-    reachable from this machine."""
-    if not host:
-        return True
-    ip = _ip(host)
-    if ip is not None:
-        return ip.is_loopback
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror:
-        return False                      # unknown here: the ping will say so
-    return all(_ip(info[4][0]).is_loopback for info in infos)
-
-
 def _local_ips() -> list[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
     """(interface, address) of every up interface, in the system's order."""
     stats = psutil.net_if_stats()
     return [(nic, ip) for nic, addrs in psutil.net_if_addrs().items()
             if nic in stats and stats[nic].isup
             for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6)
-            for ip in [_ip(a.address)] if ip is not None]
+            for ip in [parse_ip(a.address)] if ip is not None]
 
 
 def interface_address(version: int = 4) -> str:
@@ -436,7 +415,7 @@ def interface_address(version: int = 4) -> str:
 def check_advertise(advertise: str, redis_remote: bool) -> str:
     """ADDR checked for `--advertise`: an address of this host (regions bind
     it), and never a loopback one when Redis is reached from other hosts."""
-    ip = _ip(advertise)
+    ip = parse_ip(advertise)
     if ip is None:
         raise ClusterError(f"--advertise {advertise}: give an IP address, not a name")
     if not ip.is_loopback and ip not in {local for _, local in _local_ips()}:
