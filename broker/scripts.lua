@@ -57,6 +57,7 @@ local function end_process(pid, state, reason)
     local regions = redis.call('HGETALL', p .. ':regions')
     for i = 1, #regions, 2 do release(regions[i + 1], pid, regions[i]) end
     redis.call('HSET', p, 'state', state, 'reason', reason or '', 'ended', now())
+    redis.call('HDEL', p, 'position', 'expected_start')      -- queue notes
     event(pid, state, reason)
     return 1
 end

@@ -199,9 +199,9 @@ def _info(rec: dict) -> dict:
            "dropped": sum(int(v) for k, v in rec.items() if k.startswith("dropped:"))}
     for t in ("created", "started", "ended"):
         out[t] = float(rec[t]) if rec.get(t) else None
-    queued = rec["state"] == "waiting"           # the scheduler's notes; stale once a process left the queue
-    out["position"] = int(rec["position"]) if queued and rec.get("position") else None
-    out["expected_start"] = float(rec["expected_start"]) if queued and rec.get("expected_start") else None
+    # the scheduler's notes on a waiting process (removed when it leaves the queue)
+    out["position"] = int(rec["position"]) if rec.get("position") else None
+    out["expected_start"] = float(rec["expected_start"]) if rec.get("expected_start") else None
     return out
 
 
