@@ -16,7 +16,7 @@ from appcases import APPS_DIR
 from broker import keys, wire
 from broker.control import Control, Job, connect
 from conftest import gone, wait_for
-from faults import record
+from faults import RUN, record
 from tinyapp import forever_app, ring_app, slow_app
 
 RING = str(APPS_DIR / "ring_v2.xml")
@@ -57,7 +57,7 @@ def test_stopped_region_worker_fails_its_process_and_the_others_stop(two_pds):
     wait_for(lambda: gone(others), timeout=1.0)            # the other regions stop within a second
     wait_for(lambda: gone([victim]), timeout=5)
     record("a region worker stopped (SIGSTOP)", f"process failed: {res['reason']}; other regions stopped "
-           f"{time.monotonic() - ended:.1f} s later", seconds)
+           f"{time.monotonic() - ended:.1f} s later", seconds, lost=RUN)
 
 
 def test_worker_of_a_stopped_daemon_stops_itself(cluster):
@@ -79,7 +79,7 @@ def test_worker_of_a_stopped_daemon_stops_itself(cluster):
     assert pcli.run(RING)["metrics"]["Delivered messages"] == 40
     record("a daemon stopped (SIGSTOP) while its worker runs",
            f"process failed: {res['reason']}; the worker ended itself {stopped_after:.1f} s after the stop; "
-           "the daemon, continued, registered again and serves", failed_after)
+           "the daemon, continued, registered again and serves", failed_after, lost=RUN)
 
 
 def forge(address: str, *frames: bytes) -> None:
@@ -128,7 +128,7 @@ def test_forged_stop_with_the_token_fails_the_process_instead_of_hanging(two_pds
     assert res["state"] == "failed" and "without this one being stopped" in res["reason"]
     assert seconds < 10
     record("a forged STOP frame with the process's token and the right seq",
-           f"the process fails: {res['reason']}", seconds)
+           f"the process fails: {res['reason']}", seconds, lost=RUN)
 
 
 def test_out_of_sequence_frame_fails_the_process_with_a_reason(two_pds):
@@ -139,7 +139,18 @@ def test_out_of_sequence_frame_fails_the_process_with_a_reason(two_pds):
     res = future.result(timeout=20)
     assert res["state"] == "failed" and "out of order" in res["reason"]
     record("a frame with the process's token out of sequence", f"the process fails: {res['reason']}",
-           time.monotonic() - start)
+           time.monotonic() - start, lost=RUN)
+
+
+def test_malformed_records_fail_the_process_with_a_reason(two_pds):
+    future = split_forever("garbage", rings=2)
+    running(two_pds, future, "left", "right")
+    start = time.monotonic()
+    forge(endpoint(future.pid, 1), wire.pack(wire.MSG, future.pid, future.token, 0, 2, b"\x01\x02\x03"))
+    res = future.result(timeout=20)
+    assert res["state"] == "failed" and "bad records from region 0" in res["reason"]
+    record("a MSG frame of garbage records with the process's token and the right seq",
+           f"the process fails: {res['reason']}", time.monotonic() - start, lost=RUN)
 
 
 def test_stale_jobs_and_writes_are_refused_and_counted(cluster):

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from conftest import gone, wait_for
-from faults import record
+from faults import RUN, record
 from netns import NETNS_ETC, Host, Network
 from psim import psim
 from tinyapp import forever_app
@@ -195,7 +195,7 @@ print(json.dumps({{"state": res["state"], "reason": res["reason"]}}), flush=True
     assert W1 in res["reason"] or "region 1" in res["reason"], res["reason"]
     record("a worker host cut off (its link down) while it runs a region of a split process",
            f"the process fails: {res['reason']}; the host's engine is alive again once the link is back, "
-           "and its old worker ends", seconds)
+           "and its old worker ends", seconds, lost=RUN)
 
     w1.link(True)
     alive = site.python(head, url, f"""

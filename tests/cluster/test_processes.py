@@ -11,7 +11,7 @@ import pytest
 import pcli
 from appcases import APPS_DIR
 from conftest import ROOT, gone, kill_tree, wait_for
-from faults import record
+from faults import RUN, record
 from psim import psim
 from tinyapp import endless_app, ring_app, slow_app
 
@@ -89,7 +89,7 @@ def test_killed_daemon_fails_its_process_within_ten_seconds(cluster):
     assert res["state"] == "failed" and "stopped responding" in res["reason"]
     wait_for(lambda: gone(workers), timeout=5)
     record("a daemon SIGKILLed while it runs a process", f"the process fails: {res['reason']}; "
-           "its worker dies with it", seconds)
+           "its worker dies with it", seconds, lost=RUN)
 
 
 def test_daemon_reregisters_after_redis_restarts(cluster, redis_server):
@@ -106,7 +106,7 @@ def test_crashing_and_endless_handlers_leave_the_daemon_serving(cluster):
     crash = pcli.run(ring_app("segv", receive="volatile int* p = 0; *p = 1;"))
     assert crash["state"] == "failed" and "Segmentation fault" in crash["reason"]
     record("a handler that segfaults", "the process fails with the device and handler; the daemon serves on",
-           None)
+           None, lost=RUN)
     endless = pcli.run(endless_app("loop"), async_=True)
     wait_for(lambda: pcli.info(endless.pid)["state"] == "running" and cluster.workers("e1"))
     t0 = time.monotonic()
@@ -125,7 +125,7 @@ def test_worker_killed_outside_psim_fails_with_a_reason(cluster):
     worker.send_signal(signal.SIGKILL)
     res = future.result(timeout=10)
     assert res["state"] == "failed" and "region worker died (signal SIGKILL)" in res["reason"]
-    record("a region worker SIGKILLed", f"the process fails: {res['reason']}", None)
+    record("a region worker SIGKILLed", f"the process fails: {res['reason']}", None, lost=RUN)
 
 
 def test_sigterm_fails_running_processes_with_daemon_stopped(cluster):
