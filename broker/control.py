@@ -231,10 +231,16 @@ class Control:
         return out
 
     def next_job(self, engine: str, timeout: float) -> Job | None:
-        got = self.r.blpop([keys.engine_jobs(engine)], timeout=timeout)
+        """The next job for `engine`, moved atomically from its jobs list to
+        its taken list, where it stays until claim(): a job is never lost
+        between the two, even if Redis or this connection fails there.  A job
+        taken and not claimed (the claim failed) comes back first."""
+        taken = keys.engine_taken(engine)
+        got = self.r.lindex(taken, 0) or self.r.blmove(keys.engine_jobs(engine), taken, timeout, "LEFT", "RIGHT")
         if not got:
             return None
         try:
-            return Job.parse(f"{_text(got[1])} {engine}")
+            return Job.parse(f"{_text(got)} {engine}")
         except ValueError:
-            raise ValueError(f"malformed job entry {got[1]!r} for engine {engine}") from None
+            self.r.lrem(taken, 1, got)
+            raise ValueError(f"malformed job entry {got!r} for engine {engine}") from None

@@ -21,6 +21,7 @@
     pstack:engine:<name>            hash  the engine record
     pstack:engine:<name>:alive      string with a TTL: the heartbeat
     pstack:engine:<name>:jobs       list  "pid region token" assigned, not yet claimed
+    pstack:engine:<name>:taken      list  jobs its daemon took (BLMOVE), until it claims them
     pstack:engine:<name>:procs      set   "pid:region" assigned to it (claimed or not)
 
 Lua scripts (broker/scripts.lua) build the same names from the prefix; keep
@@ -80,3 +81,7 @@ def engine_alive(name: str) -> str:
 
 def engine_jobs(name: str) -> str:
     return f"{engine(name)}:jobs"
+
+
+def engine_taken(name: str) -> str:
+    return f"{engine(name)}:taken"

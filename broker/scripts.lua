@@ -45,6 +45,7 @@ local function release(name, pid, region)
         if tonumber(redis.call('HGET', e, 'used') or '0') > 0 then redis.call('HINCRBY', e, 'used', -1) end
     end
     redis.call('LREM', e .. ':jobs', 0, job_entry(pid, region))
+    redis.call('LREM', e .. ':taken', 0, job_entry(pid, region))
     redis.call('DEL', beat_key(pid, region))
 end
 
@@ -134,11 +135,14 @@ schedule()
 return 1
 
 -- @script claim
--- A daemon takes a job.  ARGV: pid, region, token, engine, region ttl ms.
--- Returns 'ok', or why the job is not to be run: 'stale' (another
--- incarnation), 'ended', 'elsewhere' (the region is not this engine's).
+-- A daemon takes a job it moved from its jobs list to its taken list.
+-- ARGV: pid, region, token, engine, region ttl ms.  Returns 'ok', or why
+-- the job is not to be run: 'stale' (another incarnation), 'ended',
+-- 'elsewhere' (the region is not this engine's).  Either way the entry
+-- leaves the taken list.
 local pid, region = ARGV[1], ARGV[2]
 local p = proc(pid)
+redis.call('LREM', engine(ARGV[4]) .. ':taken', 1, pid .. ' ' .. region .. ' ' .. ARGV[3])
 if fenced(pid, ARGV[3], 'stale_jobs') then return 'stale' end
 if redis.call('HGET', p, 'state') ~= 'running' then return 'ended' end
 if redis.call('HGET', p .. ':regions', region) ~= ARGV[4] then return 'elsewhere' end
@@ -199,7 +203,7 @@ local holder = redis.call('GET', e .. ':alive')
 if holder and holder ~= daemon then return 0 end
 if redis.call('HGET', e, 'daemon') ~= daemon then
     fail_engine_jobs(name, 'engine ' .. name .. ' restarted while running it')
-    redis.call('DEL', e, e .. ':procs', e .. ':jobs')
+    redis.call('DEL', e, e .. ':procs', e .. ':jobs', e .. ':taken')
 end
 redis.call('HSET', e, 'name', name, 'host', ARGV[2], 'kind', ARGV[3], 'slots', ARGV[4],
            'used', redis.call('SCARD', e .. ':procs'), 'daemon', daemon, 'started', now(), 'beat', now())
@@ -233,7 +237,7 @@ for _, name in ipairs(redis.call('SMEMBERS', K.engines)) do
     if redis.call('EXISTS', e .. ':alive') == 0 then
         local host = redis.call('HGET', e, 'host') or '?'
         fail_engine_jobs(name, 'engine ' .. name .. ' on ' .. host .. ' stopped responding (heartbeat expired)')
-        redis.call('DEL', e, e .. ':procs', e .. ':jobs')
+        redis.call('DEL', e, e .. ':procs', e .. ':jobs', e .. ':taken')
         redis.call('SREM', K.engines, name)
         n = n + 1
     else
@@ -249,7 +253,7 @@ local name = ARGV[1]
 local e = engine(name)
 if redis.call('HGET', e, 'daemon') ~= ARGV[2] then return 0 end
 fail_engine_jobs(name, ARGV[3])
-redis.call('DEL', e, e .. ':procs', e .. ':jobs', e .. ':alive')
+redis.call('DEL', e, e .. ':procs', e .. ':jobs', e .. ':taken', e .. ':alive')
 redis.call('SREM', K.engines, name)
 schedule()
 return 1

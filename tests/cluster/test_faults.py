@@ -174,6 +174,24 @@ def test_stale_jobs_and_writes_are_refused_and_counted(cluster):
            "(pstack:stats)", None)
 
 
+def test_a_job_taken_but_not_claimed_is_not_lost(cluster):
+    daemon = cluster.start("e1")
+    ctl = pcli.api.control()
+    daemon.send_signal(signal.SIGSTOP)                     # briefly: less than a heartbeat's TTL
+    time.sleep(0.5)                                        # its blocking BLMOVE (0.2 s) has lapsed in Redis
+    try:
+        future = pcli.run(RING, async_=True)
+        # as if the daemon took the job and lost Redis before its claim
+        assert ctl.r.lmove(keys.engine_jobs("e1"), keys.engine_taken("e1"), "LEFT", "RIGHT")
+    finally:
+        daemon.send_signal(signal.SIGCONT)
+    res = future.result(timeout=30)
+    assert res["state"] == "finished" and res["metrics"]["Delivered messages"] == 40
+    assert ctl.r.llen(keys.engine_taken("e1")) == 0
+    record("a daemon loses Redis between taking a job and claiming it",
+           "the job waits in the engine's taken list and is claimed and run when the daemon is back", None)
+
+
 def test_redis_crash_keeps_running_and_waiting_processes_and_pids(cluster, redis_server):
     cluster.start("e1", slots=1)
     first = pcli.run(slow_app("through_crash", 3.0), async_=True)
