@@ -23,6 +23,7 @@ from . import keys
 LOG_CAP = 100_000           # log lines kept per process
 HEARTBEAT_TTL_MS = 3000     # an engine silent for this long is dead
 REGION_TTL_MS = 3000        # a region worker silent for this long is dead
+START_TTL_MS = 10_000       # a claimed region's worker must beat within this (a new Python starting up)
 REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to heartbeat again
 
 
@@ -112,7 +113,7 @@ class Control:
 
     def claim(self, job: Job) -> str:
         """A daemon takes a job: 'ok', or why not ('stale', 'ended', 'elsewhere')."""
-        return _text(self.s["claim"](args=[job.pid, job.region, job.token, job.engine, REGION_TTL_MS]))
+        return _text(self.s["claim"](args=[job.pid, job.region, job.token, job.engine, START_TTL_MS]))
 
     def region_beat(self, job: Job, daemon: str, **fields) -> tuple[str, int]:
         """A region worker's heartbeat, with progress fields for the process
