@@ -53,7 +53,9 @@ class Heartbeat(threading.Thread):
         # a client of its own, quick to fail: a cut-off host must notice
         self.ctl = Control(connect(url, timeout=1.0))
         self.job, self.daemon = job, daemon
-        self.progress: dict[str, int] = {f"worker:{job.region}": os.getpid()}
+        # every key is here from the start: the main thread only changes values
+        self.progress = {f"worker:{job.region}": os.getpid(), f"delivered:{job.region}": 0,
+                         f"dropped:{job.region}": 0}
         self.peer_done_since: float | None = None
         self.finished = False                 # this region recorded its result
 
@@ -133,8 +135,7 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat) -> None:
 
     def progress(engine) -> None:
         beat.progress[delivered] = engine.outcome().delivered
-        if plane:
-            beat.progress[dropped] = plane.dropped
+        beat.progress[dropped] = plane.dropped if plane else 0
 
     if nregions > 1:
         try:
