@@ -112,7 +112,9 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     rmap: {device id: region} (unmapped devices are in region 0); or
     regions=N: N balanced regions with few cut edges (METIS); rcon:
     {region: engine name}.  Other options go to psim (order, seed, timeout,
-    max_steps)."""
+    max_steps, memory_mb: the memory in MB each region's application may
+    use, else the engine's default; more than an engine's maximum fails
+    the process)."""
     async_ = bool(options.pop("async", async_))
     regions = int(options.pop("regions", 0) or 0)
     rmap = {str(k): int(v) for k, v in (rmap or {}).items()}

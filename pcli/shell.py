@@ -145,6 +145,8 @@ class Shell(cmd2.Cmd):
     run_parser.add_argument("--seed", type=int, help="seed for --order random")
     run_parser.add_argument("--timeout", type=float, help="fail the process after S seconds")
     run_parser.add_argument("--max-steps", type=int, help="fail the process after N steps")
+    run_parser.add_argument("--memory-mb", type=int, metavar="N",
+                            help="memory each region may use, in MB (default: the engine's)")
     json_arg(run_parser)
 
     @with_category(CATEGORY)
@@ -153,7 +155,8 @@ class Shell(cmd2.Cmd):
     def do_run(self, args) -> None:
         """Run an application."""
         options = {k: v for k, v in (("order", args.order), ("seed", args.seed), ("timeout", args.timeout),
-                                     ("max_steps", args.max_steps), ("regions", args.regions)) if v}
+                                     ("max_steps", args.max_steps), ("regions", args.regions),
+                                     ("memory_mb", args.memory_mb)) if v}
         future = api.run(args.app, rmap=json_object(args.rmap, "--rmap"), rcon=json_object(args.rcon, "--rcon"),
                          level=args.level, verbose=args.verbose, async_=True, **options)
         if args.async_:

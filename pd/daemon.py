@@ -29,6 +29,8 @@ import redis
 from broker import keys
 from broker.control import HEARTBEAT_TTL_MS, Control, Job, connect
 
+from .limits import FILE_MB, Policy, where
+
 LOOP_SECONDS = 0.2
 HEARTBEAT_SECONDS = 1.0
 log = logging.getLogger("pd")
@@ -41,8 +43,9 @@ class Child:
 
 
 class Daemon:
-    def __init__(self, url: str, name: str, slots: int):
+    def __init__(self, url: str, name: str, slots: int, policy: Policy = Policy()):
         self.url, self.name, self.slots = url, name, slots
+        self.policy = policy              # the limits of its region workers
         self.ctl = Control(connect(url))
         self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.host = socket.gethostname()
@@ -156,7 +159,7 @@ class Daemon:
 
     def child_env(self) -> dict:
         # not on the command line: the URL may hold a password
-        env = dict(os.environ, PSTACK_REDIS=self.url, PSTACK_DAEMON_ID=self.daemon_id)
+        env = dict(os.environ, PSTACK_REDIS=self.url, PSTACK_DAEMON_ID=self.daemon_id, **self.policy.env())
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         return env
@@ -173,8 +176,16 @@ class Daemon:
                 self.children.remove(child)
                 if state not in keys.ENDED and state is not None and not self.ctl.region_done(child.job.pid,
                                                                                               child.job.region):
-                    self.ctl.finish_region(child.job, "failed", f"region worker died ({_describe(code)})")
+                    self.ctl.finish_region(child.job, "failed", self.death_reason(child.job, code))
                 log.info("process %d region %d done (%s)", child.job.pid, child.job.region, _describe(code))
+
+    def death_reason(self, job: Job, code: int) -> str:
+        """Why a worker that ended without a result failed: a limit it hit
+        (SIGXCPU, SIGXFSZ outside a handler), else how it died."""
+        limit = self.policy.death(code)
+        if limit:
+            return f"{where(job.region, self.name)}: {limit}"
+        return f"region worker died ({_describe(code)})"
 
     def stop_child(self, child: Child) -> None:
         try:
@@ -207,12 +218,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--password", help="Redis password")
     p.add_argument("--advertise", metavar="ADDR", help="address other hosts reach this one's regions at "
                    "(default $PSTACK_DATA_HOST, else the local address of the route to Redis)")
+    p.add_argument("--memory-mb", type=int, metavar="N", help="memory of a region whose process "
+                   "gives no memory_mb, beyond what its worker needs (default: the host's memory / slots; 0: none)")
+    p.add_argument("--max-memory-mb", type=int, metavar="N", help="the most memory_mb a process may ask for; "
+                   "more is refused (default: the host's memory; 0: no maximum)")
+    p.add_argument("--cpu-seconds", type=int, default=0, metavar="S",
+                   help="CPU seconds of a region's worker (default 0: no limit)")
+    p.add_argument("--file-mb", type=int, default=FILE_MB, metavar="N",
+                   help=f"largest file a region's worker may write (default {FILE_MB}; 0: no limit)")
     p.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        policy = Policy.for_host(args.workers, args.memory_mb, args.max_memory_mb, args.cpu_seconds, args.file_mb)
+    except ValueError as e:
+        p.error(str(e))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format=f"%(asctime)s pd[{args.name}] %(message)s")
     url = args.redis or os.environ.get("PSTACK_REDIS") or f"redis://{args.host}:{args.port}/0"
@@ -220,5 +244,5 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PSTACK_DATA_HOST"] = args.advertise      # read by the workers' data plane
     if args.password:
         os.environ["PSTACK_PASSWORD"] = args.password       # for the workers too
-    Daemon(url, args.name, args.workers).run()
+    Daemon(url, args.name, args.workers, policy).run()
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 from array import array
+from dataclasses import replace
 import json
 import logging
 import os
@@ -30,10 +31,12 @@ import redis
 
 from broker.control import REGION_TTL_MS, Control, Job, connect
 from broker.dataplane import DataPlane, DataPlaneError
-from psim.engine import Options
+from psim import limits as rlimits
+from psim.engine import FAIL_FILE_SIZE, FAIL_MEMORY, Options
 from psim.errors import BadInput
-from psim.run import Loaded, drive, result
+from psim.run import Loaded, Outcome, drive, result
 
+from .limits import Policy, Refused, where
 from .region import RegionRun
 
 LOG_BATCH = 500
@@ -116,8 +119,11 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat) -> None:
     if rec is None or rec["token"] != job.token or rec["state"] != "running":
         return                                   # killed, gone or stale before we started
     nregions = int(rec["nregions"])
-    opts = Options.from_dict({**json.loads(rec.get("options", "{}")),
-                              **({"region": job.region} if nregions > 1 else {})})
+    opts = limited_options(ctl, job, rec)
+    if opts is None:
+        return
+    if nregions > 1:
+        opts = replace(opts, region=job.region)
     try:
         loaded = Loaded(ctl.app(job.pid).decode())
         engine = loaded.engine(opts, json.loads(rec.get("rmap", "{}")), _partition(ctl, job.pid), nregions)
@@ -155,7 +161,41 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat) -> None:
     if plane:
         res["metrics"]["Dropped frames"] = plane.dropped
     beat.finished = True
-    ctl.finish_region(job, "failed" if out.status == "failed" else "finished", out.error or "", res)
+    ctl.finish_region(job, "failed" if out.status == "failed" else "finished", failure_reason(job, out), res)
+
+
+# ---- resource limits (pd/limits.py, psim/limits.py) ----------------------------------
+
+def limited_options(ctl: Control, job: Job, rec: dict) -> Options | None:
+    """The process's psim options, with the region's limits applied to this
+    worker before it loads (and compiles) anything; None when the daemon
+    refuses the process's limits (the region is failed with the reason)."""
+    opts = Options.from_dict(json.loads(rec.get("options", "{}")))
+    try:
+        limits = Policy.from_env().limits(opts.memory_mb, job.engine)
+    except Refused as e:
+        ctl.finish_region(job, "failed", f"{where(job.region, job.engine)}: {e}")
+        return None
+    rlimits.apply(limits)
+    return replace(opts, memory_mb=limits.memory_mb)     # the engine's failures name the limit
+
+
+def failure_reason(job: Job, out: Outcome) -> str:
+    """The engine's reason; a limit it caught names the region and engine too."""
+    if out.kind in (FAIL_MEMORY, FAIL_FILE_SIZE):
+        return f"{where(job.region, job.engine)}: {out.error}"
+    return out.error or ""
+
+
+def report_memory_error(ctl: Control, job: Job) -> None:
+    """Python itself was refused memory: loading the application, keeping
+    its log lines or shaping its result (a handler's would be the engine's)."""
+    rec = ctl.process(job.pid) or {}
+    memory_mb = Options.from_dict(json.loads(rec.get("options", "{}"))).memory_mb
+    limit = Policy.from_env().limits(memory_mb, job.engine).memory_mb
+    what = f"memory limit of {limit} MB exceeded" if limit else "out of memory"
+    ctl.finish_region(job, "failed", f"{where(job.region, job.engine)}: {what} "
+                      "(in psim: loading the application, keeping its log or shaping its result)")
 
 
 def _partition(ctl: Control, pid: int) -> array | None:
@@ -184,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     url = os.environ["PSTACK_REDIS"]
     beat = Heartbeat(url, job, os.environ.get("PSTACK_DAEMON_ID", ""))
     beat.start()
-    run_region(Control(connect(url, patience=PATIENCE_SECONDS)), job, beat)
+    ctl = Control(connect(url, patience=PATIENCE_SECONDS))
+    try:
+        run_region(ctl, job, beat)
+    except MemoryError:
+        report_memory_error(ctl, job)
     return 0
 
 

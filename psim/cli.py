@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 
+from . import limits
 from .engine import Options
 from .errors import BadInput
 
@@ -25,6 +26,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=0.0, metavar="S", help="fail the run after S seconds")
     p.add_argument("--rmap", metavar="FILE|JSON", help="region map {device: region}, as JSON or a JSON file")
     p.add_argument("--region", type=int, help="run only this region of the region map")
+    p.add_argument("--memory-mb", type=int, default=0, metavar="N",
+                   help="memory the application may use, in MB, beyond what psim needs (default: no limit)")
     return p
 
 
@@ -33,8 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
     from .run import Loaded, drive, result   # after PSTACK_CACHE is set
-    opts = Options(level=args.level, order=args.order, seed=args.seed, max_steps=args.max_steps,
-                   timeout=args.timeout, region=args.region)
+    try:
+        opts = Options.from_dict(dict(level=args.level, order=args.order, seed=args.seed, max_steps=args.max_steps,
+                                      timeout=args.timeout, region=args.region, memory_mb=args.memory_mb))
+    except ValueError as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    limits.apply(limits.Limits(memory_mb=opts.memory_mb))     # imports done: what is in use now is psim's
     try:
         rmap = json_object(args.rmap, "--rmap")
         loaded = Loaded(args.app)
@@ -51,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except MemoryError:        # in Python: reading the instance or shaping the result
+        print(f"psim: memory limit of {opts.memory_mb} MB exceeded (in psim, not a handler)"
+              if opts.memory_mb else "psim: out of memory", file=sys.stderr)
+        return 1
     except Exception as e:     # a bug in psim, not the user's mistake
         if args.debug:
             traceback.print_exc()

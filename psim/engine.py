@@ -8,6 +8,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Iterator
 
+from . import limits
 from .build import loader_module
 from .errors import BadInput
 from .reader import Instance, find_line
@@ -16,7 +17,7 @@ from .reader import Instance, find_line
 IDLE, BUDGET, STOPPED, OUTBOX = 0, 1, 2, 3
 # pe_stop_kind, pe_fail_kind, pe_handler_kind (engine_base.hpp)
 STOP_EXIT, STOP_FAIL = 1, 2
-FAIL_ASSERT, FAIL_SEND_INDEX, FAIL_SIGNAL, FAIL_TIMEOUT, FAIL_STEPS, FAIL_RECORD = 1, 2, 3, 4, 5, 6
+FAIL_ASSERT, FAIL_SEND_INDEX, FAIL_SIGNAL, FAIL_TIMEOUT, FAIL_STEPS, FAIL_RECORD, FAIL_MEMORY, FAIL_FILE_SIZE = range(1, 9)
 HANDLERS = {1: "OnInit", 2: "ReadyToSend", 3: "OnSend", 4: "OnReceive", 5: "OnHardwareIdle", 6: "OnDeviceIdle"}
 _LOG_HEAD = struct.Struct("<IiI")
 
@@ -29,6 +30,7 @@ class Options:
     max_steps: int = 0            # 0: no limit
     timeout: float = 0.0          # seconds, 0: none
     region: int | None = None     # run only this region of the region map
+    memory_mb: int = 0            # memory for the application beyond the runner's at rest (psim/limits.py); 0: none
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Options":
@@ -39,6 +41,8 @@ class Options:
         opts = cls(**known)
         if opts.order not in ("fixed", "random"):
             raise ValueError(f"order must be 'fixed' or 'random', not {opts.order!r}")
+        if not isinstance(opts.memory_mb, int) or isinstance(opts.memory_mb, bool) or opts.memory_mb < 0:
+            raise ValueError(f"memory_mb must be a whole number of MB (0: no limit), not {opts.memory_mb!r}")
         return opts
 
 
@@ -197,12 +201,23 @@ class Engine:
         if kind == FAIL_SEND_INDEX:
             return f"{text}, in {where}"
         if kind == FAIL_SIGNAL:
-            return f"handler crashed ({text}) in {where}"
+            return f"handler crashed ({text}) in {where}" + self._memory_hint()
         if kind == FAIL_TIMEOUT:
             return f"timed out after {self.opts.timeout:g} s" + (f", in {where}" if o.fail_handler else "")
         if kind == FAIL_STEPS:
             return f"step limit of {self.opts.max_steps} reached"
+        if kind == FAIL_MEMORY:
+            what = f"memory limit of {self.opts.memory_mb} MB exceeded" if self.opts.memory_mb else "out of memory"
+            return f"{what} in {where}"
+        if kind == FAIL_FILE_SIZE:
+            return f"{limits.file_size_text()} exceeded in {where}"
         return f"{text} (device '{self._dev_id(o.fail_dev)}')"
+
+    def _memory_hint(self) -> str:
+        if not (self.opts.memory_mb and limits.near_memory_limit()):
+            return ""
+        return (f", at its memory limit of {self.opts.memory_mb} MB: most likely a malloc the limit "
+                "refused returned NULL and the handler used it")
 
     def _dev_id(self, dev: int) -> str:
         return self.inst.ids[dev] if dev < self.inst.n_devices else str(dev)

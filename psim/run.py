@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from . import build
+from . import build, limits
 from .compiler import compile_graph
 from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine, Options
 from .errors import BadInput
@@ -81,9 +81,11 @@ class Loaded:
 
 
 class Outcome:
-    def __init__(self, status: str, exit_code: int, error: str | None, hw_rounds: int, seconds: float):
+    def __init__(self, status: str, exit_code: int, error: str | None, hw_rounds: int, seconds: float,
+                 kind: int = 0):
         self.status, self.exit_code, self.error = status, exit_code, error
         self.hw_rounds, self.seconds = hw_rounds, seconds
+        self.kind = kind               # the engine's fail kind (engine.FAIL_*), 0 when it did not fail
 
 
 class IdleRounds:
@@ -144,7 +146,7 @@ def failed(engine: Engine, rounds: int, seconds: float) -> Outcome | None:
     o = engine.outcome()
     if o.stop != STOP_FAIL:
         return None
-    return Outcome("failed", o.exit_code or 1, engine.failure(o), rounds, seconds)
+    return Outcome("failed", o.exit_code or 1, engine.failure(o), rounds, seconds, o.fail_kind)
 
 
 def drain_logs(engine: Engine, on_log: LogSink) -> None:
@@ -184,10 +186,12 @@ def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None)
     """Run a POETS application and return its result:
     {"states": {device: {field: value}}, "metrics": {...}, "log": [...],
      "status": "exit" | "idle" | "failed", "error": "..." (when failed)}.
-    Raises BadInput for a bad application file."""
+    Raises BadInput for a bad application file.  With the memory_mb option
+    the calling process is limited while the run lasts (psim/limits.py)."""
     opts = Options.from_dict(options)
-    loaded = Loaded(xml)
-    engine = loaded.engine(opts, rmap)
-    log: list = []
-    out = drive(engine, lambda d, lv, t: log.append((d, lv, t)), opts)
-    return result(loaded, engine, out, log)
+    with limits.memory_limited(opts.memory_mb):
+        loaded = Loaded(xml)
+        engine = loaded.engine(opts, rmap)
+        log: list = []
+        out = drive(engine, lambda d, lv, t: log.append((d, lv, t)), opts)
+        return result(loaded, engine, out, log)

@@ -19,7 +19,9 @@ typedef _Float16 half;
 enum pe_stop_kind { PE_RUNNING = 0, PE_STOP_EXIT = 1, PE_STOP_FAIL = 2 };
 enum pe_fail_kind {
     PE_FAIL_NONE = 0, PE_FAIL_ASSERT, PE_FAIL_SEND_INDEX, PE_FAIL_SIGNAL,
-    PE_FAIL_TIMEOUT, PE_FAIL_STEPS, PE_FAIL_RECORD
+    PE_FAIL_TIMEOUT, PE_FAIL_STEPS, PE_FAIL_RECORD,
+    PE_FAIL_MEMORY,                 // std::bad_alloc: the memory limit (or the host) refused an allocation
+    PE_FAIL_FILE_SIZE               // SIGXFSZ: a write went past RLIMIT_FSIZE
 };
 // which handler is running: for error messages and for the signal handler
 enum pe_handler_kind {

@@ -293,7 +293,9 @@ static int pe_loop(pe_engine* E, uint64_t budget) {
 // which reports a failed run naming the device and handler.  Timers and
 // signal handlers are installed only while pe_run runs.
 
-static const int pe_fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+// SIGXFSZ: a handler's write past the file-size limit (thread-directed, so it
+// lands on the engine's thread; Python ignores it, which would hide it)
+static const int pe_fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGXFSZ};
 static const int PE_NSIG = sizeof pe_fatal_signals / sizeof pe_fatal_signals[0];
 
 static void pe_on_signal(int sig) {
@@ -353,11 +355,21 @@ static void pe_record_signal(pe_engine* E) {
     int sig = E->fail_signal;
     E->stop = PE_STOP_FAIL;
     E->exit_code = 1;
-    E->fail_kind = sig == SIGALRM ? PE_FAIL_TIMEOUT : PE_FAIL_SIGNAL;
+    E->fail_kind = sig == SIGALRM ? PE_FAIL_TIMEOUT : sig == SIGXFSZ ? PE_FAIL_FILE_SIZE : PE_FAIL_SIGNAL;
     E->fail_dev = E->cur_dev;
     E->fail_handler = E->cur_handler;
     E->fail_pin = E->cur_pin;
     snprintf(E->fail_text, sizeof E->fail_text, "%s", sig == SIGALRM ? "" : strsignal(sig));
+}
+
+static void pe_record_out_of_memory(pe_engine* E) {
+    E->stop = PE_STOP_FAIL;
+    E->exit_code = 1;
+    E->fail_kind = PE_FAIL_MEMORY;
+    E->fail_dev = E->cur_dev;
+    E->fail_handler = E->cur_handler;
+    E->fail_pin = E->cur_pin;
+    E->fail_text[0] = 0;
 }
 
 // Run `body` with crash protection; returns PE_STOPPED if it failed.
@@ -375,10 +387,8 @@ static int pe_protected(pe_engine* E, double seconds, F body) {
         return body();
     } catch (pe_failure&) {
         return PE_STOPPED;
-    } catch (std::bad_alloc&) {
-        E->stop = PE_STOP_FAIL; E->exit_code = 1; E->fail_kind = PE_FAIL_SIGNAL;
-        E->fail_dev = E->cur_dev; E->fail_handler = E->cur_handler;
-        snprintf(E->fail_text, sizeof E->fail_text, "out of memory");
+    } catch (std::bad_alloc&) {      // a handler's new, or the engine's own buffers
+        pe_record_out_of_memory(E);
         return PE_STOPPED;
     }
 }

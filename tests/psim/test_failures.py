@@ -1,5 +1,6 @@
 """Handlers that crash, loop forever or run too long end as failed runs with
 a clear message: never a traceback, never a hang."""
+import resource
 import subprocess
 import sys
 
@@ -63,3 +64,24 @@ def test_cli_endless_loop_with_timeout(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "timed out after 0.3 s, in device 'd0' (type 'node'), handler OnInit" in done.stdout
+
+
+def test_cli_memory_limit_stops_an_allocating_handler(tmp_path):
+    app = tmp_path / "grow.xml"
+    app.write_text(ring_app("cli_grow", shared="#include <cstring>\n",
+                            receive="for (;;) { char* p = new char[1 << 20]; memset(p, 1, 1 << 20); }"))
+    done = subprocess.run([sys.executable, "-m", "psim", str(app), "--memory-mb", "64", "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert ("Error  memory limit of 64 MB exceeded in device 'd1' (type 'node'), handler OnReceive of pin 'in'"
+            in done.stdout)
+
+
+def test_memory_mb_limits_a_psim_call_only_while_it_runs():
+    before = resource.getrlimit(resource.RLIMIT_DATA)
+    res = psim(ring_app("grow_vec", shared="#include <vector>\n", receive="std::vector<char> v; for (;;) v.push_back(1);"),
+               options={"memory_mb": 64})
+    assert res["status"] == "failed"
+    assert res["error"].startswith("memory limit of 64 MB exceeded in device 'd1'")
+    assert resource.getrlimit(resource.RLIMIT_DATA) == before
+    assert psim(ring_app("fine"), options={"memory_mb": 64})["status"] == "idle"
