@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 MB = 1 << 20
-STACK_MB = 64           # what psim and the data plane allocate beyond a worker at rest (measured ~16 MB; margin)
+STACK_MB = 64           # what psim and the data plane add to a worker at rest while running (measured 17-25 MB)
 NEAR_LIMIT = 0.9        # data in use above this share of the limit: an allocation was probably refused
 
 
