@@ -1,9 +1,9 @@
 """The data plane: ZeroMQ sockets between the regions of one process.
 
 Each region binds one PULL socket, publishes its address in Redis
-(keys.proc_endpoints), waits for every region's address, and connects one
-PUSH socket to each region (itself included, so control frames to the
-coordinator go the same way).  Queues are unbounded (HWM 0): a send never
+(keys.proc_endpoints) with its public CURVE key (keys.proc_curve), waits
+for every region's, and connects one PUSH socket to each region (itself
+included, so control frames to the coordinator go the same way).  Queues are unbounded (HWM 0): a send never
 blocks, so two regions sending to each other cannot deadlock.  Frames from
 one region to another arrive in order; sequence numbers check it.
 
@@ -12,22 +12,41 @@ hear HELLO from all of them: a region that cannot be reached (a firewall, a
 wrong advertised address) fails the process within seconds, with the
 addresses, instead of hanging it.  Frames of another process or incarnation
 (token) are dropped and counted.
+
+CURVE (authenticated, encrypted by libzmq): a region's PULL socket is a
+CURVE server when its advertised address is not loopback (frames may cross
+hosts), or when PSTACK_CURVE=on; PSTACK_CURVE=off forces plain TCP.  Every
+region makes a keypair for this process (the secret key never leaves the
+worker) and publishes the public key, so it can connect as a CURVE client
+to peers that run CURVE, whatever its own mode.  A ZAP handler allows
+exactly the public keys the process's regions published: another peer is
+refused at the handshake and its frames never arrive.  Each refused
+handshake (an unknown key, a peer without CURVE, garbage) counts as one
+dropped frame.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
+import logging
 import socket
+import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from . import keys, wire
 
 RENDEZVOUS_SECONDS = 60.0
 HANDSHAKE_SECONDS = 5.0
+CURVE_MODES = ("on", "off", "auto")
+REFUSED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+           | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+log = logging.getLogger("broker.dataplane")
 
 
 class DataPlaneError(Exception):
@@ -77,47 +96,138 @@ def advertised_host(r: redis.Redis) -> str:
         return s.getsockname()[0]
 
 
+def curve_wanted(host: str) -> bool:
+    """Whether a region advertised at HOST runs CURVE: $PSTACK_CURVE (on, off,
+    auto; default auto), auto meaning when HOST is not loopback."""
+    mode = os.environ.get("PSTACK_CURVE", "auto")
+    if mode not in CURVE_MODES:
+        raise DataPlaneError(f"PSTACK_CURVE={mode}: expected one of {', '.join(CURVE_MODES)}")
+    return mode == "on" or (mode == "auto" and not is_loopback(host))
+
+
+class Peer(NamedTuple):
+    """A region as published in the control plane."""
+    address: str
+    curve: bool       # its PULL socket is a CURVE server
+    key: bytes        # its public key, Z85
+
+
+class Allowed:
+    """The ZAP policy (called in the authenticator's thread): a client key
+    is allowed when one of the process's regions published it.  A handshake
+    that comes before this region's rendezvous waits for it."""
+
+    def __init__(self) -> None:
+        self.keys: frozenset[bytes] = frozenset()
+        self.known = threading.Event()
+
+    def set(self, keys: frozenset[bytes]) -> None:
+        self.keys = keys
+        self.known.set()
+
+    def release(self) -> None:
+        """Closing: a handshake waiting for the rendezvous is refused now."""
+        self.known.set()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        self.known.wait(RENDEZVOUS_SECONDS)
+        return key in self.keys
+
+
 class DataPlane:
-    def __init__(self, r: redis.Redis, pid: int, token: str, region: int, nregions: int):
+    def __init__(self, r: redis.Redis, pid: int, token: str, region: int, nregions: int,
+                 curve: bool | None = None):
+        """CURVE or not for this region's PULL socket: `curve`, else curve_wanted()."""
         self.r = r
         self.pid, self.token, self.region, self.nregions = pid, token, region, nregions
-        self.ctx = zmq.Context()
-        self.pull = self.ctx.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.RCVHWM, 0)
         host = advertised_host(r)
-        try:
-            port = self.pull.bind_to_random_port(f"tcp://{host}")
-        except zmq.ZMQError as e:
-            raise DataPlaneError(f"cannot listen on {host}: {e}") from None
-        self.address = f"tcp://{host}:{port}"
-        r.hset(keys.proc_endpoints(pid), region, self.address)
-        self.addresses = self._rendezvous()
-        self.push = [self._connect(address) for address in self.addresses]
+        self.curve = curve_wanted(host) if curve is None else curve
+        self.public, self.secret = zmq.curve_keypair()
+        self.allowed = Allowed()
+        self.ctx = zmq.Context()
+        self.auth: ThreadAuthenticator | None = None
+        self.pull = self._listen()
+        self.monitor = self.pull.get_monitor_socket(REFUSED)
+        self.push: list[zmq.Socket] = []
+        self.peers: list[Peer] = []
         self.seq_out = [0] * nregions
         self.seq_in = [0] * nregions
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
+        self.poller.register(self.monitor, zmq.POLLIN)
         self.bytes_out = self.bytes_in = 0
-        self.dropped = 0                   # frames of another process or incarnation
+        self.dropped = 0                   # frames of another process or incarnation, refused handshakes
+        self.refused = 0                   # handshakes refused (counted in dropped too)
         self.early: list[wire.Frame] = []  # frames that came during the handshake
-        self._handshake()
+        try:
+            self.address = self._bind(host)
+            self._publish()
+            self.peers = self._rendezvous()
+            self.allowed.set(frozenset(p.key for p in self.peers))
+            self.push = [self._connect(peer) for peer in self.peers]
+            self._handshake()
+        except BaseException:
+            self._close_sockets(linger_ms=0)       # nothing queued is wanted now
+            raise
 
-    def _rendezvous(self) -> list[str]:
+    @property
+    def addresses(self) -> list[str]:
+        return [p.address for p in self.peers]
+
+    def _listen(self) -> zmq.Socket:
+        """The PULL socket, a CURVE server behind the ZAP policy when curve."""
+        s = self.ctx.socket(zmq.PULL)
+        s.setsockopt(zmq.RCVHWM, 0)
+        if self.curve:
+            self.auth = ThreadAuthenticator(self.ctx)      # before any handshake can happen
+            self.auth.start()
+            self.auth.configure_curve_callback("*", credentials_provider=self.allowed)
+            s.curve_server = True
+            s.curve_secretkey, s.curve_publickey = self.secret, self.public
+        return s
+
+    def _bind(self, host: str) -> str:
+        try:
+            port = self.pull.bind_to_random_port(f"tcp://{host}")
+        except zmq.ZMQError as e:
+            raise DataPlaneError(f"cannot listen on {host}: {e}") from None
+        return f"tcp://{host}:{port}"
+
+    def _publish(self) -> None:
+        with self.r.pipeline(transaction=True) as p:    # readers see both or neither
+            p.hset(keys.proc_curve(self.pid), self.region,
+                   f"{'curve' if self.curve else 'plain'} {self.public.decode()}")
+            p.hset(keys.proc_endpoints(self.pid), self.region, self.address)
+            p.execute()
+
+    def _rendezvous(self) -> list[Peer]:
         deadline = time.monotonic() + RENDEZVOUS_SECONDS
         while True:
-            found = {int(k): v.decode() for k, v in self.r.hgetall(keys.proc_endpoints(self.pid)).items()}
+            with self.r.pipeline(transaction=True) as p:
+                p.hgetall(keys.proc_endpoints(self.pid))
+                p.hgetall(keys.proc_curve(self.pid))
+                endpoints, curve = p.execute()
+            found = {int(k): v.decode() for k, v in endpoints.items()}
             if len(found) >= self.nregions:
-                return [found[q] for q in range(self.nregions)]
+                return [self._peer(q, found[q], curve.get(str(q).encode())) for q in range(self.nregions)]
             if time.monotonic() > deadline:
                 missing = sorted(set(range(self.nregions)) - set(found))
                 raise DataPlaneError(f"regions {missing} never published their data-plane address")
             time.sleep(0.01)
 
-    def _connect(self, address: str) -> zmq.Socket:
+    @staticmethod
+    def _peer(region: int, address: str, record: bytes | None) -> Peer:
+        mode, _, key = (record or b"").decode().partition(" ")
+        if mode not in ("curve", "plain") or len(key) != 40:
+            raise DataPlaneError(f"region {region} published no valid CURVE record ({record!r})")
+        return Peer(address, mode == "curve", key.encode())
+
+    def _connect(self, peer: Peer) -> zmq.Socket:
         s = self.ctx.socket(zmq.PUSH)
         s.setsockopt(zmq.SNDHWM, 0)
-        s.setsockopt(zmq.LINGER, 5000)       # deliver what is queued when we close
-        s.connect(address)
+        if peer.curve:
+            s.curve_secretkey, s.curve_publickey, s.curve_serverkey = self.secret, self.public, peer.key
+        s.connect(peer.address)
         return s
 
     def _handshake(self) -> None:
@@ -162,7 +272,10 @@ class DataPlane:
         return self._receive(timeout_ms, most)
 
     def _receive(self, timeout_ms: int, most: int) -> list[wire.Frame]:
-        if not self.poller.poll(timeout_ms):
+        ready = dict(self.poller.poll(timeout_ms))
+        if self.monitor in ready:
+            self._count_refused()
+        if self.pull not in ready:
             return []
         frames: list[wire.Frame] = []
         while len(frames) < most:
@@ -181,8 +294,31 @@ class DataPlane:
             frames.append(frame)
         return frames
 
+    def _count_refused(self) -> None:
+        """A refused handshake is a peer whose frames will never arrive: one
+        dropped frame each (a peer without CURVE retries, and counts again)."""
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not self.refused:
+                log.warning("process %d region %d: a peer was refused at the handshake (%s, %s)",
+                            self.pid, self.region, event["event"].name, event["value"])
+            self.refused += 1
+            self.dropped += 1
+
     def close(self) -> None:
+        self._count_refused()                 # so the result counts every refusal
+        self._close_sockets(linger_ms=5000)   # deliver what is queued (a STOP, a last batch)
+
+    def _close_sockets(self, linger_ms: int) -> None:
         for s in self.push:
-            s.close()
+            s.close(linger=linger_ms)
+        self.pull.disable_monitor()
+        self.monitor.close(linger=0)
         self.pull.close(linger=0)
+        if self.auth:
+            self.allowed.release()            # else auth.stop() could wait for a waiting handshake
+            self.auth.stop()
         self.ctx.term()

@@ -13,6 +13,10 @@
     pstack:proc:<pid>:results       hash  region -> result JSON
     pstack:proc:<pid>:log           stream of log lines (capped)
     pstack:proc:<pid>:endpoints     hash  region -> ZeroMQ address of its PULL socket
+    pstack:proc:<pid>:curve         hash  region -> "curve KEY" or "plain KEY": whether its PULL socket
+                                          is a CURVE server, and the region's public key (Z85, 40
+                                          characters: its server key, and its client key towards
+                                          CURVE peers); written with the endpoint in one MULTI
     pstack:proc:<pid>:claims        hash  region -> engine whose daemon claimed it
     pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
     pstack:engines                  set   registered engine names
@@ -69,6 +73,10 @@ def proc_log(pid: int) -> str:
 
 def proc_endpoints(pid: int) -> str:
     return f"{proc(pid)}:endpoints"
+
+
+def proc_curve(pid: int) -> str:
+    return f"{proc(pid)}:curve"
 
 
 def engine(name: str) -> str:

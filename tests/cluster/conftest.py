@@ -89,9 +89,10 @@ class Daemons:
         self.url, self.folder = url, folder
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, slots: int = 1) -> subprocess.Popen:
+    def start(self, name: str, slots: int = 1, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Daemon `name`; `env` adds to its environment (which its workers inherit)."""
         log = open(self.folder / f"pd-{name}.log", "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
         proc = subprocess.Popen([sys.executable, "-m", "pd", "--redis", self.url, "-n", name, "-w", str(slots)],
                                 stdout=log, stderr=log, env=env, cwd=ROOT)
         self.procs[name] = proc

@@ -96,6 +96,15 @@ def endpoint(pid: int, region: int) -> str:
     return ctl.r.hget(keys.proc_endpoints(pid), region).decode()
 
 
+def past_first_probe(future) -> None:
+    """Both regions have run (their heartbeats report deliveries), so region
+    0's first PROBE (seq 1) reached region 1 long ago: seq 2 is the next
+    frame region 1 expects from region 0.  (A process only running may not
+    have sent it yet: then a forged seq 2 is out of order.)"""
+    ctl = pcli.api.control()
+    wait_for(lambda: all(int(ctl.r.hget(keys.proc(future.pid), f"delivered:{q}") or 0) > 0 for q in (0, 1)))
+
+
 def test_frames_of_another_incarnation_are_dropped_and_counted(two_pds):
     future = split_forever("forged")
     running(two_pds, future, "left", "right")
@@ -118,6 +127,7 @@ def test_frames_of_another_incarnation_are_dropped_and_counted(two_pds):
 def test_forged_stop_with_the_token_fails_the_process_instead_of_hanging(two_pds):
     future = split_forever("forged_stop", rings=2)
     running(two_pds, future, "left", "right")
+    past_first_probe(future)
     # region 1 has had HELLO (seq 0) and the first PROBE (seq 1) from region 0,
     # and, never idle, no other frame: a STOP with seq 2 is taken as real
     start = time.monotonic()
@@ -145,6 +155,7 @@ def test_out_of_sequence_frame_fails_the_process_with_a_reason(two_pds):
 def test_malformed_records_fail_the_process_with_a_reason(two_pds):
     future = split_forever("garbage", rings=2)
     running(two_pds, future, "left", "right")
+    past_first_probe(future)
     start = time.monotonic()
     forge(endpoint(future.pid, 1), wire.pack(wire.MSG, future.pid, future.token, 0, 2, b"\x01\x02\x03"))
     res = future.result(timeout=20)
