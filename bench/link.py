@@ -23,7 +23,7 @@ def side(url: str, path: str, region: int, pid: int, out) -> None:
     n = loaded.instance.n_devices
     regions = array("H", [0] * (n // 2) + [1] * (n - n // 2))
     engine = loaded.engine(Options(region=region), regions=regions, n_regions=2)
-    plane = DataPlane(connect(url), pid, "bench", region, 2)
+    plane = DataPlane(connect(url), pid, "bench", region, 2)      # CURVE or not: $PSTACK_CURVE
     engine.start()
     if region == 0:
         t0 = time.perf_counter()
@@ -51,5 +51,5 @@ def side(url: str, path: str, region: int, pid: int, out) -> None:
         while engine.run(BATCH) != IDLE:
             pass
         o = engine.outcome()
-        out.put(("received", o.remote_received, time.perf_counter() - first, plane.bytes_in))
+        out.put(("received", o.remote_received, time.perf_counter() - first, plane.bytes_in, plane.curve))
     plane.close()
