@@ -168,6 +168,7 @@ def test_stale_jobs_and_writes_are_refused_and_counted(cluster):
     cluster.start("e1", slots=2)                           # a free slot: the daemon takes jobs
     future = pcli.run(forever_app("fenced"), async_=True)
     running(cluster, future, "e1")
+    wait_for(lambda: pcli.info(future.pid)["devices"] == 4)      # the real worker has loaded it
     ctl = Control(connect())
     stale = Job(future.pid, 0, "0123456789abcdef", "e1")
     ctl.r.rpush(keys.engine_jobs("e1"), f"{stale.pid} {stale.region} {stale.token}")    # a job left from before
