@@ -96,18 +96,21 @@ static sigjmp_buf pe_jmp;
 
 struct pe_failure {};              // thrown by assert and run-time errors
 
+// The run fails in the running device and handler (the first failure wins).
+static void pe_record_failure(pe_engine* E, int kind, const char* text, int line) {
+    if (E->stop == PE_STOP_FAIL) return;
+    E->stop = PE_STOP_FAIL;
+    E->exit_code = 1;
+    E->fail_kind = kind;
+    E->fail_dev = E->cur_dev;
+    E->fail_handler = E->cur_handler;
+    E->fail_pin = E->cur_pin;
+    E->fail_line = line;
+    snprintf(E->fail_text, sizeof E->fail_text, "%s", text);
+}
+
 static void pe_fail(int kind, const char* text, int line) {
-    pe_engine* E = pe_cur;
-    if (E->stop != PE_STOP_FAIL) {
-        E->stop = PE_STOP_FAIL;
-        E->exit_code = 1;
-        E->fail_kind = kind;
-        E->fail_dev = E->cur_dev;
-        E->fail_handler = E->cur_handler;
-        E->fail_pin = E->cur_pin;
-        E->fail_line = line;
-        snprintf(E->fail_text, sizeof E->fail_text, "%s", text);
-    }
+    pe_record_failure(pe_cur, kind, text, line);
     throw pe_failure();
 }
 

@@ -353,23 +353,8 @@ char pe_guard::altstack[1 << 16];
 
 static void pe_record_signal(pe_engine* E) {
     int sig = E->fail_signal;
-    E->stop = PE_STOP_FAIL;
-    E->exit_code = 1;
-    E->fail_kind = sig == SIGALRM ? PE_FAIL_TIMEOUT : sig == SIGXFSZ ? PE_FAIL_FILE_SIZE : PE_FAIL_SIGNAL;
-    E->fail_dev = E->cur_dev;
-    E->fail_handler = E->cur_handler;
-    E->fail_pin = E->cur_pin;
-    snprintf(E->fail_text, sizeof E->fail_text, "%s", sig == SIGALRM ? "" : strsignal(sig));
-}
-
-static void pe_record_out_of_memory(pe_engine* E) {
-    E->stop = PE_STOP_FAIL;
-    E->exit_code = 1;
-    E->fail_kind = PE_FAIL_MEMORY;
-    E->fail_dev = E->cur_dev;
-    E->fail_handler = E->cur_handler;
-    E->fail_pin = E->cur_pin;
-    E->fail_text[0] = 0;
+    int kind = sig == SIGALRM ? PE_FAIL_TIMEOUT : sig == SIGXFSZ ? PE_FAIL_FILE_SIZE : PE_FAIL_SIGNAL;
+    pe_record_failure(E, kind, sig == SIGALRM ? "" : strsignal(sig), 0);
 }
 
 // Run `body` with crash protection; returns PE_STOPPED if it failed.
@@ -388,7 +373,7 @@ static int pe_protected(pe_engine* E, double seconds, F body) {
     } catch (pe_failure&) {
         return PE_STOPPED;
     } catch (std::bad_alloc&) {      // a handler's new, or the engine's own buffers
-        pe_record_out_of_memory(E);
+        pe_record_failure(E, PE_FAIL_MEMORY, "", 0);
         return PE_STOPPED;
     }
 }
