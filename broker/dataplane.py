@@ -3,8 +3,9 @@
 Each region binds one PULL socket, publishes its address in Redis
 (keys.proc_endpoints) with its public CURVE key (keys.proc_curve), waits
 for every region's, and connects one PUSH socket to each region (itself
-included, so control frames to the coordinator go the same way).  Queues are unbounded (HWM 0): a send never
-blocks, so two regions sending to each other cannot deadlock.  Frames from
+included, so control frames to the coordinator go the same way).  Queues
+are unbounded (HWM 0): a send never blocks, so two regions sending to each
+other cannot deadlock.  Frames from
 one region to another arrive in order; sequence numbers check it.
 
 Before any message, every region sends HELLO to every region and waits to

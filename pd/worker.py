@@ -32,6 +32,7 @@ import redis
 from broker.control import REGION_TTL_MS, Control, Job, connect
 from broker.dataplane import DataPlane, DataPlaneError
 from psim import limits as rlimits
+from psim.limits import Limits
 from psim.engine import FAIL_FILE_SIZE, FAIL_MEMORY, Options
 from psim.errors import BadInput
 from psim.run import Loaded, Outcome, drive, result
@@ -170,14 +171,19 @@ def limited_options(ctl: Control, job: Job, rec: dict) -> Options | None:
     """The process's psim options, with the region's limits applied to this
     worker before it loads (and compiles) anything; None when the daemon
     refuses the process's limits (the region is failed with the reason)."""
-    opts = Options.from_dict(json.loads(rec.get("options", "{}")))
     try:
-        limits = Policy.from_env().limits(opts.memory_mb, job.engine)
+        opts, limits = region_limits(job, rec)
     except Refused as e:
         ctl.finish_region(job, "failed", f"{where(job.region, job.engine)}: {e}")
         return None
     rlimits.apply(limits)
     return replace(opts, memory_mb=limits.memory_mb)     # the engine's failures name the limit
+
+
+def region_limits(job: Job, rec: dict) -> tuple[Options, Limits]:
+    """The process's psim options, and the limits this daemon gives its region."""
+    opts = Options.from_dict(json.loads(rec.get("options", "{}")))
+    return opts, Policy.from_env().limits(opts.memory_mb, job.engine)
 
 
 def failure_reason(job: Job, out: Outcome) -> str:
@@ -190,9 +196,7 @@ def failure_reason(job: Job, out: Outcome) -> str:
 def report_memory_error(ctl: Control, job: Job) -> None:
     """Python itself was refused memory: loading the application, keeping
     its log lines or shaping its result (a handler's would be the engine's)."""
-    rec = ctl.process(job.pid) or {}
-    memory_mb = Options.from_dict(json.loads(rec.get("options", "{}"))).memory_mb
-    limit = Policy.from_env().limits(memory_mb, job.engine).memory_mb
+    limit = region_limits(job, ctl.process(job.pid) or {})[1].memory_mb
     what = f"memory limit of {limit} MB exceeded" if limit else "out of memory"
     ctl.finish_region(job, "failed", f"{where(job.region, job.engine)}: {what} "
                       "(in psim: loading the application, keeping its log or shaping its result)")
