@@ -19,6 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import keys
+from .credentials import redis_url
 
 LOG_CAP = 100_000           # log lines kept per process
 HEARTBEAT_TTL_MS = 3000     # an engine silent for this long is dead
@@ -43,10 +44,6 @@ class Job(NamedTuple):
     def parse(cls, text: str) -> "Job":
         pid, region, token, engine = text.split()
         return cls(int(pid), int(region), token, engine)
-
-
-def redis_url() -> str:
-    return os.environ.get("PSTACK_REDIS", "redis://localhost:6379/0")
 
 
 def connect(url: str | None = None, password: str | None = None, patience: float = 0.0,

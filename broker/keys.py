@@ -7,11 +7,7 @@
     pstack:stats                    hash  counters: stale_jobs, stale_writes (refused by fencing)
     pstack:proc:<pid>               hash  the process record: pid, owner, token (incarnation),
                                           state, reason, nregions, rcon, times, ... (made whole by submit)
-    pstack:proc:<pid>:app           the application XML, zlib-compressed
-    pstack:proc:<pid>:partition     region of every device (uint16 array, zlib), for regions=N
     pstack:proc:<pid>:regions       hash  region -> engine running it
-    pstack:proc:<pid>:results       hash  region -> result JSON
-    pstack:proc:<pid>:log           stream of log lines (capped)
     pstack:proc:<pid>:endpoints     hash  region -> ZeroMQ address of its PULL socket
     pstack:proc:<pid>:curve         hash  region -> "curve KEY" or "plain KEY": whether its PULL socket
                                           is a CURVE server, and the region's public key (Z85, 40
@@ -19,6 +15,20 @@
                                           CURVE peers); written with the endpoint in one MULTI
     pstack:proc:<pid>:claims        hash  region -> engine whose daemon claimed it
     pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
+    pstack:users                    hash  user name -> role (user | admin)
+
+A process's private keys, readable by its owner (and engines, admins) only:
+    pstack:u:<owner>:p:<pid>:app        the application XML, zlib-compressed
+    pstack:u:<owner>:p:<pid>:partition  region of every device (uint16 array, zlib), for regions=N
+    pstack:u:<owner>:p:<pid>:results    hash  region -> result JSON
+    pstack:u:<owner>:p:<pid>:log        stream of log lines (capped)
+
+A user's inbox, the only keys a user writes (broker/acl.py):
+    pstack:u:<user>:in:requests         stream of requests (submit, kill) for the scheduler
+    pstack:u:<user>:in:upload:<id>      an application or partition being submitted (zlib, 1 h TTL)
+    pstack:u:<user>:in:reply:<req id>   list: the scheduler's answer to a request (JSON)
+
+Engines:
     pstack:engines                  set   registered engine names
     pstack:known                    hash  engine name -> slots, of every engine ever registered
                                           (what a submitted process may ask for)
@@ -42,6 +52,7 @@ EVENTS = f"{PREFIX}:events"
 STATS = f"{PREFIX}:stats"
 ENGINES = f"{PREFIX}:engines"
 KNOWN = f"{PREFIX}:known"
+USERS = f"{PREFIX}:users"
 
 STATES = ("waiting", "running", "finished", "failed", "killed")
 ENDED = ("finished", "failed", "killed")
@@ -51,24 +62,49 @@ def proc(pid: int) -> str:
     return f"{PREFIX}:proc:{pid}"
 
 
-def proc_app(pid: int) -> str:
-    return f"{proc(pid)}:app"
-
-
-def proc_partition(pid: int) -> str:
-    return f"{proc(pid)}:partition"
-
-
 def proc_regions(pid: int) -> str:
     return f"{proc(pid)}:regions"
 
 
-def proc_results(pid: int) -> str:
-    return f"{proc(pid)}:results"
+def user_prefix(user: str) -> str:
+    return f"{PREFIX}:u:{user}:"
 
 
-def proc_log(pid: int) -> str:
-    return f"{proc(pid)}:log"
+def private(owner: str, pid: int) -> str:
+    """The prefix of a process's private keys."""
+    return f"{user_prefix(owner)}p:{pid}"
+
+
+def proc_app(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:app"
+
+
+def proc_partition(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:partition"
+
+
+def proc_results(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:results"
+
+
+def proc_log(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:log"
+
+
+def inbox_prefix(user: str) -> str:
+    return f"{user_prefix(user)}in:"
+
+
+def requests(user: str) -> str:
+    return f"{inbox_prefix(user)}requests"
+
+
+def upload(user: str, ident: str) -> str:
+    return f"{inbox_prefix(user)}upload:{ident}"
+
+
+def reply(user: str, request: str) -> str:
+    return f"{inbox_prefix(user)}reply:{request}"
 
 
 def proc_endpoints(pid: int) -> str:

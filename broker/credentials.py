@@ -1,0 +1,10 @@
+"""Where a client finds its Redis URL (which holds its identity and secret),
+and how a URL is shown without its secret."""
+from __future__ import annotations
+
+import os
+
+
+def redis_url() -> str:
+    """The URL to use: $PSTACK_REDIS, else the local default."""
+    return os.environ.get("PSTACK_REDIS", "redis://localhost:6379/0")
