@@ -150,18 +150,26 @@ class Control:
             pipe.hget(keys.proc(pid), "state")
         return [_text(s) if s is not None else None for s in pipe.execute()]
 
+    def owner(self, pid: int) -> str:
+        """The owner of a process, whose key prefix holds its private keys."""
+        owner = self.r.hget(keys.proc(pid), "owner")
+        if owner is None:
+            raise ValueError(f"no process {pid}")
+        return _text(owner)
+
     def region_done(self, pid: int, region: int) -> bool:
-        return bool(self.r.hexists(keys.proc_results(pid), region))
+        return bool(self.r.hexists(keys.proc_results(self.owner(pid), pid), region))
 
     def app(self, pid: int) -> bytes:
-        return zlib.decompress(self.r.get(keys.proc_app(pid)))
+        return zlib.decompress(self.r.get(keys.proc_app(self.owner(pid), pid)))
 
     def partition(self, pid: int) -> bytes | None:
-        data = self.r.get(keys.proc_partition(pid))
+        data = self.r.get(keys.proc_partition(self.owner(pid), pid))
         return zlib.decompress(data) if data is not None else None
 
     def results(self, pid: int) -> dict[int, dict]:
-        return {int(_text(k)): orjson.loads(v) for k, v in self.r.hgetall(keys.proc_results(pid)).items()}
+        raw = self.r.hgetall(keys.proc_results(self.owner(pid), pid))
+        return {int(_text(k)): orjson.loads(v) for k, v in raw.items()}
 
     # ---- logs and events -----------------------------------------------------------
 
@@ -174,7 +182,7 @@ class Control:
 
     def read_log(self, pid: int, after: str = "0-0", block_ms: int | None = None, count: int = 10_000):
         """[(id, {field: value})] after `after`; waits up to block_ms for new lines."""
-        got = self.r.xread({keys.proc_log(pid): after}, count=count, block=block_ms)
+        got = self.r.xread({keys.proc_log(self.owner(pid), pid): after}, count=count, block=block_ms)
         if not got:
             return []
         return [(_text(i), {_text(k): _text(v) for k, v in f.items()}) for i, f in got[0][1]]

@@ -14,6 +14,10 @@ local ENDED = {finished = true, failed = true, killed = true}
 local function proc(pid) return P .. ':proc:' .. pid end
 local function engine(name) return P .. ':engine:' .. name end
 local function beat_key(pid, region) return proc(pid) .. ':beat:' .. region end
+-- a process's private keys, under its owner's prefix (readable by the owner only)
+local function private(pid)
+    return P .. ':u:' .. redis.call('HGET', proc(pid), 'owner') .. ':p:' .. pid
+end
 
 local function now()
     local t = redis.call('TIME')
@@ -106,8 +110,8 @@ local p = proc(pid)
 redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[2], 'state', 'waiting', 'reason', '',
            'nregions', ARGV[3], 'rcon', ARGV[4], 'created', now())
 for i = 5, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
-redis.call('RENAME', KEYS[1], p .. ':app')
-if KEYS[2] then redis.call('RENAME', KEYS[2], p .. ':partition') end
+redis.call('RENAME', KEYS[1], private(pid) .. ':app')
+if KEYS[2] then redis.call('RENAME', KEYS[2], private(pid) .. ':partition') end
 redis.call('ZADD', K.procs, pid, pid)
 redis.call('RPUSH', K.queue, pid)
 event(pid, 'waiting', '')
@@ -120,13 +124,13 @@ return pid
 local pid, region = ARGV[1], ARGV[2]
 local p = proc(pid)
 if fenced(pid, ARGV[4], 'stale_writes') then return 0 end
-if ARGV[7] ~= '' then redis.call('HSET', p .. ':results', region, ARGV[7]) end
+if ARGV[7] ~= '' then redis.call('HSET', private(pid) .. ':results', region, ARGV[7]) end
 release(ARGV[3], pid, region)
 local cur = redis.call('HGET', p, 'state')
 if cur and not ENDED[cur] then
     if ARGV[5] ~= 'finished' then
         end_process(pid, ARGV[5], ARGV[6])
-    elseif redis.call('HLEN', p .. ':results') >= tonumber(redis.call('HGET', p, 'nregions')) then
+    elseif redis.call('HLEN', private(pid) .. ':results') >= tonumber(redis.call('HGET', p, 'nregions')) then
         redis.call('HSET', p, 'state', 'finished', 'reason', ARGV[6], 'ended', now())
         event(pid, 'finished', ARGV[6])
     end
@@ -163,7 +167,7 @@ if redis.call('HGET', p, 'state') ~= 'running' then return {'ended', 0} end
 if redis.call('GET', engine(ARGV[4]) .. ':alive') ~= ARGV[5] then return {'orphan', 0} end
 redis.call('SET', beat_key(pid, region), ARGV[4], 'PX', ARGV[6])
 for i = 7, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
-return {'ok', redis.call('HLEN', p .. ':results')}
+return {'ok', redis.call('HLEN', private(pid) .. ':results')}
 
 -- @script proc_set
 -- ARGV: pid, token, then field, value, ...: set fields of a process's record
@@ -175,7 +179,7 @@ return 1
 -- @script log
 -- ARGV: pid, token, cap, then engine, region, device, level, text for each line
 if fenced(ARGV[1], ARGV[2], 'stale_writes') then return 0 end
-local stream = proc(ARGV[1]) .. ':log'
+local stream = private(ARGV[1]) .. ':log'
 for i = 4, #ARGV, 5 do
     redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'engine', ARGV[i], 'region', ARGV[i + 1],
                'device', ARGV[i + 2], 'level', ARGV[i + 3], 'text', ARGV[i + 4])

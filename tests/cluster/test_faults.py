@@ -179,7 +179,7 @@ def test_stale_jobs_and_writes_are_refused_and_counted(cluster):
     assert int(ctl.r.hget(keys.STATS, "stale_writes")) == 3
     rec = pcli.info(future.pid)
     assert rec["state"] == "running" and rec["devices"] == 4 and len(cluster.workers("e1")) == 1
-    assert ctl.r.hlen(keys.proc_results(future.pid)) == 0
+    assert ctl.r.hlen(keys.proc_results(ctl.owner(future.pid), future.pid)) == 0
     pcli.kill(future.pid)
     record("a stale job (another incarnation) and a stale worker's writes",
            "the daemon does not run the job; result, record and heartbeat writes refused; all counted "
