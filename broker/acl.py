@@ -88,6 +88,17 @@ def set_identity(r: redis.Redis, name: str, rules: list[str], secret: str | None
     return secret
 
 
+def secure(r: redis.Redis) -> dict[str, str]:
+    """Make a Redis a secured pstack cluster: the admin and engine
+    identities (their secrets returned by name), admin recorded as an
+    admin, anonymous access off.  `r` must be allowed to manage ACLs."""
+    made = {ADMIN: set_identity(r, ADMIN, admin_rules()), ENGINE: set_identity(r, ENGINE, engine_rules())}
+    r.hset(keys.USERS, ADMIN, "admin")
+    r.execute_command("ACL", "SETUSER", OPEN, "off")
+    save(r)
+    return made
+
+
 def save(r: redis.Redis) -> None:
     try:
         r.execute_command("ACL", "SAVE")
@@ -137,14 +148,8 @@ def whoami(r: redis.Redis) -> str:
     return name
 
 
-def may_kill(requester: str, role: str | None, owner: str, secured: bool, force: bool) -> bool:
-    """Whether `requester` may kill a process of `owner`: its own, any for
-    an admin; in open mode anyone's with force (nothing is proven there)."""
-    return requester == owner or role == "admin" or (force and not secured)
-
-
-def may_read(requester: str, role: str | None, owner: str) -> bool:
-    """Reading a process's private keys: the owner and admins (engines read
-    everything).  Redis enforces this on a secured cluster; the API says so
-    first, in both modes."""
-    return requester == owner or role == "admin"
+def may_kill_any(role: str | None, secured: bool, force: bool) -> bool:
+    """Whether a user may kill processes it does not own (everyone may kill
+    its own): an admin may; in open mode anyone may with force, since
+    nothing is proven there anyway."""
+    return role == "admin" or (force and not secured)

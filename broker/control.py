@@ -26,6 +26,7 @@ HEARTBEAT_TTL_MS = 3000     # an engine silent for this long is dead
 REGION_TTL_MS = 3000        # a region worker silent for this long is dead
 START_TTL_MS = 10_000       # a claimed region's worker must beat within this (a new Python starting up)
 REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to heartbeat again
+REQUEST_TIMEOUT = 30.0      # seconds a client waits for the scheduler's answer
 
 
 class Job(NamedTuple):
@@ -79,28 +80,62 @@ class Control:
         self.r = r or connect()
         self.s = _load_scripts(self.r)
 
-    # ---- processes ------------------------------------------------------------
+    # ---- a user's requests (served by pd/scheduler.py) ---------------------------------
 
-    def submit(self, owner: str, app: bytes, nregions: int, rcon: dict, fields: dict,
+    def submit(self, user: str, app: bytes, nregions: int, rcon: dict, record: dict,
                partition: bytes | None = None) -> tuple[int, str]:
-        """A new process, queued: its pid and incarnation token.  `partition`:
-        the region of every device (uint16 array bytes), when regions were
-        computed for the user.  ValueError, with the reason, for a process
-        that can never run on this cluster (nothing is kept)."""
-        uploads = [self._upload(app)] + ([self._upload(partition)] if partition is not None else [])
-        token = secrets.token_hex(8)
-        args = [owner, token, nregions, json.dumps({str(k): v for k, v in rcon.items()})]
-        for k, v in fields.items():
-            args += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
-        pid = self.s["submit"](keys=uploads, args=args)
-        if isinstance(pid, bytes):
-            raise ValueError(f"refused: {_text(pid)}")
-        return pid, token
+        """Ask the scheduler for a new process: its pid and incarnation token.
+        `partition`: the region of every device (uint16 array bytes), when
+        regions were computed for the user.  ValueError, with the reason,
+        for a process that can never run on this cluster (nothing is kept)."""
+        request = {"op": "submit", "app": self._upload(user, app), "nregions": nregions,
+                   "rcon": json.dumps({str(k): v for k, v in rcon.items()}), "record": json.dumps(record),
+                   "partition": self._upload(user, partition) if partition is not None else ""}
+        answer = self.request(user, request)
+        return int(answer["pid"]), answer["token"]
 
-    def _upload(self, data: bytes) -> str:
-        key = f"{keys.PREFIX}:upload:{uuid.uuid4().hex}"
+    def kill(self, user: str, pid: int, force: bool = False) -> str:
+        """Ask the scheduler to kill a process: 'killed', 'ended' (already),
+        'nosuch' or 'notyours'."""
+        return self.request(user, {"op": "kill", "pid": pid, "force": int(force)})["outcome"]
+
+    def request(self, user: str, fields: dict, timeout: float = REQUEST_TIMEOUT) -> dict:
+        """Put a request in the user's inbox and wait for the scheduler's
+        answer; ValueError with the scheduler's reason if it refused."""
+        rid = _text(self.r.xadd(keys.requests(user), fields))
+        deadline, got = time.monotonic() + timeout, None
+        while got is None and time.monotonic() < deadline:     # short waits: the socket has its own timeout
+            got = self.r.blpop([keys.reply(user, rid)], timeout=1)
+        if got is None:
+            raise TimeoutError(f"the scheduler did not answer {fields['op']} request {rid} in {timeout:.0f} s "
+                               "(is pd.scheduler running next to Redis?)")
+        self.r.delete(keys.reply(user, rid))
+        answer = json.loads(got[1])
+        if "error" in answer:
+            raise ValueError(answer["error"])
+        return answer
+
+    def _upload(self, user: str, data: bytes) -> str:
+        key = keys.upload(user, uuid.uuid4().hex)
         self.r.set(key, zlib.compress(data, 1), ex=3600)
         return key
+
+    # the scheduler's side: acting on a request, once (False: served already)
+
+    def accept_submit(self, user: str, rid: str, uploads: list[str], nregions: int, rcon: str,
+                      record: dict) -> bool:
+        args = [user, rid, secrets.token_hex(8), nregions, rcon]
+        for k, v in record.items():
+            args += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
+        return self.s["submit"](keys=uploads, args=args) is not None
+
+    def accept_kill(self, user: str, rid: str, pid: int, may_kill_any: bool) -> bool:
+        return self.s["kill"](args=[user, rid, pid, int(may_kill_any)]) is not None
+
+    def refuse(self, user: str, rid: str, why: str) -> bool:
+        return self.s["refuse"](args=[user, rid, why]) is not None
+
+    # ---- regions -----------------------------------------------------------------------
 
     def finish_region(self, job: Job, state: str, reason: str = "", result: dict | None = None) -> bool:
         """Record a region's end; False if the job is stale (refused)."""
@@ -129,8 +164,7 @@ class Control:
             args += [k, v]
         return bool(self.s["proc_set"](args=args))
 
-    def kill(self, pid: int, user: str, force: bool = False) -> str:
-        return _text(self.s["kill"](args=[pid, user, int(force)]))
+    # ---- processes ------------------------------------------------------------------
 
     def process(self, pid: int) -> dict | None:
         """The process record, or None if there is no (whole) record."""

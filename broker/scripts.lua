@@ -19,6 +19,22 @@ local function private(pid)
     return P .. ':u:' .. redis.call('HGET', proc(pid), 'owner') .. ':p:' .. pid
 end
 
+-- A user's request (broker/keys.py: its inbox) is served once: it leaves
+-- the stream in the same script that acts on it and answers it.
+local function inbox(user) return P .. ':u:' .. user .. ':in:' end
+
+local function take_request(user, id)
+    return redis.call('XDEL', inbox(user) .. 'requests', id) == 1
+end
+
+local function answer(user, id, value)
+    local key = inbox(user) .. 'reply:' .. id
+    local text = cjson.encode(value)
+    redis.call('RPUSH', key, text)
+    redis.call('EXPIRE', key, 300)
+    return text
+end
+
 local function now()
     local t = redis.call('TIME')
     return string.format('%d.%06d', t[1], t[2])
@@ -95,28 +111,36 @@ local function uptime()
 end
 
 -- @script submit
--- KEYS[1]: the uploaded application, renamed into the process; KEYS[2], if
--- given: the uploaded partition (region of every device).
--- ARGV: owner, incarnation token, nregions, rcon (JSON {region: engine}),
--- then field, value, ...  Returns the pid, or why the process can never run
--- (a string; nothing is kept).
-local refused = refusal(tonumber(ARGV[3]), cjson.decode(ARGV[4]))
+-- The scheduler accepts a user's submission (request ARGV[2] of user
+-- ARGV[1], served once).  KEYS[1]: the uploaded application, renamed into
+-- the process; KEYS[2], if given: the uploaded partition (region of every
+-- device).  ARGV: owner, request id, incarnation token, nregions, rcon
+-- (JSON {region: engine}), then field, value, ...  Answers the request
+-- with {pid, token} or {error}: why the process can never run (nothing is
+-- kept).  Returns the answer, or nil when the request was served already.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local refused = refusal(tonumber(ARGV[4]), cjson.decode(ARGV[5]))
 if refused then
     redis.call('DEL', unpack(KEYS))
-    return refused
+    return answer(ARGV[1], ARGV[2], {error = 'refused: ' .. refused})
 end
 local pid = redis.call('INCR', K.pid)
 local p = proc(pid)
-redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[2], 'state', 'waiting', 'reason', '',
-           'nregions', ARGV[3], 'rcon', ARGV[4], 'created', now())
-for i = 5, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end   -- first: they cannot override below
+redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[3], 'state', 'waiting', 'reason', '',
+           'nregions', ARGV[4], 'rcon', ARGV[5], 'created', now())
 redis.call('RENAME', KEYS[1], private(pid) .. ':app')
 if KEYS[2] then redis.call('RENAME', KEYS[2], private(pid) .. ':partition') end
 redis.call('ZADD', K.procs, pid, pid)
 redis.call('RPUSH', K.queue, pid)
 event(pid, 'waiting', '')
 schedule()
-return pid
+return answer(ARGV[1], ARGV[2], {pid = pid, token = ARGV[3]})
+
+-- @script refuse
+-- The scheduler turns down a malformed request.  ARGV: user, request id, why.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+return answer(ARGV[1], ARGV[2], {error = ARGV[3]})
 
 -- @script finish_region
 -- ARGV: pid, region, engine, token, state (finished | failed | killed),
@@ -187,16 +211,22 @@ end
 return 1
 
 -- @script kill
--- ARGV: pid, user, force (1 or 0).  Returns nosuch | notyours | killed | ended
-local p = proc(ARGV[1])
-local owner = redis.call('HGET', p, 'owner')
-if not owner then return 'nosuch' end
-if owner ~= ARGV[2] and ARGV[3] ~= '1' then return 'notyours' end
-if end_process(ARGV[1], 'killed', 'killed by ' .. ARGV[2]) == 1 then
+-- The scheduler acts on a user's kill request (served once).  ARGV: user,
+-- request id, pid, whether the user may kill others' processes (1 or 0:
+-- broker/acl.py decides).  Answers {outcome}: nosuch | notyours | killed | ended.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local pid, user = ARGV[3], ARGV[1]
+local owner = redis.call('HGET', proc(pid), 'owner')
+local outcome = 'ended'
+if not owner then
+    outcome = 'nosuch'
+elseif owner ~= user and ARGV[4] ~= '1' then
+    outcome = 'notyours'
+elseif end_process(pid, 'killed', 'killed by ' .. user) == 1 then
     schedule()
-    return 'killed'
+    outcome = 'killed'
 end
-return 'ended'
+return answer(user, ARGV[2], {outcome = outcome})
 
 -- @script register
 -- ARGV: name, host, kind, slots, daemon id, heartbeat ttl ms.  Returns 0 when

@@ -9,17 +9,16 @@ Functions return data; the shell prints it.
 from __future__ import annotations
 
 import functools
-import getpass
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import redis
 
-from broker import keys
+from broker import acl, keys
 from broker.control import Control, connect
+from broker.credentials import redis_url
 from psim.engine import Options
 from psim.partition import partition
 from psim.reader import Source
@@ -34,14 +33,16 @@ OUTAGE_SECONDS = 30            # how long a waiting client rides out an unreacha
 
 def control() -> Control:
     """The control plane of $PSTACK_REDIS, one client per URL."""
-    url = os.environ.get("PSTACK_REDIS", "redis://localhost:6379/0")
+    url = redis_url()
     if url not in _controls:
         _controls[url] = Control(connect(url))
     return _controls[url]
 
 
 def user() -> str:
-    return os.environ.get("PSTACK_USER") or getpass.getuser()
+    """Who this client is: its Redis identity (broker/acl.py; in open mode,
+    $PSTACK_USER or the login name)."""
+    return acl.whoami(control().r)
 
 
 class Future:
@@ -91,7 +92,6 @@ class Future:
             if self.verbose:
                 self.print_log()
             return result(self.pid), seen
-        ctl.reap()                         # no daemon left to notice a dead one? we do
         return None, ctl.wait_event(seen, POLL_MS)
 
     def print_log(self) -> int:
@@ -144,7 +144,6 @@ def block(futures):
 def ps(all: bool = False) -> list[int]:
     """Pids of waiting and running processes (every user's); all=True adds ended ones."""
     ctl = control()
-    ctl.reap()
     pids = ctl.pids()
     if all:
         return pids
@@ -154,34 +153,32 @@ def ps(all: bool = False) -> list[int]:
 def processes(all: bool = False) -> list[dict]:
     """info() of every waiting and running process (all=True: every process)."""
     ctl = control()
-    records = (ctl.process(pid) for pid in ps(all=all))            # ps() reaped once for all
+    records = (ctl.process(pid) for pid in ps(all=all))
     return [_info(rec) for rec in records if rec is not None]      # one may vanish (purged) meanwhile
 
 
 def kill(pid: int, force: bool = False) -> bool:
-    """Kill a process.  Another user's process needs force=True."""
-    outcome = control().kill(pid, user(), force)
+    """Kill a process: your own; an admin, anyone's.  On an open cluster
+    (no identities) another user's process needs force=True."""
+    outcome = control().kill(user(), pid, force)
     if outcome == "nosuch":
         raise ValueError(f"no process {pid}")
     if outcome == "notyours":
-        raise PermissionError(f"process {pid} belongs to another user (use force=True)")
+        raise PermissionError(f"process {pid} belongs to {control().owner(pid)}: only its owner or an admin "
+                              "may kill it (on an open cluster: force=True)")
     return outcome == "killed"
 
 
 def engines() -> list[dict]:
     """Registered engines: name, host, kind, slots, used, cpu, mem, heartbeat_age, alive."""
-    ctl = control()
-    ctl.reap()
-    return ctl.engines()
+    return control().engines()
 
 
 def info(pid: int) -> dict:
     """The process record: state, reason, owner, engines of its regions, sizes,
     times; while waiting, its queue position (1: first) and, when it holds the
     reservation and its start time is known, expected_start."""
-    ctl = control()
-    ctl.reap()
-    return _record(ctl, pid)
+    return _record(control(), pid)
 
 
 def _record(ctl: Control, pid: int) -> dict:
@@ -217,7 +214,11 @@ def result(pid: int) -> dict | None:
         raise ValueError(f"no process {pid}")
     if rec["state"] not in keys.ENDED:
         return None
-    merged = merge(ctl.results(int(pid)))
+    try:
+        merged = merge(ctl.results(int(pid)))
+    except redis.exceptions.NoPermissionError:
+        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
+                              "result") from None
     merged["state"] = rec["state"]
     merged["reason"] = rec.get("reason", "")
     if rec["state"] != "finished":             # failed or killed: say so even without a result

@@ -86,14 +86,14 @@ class Daemons:
     """pd processes started by a test."""
 
     def __init__(self, url: str, folder: Path):
-        self.url, self.folder = url, folder
+        self.url, self.folder = url, folder       # the URL the daemons connect with (may hold a secret)
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, slots: int = 1, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Daemon `name`; `env` adds to its environment (which its workers inherit)."""
         log = open(self.folder / f"pd-{name}.log", "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-        proc = subprocess.Popen([sys.executable, "-m", "pd", "--redis", self.url, "-n", name, "-w", str(slots)],
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PSTACK_REDIS=self.url, **(env or {}))
+        proc = subprocess.Popen([sys.executable, "-m", "pd", "-n", name, "-w", str(slots)],
                                 stdout=log, stderr=log, env=env, cwd=ROOT)
         self.procs[name] = proc
         client = redis.Redis.from_url(self.url)
@@ -121,11 +121,27 @@ class Daemons:
             kill_tree(proc)
 
 
+class Scheduler:
+    """pd.scheduler, the service acting on users' requests, as the cluster
+    runs it next to Redis; it rides out Redis restarts."""
+
+    def __init__(self, url: str, folder: Path):
+        log = open(folder / "scheduler.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pd.scheduler"], stdout=log, stderr=log, cwd=ROOT,
+                                     env=dict(os.environ, PYTHONPATH=str(ROOT), PSTACK_REDIS=url))
+
+    def stop(self) -> None:
+        kill_tree(self.proc)
+
+
 @pytest.fixture
 def redis_server(tmp_path):
+    """A redis-server, and the scheduler serving it."""
     server = RedisServer(tmp_path)
     server.start()
+    server.scheduler = Scheduler(server.url, tmp_path)
     yield server
+    server.scheduler.stop()
     server.stop()
 
 

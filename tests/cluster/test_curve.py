@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 

@@ -119,7 +119,7 @@ def test_cluster_starts_restarts_a_killed_daemon_and_stops_cleanly(cluster_dir):
     status = run_cluster("status", d)
     assert status.returncode == 0, status.stdout
     assert [line.split()[:2] for line in status.stdout.splitlines()] == [
-        ["redis", "RUNNING"], ["pd-0", "RUNNING"], ["pd-1", "RUNNING"]]
+        ["redis", "RUNNING"], ["pd-0", "RUNNING"], ["pd-1", "RUNNING"], ["scheduler", "RUNNING"]]
 
     pids = pd_pids(d)
     server = {i["name"]: i["pid"] for i in rpc(d).supervisor.getAllProcessInfo()}["redis"]
