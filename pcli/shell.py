@@ -188,7 +188,7 @@ class Shell(cmd2.Cmd):
 
     kill_parser = Cmd2ArgumentParser(description="Kill a process.")
     pid_arg(kill_parser)
-    kill_parser.add_argument("-f", "--force", action="store_true", help="kill another user's process")
+    kill_parser.add_argument("-f", "--force", action="store_true", help="on an open cluster (no identities): kill another user's process; on a secured one, owners and admins may kill")
 
     @with_category(CATEGORY)
     @with_argparser(kill_parser)
