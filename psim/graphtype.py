@@ -110,7 +110,9 @@ class GraphTypeReader:
                        self._layout(el.find(self.ns + "Properties"), f"{prefix}_properties_t"),
                        self._layout(el.find(self.ns + "State"), f"{prefix}_state_t"))
         if pin.props.size or pin.state.size:
-            pin.kind = len(self.graph.edge_pins)
+            # numbered across the graph: the earlier types' pins, then this type's so far
+            # (the type joins graph.devices only once all its pins are read)
+            pin.kind = len(self.graph.edge_pins) + sum(p.kind >= 0 for p in dev.inputs)
         dev.inputs.append(pin)
 
     def _output(self, dev: DeviceType, el) -> None:
