@@ -6,8 +6,11 @@
 // message is delivered as soon as it is sent, a legal zero-delay schedule);
 // devices ready to send take turns in a FIFO, one send each; devices
 // requesting OnDeviceIdle are served when nobody is ready to send.
-// Random order: messages go to a pool and every step picks at random to
-// deliver one, to send from a ready device, or to run an OnDeviceIdle.
+// Random order: messages go to a pool, and every step picks one pending
+// event uniformly: a message in the pool (delivered), a device ready to send
+// (one send), or a device waiting for OnDeviceIdle.  Weighing by counts is
+// what keeps it fair: a pool that grows makes deliveries likelier, so sends
+// cannot outrun them, and every schedule that ends under fairness ends here.
 #include <csignal>
 #include <ctime>
 #include <new>
@@ -15,6 +18,7 @@
 enum pe_status { PE_IDLE = 0, PE_BUDGET = 1, PE_STOPPED = 2, PE_OUTBOX = 3 };
 
 static const size_t PE_OUTBOX_FLUSH = 1 << 20;   // bytes per region before run() returns
+static const size_t PE_POOL_ENTRY = 4 + PE_MAXMSG;   // random order's pool: edge index, message
 
 static inline uint32_t pe_rand(pe_engine* E, uint32_t n) {   // xorshift64*, n > 0
     E->rng ^= E->rng >> 12; E->rng ^= E->rng << 25; E->rng ^= E->rng >> 27;
@@ -85,7 +89,7 @@ static inline void pe_deliver(pe_engine* E, const pe_edge& e, const uint8_t* msg
 // Random order: park a delivery in the pool instead of running it.
 static void pe_pool_add(pe_engine* E, uint32_t edge_index, const uint8_t* msg, uint16_t size) {
     size_t at = E->pool.size();
-    E->pool.resize(at + 4 + PE_MAXMSG);
+    E->pool.resize(at + PE_POOL_ENTRY);
     memcpy(&E->pool[at], &edge_index, 4);
     memcpy(&E->pool[at + 4], msg, size);
     E->inflight[E->edges[edge_index].dst]++;
@@ -238,10 +242,10 @@ static int pe_step_fifo(pe_engine* E) {
     return 0;
 }
 
-static void pe_pool_deliver(pe_engine* E) {
-    const size_t entry = 4 + PE_MAXMSG, n = E->pool.size() / entry;
-    const size_t at = (size_t)pe_rand(E, (uint32_t)n) * entry, last = (n - 1) * entry;
-    alignas(8) uint8_t msg[4 + PE_MAXMSG];
+static void pe_pool_deliver(pe_engine* E, uint32_t i) {
+    const size_t entry = PE_POOL_ENTRY, n = E->pool.size() / entry;
+    const size_t at = (size_t)i * entry, last = (n - 1) * entry;
+    alignas(8) uint8_t msg[PE_POOL_ENTRY];
     memcpy(msg, &E->pool[at], entry);
     memmove(&E->pool[at], &E->pool[last], entry);
     E->pool.resize(last);
@@ -253,20 +257,21 @@ static void pe_pool_deliver(pe_engine* E) {
 
 static int pe_step_random(pe_engine* E) {
     if (E->inbox_pos < E->inbox.size()) { pe_inbox_next(E); return 1; }   // into the pool
-    const bool pool = !E->pool.empty(), ready = !E->rset.empty(), idle = !E->iset.empty();
-    const uint32_t choices = pool + ready + idle;
-    if (!choices) return 0;
-    uint32_t pick = pe_rand(E, choices);
-    if (pool && pick-- == 0) { pe_pool_deliver(E); return 1; }
-    if (ready && pick-- == 0) {
-        uint32_t dev = pe_set_take(E->rset, E->rpos, pe_rand(E, (uint32_t)E->rset.size()));
+    const uint64_t pool = E->pool.size() / PE_POOL_ENTRY, ready = E->rset.size(), idle = E->iset.size();
+    const uint64_t events = pool + ready + idle;
+    if (!events) return 0;
+    uint32_t pick = pe_rand(E, (uint32_t)std::min<uint64_t>(events, UINT32_MAX));
+    if (pick < pool) { pe_pool_deliver(E, pick); return 1; }
+    pick -= (uint32_t)pool;
+    if (pick < ready) {
+        uint32_t dev = pe_set_take(E->rset, E->rpos, pick);
         E->qflags[dev] &= ~PE_Q_READY;
         uint32_t out = E->rts[dev] & ~PE_RTC_BIT;
         if (out) pe_send(E, dev, pe_type(E, dev), pe_random_pin(E, out));
         else if (E->rts[dev] && !(E->qflags[dev] & PE_Q_IDLE)) pe_mark_idle(E, dev);
         return 1;
     }
-    uint32_t i = pe_rand(E, (uint32_t)E->iset.size());
+    uint32_t i = std::min<uint32_t>(pick - (uint32_t)ready, (uint32_t)idle - 1);
     uint32_t dev = E->iset[i];
     if (E->inflight[dev]) return 1;      // messages are on their way to it: not idle yet
     pe_set_take(E->iset, E->ipos, i);
