@@ -41,6 +41,15 @@ def redis_url() -> str:
     return DEFAULT
 
 
+def given_url() -> str | None:
+    """The URL the environment names ($PSTACK_REDIS, $PSTACK_REDIS_FILE), or
+    None: for programs that must not fall back on a user's own file or the
+    local default (a worker host needs the engine identity)."""
+    if os.environ.get(ENV_URL) or os.environ.get(ENV_FILE):
+        return redis_url()
+    return None
+
+
 def read_url_file(path: Path) -> str:
     """The URL in PATH, which must be private to its owner."""
     try:

@@ -52,7 +52,7 @@ import psutil
 import redis
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
-from broker import acl, credentials
+from broker import credentials
 from broker.control import Control, connect
 from broker.credentials import CredentialsError, redact, write_private
 from broker.dataplane import is_loopback, parse_ip
@@ -509,12 +509,12 @@ def worker(d: str | Path, url: str | None = None, pds: int = 2, slots: int = 1,
 
 
 def _url_from_environment() -> str:
-    """The URL a worker host was given: $PSTACK_REDIS or $PSTACK_REDIS_FILE
-    (never a user's own file: a worker needs the engine identity)."""
-    if not (os.environ.get(credentials.ENV_URL) or os.environ.get(credentials.ENV_FILE)):
+    """The URL a worker host was given (never a user's own file)."""
+    url = credentials.given_url()
+    if not url:
         raise ClusterError("give the head's engine URL (`pstack-cluster url HEADDIR --engine`): "
                            "--redis-file FILE, $PSTACK_REDIS or $PSTACK_REDIS_FILE")
-    return credentials.redis_url()
+    return url
 
 
 def _check_engine_url(url: str) -> None:
@@ -524,10 +524,7 @@ def _check_engine_url(url: str) -> None:
     problem = _ping(url)
     if problem:
         raise ClusterError(f"Redis at {redact(url)} does not answer: {problem}")
-    who = acl.whoami(connect(url))
-    if who not in (acl.ENGINE, acl.ADMIN, acl.OPEN):
-        raise ClusterError(f"this URL is user {who}'s: a worker needs the engine identity "
-                           "(`pstack-cluster url HEADDIR --engine` on the head)")
+    identities.require_engine(connect(url))
 
 
 def _pd_args(advertise: str | None) -> str:

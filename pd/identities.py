@@ -143,3 +143,13 @@ def del_user(d: Path, name: str) -> None:
 def users(d: Path) -> dict[str, str]:
     with as_admin(d) as r:
         return acl.users(r)
+
+
+def require_engine(r: redis.Redis) -> None:
+    """Refuse a user's URL where engines run: they need the engine identity
+    (or admin's, or an open Redis's)."""
+    who = r.execute_command("ACL", "WHOAMI")
+    who = who.decode() if isinstance(who, bytes) else who
+    if who not in (acl.ENGINE, acl.ADMIN, acl.OPEN):
+        raise IdentityError(f"this URL is user {who}'s: workers need the engine identity "
+                            "(`pstack-cluster url HEADDIR --engine` on the head)")

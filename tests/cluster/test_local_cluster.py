@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from clusters import identity, processes_of, run_cluster, stop_and_sweep
 from conftest import kill_tree
 from faults import record
 from tinyapp import forever_app, ring_app
@@ -29,24 +30,6 @@ from pd.cluster import interface_address, is_loopback, redis_host, rpc
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cluster(*args: object, timeout: float = 90, **env: str) -> subprocess.CompletedProcess:
-    """`pstack-cluster ARGS` with ENV added to its environment."""
-    return subprocess.run([sys.executable, "-m", "pd.cluster", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
-
-
-def processes_of(d: Path) -> list[psutil.Process]:
-    """Processes working in D or naming it: supervisord, redis, pd, workers."""
-    found = []
-    for p in psutil.process_iter(["cwd", "cmdline", "status"]):
-        if p.pid == os.getpid() or p.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        cwd, cmd = p.info["cwd"] or "", " ".join(p.info["cmdline"] or ())
-        if cwd == str(d) or cwd.startswith(f"{d}/") or str(d) in cmd:
-            found.append(p)
-    return found
-
-
 def wait_for(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
@@ -56,17 +39,6 @@ def wait_for(check, timeout: float, what: str):
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout} s")
         time.sleep(0.1)
-
-
-def stop_and_sweep(d: Path) -> None:
-    run_cluster("stop", d)                       # even when the test failed
-    left = processes_of(d)
-    for p in left:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(left, timeout=5)
 
 
 @pytest.fixture
@@ -81,13 +53,6 @@ def worker_dir(tmp_path):
     d = tmp_path / "w"
     yield d
     stop_and_sweep(d)
-
-
-def identity(d: Path, which: str) -> str:
-    """The full URL of the cluster's identity WHICH ("admin", "engine")."""
-    out = run_cluster("url", d, f"--{which}")
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 def start_cluster(d: Path, *args: object) -> str:
