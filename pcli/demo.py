@@ -1,7 +1,8 @@
-"""`make demo`: start a local cluster (redis-server and two pd under
-supervisord) in a temporary folder, run the ring oscillator through the
-Python API split into two regions (n0, n1 | n2, n3), one on each engine,
-print its result, and stop the cluster."""
+"""`make demo`: start a local cluster (redis-server, the scheduler and two
+pd under supervisord) in a temporary folder, add a user `demo`, run the
+ring oscillator as that user through the Python API split into two regions
+(n0, n1 | n2, n3), one on each engine, print its result, and stop the
+cluster."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from broker.credentials import redact
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "apps" / "ring_v2.xml"
@@ -23,11 +26,14 @@ def cluster(*args: str) -> str:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pstack-demo-") as folder:
-        print(f"Starting a local cluster in {folder} (redis-server, 2 x pd)")
-        out = cluster("start", folder, "--pds", "2")
-        url = next(line.split("=", 1)[1] for line in out.splitlines() if line.startswith("PSTACK_REDIS="))
-        os.environ["PSTACK_REDIS"] = url
+        print(f"Starting a local cluster in {folder} (redis-server, the scheduler, 2 x pd)")
+        cluster("start", folder, "--pds", "2")
         try:
+            # adduser's last line is the user's PSTACK_REDIS=URL (kept in this process only)
+            # TODO(lead): an ordinary user (no --admin) once requests land
+            url = cluster("adduser", folder, "demo", "--admin").splitlines()[-1].split("=", 1)[1]
+            os.environ["PSTACK_REDIS"] = url
+            print(f"Added user demo: pcli connects as {redact(url)}")
             import pcli
             print("Engines:", ", ".join(f"{e['name']} ({e['slots']} slot)" for e in pcli.engines()))
             rmap = {"n2": 1, "n3": 1}

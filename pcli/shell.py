@@ -22,6 +22,7 @@ import redis
 from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
 from rich.table import Table
 
+from broker.credentials import CredentialsError, refuse_on_command_line
 from psim.cli import json_object
 from psim.errors import BadInput
 from . import api, context
@@ -303,7 +304,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.redis:
-        os.environ["PSTACK_REDIS"] = args.redis
+        try:
+            os.environ["PSTACK_REDIS"] = refuse_on_command_line(args.redis, "--redis")
+        except CredentialsError as e:
+            raise SystemExit(f"pcli: {e}") from None
     scripted = args.commands or (not sys.stdin.isatty() and sys.stdin.readlines())
     shell = Shell(color=not args.nocolor, quiet=args.quiet or bool(scripted),
                   history=not scripted)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from broker import keys
+from broker.credentials import redact
 from pcli import api
 
 HELP = ("run a two-region ring on every pair of live engines and report "
@@ -84,7 +85,7 @@ def check(url: str, timeout: float = TIMEOUT, out: Callable[[str], None] = print
     with _pointing_at(url):
         names = sorted(e["name"] for e in api.engines() if e["alive"])
         if len(names) < 2:
-            out(f"{len(names)} live engine{'s' * (len(names) != 1)} at {url}: no pair to check"
+            out(f"{len(names)} live engine{'s' * (len(names) != 1)} at {redact(url)}: no pair to check"
                 + (f" ({names[0]})" if names else ""))
             return len(names) == 1
         pairs = [Pair(a, b, api.run(RING, rmap=RMAP, rcon={0: a, 1: b}, async_=True).pid)

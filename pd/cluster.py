@@ -1,24 +1,32 @@
-"""Local pstack clusters: redis-server and pd daemons kept alive by supervisord.
+"""Local pstack clusters: redis-server, the scheduler and pd daemons kept
+alive by supervisord.
 
-    python -m pd.cluster start DIR [--pds N] [--slots S] [--port P] [--password PW]
+    python -m pd.cluster start DIR [--pds N] [--slots S] [--port P]
                                [--bind ADDR] [--advertise ADDR] [--name PREFIX]
-    python -m pd.cluster worker DIR [--redis URL] [--advertise ADDR] [--pds N] [--slots S]
-                               [--name PREFIX]
+    python -m pd.cluster worker DIR [--redis-file FILE] [--advertise ADDR] [--pds N]
+                               [--slots S] [--name PREFIX]
+    python -m pd.cluster adduser DIR NAME [--admin] [--write FILE]
+    python -m pd.cluster deluser DIR NAME
+    python -m pd.cluster users DIR
     python -m pd.cluster stop DIR
     python -m pd.cluster status DIR
-    python -m pd.cluster url DIR
+    python -m pd.cluster url DIR [--engine | --admin]
     python -m pd.cluster check [DIR] [--redis URL] [--timeout S]
 
-DIR holds everything a cluster needs: supervisord.conf (filled in from
-conf/supervisord-head.conf.in or conf/supervisord-worker.conf.in), the
-supervisord socket and pid file, the logs (supervisord.log, redis.log,
-pd-K.log) and redis.url. `start` prints `PSTACK_REDIS=URL` on stdout, so
-`export $(python -m pd.cluster start DIR)` points pcli at the new cluster.
+DIR (mode 0700) holds everything a cluster needs: supervisord.conf (filled
+in from conf/supervisord-head.conf.in or conf/supervisord-worker.conf.in),
+redis.conf, the supervisord socket and pid file, the logs (supervisord.log,
+redis.log, scheduler.log, pd-K.log) and the identities (pd/identities.py:
+users.acl, admin.url, engine.url; redis.url, the address without secret).
+A head's Redis refuses anonymous clients: `adduser` prints a user's
+`PSTACK_REDIS=URL` line, so `export $(pstack-cluster adduser DIR NAME)`
+points pcli at the cluster as NAME.  No secret is ever on a command line
+or printed unless asked for (adduser, `url --engine`, `url --admin`).
 The head's Redis keeps an append-only file in DIR, so a restart of Redis or
-of the cluster keeps processes, the queue and the pid counter.  `check`
-runs a two-region process on every pair of live engines (pd/check.py).
-The same command is installed as `pstack-cluster`; start() and stop() are
-the Python API.  See conf/README.md and docs/deployment.md.
+of the cluster keeps processes, the queue, the pid counter and users.
+`check` runs a two-region process on every pair of live engines
+(pd/check.py).  The same command is installed as `pstack-cluster`; start()
+and stop() are the Python API.  See conf/README.md and docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -38,16 +46,19 @@ import sys
 import time
 import xmlrpc.client
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import psutil
 import redis
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
+from broker import credentials
 from broker.control import Control, connect
+from broker.credentials import CredentialsError, redact, write_private
 from broker.dataplane import is_loopback, parse_ip
 
-from . import check
+from . import check, identities
+from .identities import IdentityError, engine_path, public_path
 
 # The supervisord templates: pd/conf in an installed wheel (setup.cfg ships
 # conf/ there), else conf/ of the checkout this file is in.
@@ -75,8 +86,8 @@ def pid_path(d: Path) -> Path:
     return d / "supervisord.pid"
 
 
-def url_path(d: Path) -> Path:
-    return d / "redis.url"
+def redis_conf_path(d: Path) -> Path:
+    return d / "redis.conf"
 
 
 def cluster_dir(d: str | Path) -> Path:
@@ -90,14 +101,6 @@ def tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return f"  ({path} does not exist)"
     return "\n".join("  " + line for line in text) or f"  ({path} is empty)"
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it may hold a password)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
 
 
 # -- supervisord -------------------------------------------------------------
@@ -176,27 +179,35 @@ def write_conf(d: Path, template: str, **values: object) -> Path:
         mapping[key] = _supervisord_quote(value)
         mapping[key + "_q"] = _supervisord_quote(shlex.quote(str(value)))
     text = string.Template((CONF_DIR / template).read_text()).substitute(mapping)
-    _write_private(conf_path(d), text)
+    write_private(conf_path(d), text)
     return conf_path(d)
 
 
 def _launch(d: Path, template: str, **values: object) -> None:
     """Write DIR/supervisord.conf and start supervisord (it daemonizes)."""
-    if "%" in str(d):  # supervisor expands some paths twice
-        raise ClusterError(f"{d}: the cluster folder's path may not contain %")
-    if len(str(sock_path(d))) > 100:
-        raise ClusterError(f"{d}: path too long for supervisord's unix socket")
-    d.mkdir(parents=True, exist_ok=True)
     conf = write_conf(d, template, dir=d, sock=sock_path(d),
                       user=getpass.getuser(), python=sys.executable, **values)
+    # Its programs take their identity from DIR's files, never from whoever
+    # ran pstack-cluster (whose $PSTACK_REDIS would win over the file).
+    env = {k: v for k, v in os.environ.items() if k not in credentials.VARIABLES}
     proc = subprocess.run(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT, env=env)
     if proc.returncode != 0:
         raise ClusterError(
             f"supervisord did not start (exit {proc.returncode}):\n"
             f"{proc.stdout}{proc.stderr}".rstrip() + "\n"
             f"{d / 'supervisord.log'}:\n{tail(d / 'supervisord.log')}")
+
+
+def _make_dir(d: Path) -> None:
+    """DIR, private to its owner: it holds identities and logs."""
+    if re.search(r'[%"\n]', str(d)):  # supervisor expands % twice; " and newlines end its values
+        raise ClusterError(f"{d}: the cluster folder's path may not contain %, \" or a newline")
+    if len(str(sock_path(d))) > 100:
+        raise ClusterError(f"{d}: path too long for supervisord's unix socket")
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o700)
 
 
 def _not_running(d: Path) -> None:
@@ -269,10 +280,12 @@ def registered(url: str) -> set[str]:
 
 
 def _wait_ready(d: Path, url: str, engines: dict[str, str], with_redis: bool) -> None:
-    """Wait until Redis answers and every daemon runs and is registered.
+    """Wait until Redis answers, every daemon runs and is registered, and
+    on a head the scheduler runs.
 
     ENGINES maps supervisor process names ("pd-0") to engine names.
     """
+    programs = list(engines) + ["scheduler"] * with_redis
     deadline = time.monotonic() + TIMEOUT
     while True:
         info = states(d)
@@ -282,20 +295,20 @@ def _wait_ready(d: Path, url: str, engines: dict[str, str], with_redis: bool) ->
             break
         problem = _ping(url)
         if problem:
-            problem = f"Redis at {url} does not answer: {problem}"
+            problem = f"Redis at {redact(url)} does not answer: {problem}"
         else:
-            down = [e for p, e in engines.items() if info[p]["statename"] != "RUNNING"]
+            down = [p for p in programs if info[p]["statename"] != "RUNNING"]
             unregistered = sorted(set(engines.values()) - registered(url))
             if not down and not unregistered:
                 return
-            problem = ("engines not running: " + ", ".join(down) if down else
+            problem = ("not running: " + ", ".join(down) if down else
                        "engines not registered: " + ", ".join(unregistered))
         if time.monotonic() >= deadline:
             problem += f" (after {TIMEOUT:.0f} s)"
             break
         time.sleep(0.2)
     logs = [d / "supervisord.log"] + [d / "redis.log"] * with_redis
-    logs += [d / f"{p}.log" for p in engines]
+    logs += [d / f"{p}.log" for p in programs]
     raise ClusterError(problem + "\n" + "\n".join(
         f"{log}:\n{tail(log, 10)}" for log in logs))
 
@@ -324,11 +337,11 @@ def _wait_own_redis(d: Path, url: str) -> None:
         try:
             theirs = _redis_pid(url)
         except redis.RedisError as e:
-            problem = f"Redis at {url} does not answer: {e or type(e).__name__}"
+            problem = f"Redis at {redact(url)} does not answer: {e or type(e).__name__}"
         else:
             if theirs == ours["pid"]:
                 return
-            foreign = (f"; the Redis answering at {url} is not this cluster's "
+            foreign = (f"; the Redis answering at {redact(url)} is not this cluster's "
                        f"(pid {theirs}, ours {ours['pid'] or 'not running'})")
             problem = foreign[2:]
             if ours["statename"] == "RUNNING":   # ours is up, yet another answers
@@ -368,7 +381,7 @@ def _redis_port(d: Path, bind: str, port: int | None) -> int:
     is reported, not joined."""
     if port is None:
         try:
-            previous = urlsplit(url_path(d).read_text().strip()).port
+            previous = urlsplit(public_path(d).read_text().strip()).port
         except (OSError, ValueError):
             previous = None
         free = previous is not None and _port_in_use(bind, previous) is None
@@ -438,54 +451,80 @@ def redis_host(bind: str, advertise: str | None) -> str:
 # -- commands ----------------------------------------------------------------
 
 def start(d: str | Path, pds: int = 2, slots: int = 1, port: int | None = None,
-          password: str | None = None, bind: str = "127.0.0.1",
-          name: str | None = None, advertise: str | None = None) -> str:
-    """Start redis-server and PDS daemons under supervisord; return the URL.
+          bind: str = "127.0.0.1", name: str | None = None, advertise: str | None = None) -> str:
+    """Start redis-server, the scheduler and PDS daemons under supervisord;
+    return the cluster's address (redis://HOST:PORT/0, no identity).
 
-    The URL names Redis by address (see redis_host); ADVERTISE is the
-    address other hosts reach this host's regions at (pd --advertise)."""
+    Redis refuses anonymous clients: the first start makes the admin and
+    engine identities (pd/identities.py), later starts keep them.  The URL
+    names Redis by address (see redis_host); ADVERTISE is the address other
+    hosts reach this host's regions at (pd --advertise)."""
     d = cluster_dir(d)
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(server, os.X_OK):
         raise ClusterError("redis-server not found; on Debian/Ubuntu: "
                            "apt-get install -y redis-server")
-    if not is_loopback(bind) and not password:
-        raise ClusterError(f"Redis on {bind} would be open to the network: "
-                           "give it a --password")
     if advertise:
         advertise = check_advertise(advertise, redis_remote=not is_loopback(bind))
     prefix, engines = _engines(d, name, pds)
+    _make_dir(d)
     _not_running(d)
     port = _redis_port(d, bind, port)
     host = redis_host(bind, advertise)
-    host = f"[{host}]" if ":" in host else host
-    auth = f":{quote(password, safe='')}@" if password else ""
-    url = f"redis://{auth}{host}:{port}/0"
-    redis_auth = f"--requirepass {shlex.quote(password)}" if password else ""
-    return _bring_up(d, "supervisord-head.conf.in", url, engines, with_redis=True,
-                     redis_server=server, bind=bind, port=port, redis_auth=redis_auth,
+    public = f"redis://[{host}]:{port}/0" if ":" in host else f"redis://{host}:{port}/0"
+    identities.prepare(d, public)
+    write_private(redis_conf_path(d), _redis_conf(d, bind, port))
+    return _bring_up(d, "supervisord-head.conf.in", engines, public=public,
+                     redis_server=server, redis_conf=redis_conf_path(d),
                      name=prefix, pds=pds, slots=slots, pd_args=_pd_args(advertise))
+
+
+def _redis_conf(d: Path, bind: str, port: int) -> str:
+    """redis.conf: persistent (an append-only file in DIR, fsynced every
+    second; no RDB snapshots: the AOF is the one copy), identities in DIR's
+    ACL file.  A file, so that nothing is on redis-server's command line."""
+    def quoted(path: Path) -> str:
+        return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "\n".join([f"bind {bind}", f"port {port}", 'save ""', "appendonly yes",
+                      "appendfsync everysec", f"dir {quoted(d)}", "daemonize no",
+                      f"aclfile {quoted(identities.acl_path(d))}", ""])
 
 
 def worker(d: str | Path, url: str | None = None, pds: int = 2, slots: int = 1,
            name: str | None = None, advertise: str | None = None) -> str:
-    """Start PDS daemons under supervisord that join the Redis at URL
-    (default $PSTACK_REDIS); return the URL."""
+    """Start PDS daemons under supervisord that join the Redis at URL, the
+    engine identity's (default: $PSTACK_REDIS, else the file named by
+    $PSTACK_REDIS_FILE); return the URL without its secret."""
     d = cluster_dir(d)
-    url = url or os.environ.get("PSTACK_REDIS")
-    if not url:
-        raise ClusterError("give the head's Redis URL: --redis URL or $PSTACK_REDIS")
-    if re.search(r"[\s\"']", url):
-        raise ClusterError(f"bad Redis URL {url!r}")
+    url = url or _url_from_environment()
     if advertise:
         advertise = check_advertise(advertise, redis_remote=not is_loopback(urlsplit(url).hostname))
+    _check_engine_url(url)
+    prefix, engines = _engines(d, name, pds)
+    _make_dir(d)
+    _not_running(d)
+    write_private(engine_path(d), url + "\n")
+    return _bring_up(d, "supervisord-worker.conf.in", engines, url=url,
+                     name=prefix, pds=pds, slots=slots, pd_args=_pd_args(advertise))
+
+
+def _url_from_environment() -> str:
+    """The URL a worker host was given (never a user's own file)."""
+    url = credentials.given_url()
+    if not url:
+        raise ClusterError("give the head's engine URL (`pstack-cluster url HEADDIR --engine`): "
+                           "--redis-file FILE, $PSTACK_REDIS or $PSTACK_REDIS_FILE")
+    return url
+
+
+def _check_engine_url(url: str) -> None:
+    """The head answers at URL, and as an identity that may run engines."""
+    if re.search(r"[\s\"']", url):
+        raise ClusterError(f"bad Redis URL {redact(url)!r}")
     problem = _ping(url)
     if problem:
-        raise ClusterError(f"Redis at {url} does not answer: {problem}")
-    prefix, engines = _engines(d, name, pds)
-    _not_running(d)
-    return _bring_up(d, "supervisord-worker.conf.in", url, engines, with_redis=False,
-                     name=prefix, pds=pds, slots=slots, pd_args=_pd_args(advertise))
+        raise ClusterError(f"Redis at {redact(url)} does not answer: {problem}")
+    identities.require_engine(connect(url))
 
 
 def _pd_args(advertise: str | None) -> str:
@@ -493,23 +532,28 @@ def _pd_args(advertise: str | None) -> str:
     return f"--advertise {shlex.quote(advertise)}" if advertise else ""
 
 
-def _bring_up(d: Path, template: str, url: str, engines: dict[str, str], with_redis: bool,
-              **fields) -> str:
-    """Start supervisord on `template` and wait for the cluster; undo on failure.
+def _bring_up(d: Path, template: str, engines: dict[str, str], public: str | None = None,
+              url: str | None = None, **fields) -> str:
+    """Start supervisord on `template` and wait for the cluster; undo on
+    failure.  A head (PUBLIC given) sets up its identities once its Redis
+    runs; a worker joins URL.  Returns the address without secret.
 
-    On a head the daemons do not start with supervisord: only once the Redis
-    answering at URL is known to be the one it started (never another's)."""
+    On a head the daemons and the scheduler do not start with supervisord:
+    only once the Redis answering at URL is known to be the one it started
+    (never another's), and the engine identity is set."""
     try:
-        _launch(d, template, url=url, **fields)
-        _write_private(url_path(d), url + "\n")
-        if with_redis:
+        _launch(d, template, engine_url=engine_path(d), **fields)
+        if public:
+            url = credentials.read_url_file(identities.admin_path(d))
             _wait_own_redis(d, url)
+            identities.establish(d, public)
             rpc(d).supervisor.startProcessGroup("pd", False)
-        _wait_ready(d, url, engines, with_redis=with_redis)
+            rpc(d).supervisor.startProcess("scheduler", False)
+        _wait_ready(d, url, engines, with_redis=public is not None)
     except BaseException:
         stop(d)
         raise
-    return url
+    return public or redact(url)
 
 
 def _engines(d: Path, name: str | None, pds: int) -> tuple[str, dict[str, str]]:
@@ -529,39 +573,59 @@ def status(d: str | Path) -> int:
         print(f"no cluster is running in {d}")
         return 1
     info = states(d)
-    for n in sorted(info, key=lambda n: (n != "redis", len(n), n)):
+    for n in sorted(info, key=lambda n: (n != "redis", n == "scheduler", len(n), n)):
         print(f"{n:<12} {info[n]['statename']:<9} {info[n]['description']}")
     return 0 if all(i["statename"] == "RUNNING" for i in info.values()) else 1
 
 
-def read_url(d: Path) -> str:
-    """The Redis URL of the cluster started in DIR."""
-    try:
-        return url_path(d).read_text().strip()
-    except OSError:
-        raise ClusterError(f"no cluster was started in {d} ({url_path(d)} is missing)") from None
+def read_url(d: Path, identity: str | None = None) -> str:
+    """DIR's address (no secret), or with IDENTITY ("admin", "engine") that
+    identity's full URL."""
+    if identity is None:
+        return identities.public_url(d)
+    path = identities.admin_path(d) if identity == "admin" else engine_path(d)
+    if not path.exists():
+        raise ClusterError(f"{d} has no {identity} identity ({path} is missing)")
+    return credentials.read_url_file(path)
 
 
 def _check_url(d: Path | None, url: str | None) -> str:
-    """The URL `check` uses: --redis, else DIR's, else $PSTACK_REDIS."""
-    url = url or (read_url(d) if d else os.environ.get("PSTACK_REDIS"))
-    if not url:
-        raise ClusterError("give a cluster folder, --redis URL, or set $PSTACK_REDIS")
-    return url
+    """The URL `check` uses: --redis (without a password), else DIR's admin
+    identity, else the usual lookup (broker/credentials.py)."""
+    if url:
+        return credentials.refuse_on_command_line(url, "--redis")
+    return read_url(d, "admin") if d else credentials.redis_url()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The `python -m pd.cluster` command; returns the exit status."""
-    prog = Path(sys.argv[0]).name
-    prog = prog if prog == "pstack-cluster" else "python -m pd.cluster"
+def adduser(d: Path, name: str, role: str, write: Path | None) -> None:
+    """Add user NAME; print its PSTACK_REDIS line (the last, alone on stdout)
+    or write it to the private file WRITE."""
+    url = identities.add_user(d, name, role)
+    if write:
+        write_private(write, url + "\n")
+        print(f"user {name} ({role}): its URL is in {write} (mode 0600)", file=sys.stderr)
+        return
+    print(f"user {name} ({role}) added; give them this line, and no one else "
+          "(its secret is not kept here: adduser again makes a new one):", file=sys.stderr)
+    print(f"{credentials.ENV_URL}={url}")
+
+
+def print_users(d: Path) -> None:
+    rows = sorted(identities.users(d).items())
+    width = max([4] + [len(n) for n, _ in rows])
+    for n, role in [("NAME", "ROLE")] + rows:
+        print(f"{n:<{width}}  {role}")
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Run a pstack cluster (redis-server and pd daemons) "
+        description="Run a pstack cluster (redis-server, the scheduler and pd daemons) "
                     "under supervisord, everything kept in DIR.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help, description=help, allow_abbrev=False)
         p.add_argument("dir", metavar="DIR", type=Path, help="the cluster folder")
         return p
 
@@ -579,60 +643,95 @@ def main(argv: list[str] | None = None) -> int:
                             "pd (default: the address of the route to Redis); never loopback "
                             "when Redis is reached from other hosts")
 
-    p = command("start", "start a head host: redis-server (persistent, its files in DIR) "
-                         "and pd daemons")
+    p = command("start", "start a head host: redis-server (persistent, its files in DIR; "
+                         "anonymous access refused), the scheduler and pd daemons")
     daemons(p)
     p.add_argument("--port", type=int, metavar="P", help="Redis port, which must be free "
                    "(default: the previous start's if free, else a free one)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                   help="Redis address (default 127.0.0.1; others need --password); with "
-                        "0.0.0.0 or :: the URL names --advertise, else the first address "
-                        "of an up interface")
-    p.add_argument("--password", metavar="PW", help="require this Redis password")
+                   help="Redis address (default 127.0.0.1); with 0.0.0.0 or :: the URL "
+                        "names --advertise, else the first address of an up interface")
     advertise(p)
-    p = command("worker", "start a worker host: pd daemons joining a head's Redis")
+    p = command("worker", "start a worker host: pd daemons joining a head's Redis as its "
+                          "engine identity")
     daemons(p)
-    p.add_argument("--redis", metavar="URL",
-                   help="the head's Redis URL (default $PSTACK_REDIS, which keeps a "
-                        "password off command lines)")
+    p.add_argument("--redis-file", type=Path, metavar="FILE",
+                   help="file (mode 0600) holding the head's engine URL (default "
+                        "$PSTACK_REDIS, else the file named by $PSTACK_REDIS_FILE)")
     advertise(p)
+    p = command("adduser", "add a user (or give one a new secret); prints, last, the "
+                           "user's PSTACK_REDIS=URL line")
+    p.add_argument("name", metavar="NAME", help="the user's name")
+    p.add_argument("--admin", action="store_true", help="an administrator: may do anything")
+    p.add_argument("--write", type=Path, metavar="FILE",
+                   help="write the URL to FILE (mode 0600) instead of printing it")
+    command("deluser", "remove a user; its connections are closed").add_argument("name", metavar="NAME")
+    command("users", "list the users and their roles")
     command("stop", "stop the cluster (not an error if none is running)")
     command("status", "print the state of each program")
-    command("url", "print the Redis URL")
+    p = command("url", "print the cluster's Redis address (without any secret)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--engine", action="store_const", dest="identity", const="engine",
+                       help="the engine identity's full URL, secret included (for workers)")
+    which.add_argument("--admin", action="store_const", dest="identity", const="admin",
+                       help="the admin identity's full URL, secret included")
     p = sub.add_parser("check", help=check.HELP, description=check.HELP)
     p.add_argument("dir", metavar="DIR", type=Path, nargs="?",
-                   help="a cluster folder (its Redis URL is DIR/redis.url)")
-    p.add_argument("--redis", metavar="URL", help="the Redis URL (default: DIR's, "
-                   "else $PSTACK_REDIS)")
+                   help="a head's cluster folder (check acts as its admin)")
+    p.add_argument("--redis", metavar="URL", help="a Redis URL without password (default: "
+                   "DIR's, else $PSTACK_REDIS, $PSTACK_REDIS_FILE, ~/.config/pstack/redis.url)")
     p.add_argument("--timeout", type=float, default=check.TIMEOUT, metavar="S",
                    help=f"seconds each pair may run (default {check.TIMEOUT:.0f})")
-    args = parser.parse_args(argv)
-    d = cluster_dir(args.dir) if args.dir else None
+    return parser
 
+
+def _started(what: str, d: Path, url: str, prefix: str | None, pds: int) -> None:
+    names = ", ".join(f"{prefix or _default_name(d)}-{k}" for k in range(pds))
+    print(f"pstack {what} started in {d}: Redis at {url}, engines {names}")
+
+
+def _run(args: argparse.Namespace, d: Path | None, prog: str) -> int:
+    """Carry out one parsed command; its exit status."""
+    if args.command == "start":
+        url = start(d, args.pds, args.slots, args.port, args.bind, args.name, args.advertise)
+        _started("head", d, url, args.name, args.pds)
+        print(f"add a user: {prog} adduser {d} NAME   (prints the PSTACK_REDIS=... line for NAME)")
+    elif args.command == "worker":
+        url = credentials.read_url_file(args.redis_file) if args.redis_file else None
+        url = worker(d, url, args.pds, args.slots, args.name, args.advertise)
+        _started("worker", d, url, args.name, args.pds)
+    elif args.command == "adduser":
+        adduser(d, args.name, "admin" if args.admin else "user", args.write)
+    elif args.command == "deluser":
+        identities.del_user(d, args.name)
+        print(f"user {args.name} removed; its connections are closed")
+    elif args.command == "users":
+        print_users(d)
+    elif args.command == "check":
+        return 0 if check.check(_check_url(d, args.redis), args.timeout) else 1
+    elif args.command == "stop":
+        if not stop(d):
+            print(f"no cluster is running in {d}", file=sys.stderr)
+    elif args.command == "status":
+        return status(d)
+    elif args.command == "url":
+        print(read_url(d, args.identity))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `python -m pd.cluster` command; returns the exit status."""
+    prog = Path(sys.argv[0]).name
+    prog = prog if prog == "pstack-cluster" else "python -m pd.cluster"
+    args = _parser(prog).parse_args(argv)
+    d = cluster_dir(args.dir) if args.dir else None
     try:
-        if args.command == "start":
-            url = start(d, args.pds, args.slots, args.port, args.password,
-                        args.bind, args.name, args.advertise)
-            print(f"PSTACK_REDIS={url}")
-        elif args.command == "worker":
-            url = worker(d, args.redis, args.pds, args.slots, args.name, args.advertise)
-            print(f"PSTACK_REDIS={url}")
-        elif args.command == "check":
-            return 0 if check.check(_check_url(d, args.redis), args.timeout) else 1
-        elif args.command == "stop":
-            if not stop(d):
-                print(f"no cluster is running in {d}", file=sys.stderr)
-        elif args.command == "status":
-            return status(d)
-        elif args.command == "url":
-            print(read_url(d))
-    except ClusterError as e:
+        return _run(args, d, prog)
+    except (ClusterError, IdentityError, CredentialsError, ValueError) as e:
         print(f"{prog} {args.command}: {e}", file=sys.stderr)
-        return 1
     except (OSError, xmlrpc.client.Error, redis.RedisError, subprocess.SubprocessError) as e:
         print(f"{prog} {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return 1
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import redis
 
 from broker import keys
 from broker.control import HEARTBEAT_TTL_MS, Control, Job, connect
+from broker.credentials import CredentialsError, redact, redis_url, refuse_on_command_line
 
 from .limits import FILE_MB, Policy, where
 
@@ -85,7 +86,7 @@ class Daemon:
                 raise SystemExit(f"pd: engine name '{self.name}' is used by another live daemon")
             self.stopping.wait(0.5)
         self.registered = True
-        log.info("engine %s registered (%d slots)", self.name, self.slots)
+        log.info("engine %s registered (%d slots) at %s", self.name, self.slots, redact(self.url))
 
     def heartbeats(self) -> None:
         psutil.cpu_percent()
@@ -212,10 +213,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("-w", "--workers", type=int, default=os.cpu_count() or 1, help="regions run at once (slots)")
     p.add_argument("-n", "--name", default=socket.gethostname(), help="engine name (default: host name)")
-    p.add_argument("-h", "--host", default="localhost", help="Redis host (default localhost)")
-    p.add_argument("-p", "--port", type=int, default=6379, help="Redis port (default 6379)")
-    p.add_argument("--redis", help="Redis URL (overrides -h and -p; default $PSTACK_REDIS)")
-    p.add_argument("--password", help="Redis password")
+    p.add_argument("-h", "--host", help="Redis host (default localhost)")
+    p.add_argument("-p", "--port", type=int, help="Redis port (default 6379)")
+    p.add_argument("--redis", help="Redis URL without password (overrides -h and -p; default: "
+                   "$PSTACK_REDIS, else the file named by $PSTACK_REDIS_FILE, else ~/.config/pstack/redis.url)")
     p.add_argument("--advertise", metavar="ADDR", help="address other hosts reach this one's regions at "
                    "(default $PSTACK_DATA_HOST, else the local address of the route to Redis)")
     p.add_argument("--memory-mb", type=int, metavar="N", help="memory of a region whose process "
@@ -239,10 +240,21 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format=f"%(asctime)s pd[{args.name}] %(message)s")
-    url = args.redis or os.environ.get("PSTACK_REDIS") or f"redis://{args.host}:{args.port}/0"
+    try:
+        url = _url(args)
+    except CredentialsError as e:
+        p.exit(2, f"pd: {e}\n")
     if args.advertise:
         os.environ["PSTACK_DATA_HOST"] = args.advertise      # read by the workers' data plane
-    if args.password:
-        os.environ["PSTACK_PASSWORD"] = args.password       # for the workers too
     Daemon(url, args.name, args.workers, policy).run()
     return 0
+
+
+def _url(args: argparse.Namespace) -> str:
+    """The Redis URL: --redis, else -h/-p, else broker/credentials.py's lookup
+    (a secret comes from the environment or a file, never the command line)."""
+    if args.redis:
+        return refuse_on_command_line(args.redis, "--redis")
+    if args.host or args.port:
+        return f"redis://{args.host or 'localhost'}:{args.port or 6379}/0"
+    return redis_url()

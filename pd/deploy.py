@@ -10,10 +10,11 @@ each, and check from here that its engines registered.
 The wheelhouse (the pstack wheel built from a source tree, plus wheels of
 every dependency) is built once here and cached; each host, in parallel,
 gets it uploaded to PREFIX/wheelhouse and installs from it alone (`pip
-install --no-index`), so hosts need no internet access.  The Redis URL (the
-head's, with its password) comes from --redis-file or $PSTACK_REDIS and is
-only ever written to PREFIX/redis.url (mode 0600) on each host: never on a
-command line, here or there.  Re-running upgrades in place.  See
+install --no-index`), so hosts need no internet access.  The Redis URL, the
+head's engine identity's (`pstack-cluster url HEADDIR --engine`, or the file
+HEADDIR/engine.url), comes from --redis-file, $PSTACK_REDIS or
+$PSTACK_REDIS_FILE and is only ever written to PREFIX/redis.url (mode 0600)
+on each host: never on a command line, here or there.  Re-running upgrades in place.  See
 docs/deployment.md, "Deploying to many hosts".
 """
 
@@ -29,13 +30,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncssh
 import redis
 
+from broker import credentials
 from broker.control import Control, connect
+from broker.credentials import CredentialsError, redact, scrub
 
+from . import identities
+from .identities import IdentityError
 from .wheelhouse import BuildError, Wheelhouse, build_wheelhouse, default_cache
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -185,13 +189,11 @@ WantedBy=multi-user.target
 WORKER_SH = """\
 #!/bin/sh
 # Written by pstack-deploy: starts this host's pstack worker, engines
-# {name}-0 ... under supervisord in {prefix}/cluster.  The Redis URL, with
-# its password, is read from {prefix}/redis.url (mode 0600) so that it never
-# appears on a command line; stdout (which repeats the URL) is dropped.
-PSTACK_REDIS=$(cat {prefix}/redis.url) || exit 1
-export PSTACK_REDIS
-exec {prefix}/venv/bin/pstack-cluster worker {prefix}/cluster --pds {pds} --slots {slots} \\
-    --name {name}{advertise} >/dev/null
+# {name}-0 ... under supervisord in {prefix}/cluster.  The head's engine
+# URL, with its secret, is in {prefix}/redis.url (mode 0600): pstack-cluster
+# reads it there, so that it never appears on a command line.
+exec {prefix}/venv/bin/pstack-cluster worker {prefix}/cluster --redis-file {prefix}/redis.url \\
+    --pds {pds} --slots {slots} --name {name}{advertise} >/dev/null
 """
 
 
@@ -210,8 +212,7 @@ class Host:
 
     def redact(self, text: str) -> str:
         """TEXT with the Redis password masked (remote errors may quote the URL)."""
-        password = urlsplit(self.opts.url).password
-        return text.replace(password, "***") if password else text
+        return scrub(text, self.opts.url)
 
     async def connect(self) -> None:
         client = _Client(self.opts.known_hosts, self.opts.port)
@@ -430,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
                     "upgrades in place. Exit status 1 if any host failed.")
     p.add_argument("targets", nargs="+", metavar="[USER@]HOST", help="hosts to deploy to")
     p.add_argument("--redis-file", type=Path, metavar="FILE",
-                   help="file holding the head's Redis URL, e.g. HEADDIR/redis.url "
-                        "(default $PSTACK_REDIS)")
+                   help="file (mode 0600) holding the head's engine URL, e.g. HEADDIR/engine.url "
+                        "(default $PSTACK_REDIS, else the file named by $PSTACK_REDIS_FILE)")
     p.add_argument("--prefix", default="/opt/pstack", help="install folder on each host "
                    "(default /opt/pstack)")
     p.add_argument("--pds", type=int, default=1, metavar="N", help="pd daemons per host (default 1)")
@@ -468,11 +469,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     try:
-        url = args.redis_file.read_text().strip() if args.redis_file else os.environ.get("PSTACK_REDIS")
-    except OSError as e:
-        return fail(f"--redis-file: {e}")
+        url = credentials.read_url_file(args.redis_file) if args.redis_file else credentials.given_url()
+    except CredentialsError as e:
+        return fail(str(e))
     if not url:
-        return fail("give the head's Redis URL: --redis-file FILE or $PSTACK_REDIS")
+        return fail("give the head's engine URL (`pstack-cluster url HEADDIR --engine`): "
+                    "--redis-file FILE, $PSTACK_REDIS or $PSTACK_REDIS_FILE")
     if not PREFIX_RE.fullmatch(args.prefix) or len(args.prefix) > 60:
         return fail(f"--prefix {args.prefix!r}: an absolute path of letters, digits, _ . - / "
                     "(at most 60 characters: supervisord's socket lives below it)")
@@ -492,9 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     if source is None:
         return fail("pstack is not running from a checkout: give --source DIR")
     try:
-        connect(url).ping()     # the engines' registration is checked from here
+        identities.require_engine(connect(url))     # the engines' registration is checked from here
     except redis.RedisError as e:
-        return fail(f"the head's Redis does not answer from here: {e}")
+        return fail(f"the head's Redis at {redact(url)} does not answer from here: {e}")
+    except IdentityError as e:
+        return fail(str(e))
     try:
         house = build_wheelhouse(source, args.cache)
     except BuildError as e:

@@ -17,32 +17,17 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from clusters import identity, processes_of, run_cluster, stop_and_sweep
 from conftest import kill_tree
 from faults import record
 from tinyapp import forever_app, ring_app
 
 import pcli
 from broker import keys
+from broker.credentials import redact
 from pd.cluster import interface_address, is_loopback, redis_host, rpc
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cluster(*args: object, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pd.cluster", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def processes_of(d: Path) -> list[psutil.Process]:
-    """Processes working in D or naming it: supervisord, redis, pd, workers."""
-    found = []
-    for p in psutil.process_iter(["cwd", "cmdline", "status"]):
-        if p.pid == os.getpid() or p.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        cwd, cmd = p.info["cwd"] or "", " ".join(p.info["cmdline"] or ())
-        if cwd == str(d) or cwd.startswith(f"{d}/") or str(d) in cmd:
-            found.append(p)
-    return found
 
 
 def wait_for(check, timeout: float, what: str):
@@ -54,17 +39,6 @@ def wait_for(check, timeout: float, what: str):
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout} s")
         time.sleep(0.1)
-
-
-def stop_and_sweep(d: Path) -> None:
-    run_cluster("stop", d)                       # even when the test failed
-    left = processes_of(d)
-    for p in left:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(left, timeout=5)
 
 
 @pytest.fixture
@@ -82,10 +56,10 @@ def worker_dir(tmp_path):
 
 
 def start_cluster(d: Path, *args: object) -> str:
-    """Start a head cluster in D; its Redis URL."""
+    """Start a head cluster in D; a URL that may run processes there."""
     out = run_cluster("start", d, "--name", "t", *args)
     assert out.returncode == 0, out.stderr
-    return out.stdout.strip().split("=", 1)[1]
+    return identity(d, "admin")          # TODO(lead): user URL once requests land
 
 
 def redis_pid(d: Path) -> int:
@@ -108,10 +82,10 @@ def test_cluster_starts_restarts_a_killed_daemon_and_stops_cleanly(cluster_dir):
     d = cluster_dir
     out = run_cluster("start", d, "--pds", 2, "--slots", 2, "--name", "t")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("PSTACK_REDIS=redis://127.0.0.1:")
-    url = out.stdout.strip().split("=", 1)[1]
-    assert run_cluster("url", d).stdout.strip() == url
-    r = redis.Redis.from_url(url, decode_responses=True)
+    public = run_cluster("url", d).stdout.strip()
+    assert public.startswith("redis://127.0.0.1:")
+    assert out.stdout.startswith(f"pstack head started in {d}: Redis at {public}, engines t-0, t-1\n")
+    r = redis.Redis.from_url(identity(d, "admin"), decode_responses=True)
     assert r.ping()
     assert r.smembers(keys.ENGINES) == {"t-0", "t-1"}
     assert int(r.hget(keys.engine("t-0"), "slots")) == 2
@@ -123,7 +97,8 @@ def test_cluster_starts_restarts_a_killed_daemon_and_stops_cleanly(cluster_dir):
 
     pids = pd_pids(d)
     server = {i["name"]: i["pid"] for i in rpc(d).supervisor.getAllProcessInfo()}["redis"]
-    first = [server, *pids.values(), int((d / "supervisord.pid").read_text())]
+    scheduler = rpc(d).supervisor.getProcessInfo("scheduler")["pid"]
+    first = [server, scheduler, *pids.values(), int((d / "supervisord.pid").read_text())]
     assert r.hget(keys.engine("t-0"), "daemon").split(":")[1] == str(pids["pd-0"])
 
     os.kill(pids["pd-0"], signal.SIGKILL)
@@ -235,10 +210,13 @@ def unassigned_address() -> str:
 def test_check_runs_every_pair_and_names_the_engine_nobody_reaches(cluster_dir, worker_dir,
                                                                    monkeypatch, tmp_path):
     url = start_cluster(cluster_dir, "--pds", 1)
-    monkeypatch.setenv("PSTACK_REDIS", url)                 # worker takes the URL from here
+    engine = identity(cluster_dir, "engine")
+    monkeypatch.setenv("PSTACK_REDIS", engine)              # worker takes the URL from here
     out = run_cluster("worker", worker_dir, "--pds", 1, "--name", "w")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"PSTACK_REDIS={url}"
+    assert out.stdout.strip() == f"pstack worker started in {worker_dir}: Redis at {redact(engine)}, engines w-0"
+    assert "pstack-engine:***@" in out.stdout
+    monkeypatch.setenv("PSTACK_REDIS", url)
 
     ok = run_cluster("check", cluster_dir)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -248,11 +226,12 @@ def test_check_runs_every_pair_and_names_the_engine_nobody_reaches(cluster_dir, 
 
     bad_address = unassigned_address()
     with open(tmp_path / "pd-bad.log", "wb") as log:
-        bad = subprocess.Popen([sys.executable, "-m", "pd", "-n", "x-bad", "-w", "1", "--redis", url,
-                                "--advertise", bad_address], cwd=ROOT, stdout=log, stderr=log)
+        bad = subprocess.Popen([sys.executable, "-m", "pd", "-n", "x-bad", "-w", "1",
+                                "--advertise", bad_address], cwd=ROOT, stdout=log, stderr=log,
+                               env=dict(os.environ, PSTACK_REDIS=engine))
     try:
         wait_for(lambda: "x-bad" in alive_engines(), 15, "the third daemon registered")
-        out = run_cluster("check", "--redis", url, "--timeout", 30)
+        out = run_cluster("check", cluster_dir, "--timeout", 30)
     finally:
         kill_tree(bad)
     assert out.returncode == 1, out.stdout + out.stderr
@@ -276,11 +255,10 @@ def test_addresses_for_other_hosts_are_never_loopback_names():
 
 def test_a_loopback_advertise_is_refused_when_redis_is_remote(worker_dir, cluster_dir):
     remote = f"redis://{interface_address()}:6379/0"       # refused before anything is sent
-    out = run_cluster("worker", worker_dir, "--redis", remote, "--advertise", "127.0.0.1")
+    out = run_cluster("worker", worker_dir, "--advertise", "127.0.0.1", PSTACK_REDIS=remote)
     assert out.returncode == 1
     assert "loopback address but Redis is reached from other hosts" in out.stderr
-    out = run_cluster("start", cluster_dir, "--bind", "0.0.0.0", "--password", "pw",
-                      "--advertise", "127.0.0.1")
+    out = run_cluster("start", cluster_dir, "--bind", "0.0.0.0", "--advertise", "127.0.0.1")
     assert out.returncode == 1
     assert "loopback address but Redis is reached from other hosts" in out.stderr
     out = run_cluster("start", cluster_dir, "--advertise", unassigned_address())

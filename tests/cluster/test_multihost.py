@@ -28,7 +28,6 @@ from tinyapp import forever_app
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ["head", "w1", "w2"]                 # the module's Network (conftest `network`)
-PASSWORD = "multihost-secret"
 RING = "tests/apps/ring_v2.xml"
 CUT_OFF_SECONDS = 10                         # a lost host's process fails within this
 REJOIN_SECONDS = 30                          # TCP retransmit backoff after the cable is back
@@ -63,25 +62,35 @@ class Site:
     def host(self, name: str) -> Host:
         return self.net.hosts[name]
 
-    def pstack_cluster(self, host: Host, *args: object, timeout: float = 90) -> subprocess.CompletedProcess:
-        return host.run([".venv/bin/pstack-cluster", *args], cwd=ROOT, timeout=timeout)
+    def pstack_cluster(self, host: Host, *args: object, timeout: float = 90, **env: str) -> subprocess.CompletedProcess:
+        return host.run([".venv/bin/pstack-cluster", *args], cwd=ROOT, timeout=timeout, env={**os.environ, **env})
 
-    def _up(self, host: Host, command: str, folder: str, *options: object) -> str:
-        """`pstack-cluster COMMAND DIR OPTIONS` in HOST, DIR named FOLDER; the URL it prints."""
+    def _up(self, host: Host, command: str, folder: str, *options: object, **env: str) -> str:
+        """`pstack-cluster COMMAND DIR OPTIONS` in HOST, DIR named FOLDER; the
+        Redis address it prints."""
         d = self.base / folder
         self.started.append((host, d))                 # stopped even if half started
-        out = self.pstack_cluster(host, command, d, *options)
+        out = self.pstack_cluster(host, command, d, *options, **env)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.startswith("PSTACK_REDIS="), out.stdout
-        return out.stdout.strip().split("=", 1)[1]
+        assert out.stdout.startswith(f"pstack {command if command == 'worker' else 'head'} started"), out.stdout
+        return out.stdout.split("Redis at ", 1)[1].split(",", 1)[0]
+
+    def identity(self, which: str) -> str:
+        """The full URL of the head's identity WHICH ("admin", "engine")."""
+        out = self.pstack_cluster(self.host("head"), "url", self.base / "head", f"--{which}")
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
 
     def start_head(self, *options: object) -> str:
-        """`pstack-cluster start DIR ... --pds 1` on host head (DIR named head); its URL."""
-        return self._up(self.host("head"), "start", "head", *options, "--password", PASSWORD, "--pds", 1)
+        """`pstack-cluster start DIR ... --pds 1` on host head (DIR named head);
+        a URL that may run processes there."""
+        self._up(self.host("head"), "start", "head", *options, "--pds", 1)
+        return self.identity("admin")          # TODO(lead): user URL once requests land
 
-    def start_worker(self, name: str, url: str, *options: object) -> None:
-        """`pstack-cluster worker DIR --redis URL --pds 1` on host NAME (DIR named NAME)."""
-        self._up(self.host(name), "worker", name, "--redis", url, "--pds", 1, *options)
+    def start_worker(self, name: str, *options: object) -> None:
+        """`pstack-cluster worker DIR --pds 1` on host NAME (DIR named NAME), as
+        the head's engine identity (from $PSTACK_REDIS: on no command line)."""
+        self._up(self.host(name), "worker", name, "--pds", 1, *options, PSTACK_REDIS=self.identity("engine"))
 
     def python(self, host: Host, url: str, code: str, timeout: float = 60):
         """Run CODE (which sets `out`) in HOST's Python with PSTACK_REDIS=URL; `out`."""
@@ -134,8 +143,8 @@ def test_hosts_exist_only_in_their_namespaces_and_go_away_with_everything_in_the
 
 def test_a_process_split_across_three_hosts_gives_psims_answer(site):
     url = site.start_head("--bind", site.host("head").addr)
-    site.start_worker("w1", url)
-    site.start_worker("w2", url)
+    site.start_worker("w1")
+    site.start_worker("w2")
 
     res, where = site.run_split(url, rcon={0: HEAD, 1: W1, 2: W2}, rmap={"n1": 1, "n2": 2, "n3": 2})
     assert res["state"] == "finished", res["reason"]
@@ -152,7 +161,7 @@ def test_a_process_split_across_three_hosts_gives_psims_answer(site):
 def test_a_host_cut_off_fails_its_process_within_seconds_and_rejoins(site):
     head, w1 = site.host("head"), site.host("w1")
     url = site.start_head("--bind", head.addr)
-    site.start_worker("w1", url)
+    site.start_worker("w1")
     app = site.base / "forever.xml"
     app.write_text(forever_app("multihost_forever"))
 
@@ -226,7 +235,7 @@ def test_a_head_bound_to_every_address_prints_an_address_others_use(site):
     except ValueError:
         pytest.fail(f"{url}: names {where!r}, not an address")
     assert where == head.addr, url                 # the head's only address on the network
-    site.start_worker("w1", url)
+    site.start_worker("w1")
 
     res, engines = site.run_split(url, rcon={0: HEAD, 1: W1}, rmap={"n2": 1, "n3": 1})
     assert res["state"] == "finished", res["reason"]
@@ -240,9 +249,9 @@ def failing(lines: list[str], a: str, b: str) -> bool:
 
 
 def test_check_finds_the_engine_nobody_can_reach(site):
-    url = site.start_head("--bind", site.host("head").addr)
-    site.start_worker("w1", url)
-    site.start_worker("w2", url)
+    site.start_head("--bind", site.host("head").addr)
+    site.start_worker("w1")
+    site.start_worker("w2")
     check = site.pstack_cluster(site.host("head"), "check", site.base / "head")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "fail" not in check.stdout.lower(), check.stdout
@@ -256,7 +265,7 @@ def test_check_finds_the_engine_nobody_can_reach(site):
     nowhere = str(ipaddress.ip_network((int(subnet.network_address) ^ 256, 24)).network_address + 1)
     assert w2.run(["ip", "addr", "add", f"{nowhere}/32", "dev", "lo"]).returncode == 0
     try:
-        site.start_worker("w2", url, "--advertise", nowhere, "--slots", 2)
+        site.start_worker("w2", "--advertise", nowhere, "--slots", 2)
         check = site.pstack_cluster(site.host("head"), "check", site.base / "head", "--timeout", 5)
     finally:
         w2.run(["ip", "addr", "del", f"{nowhere}/32", "dev", "lo"])
