@@ -30,8 +30,7 @@ def main() -> int:
         cluster("start", folder, "--pds", "2")
         try:
             # adduser's last line is the user's PSTACK_REDIS=URL (kept in this process only)
-            # TODO(lead): an ordinary user (no --admin) once requests land
-            url = cluster("adduser", folder, "demo", "--admin").splitlines()[-1].split("=", 1)[1]
+            url = cluster("adduser", folder, "demo").splitlines()[-1].split("=", 1)[1]
             os.environ["PSTACK_REDIS"] = url
             print(f"Added user demo: pcli connects as {redact(url)}")
             import pcli

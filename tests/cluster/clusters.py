@@ -25,6 +25,18 @@ def identity(d: Path, which: str) -> str:
     return out.stdout.strip()
 
 
+def user_url(adduser_output: str) -> str:
+    """The URL on adduser's last line, `PSTACK_REDIS=URL`."""
+    return adduser_output.splitlines()[-1].split("=", 1)[1]
+
+
+def add_user(d: Path, name: str) -> str:
+    """An ordinary user of the head in D (`adduser D NAME`): its URL."""
+    out = run_cluster("adduser", d, name)
+    assert out.returncode == 0, out.stderr
+    return user_url(out.stdout)
+
+
 def processes_of(d: Path) -> list[psutil.Process]:
     """Processes working in D or naming it: supervisord, redis, pd, workers."""
     found = []

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from clusters import user_url
 from conftest import wait_for
 from netns import Host, Network
 from pd import wheelhouse
@@ -102,7 +103,10 @@ class Site:
         assert out.returncode == 0, out.stderr
         self.url_file = self.base / "head" / "engine.url"       # what workers get, as docs/deployment.md says
         self.engine_url = self.url_file.read_text().strip()
-        self.url = (self.base / "head" / "admin.url").read_text().strip()    # TODO(lead): user URL once requests land
+        out = self.host("head").run([".venv/bin/pstack-cluster", "adduser", self.base / "head", "tester"],
+                                    cwd=ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+        self.url = user_url(out.stdout)
         return self.url
 
     def deploy(self, *targets: str, options: tuple = ()) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from clusters import identity, processes_of, run_cluster, stop_and_sweep
+from clusters import identity, processes_of, run_cluster, stop_and_sweep, user_url
 from conftest import wait_for
 from tinyapp import forever_app
 
@@ -41,11 +41,10 @@ def adduser(d: Path, name: str, *options: str) -> str:
     """`adduser D NAME`: the URL of its last line (checked against the form promised)."""
     out = run_cluster("adduser", d, name, *options)
     assert out.returncode == 0, out.stderr
-    last = out.stdout.splitlines()[-1]
-    match = USER_LINE.fullmatch(last)
-    assert match and match["name"] == name, last
+    match = USER_LINE.fullmatch(out.stdout.splitlines()[-1])
+    assert match and match["name"] == name, out.stdout
     assert f"redis://127.0.0.1:{match['port']}/0" == public(d)
-    return last.split("=", 1)[1]
+    return user_url(out.stdout)
 
 
 def public(d: Path) -> str:
@@ -151,7 +150,7 @@ def test_no_secret_is_in_the_process_list_logs_configuration_or_output(head, mon
     d, started = head
     user = adduser(d, "grace")
     secrets = secrets_of(d, user)
-    monkeypatch.setenv("PSTACK_REDIS", identity(d, "admin"))     # TODO(lead): user URL once requests land
+    monkeypatch.setenv("PSTACK_REDIS", user)
     busy = pcli.run(forever_app("secrets"), async_=True)       # a region worker runs too
     try:
         wait_for(lambda: pcli.info(busy.pid)["state"] == "running")
@@ -185,13 +184,13 @@ def test_a_users_own_config_file_is_used_and_refused_when_others_may_read_it(hea
     home = tmp_path / "home"
     own = home / ".config" / "pstack" / "redis.url"
     own.parent.mkdir(parents=True)
-    url = identity(d, "admin")                   # TODO(lead): adduser's line once users may list engines (reap)
+    url = adduser(d, "heidi")
     own.write_text(f"PSTACK_REDIS={url}\n")      # adduser's line, as printed
     own.chmod(0o600)
     env = {"HOME": str(home), "PSTACK_REDIS": "", "PSTACK_REDIS_FILE": ""}
     out = run_cluster("check", **env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"1 live engine at {public(d).replace('redis://', 'redis://admin:***@')}: " \
+    assert out.stdout.strip() == f"1 live engine at {public(d).replace('redis://', 'redis://heidi:***@')}: " \
                                  "no pair to check (id-0)"
     own.chmod(0o644)
     out = run_cluster("check", **env)

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from clusters import identity, processes_of, run_cluster, stop_and_sweep
+from clusters import add_user, identity, processes_of, run_cluster, stop_and_sweep
 from conftest import kill_tree
 from faults import record
 from tinyapp import forever_app, ring_app
@@ -59,7 +59,7 @@ def start_cluster(d: Path, *args: object) -> str:
     """Start a head cluster in D; a URL that may run processes there."""
     out = run_cluster("start", d, "--name", "t", *args)
     assert out.returncode == 0, out.stderr
-    return identity(d, "admin")          # TODO(lead): user URL once requests land
+    return add_user(d, "tester")
 
 
 def redis_pid(d: Path) -> int:
@@ -192,7 +192,8 @@ def test_stop_and_start_of_a_folder_keep_processes_and_pids(cluster_dir, monkeyp
     assert [r["state"] for r in pcli.block(done)] == ["finished"] * 2
     assert run_cluster("stop", d).returncode == 0
 
-    assert start_cluster(d, "--pds", 1) == url              # same port when it is free
+    assert run_cluster("start", d, "--name", "t", "--pds", 1).returncode == 0
+    assert run_cluster("url", d).stdout.strip() == url.replace(url[8:url.index("@") + 1], "")   # same port
     assert [pcli.info(f.pid)["state"] for f in done] == ["finished"] * 2
     assert pcli.result(done[1].pid)["metrics"]["Delivered messages"] == 12
     assert pcli.run(ring_app("restart"), async_=True).pid == done[1].pid + 1

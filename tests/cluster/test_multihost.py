@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from clusters import user_url
 from conftest import gone, wait_for
 from faults import RUN, record
 from netns import NETNS_ETC, Host, Network
@@ -85,7 +86,9 @@ class Site:
         """`pstack-cluster start DIR ... --pds 1` on host head (DIR named head);
         a URL that may run processes there."""
         self._up(self.host("head"), "start", "head", *options, "--pds", 1)
-        return self.identity("admin")          # TODO(lead): user URL once requests land
+        out = self.pstack_cluster(self.host("head"), "adduser", self.base / "head", "tester")
+        assert out.returncode == 0, out.stderr
+        return user_url(out.stdout)
 
     def start_worker(self, name: str, *options: object) -> None:
         """`pstack-cluster worker DIR --pds 1` on host NAME (DIR named NAME), as
