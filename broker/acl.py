@@ -88,14 +88,24 @@ def set_identity(r: redis.Redis, name: str, rules: list[str], secret: str | None
     return secret
 
 
-def secure(r: redis.Redis) -> dict[str, str]:
+# Redis's own `default` user: off, so no one can be it (a new connection is
+# not authenticated: NOAUTH until AUTH), and it has no password.  Redis 7.0
+# replays the append-only file as `default`, so it keeps every right:
+# without them a restart drops every MULTI/EXEC in the file (the effects of
+# pstack's Lua scripts) with NOPERM.
+DEFAULT_RULES = ("off", "resetpass", "~*", "&*", "+@all")
+
+
+def secure(r: redis.Redis, admin: str | None = None, engine: str | None = None) -> dict[str, str]:
     """Make a Redis a secured pstack cluster: the admin and engine
-    identities (their secrets returned by name), admin recorded as an
-    admin, anonymous access off.  `r` must be allowed to manage ACLs."""
-    made = {ADMIN: set_identity(r, ADMIN, admin_rules()), ENGINE: set_identity(r, ENGINE, engine_rules())}
-    r.hset(keys.USERS, ADMIN, "admin")
-    r.execute_command("ACL", "SETUSER", OPEN, "off")
+    identities with these secrets (new ones if None), admin recorded as an
+    admin (its requests are served too), anonymous access off.  Returns
+    the secrets by name.  `r` must be allowed to manage ACLs."""
+    made = {ADMIN: set_identity(r, ADMIN, admin_rules(), admin),
+            ENGINE: set_identity(r, ENGINE, engine_rules(), engine)}
+    r.execute_command("ACL", "SETUSER", OPEN, "reset", *DEFAULT_RULES)
     save(r)
+    r.hset(keys.USERS, ADMIN, "admin")
     return made
 
 

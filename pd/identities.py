@@ -21,16 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 
-from broker import acl, keys
+from broker import acl
 from broker.credentials import read_url_file, write_private
-
-
-# Redis's own `default` user: off, so no one can be it (a new connection is
-# not authenticated: NOAUTH until AUTH), and it has no password.  Redis 7.0
-# replays the append-only file as `default`, so it keeps every right:
-# without them a restart drops every MULTI/EXEC in the file (the effects of
-# pstack's Lua scripts) with NOPERM.
-DEFAULT_RULES = ("off", "resetpass", "~*", "&*", "+@all")
 
 
 class IdentityError(Exception):
@@ -78,7 +70,7 @@ def prepare(d: Path, public: str) -> None:
     secret = secrets.token_urlsafe(24)
     write_private(admin_path(d), with_identity(public, acl.ADMIN, secret) + "\n")
     digest = hashlib.sha256(secret.encode()).hexdigest()      # the file holds hashes, never secrets
-    write_private(acl_path(d), f"user default {' '.join(DEFAULT_RULES)}\n"
+    write_private(acl_path(d), f"user default {' '.join(acl.DEFAULT_RULES)}\n"
                                f"user {acl.ADMIN} on #{digest} {' '.join(acl.admin_rules())}\n")
 
 
@@ -89,11 +81,7 @@ def establish(d: Path, public: str) -> str:
     admin = with_identity(public, acl.ADMIN, _secret(admin_path(d)) or "")
     r = redis.Redis.from_url(admin, socket_timeout=5, socket_connect_timeout=5)
     try:
-        acl.set_identity(r, acl.ADMIN, acl.admin_rules(), _secret(admin_path(d)))
-        engine = acl.set_identity(r, acl.ENGINE, acl.engine_rules(), _secret(engine_path(d)))
-        r.execute_command("ACL", "SETUSER", acl.OPEN, "reset", *DEFAULT_RULES)
-        acl.save(r)
-        r.hset(keys.USERS, acl.ADMIN, "admin")       # admin acts as a user too (its requests are served)
+        engine = acl.secure(r, _secret(admin_path(d)), _secret(engine_path(d)))[acl.ENGINE]
     finally:
         r.close()
     write_private(admin_path(d), admin + "\n")
