@@ -220,8 +220,8 @@ class Engine:
         if kind == FAIL_FILE_SIZE:
             return f"{limits.file_size_text()} exceeded in {where}"
         if kind == FAIL_SUP_STOP:
-            return (f"the supervisor requested an exit (code {text}) in its end-of-run call, the OnSupervisorIdle "
-                    "body run once more after the run ended idle; the reference fails such runs")
+            return (f"exit requested (code {text}) in {where}: the OnSupervisorIdle body, run once more after "
+                    "the run ended idle (the reference's stop call), may not end the run; the reference fails it")
         return f"{text} (device '{self._dev_id(o.fail_dev)}')"
 
     def _memory_hint(self) -> str:
