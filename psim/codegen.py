@@ -176,6 +176,8 @@ class Generator:
         (zero, then any member initialisers); the handler bodies are member
         functions, so the names of the handler API (supervisor_api.hpp) are in scope."""
         g, what = self.g, f"supervisor '{s.id}'"
+        # the device handler API is not the supervisor's (the reference does not compile these there)
+        self.emit("".join(f"#undef {name}\n" for name in _DEVICE_ONLY))
         props_t, state_t = f"{g.id}_{s.c_name}_properties_t", f"{g.id}_{s.c_name}_state_t"
         self.user_code(s.code, f"{what} Code")
         self.emit(_ASSERT)       # Code may include <cassert>
@@ -195,8 +197,7 @@ class Generator:
                   "    explicit pe_supervisor(const uint8_t* g) : graphProperties((const GRAPH_PROPERTIES_T*)g) {}\n")
         self.member("on_init", "", s.on_init, f"{what}, OnInit")
         self.member("on_idle", "", s.on_idle, f"{what}, OnSupervisorIdle")
-        prologue = (f"        typedef {m.ctype} MESSAGE_T; (void)sizeof(MESSAGE_T);\n"
-                    f"        const {m.ctype}* message = (const {m.ctype}*)pe_msg;\n"
+        prologue = (f"        const {m.ctype}* message = (const {m.ctype}*)pe_msg;\n"
                     f"        alignas(8) uint8_t pe_r[{size}], pe_b[{size}];\n"
                     f"        memset(pe_r, 0xFE, {size}); memset(pe_b, 0xFE, {size});   // as the reference fills them\n"
                     f"        {m.ctype}* reply = ({m.ctype}*)pe_r; {m.ctype}* bcast = ({m.ctype}*)pe_b;\n"
@@ -317,6 +318,7 @@ class Generator:
 
 
 _ASSERT = "#undef assert\n#define assert(c) PE_ASSERT(c)\n"
+_DEVICE_ONLY = ("handler_log", "handler_exit", "handler_checkpoint", "handler_export_key_value")
 
 
 def generate(g: GraphType) -> tuple[str, list[Block]]:
