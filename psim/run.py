@@ -69,12 +69,7 @@ class Loaded:
         if self.used:
             raise RuntimeError("Loaded.engine() gives one engine per load; load again for another")
         self.used = True
-        split = regions is not None or bool(rmap) or opts.region is not None
-        sup = self.instance.graph.supervisor
-        if split and sup is not None:
-            raise Unsupported("supervisors are not supported yet in a run split into regions",
-                              self.instance.graph.file, sup.line)
-        if not split:
+        if regions is None and not rmap and opts.region is None:
             return Engine(self.module, self.instance, opts)
         if regions is None:
             regions = self.region_array(rmap or {})
@@ -82,6 +77,10 @@ class Loaded:
             raise BadInput(f"region map has {len(regions)} entries for {self.instance.n_devices} devices")
         mine = opts.region or 0
         n = max(n_regions or 0, max(regions, default=0) + 1, mine + 1)
+        sup = self.instance.graph.supervisor
+        if sup is not None and n > 1:
+            raise Unsupported("supervisors are not supported yet in a run split into regions",
+                              self.instance.graph.file, sup.line)
         return Engine(self.module, self.instance, opts, regions, mine, n)
 
 

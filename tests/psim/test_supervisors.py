@@ -127,3 +127,9 @@ def test_init_may_return_and_output_directory(tmp_path, monkeypatch):
 def test_split_runs_are_refused_for_now():
     with pytest.raises(BadInput, match="split into regions"):
         psim(app("split"), rmap={"a": 1}, options={"region": 0})
+
+
+def test_one_region_run_has_its_supervisor():
+    result = psim(app("one_region", receive="RTSREPLY();"), rmap={"a": 0}, options={"region": 0})
+    assert result["status"] == "idle"
+    assert result["states"]["a"] == {"init": 1, "sent": 1, "heard": 1}, result["states"]
