@@ -325,7 +325,7 @@ static int pe_loop(pe_engine* E, uint64_t budget) {
         if (PE_SUPERVISOR) E->round_left--;
         if (E->rem_off && (E->steps & 1023) == 0 && pe_outbox_full(E)) return PE_OUTBOX;
     }
-    return pe_halted(E) || (E->stop && !E->round_left) ? PE_STOPPED : PE_BUDGET;
+    return pe_halted(E) || (PE_SUPERVISOR && E->stop && !E->round_left) ? PE_STOPPED : PE_BUDGET;
 }
 
 // ---- crashes and time limits ---------------------------------------------------
