@@ -199,7 +199,7 @@ class Generator:
         self.member("on_idle", "", s.on_idle, f"{what}, OnSupervisorIdle")
         prologue = (f"        const {m.ctype}* message = (const {m.ctype}*)pe_msg;\n"
                     f"        alignas(8) uint8_t pe_r[{size}], pe_b[{size}];\n"
-                    f"        memset(pe_r, 0xFE, {size}); memset(pe_b, 0xFE, {size});   // as the reference fills them\n"
+                    f"        memset(pe_r, 0xFE, {size}); memset(pe_b, 0xFE, {size});   // as the reference\n"
                     f"        {m.ctype}* reply = ({m.ctype}*)pe_r; {m.ctype}* bcast = ({m.ctype}*)pe_b;\n"
                     "        (void)message; (void)reply; (void)bcast;\n")
         self.member("on_receive", "const uint8_t* pe_msg", s.on_receive,

@@ -75,7 +75,8 @@ class GraphTypeReader:
                            self.file, s.sourceline)
         sid = s.get("id")
         if sid is None or (sid and not _IDENT.match(sid)):
-            raise BadInput(f"<SupervisorType> id={sid!r} is not a valid identifier (nor empty)", self.file, s.sourceline)
+            raise BadInput(f"<SupervisorType> id={sid!r} is not a valid identifier (nor empty)",
+                           self.file, s.sourceline)
         what = f"<SupervisorType id='{sid}'>"
         pins = s.findall(self.ns + "SupervisorInPin")
         if len(pins) != 1:
