@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import Unsupported
-from .model import Code, DeviceType, GraphType, InputPin, OutputPin
+from .model import Code, DeviceType, GraphType, InputPin, OutputPin, SupervisorType
 from .typed import Layout, Scalar, typedef_decl
 
 LINE_FILE = "@GT@"     # the file name g++ reports for application code
@@ -34,6 +34,8 @@ class Generator:
     def source(self) -> str:
         g = self.g
         self.emit('#include "engine_base.hpp"\n')
+        if g.supervisor is not None:
+            self.emit('#include "supervisor_api.hpp"\n')
         self.types()
         self.emit(f"typedef {g.props.ctype} GRAPH_PROPERTIES_T;\n")
         self.constants()
@@ -43,6 +45,8 @@ class Generator:
         for dev in g.devices.values():
             if not dev.external:
                 self.device(dev)
+        if g.supervisor is not None:
+            self.supervisor(g.supervisor)
         self.dispatch()
         self.emit('#include "engine_loop.hpp"\n')
         return "".join(self.out)
@@ -95,7 +99,8 @@ class Generator:
             for kind in ("RTS", "OUTPUT"):
                 names += [(f"{kind}_FLAG_{q}{p.name}", f"1u << {p.index}"),
                           (f"{kind}_INDEX_{q}{p.name}", str(p.index))]
-        names += [(f"INPUT_INDEX_{q}{p.name}", str(p.index)) for p in d.inputs]
+        for p in d.inputs:
+            names += [(f"INPUT_INDEX_{q}{p.name}", str(p.index)), (f"INPUT_FLAG_{q}{p.name}", f"1u << {p.index}")]
         if qualified:
             names += [(f"INPUT_COUNT_{d.id}", str(len(d.inputs))),
                       (f"OUTPUT_COUNT_{d.id}", str(len(d.outputs))),
@@ -109,6 +114,8 @@ class Generator:
     def device(self, d: DeviceType) -> None:
         local = self.pin_names(d, qualified=False)
         local += [("DEVICE_PROPERTIES_T", d.props.ctype), ("DEVICE_STATE_T", d.state.ctype)]
+        if d.sup_out is not None:       # RTSSUP() sets it (supervisor_api.hpp)
+            local.append(("RTS_SUPER_IMPLICIT_SEND_FLAG", f"(1u << {d.sup_out.index})"))
         for name, value in local:
             self.emit(f"#define {name} {value}\n")
         for code in d.shared_code:
@@ -161,6 +168,52 @@ class Generator:
         self.handler(d, "OnReceive", p.on_receive, params, prologue,
                      fn=f"pe_h_{d.id}__OnReceive__{p.name}", label=f"OnReceive of pin '{p.name}'")
 
+    # ---- the supervisor ----------------------------------------------------------------
+
+    def supervisor(self, s: SupervisorType) -> None:
+        """One C++ object (supervisor.hpp makes one per engine): Properties and
+        State are structs of the verbatim member declarations, value-initialised
+        (zero, then any member initialisers); the handler bodies are member
+        functions, so the names of the handler API (supervisor_api.hpp) are in scope."""
+        g, what = self.g, f"supervisor '{s.id}'"
+        # the device handler API is not the supervisor's (the reference does not compile these there)
+        self.emit("".join(f"#undef {name}\n" for name in _DEVICE_ONLY))
+        props_t, state_t = f"{g.id}_{s.c_name}_properties_t", f"{g.id}_{s.c_name}_state_t"
+        self.user_code(s.code, f"{what} Code")
+        self.emit(_ASSERT)       # Code may include <cassert>
+        for ctype, code, label in ((props_t, s.props, "Properties"), (state_t, s.state, "State")):
+            self.emit(f"struct {ctype} {{\n")
+            if code is not None:
+                self.user_code(code, f"{what} {label}")
+            self.emit("};\n")
+        m = s.message.layout
+        size = max(m.size, 1)
+        self.emit(f"typedef {props_t} SUPERVISOR_PROPERTIES_T;\ntypedef {state_t} SUPERVISOR_STATE_T;\n"
+                  "struct pe_supervisor : pe_supervisor_services {\n"
+                  "    SUPERVISOR_PROPERTIES_T pe_props{};\n    SUPERVISOR_STATE_T pe_state{};\n"
+                  "    const GRAPH_PROPERTIES_T* graphProperties;\n"
+                  "    const SUPERVISOR_PROPERTIES_T* supervisorProperties = &pe_props;\n"
+                  "    SUPERVISOR_STATE_T* supervisorState = &pe_state;\n"
+                  "    explicit pe_supervisor(const uint8_t* g) : graphProperties((const GRAPH_PROPERTIES_T*)g) {}\n")
+        self.member("on_init", "", s.on_init, f"{what}, OnInit")
+        self.member("on_idle", "", s.on_idle, f"{what}, OnSupervisorIdle")
+        prologue = (f"        const {m.ctype}* message = (const {m.ctype}*)pe_msg;\n"
+                    f"        alignas(8) uint8_t pe_r[{size}], pe_b[{size}];\n"
+                    f"        memset(pe_r, 0xFE, {size}); memset(pe_b, 0xFE, {size});   // as the reference\n"
+                    f"        {m.ctype}* reply = ({m.ctype}*)pe_r; {m.ctype}* bcast = ({m.ctype}*)pe_b;\n"
+                    "        (void)message; (void)reply; (void)bcast;\n")
+        self.member("on_receive", "const uint8_t* pe_msg", s.on_receive,
+                    f"{what}, OnReceive of pin '{s.pin_id}'", prologue)
+        self.emit("};\n")
+
+    def member(self, name: str, params: str, code: Code | None, label: str, prologue: str = "") -> None:
+        """A supervisor handler.  The body runs in a lambda, so a `return x;` is
+        accepted anywhere (the reference accepts it only in OnInit)."""
+        self.emit(f"    void {name}({params}) {{\n{prologue}        [&]() {{\n")
+        if code is not None:
+            self.user_code(code, label)
+        self.emit("        }();\n    }\n")
+
     # ---- dispatch and tables -------------------------------------------------------
 
     def dispatch(self) -> None:
@@ -168,7 +221,10 @@ class Generator:
         devs = list(g.devices.values())
         maxout = g.max_outputs
         maxmsg = max([m.layout.size for m in g.messages.values()] + [1])
-        self.emit(f"#define PE_NTYPES {len(devs)}\n#define PE_MAXOUT {maxout}\n#define PE_MAXMSG {maxmsg}\n")
+        self.emit(f"#define PE_NTYPES {len(devs)}\n#define PE_MAXOUT {maxout}\n#define PE_MAXMSG {maxmsg}\n"
+                  f"#define PE_SUPERVISOR {int(g.supervisor is not None)}\n")
+        for pins, name in (([d.sup_out for d in devs], "pe_sup_out"), ([d.sup_in for d in devs], "pe_sup_in")):
+            self.table(f"uint8_t {name}[PE_NTYPES]", [str(p.index if p else "PE_NO_PIN") for p in pins])
         self.table("uint32_t pe_out_mask[PE_NTYPES]", [f"{(1 << len(d.outputs)) - 1}u" for d in devs])
         self.table("uint8_t pe_has_hwidle[PE_NTYPES]", [str(int(d.on_hardware_idle is not None)) for d in devs])
         self.table("uint8_t pe_is_external[PE_NTYPES]", [str(int(d.external)) for d in devs])
@@ -262,6 +318,7 @@ class Generator:
 
 
 _ASSERT = "#undef assert\n#define assert(c) PE_ASSERT(c)\n"
+_DEVICE_ONLY = ("handler_log", "handler_exit", "handler_checkpoint", "handler_export_key_value")
 
 
 def generate(g: GraphType) -> tuple[str, list[Block]]:

@@ -17,8 +17,12 @@ from .reader import Instance, find_line
 IDLE, BUDGET, STOPPED, OUTBOX = 0, 1, 2, 3
 # pe_stop_kind, pe_fail_kind, pe_handler_kind (engine_base.hpp)
 STOP_EXIT, STOP_FAIL = 1, 2
-FAIL_ASSERT, FAIL_SEND_INDEX, FAIL_SIGNAL, FAIL_TIMEOUT, FAIL_STEPS, FAIL_RECORD, FAIL_MEMORY, FAIL_FILE_SIZE = range(1, 9)
-HANDLERS = {1: "OnInit", 2: "ReadyToSend", 3: "OnSend", 4: "OnReceive", 5: "OnHardwareIdle", 6: "OnDeviceIdle"}
+(FAIL_ASSERT, FAIL_SEND_INDEX, FAIL_SIGNAL, FAIL_TIMEOUT, FAIL_STEPS, FAIL_RECORD, FAIL_MEMORY, FAIL_FILE_SIZE,
+ FAIL_SUP_STOP) = range(1, 10)
+HANDLERS = {1: "OnInit", 2: "ReadyToSend", 3: "OnSend", 4: "OnReceive", 5: "OnHardwareIdle", 6: "OnDeviceIdle",
+            7: "OnInit", 8: "OnSupervisorIdle", 9: "OnReceive", 10: "OnSupervisorIdle (its end-of-run call)"}
+SUPERVISOR = "__supervisor__"      # the name of the supervisor in logs
+SUP_DEV = 0xFFFFFFFE               # PE_SUP_DEV: the device index that stands for the supervisor
 _LOG_HEAD = struct.Struct("<IiI")
 
 
@@ -120,6 +124,10 @@ class Engine:
     def hardware_idle(self, seconds: float = 0.0) -> int:
         return self.lib.pe_hardware_idle(self.engine, seconds)
 
+    def finish(self, seconds: float = 0.0) -> int:
+        """The run ended idle: the end-of-run calls (a supervisor's final tick)."""
+        return self.lib.pe_finish(self.engine, seconds)
+
     def inject(self, records: bytes) -> None:
         """Incoming remote records; raises ValueError if they are malformed."""
         err = self.lib.pe_inject(self.engine, records, len(records))
@@ -149,7 +157,7 @@ class Engine:
         while at < n:
             dev, level, size = _LOG_HEAD.unpack_from(raw, at)
             at += _LOG_HEAD.size
-            out.append((ids[dev] if dev < len(ids) else "?", level, raw[at:at + size].decode(errors="replace")))
+            out.append((self._dev_id(dev), level, raw[at:at + size].decode(errors="replace")))
             at += size
         return out
 
@@ -211,6 +219,9 @@ class Engine:
             return f"{what} in {where}"
         if kind == FAIL_FILE_SIZE:
             return f"{limits.file_size_text()} exceeded in {where}"
+        if kind == FAIL_SUP_STOP:
+            return (f"exit requested (code {text}) in {where}: the OnSupervisorIdle body, run once more after "
+                    "the run ended idle (the reference's stop call), may not end the run; the reference fails it")
         return f"{text} (device '{self._dev_id(o.fail_dev)}')"
 
     def _memory_hint(self) -> str:
@@ -220,11 +231,18 @@ class Engine:
                 "refused returned NULL and the handler used it")
 
     def _dev_id(self, dev: int) -> str:
+        if dev == SUP_DEV:
+            return SUPERVISOR
         return self.inst.ids[dev] if dev < self.inst.n_devices else str(dev)
 
     def _where(self, o) -> str:
         if o.fail_handler == 0:
             return "the psim runtime"
+        sup = self.inst.graph.supervisor
+        if o.fail_dev == SUP_DEV and sup is not None:
+            handler = HANDLERS.get(o.fail_handler, "?")
+            pin = f" of pin '{sup.pin_id}'" if handler == "OnReceive" else ""
+            return f"supervisor '{sup.id}', handler {handler}{pin}"
         dev = self._dev_id(o.fail_dev)
         handler = HANDLERS.get(o.fail_handler, "?")
         dtype = self._type_of(o.fail_dev)

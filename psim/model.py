@@ -29,6 +29,7 @@ class InputPin:
     props: Layout | None = None        # per-edge properties
     state: Layout | None = None        # per-edge state
     kind: int = -1                     # edge data slot table, when props or state exist
+    supervisor: bool = False           # the implicit __SUP_IN__ pin: no edges, fed by the supervisor
 
 
 @dataclass
@@ -38,6 +39,7 @@ class OutputPin:
     message: MessageType
     on_send: Code | None
     indexed: bool = False
+    supervisor: bool = False           # the implicit __SUP_OUT__ pin: sends go to the supervisor
 
 
 @dataclass
@@ -62,10 +64,40 @@ class DeviceType:
         return next((p for p in self.outputs if p.name == name), None)
 
     @property
+    def sup_in(self) -> InputPin | None:
+        return next((p for p in self.inputs if p.supervisor), None)
+
+    @property
+    def sup_out(self) -> OutputPin | None:
+        return next((p for p in self.outputs if p.supervisor), None)
+
+    @property
     def init_pin(self) -> InputPin | None:
         """The v2 `__init__` pin, delivered once at start."""
         pin = self.input("__init__")
         return pin if pin is not None and pin.message.id == "__init__" else None
+
+
+@dataclass
+class SupervisorType:
+    """The v4 supervisor: one implicit instance per graph.  Properties and
+    State are C++ member declarations used verbatim (not typed data)."""
+    id: str                               # may be ""
+    line: int
+    props: Code | None
+    state: Code
+    code: Code
+    pin_id: str                           # of its one SupervisorInPin, may be ""
+    message: MessageType
+    on_receive: Code
+    on_init: Code | None = None
+    on_idle: Code | None = None           # OnSupervisorIdle: a per-round tick
+    on_stop: Code | None = None           # stored, never run (as the reference)
+
+    @property
+    def c_name(self) -> str:
+        """The id as the reference's generator uses it in C++ names."""
+        return self.id or "__SUP__"
 
 
 @dataclass
@@ -79,6 +111,7 @@ class GraphType:
     shared_code: list[Code] = field(default_factory=list)
     messages: dict[str, MessageType] = field(default_factory=dict)
     devices: dict[str, DeviceType] = field(default_factory=dict)
+    supervisor: SupervisorType | None = None
 
     @property
     def edge_pins(self) -> list[InputPin]:

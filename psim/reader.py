@@ -443,9 +443,10 @@ def find_line(src: Source, tag: str, match: Callable, occurrence: int = 1) -> in
 
 def _pin_table(g: GraphType) -> str:
     rows = []
-    for d in g.devices.values():
-        rows += [f"I {d.index} {p.index} {p.message.index} {p.kind} {p.name}" for p in d.inputs]
-        rows += [f"O {d.index} {p.index} {p.message.index} {int(p.indexed)} {p.name}" for p in d.outputs]
+    for d in g.devices.values():     # supervisor pins are left out: no edge may name them
+        rows += [f"I {d.index} {p.index} {p.message.index} {p.kind} {p.name}" for p in d.inputs if not p.supervisor]
+        rows += [f"O {d.index} {p.index} {p.message.index} {int(p.indexed)} {p.name}" for p in d.outputs
+                 if not p.supervisor]
     return "\n".join(rows) + "\n"
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 from . import build, limits
 from .compiler import compile_graph
 from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine, Options
-from .errors import BadInput
+from .errors import BadInput, Unsupported
 from .reader import Instance, Source, read_graph_type, read_instance
 
 BATCH = 1 << 20            # events per call into C
@@ -77,6 +77,10 @@ class Loaded:
             raise BadInput(f"region map has {len(regions)} entries for {self.instance.n_devices} devices")
         mine = opts.region or 0
         n = max(n_regions or 0, max(regions, default=0) + 1, mine + 1)
+        sup = self.instance.graph.supervisor
+        if sup is not None and n > 1:
+            raise Unsupported("supervisors are not supported yet in a run split into regions",
+                              self.instance.graph.file, sup.line)
         return Engine(self.module, self.instance, opts, regions, mine, n)
 
 
@@ -109,11 +113,14 @@ class IdleRounds:
 def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Callable[[Engine], None] | None = None) -> Outcome:
     """Run to the end.  Hardware idle: when nothing is ready or in flight,
     OnHardwareIdle runs everywhere, by the IdleRounds rule.  Apps without
-    OnHardwareIdle end at the first idle.  on_batch(engine) runs after every
+    OnHardwareIdle end at the first idle, unless they have a supervisor: its
+    OnSupervisorIdle ticks once per round, idle rounds too, so those run the
+    reference's idle rounds as well.  on_batch(engine) runs after every
     batch of events (for progress reports)."""
     t0 = time.perf_counter()
     deadline = t0 + opts.timeout if opts.timeout else None
-    has_hwidle = any(d.on_hardware_idle is not None for d in engine.inst.graph.devices.values())
+    graph = engine.inst.graph
+    has_hwidle = graph.supervisor is not None or any(d.on_hardware_idle is not None for d in graph.devices.values())
     idle = IdleRounds()
 
     def remaining() -> float:
@@ -131,6 +138,7 @@ def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Callable[[En
         if status != IDLE:
             continue
         if not has_hwidle or not idle.next_round(engine.outcome().sends):
+            engine.finish(remaining())
             break
         status = engine.hardware_idle(remaining())
     drain_logs(engine, on_log)

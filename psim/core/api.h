@@ -42,6 +42,7 @@ void pe_destroy(pe_engine* E);
 int pe_start(pe_engine* E, double seconds);
 int pe_run(pe_engine* E, uint64_t budget, double seconds);
 int pe_hardware_idle(pe_engine* E, double seconds);
+int pe_finish(pe_engine* E, double seconds);
 const char* pe_inject(pe_engine* E, const uint8_t* data, size_t length);
 size_t pe_outbox(pe_engine* E, uint16_t region, const uint8_t** data);
 void pe_outbox_clear(pe_engine* E, uint16_t region);

@@ -21,14 +21,20 @@ enum pe_fail_kind {
     PE_FAIL_NONE = 0, PE_FAIL_ASSERT, PE_FAIL_SEND_INDEX, PE_FAIL_SIGNAL,
     PE_FAIL_TIMEOUT, PE_FAIL_STEPS, PE_FAIL_RECORD,
     PE_FAIL_MEMORY,                 // std::bad_alloc: the memory limit (or the host) refused an allocation
-    PE_FAIL_FILE_SIZE               // SIGXFSZ: a write went past RLIMIT_FSIZE
+    PE_FAIL_FILE_SIZE,              // SIGXFSZ: a write went past RLIMIT_FSIZE
+    PE_FAIL_SUP_STOP                // an exit requested in the supervisor's end-of-run call (supervisor.hpp)
 };
 // which handler is running: for error messages and for the signal handler
 enum pe_handler_kind {
-    PE_H_NONE = 0, PE_H_INIT, PE_H_RTS, PE_H_SEND, PE_H_RECV, PE_H_HWIDLE, PE_H_DEVIDLE
+    PE_H_NONE = 0, PE_H_INIT, PE_H_RTS, PE_H_SEND, PE_H_RECV, PE_H_HWIDLE, PE_H_DEVIDLE,
+    PE_H_SUP_INIT, PE_H_SUP_IDLE, PE_H_SUP_RECV, PE_H_SUP_STOP
 };
 enum pe_queue_flags { PE_Q_READY = 1, PE_Q_IDLE = 2 };
 static const uint32_t PE_RTC_BIT = 1u << 31;
+static const uint32_t PE_SUP_DEV = 0xFFFFFFFEu;   // cur_dev while the supervisor runs (logs, failures)
+static const uint8_t PE_NO_PIN = 0xFF;            // in the pe_sup_in/pe_sup_out tables
+
+struct pe_sup_runtime;             // the supervisor, when the graph has one (supervisor.hpp)
 
 struct pe_engine {
     // the instance, as flat arrays (owned by the loader, see loader.cpp)
@@ -85,6 +91,10 @@ struct pe_engine {
     uint64_t delivered, sends, cancelled, steps, devidle_calls;
     uint64_t remote_sent, remote_received, remote_bytes;
 
+    // supervisor graphs only (supervisor.hpp)
+    pe_sup_runtime* sup;
+    uint64_t round_left;            // steps left in the current round
+
     // log records: [u32 device, i32 level, u32 length, text]
     int log_level;
     std::vector<char> log;
@@ -116,9 +126,11 @@ static void pe_fail(int kind, const char* text, int line) {
 
 static void pe_assert_fail(const char* expr, int line) { pe_fail(PE_FAIL_ASSERT, expr, line); }
 
+// An exit request.  Requests share one code and the last one wins, as in the
+// reference (a supervisor's FAIL marker then stop_application() ends with 0).
 static void pe_exit(int code) {
     pe_engine* E = pe_cur;
-    if (E->stop == PE_RUNNING) {
+    if (E->stop != PE_STOP_FAIL) {
         E->stop = PE_STOP_EXIT;
         E->exit_code = code;
     }
@@ -142,18 +154,22 @@ static void pe_log_text(int level, const char* text, size_t n) {
 static const char PE_EXIT_SUCCESS[] = "_HANDLER_EXIT_SUCCESS_9be65737_";
 static const char PE_EXIT_FAIL[] = "_HANDLER_EXIT_FAIL_9be65737_";
 
-static void pe_log(int level, const char* fmt, ...) {
+static void pe_vlog(int level, const char* fmt, va_list ap) {
     if (!strcmp(fmt, PE_EXIT_SUCCESS)) { pe_exit(0); return; }   // graph_schema's fake_handler_exit
     if (!strcmp(fmt, PE_EXIT_FAIL)) { pe_exit(1); return; }
     if (level > pe_log_level) return;
     char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
     if (n < 0) n = 0;
     if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
     pe_log_text(level, buf, n);
+}
+
+static void pe_log(int level, const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    pe_vlog(level, fmt, ap);
+    va_end(ap);
 }
 
 static void pe_export(uint32_t key, uint32_t value) {

@@ -11,6 +11,16 @@
 // (one send), or a device waiting for OnDeviceIdle.  Weighing by counts is
 // what keeps it fair: a pool that grows makes deliveries likelier, so sends
 // cannot outrun them, and every schedule that ends under fairness ends here.
+//
+// Graphs with a supervisor (PE_SUPERVISOR, a compile-time constant: graphs
+// without one compile to the plain loop) run in rounds, psim's stand-in for
+// the reference's epochs.  A round begins with the supervisor's
+// OnSupervisorIdle tick and takes as many steps as events were pending at its
+// start: in fixed order one turn for each device queued then (a device made
+// ready during the round sends in the next one, as in an epoch), in random
+// order that many uniform picks.  A round with nothing pending is an idle
+// round (the caller runs hardware idle between them).  An exit request lets
+// the current round finish; the run ends before the next one.
 #include <csignal>
 #include <ctime>
 #include <new>
@@ -58,6 +68,12 @@ static inline void pe_mark_idle(pe_engine* E, uint32_t dev) {
 
 static inline uint32_t pe_type(const pe_engine* E, uint32_t dev) { return PE_NTYPES == 1 ? 0 : E->dev_type[dev]; }
 static inline uint32_t pe_slot(const pe_engine* E, uint32_t dev) { return PE_NTYPES == 1 ? dev : E->dev_slot[dev]; }
+
+// Must the run stop now?  A failure always stops it; an exit request too,
+// except with a supervisor, where the round finishes first (see the top).
+static inline bool pe_halted(const pe_engine* E) {
+    return PE_SUPERVISOR ? E->stop == PE_STOP_FAIL : E->stop != PE_RUNNING;
+}
 
 // Re-evaluate ReadyToSend of a device after one of its handlers ran.
 static inline void pe_update(pe_engine* E, uint32_t dev, uint32_t t) {
@@ -133,7 +149,7 @@ static void pe_fan_out(pe_engine* E, uint32_t src, uint32_t pin, uint32_t send_i
     for (uint32_t i = lo; i < hi; i++) {
         if (E->edges[i].flags & PE_EDGE_REMOTE) continue;
         pe_route(E, i, msg, size);
-        if (E->stop) return;        // handler_exit or a failure: the run ends after this handler
+        if (pe_halted(E)) return;   // handler_exit or a failure: the run ends after this handler
     }
 }
 
@@ -149,7 +165,10 @@ static void pe_send_remote(pe_engine* E, uint32_t src, uint32_t pin, uint32_t se
         pe_outbox_add(E, E->rem_reg[i], src, pin, send_index, msg, size);
 }
 
-// One send: OnSend on the device's chosen pin, then its deliveries.
+#include "supervisor.hpp"
+
+// One send: OnSend on the device's chosen pin, then its deliveries (or the
+// supervisor's handling, for the __SUP_OUT__ pin).
 static void pe_send(pe_engine* E, uint32_t dev, uint32_t t, uint32_t pin) {
     alignas(8) uint8_t msg[PE_MAXMSG];
     uint32_t send_index = PE_BROADCAST;
@@ -161,6 +180,7 @@ static void pe_send(pe_engine* E, uint32_t dev, uint32_t t, uint32_t pin) {
     E->sends++;
     pe_update(E, dev, t);
     if (!do_send) { E->cancelled++; return; }
+    if (PE_SUPERVISOR && pin == pe_sup_out[t]) { pe_sup_send(E, dev, msg, size); return; }
     if (!pe_indexed[t][pin]) send_index = PE_BROADCAST;
     else if (send_index == PE_BROADCAST) {
         E->cur_handler = PE_H_SEND;
@@ -280,17 +300,32 @@ static int pe_step_random(pe_engine* E) {
     return 1;
 }
 
+// Supervisor graphs: begin a round (see the top); returns its length in steps, 0 if idle.
+template <bool RANDOM>
+static uint64_t pe_round_begin(pe_engine* E) {
+    const uint64_t pending = RANDOM ? E->pool.size() / PE_POOL_ENTRY + E->rset.size() + E->iset.size()
+                                    : (uint64_t)(E->ready_tail - E->ready_head) + (E->idle_tail - E->idle_head);
+    pe_sup_tick(E);
+    return pending;
+}
+
 template <bool RANDOM>
 static int pe_loop(pe_engine* E, uint64_t budget) {
     while (budget--) {
-        if (E->stop) return PE_STOPPED;
+        if (pe_halted(E)) return PE_STOPPED;
+        if (PE_SUPERVISOR && !E->round_left) {
+            if (E->stop) return PE_STOPPED;         // exit requested in the round that just ended
+            E->round_left = pe_round_begin<RANDOM>(E);
+            if (!E->round_left) return E->stop ? PE_STOPPED : PE_IDLE;
+        }
         if (E->timed_out) pe_fail(PE_FAIL_TIMEOUT, "", 0);
         if (E->steps >= E->max_steps) pe_fail(PE_FAIL_STEPS, "", 0);
         if (!(RANDOM ? pe_step_random(E) : pe_step_fifo(E))) return PE_IDLE;
         E->steps++;
+        if (PE_SUPERVISOR) E->round_left--;
         if (E->rem_off && (E->steps & 1023) == 0 && pe_outbox_full(E)) return PE_OUTBOX;
     }
-    return E->stop ? PE_STOPPED : PE_BUDGET;
+    return pe_halted(E) || (PE_SUPERVISOR && E->stop && !E->round_left) ? PE_STOPPED : PE_BUDGET;
 }
 
 // ---- crashes and time limits ---------------------------------------------------
@@ -367,7 +402,7 @@ template <class F>
 static int pe_protected(pe_engine* E, double seconds, F body) {
     pe_cur = E;
     pe_log_level = E->log_level;
-    if (E->stop) return PE_STOPPED;
+    if (pe_halted(E)) return PE_STOPPED;
     pe_guard guard(seconds);
     if (sigsetjmp(pe_jmp, 1)) {
         pe_record_signal(E);
@@ -434,6 +469,7 @@ extern "C" pe_engine* pe_create(const pe_init* in) {
 }
 
 extern "C" void pe_destroy(pe_engine* E) {
+    pe_sup_destroy(E);
     delete[] E->dev_slot;
     delete[] E->rts;
     delete[] E->qflags;
@@ -442,17 +478,19 @@ extern "C" void pe_destroy(pe_engine* E) {
     delete E;
 }
 
-// OnInit (or the v2 __init__ pin) on every local device, then ReadyToSend.
+// The supervisor's OnInit (if any), then OnInit (or the v2 __init__ pin) on
+// every local device, then ReadyToSend.
 extern "C" int pe_start(pe_engine* E, double seconds) {
     return pe_protected(E, seconds, [E]() {
-        for (uint32_t d = 0; d < E->n_devices && !E->stop; d++) {
+        if (PE_SUPERVISOR) pe_sup_start(E);
+        for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++) {
             uint32_t t = pe_type(E, d);
             if (!pe_local(E, d) || pe_is_external[t]) continue;
             E->cur_dev = d;
             E->cur_handler = PE_H_INIT;
             pe_dispatch_init(E, t, pe_slot(E, d));
         }
-        for (uint32_t d = 0; d < E->n_devices && !E->stop; d++)
+        for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++)
             if (pe_local(E, d)) pe_update(E, d, pe_type(E, d));
         return E->stop ? (int)PE_STOPPED : (int)PE_BUDGET;
     });
@@ -466,7 +504,7 @@ extern "C" int pe_run(pe_engine* E, uint64_t budget, double seconds) {
 
 extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
     return pe_protected(E, seconds, [E]() {
-        for (uint32_t d = 0; d < E->n_devices && !E->stop; d++) {
+        for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++) {
             uint32_t t = pe_type(E, d);
             if (!pe_has_hwidle[t] || !pe_local(E, d)) continue;
             E->cur_dev = d;
@@ -474,6 +512,14 @@ extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
             pe_dispatch_hwidle(E, t, pe_slot(E, d));
             pe_update(E, d, t);
         }
+        return E->stop ? (int)PE_STOPPED : (int)PE_BUDGET;
+    });
+}
+
+// The run ended idle: the end-of-run calls (a supervisor's, see supervisor.hpp).
+extern "C" int pe_finish(pe_engine* E, double seconds) {
+    return pe_protected(E, seconds, [E]() {
+        pe_sup_finish(E);
         return E->stop ? (int)PE_STOPPED : (int)PE_BUDGET;
     });
 }
