@@ -27,6 +27,8 @@ REGION_TTL_MS = 3000        # a region worker silent for this long is dead
 START_TTL_MS = 10_000       # a claimed region's worker must beat within this (a new Python starting up)
 REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to heartbeat again
 REQUEST_TIMEOUT = 30.0      # seconds a client waits for the scheduler's answer
+APP = "@app"                # rcon's value for a region run by its owner's application engine (pcli.Engine)
+APP_OPS = ("app_claim", "app_beat", "app_finish", "app_log")     # its requests
 
 
 class Job(NamedTuple):
@@ -134,6 +136,45 @@ class Control:
 
     def refuse(self, user: str, rid: str, why: str) -> bool:
         return self.s["refuse"](args=[user, rid, why]) is not None
+
+    def accept_app(self, op: str, user: str, rid: str, pid: int, region: int, fields: dict) -> bool:
+        """An application engine's request for its region (APP_OPS), checked
+        and answered by its script."""
+        args: list = [user, rid, pid, region]
+        if op == "app_claim":
+            args += [fields["curve"], fields["address"], REGION_TTL_MS]
+        elif op == "app_beat":
+            args.append(REGION_TTL_MS)
+            for k, v in json.loads(fields.get("progress", "{}")).items():
+                args += [k, v]
+        elif op == "app_finish":
+            args += [fields["state"], fields.get("reason", ""), fields.get("result", "")]
+        else:                                    # app_log
+            args.append(LOG_CAP)
+            for device, level, text in json.loads(fields["lines"]):
+                args += [APP, region, device, int(level), text]
+        return self.s[op](args=args) is not None
+
+    # an application engine's side (pcli.Engine): its region, through the scheduler
+
+    def app_claim(self, user: str, pid: int, region: int, curve: str, address: str) -> str:
+        """Claim region `region` (rcon APP) of the user's process `pid`,
+        publishing its data-plane record: the process's token."""
+        return self.request(user, {"op": "app_claim", "pid": pid, "region": region, "curve": curve,
+                                   "address": address})["token"]
+
+    def app_beat(self, user: str, pid: int, region: int, **progress) -> tuple[str, int]:
+        answer = self.request(user, {"op": "app_beat", "pid": pid, "region": region,
+                                     "progress": json.dumps(progress)})
+        return answer["verdict"], int(answer["done"])
+
+    def app_finish(self, user: str, pid: int, region: int, state: str, reason: str = "",
+                   result: dict | None = None) -> None:
+        self.request(user, {"op": "app_finish", "pid": pid, "region": region, "state": state, "reason": reason,
+                            "result": orjson.dumps(result).decode() if result else ""})
+
+    def app_log(self, user: str, pid: int, region: int, lines: list[tuple[str, int, str]]) -> None:
+        self.request(user, {"op": "app_log", "pid": pid, "region": region, "lines": json.dumps(lines)})
 
     # ---- regions -----------------------------------------------------------------------
 

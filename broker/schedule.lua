@@ -40,7 +40,9 @@ end
 -- rcon's pins, counted per engine: {name, count} sorted by name (stable reasons)
 local function pins(rcon)
     local count, out = {}, {}
-    for _, name in pairs(rcon) do count[name] = (count[name] or 0) + 1 end
+    for _, name in pairs(rcon) do
+        if name ~= APP then count[name] = (count[name] or 0) + 1 end
+    end
     for name, k in pairs(count) do out[#out + 1] = {name = name, count = k} end
     table.sort(out, function(a, b) return a.name < b.name end)
     return out
@@ -94,7 +96,9 @@ local function place(n, rcon, free, names)
     local left, at = copy(free), {}
     for r = 0, n - 1 do
         local want = rcon[tostring(r)]
-        if want then
+        if want == APP then
+            at[r] = APP                      -- its owner's application engine: no slot
+        elseif want then
             if (left[want] or 0) <= 0 then return nil end
             at[r] = want
             left[want] = left[want] - 1
@@ -178,6 +182,13 @@ local function releases(live, t)
     return out
 end
 
+-- the slots a placement takes (application engines' regions take none)
+local function take(slots, at)
+    for _, name in pairs(at) do
+        if name ~= APP then slots[name] = slots[name] - 1 end
+    end
+end
+
 -- The reservation of a process that does not fit now: its shadow time, and
 -- the slots by engine still spare at that time once its regions are placed.
 local function reserve(n, rcon, live, ends)
@@ -190,7 +201,7 @@ local function reserve(n, rcon, live, ends)
         end
         local at = place(n, rcon, free, live.names)
         if at then
-            for _, name in pairs(at) do free[name] = free[name] - 1 end
+            take(free, at)
             return shadow, free
         end
     end
@@ -206,18 +217,20 @@ local function within(free, spare)
     return out
 end
 
-local function take(slots, at)
-    for _, name in pairs(at) do slots[name] = slots[name] - 1 end
-end
 
 local function start(pid, at, n)
     local p = proc(pid)
     for r = 0, n - 1 do
-        local e = engine(at[r])
         redis.call('HSET', p .. ':regions', r, at[r])
-        redis.call('HINCRBY', e, 'used', 1)
-        redis.call('SADD', e .. ':procs', pid .. ':' .. r)
-        redis.call('RPUSH', e .. ':jobs', job_entry(pid, r))
+        if at[r] == APP then                 -- waits for its owner's engine to claim it
+            redis.call('SADD', K.apps, pid .. ':' .. r)
+            redis.call('SET', beat_key(pid, r), APP, 'PX', APP_START_MS)
+        else
+            local e = engine(at[r])
+            redis.call('HINCRBY', e, 'used', 1)
+            redis.call('SADD', e .. ':procs', pid .. ':' .. r)
+            redis.call('RPUSH', e .. ':jobs', job_entry(pid, r))
+        end
     end
     redis.call('LREM', K.queue, 1, pid)
     redis.call('HSET', p, 'state', 'running', 'started', now(), 'reason', '')

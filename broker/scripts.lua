@@ -8,7 +8,11 @@
 local P = 'pstack'
 local K = {pid = P .. ':pid', procs = P .. ':procs', queue = P .. ':queue',
            events = P .. ':events', engines = P .. ':engines', stats = P .. ':stats',
-           known = P .. ':known'}
+           known = P .. ':known', apps = P .. ':apps'}
+-- rcon's value for a region its owner's application engine (pcli.Engine)
+-- runs: it takes no engine slot; the owner claims it through the scheduler.
+local APP = '@app'
+local APP_START_MS = 60000      -- an application engine must claim its region within this
 local ENDED = {finished = true, failed = true, killed = true}
 
 local function proc(pid) return P .. ':proc:' .. pid end
@@ -60,13 +64,17 @@ end
 
 -- give back the slot a region held on an engine (once)
 local function release(name, pid, region)
+    redis.call('DEL', beat_key(pid, region))
+    if name == APP then
+        redis.call('SREM', K.apps, pid .. ':' .. region)
+        return
+    end
     local e = engine(name)
     if redis.call('SREM', e .. ':procs', pid .. ':' .. region) == 1 then
         if tonumber(redis.call('HGET', e, 'used') or '0') > 0 then redis.call('HINCRBY', e, 'used', -1) end
     end
     redis.call('LREM', e .. ':jobs', 0, job_entry(pid, region))
     redis.call('LREM', e .. ':taken', 0, job_entry(pid, region))
-    redis.call('DEL', beat_key(pid, region))
 end
 
 -- end a process and all its regions, once; daemons stop what still runs
@@ -81,6 +89,34 @@ local function end_process(pid, state, reason)
     redis.call('HDEL', p, 'position', 'expected_start')      -- queue notes
     event(pid, state, reason)
     return 1
+end
+
+-- A region's end: its result (JSON or ''), its slot back; the process ends
+-- failed with a region that failed, finished with the last region.  The
+-- caller then runs schedule() (defined after this prelude).
+local function finish(pid, region, name, state, reason, result)
+    local p = proc(pid)
+    if result ~= '' then redis.call('HSET', private(pid) .. ':results', region, result) end
+    release(name, pid, region)
+    local cur = redis.call('HGET', p, 'state')
+    if cur and not ENDED[cur] then
+        if state ~= 'finished' then
+            end_process(pid, state, reason)
+        elseif redis.call('HLEN', private(pid) .. ':results') >= tonumber(redis.call('HGET', p, 'nregions')) then
+            redis.call('HSET', p, 'state', 'finished', 'reason', reason, 'ended', now())
+            event(pid, 'finished', reason)
+        end
+    end
+end
+
+-- Log lines onto a process's stream: engine, region, device, level, text
+-- for each, from ARGV[first] on.
+local function append_log(pid, cap, first)
+    local stream = private(pid) .. ':log'
+    for i = first, #ARGV, 5 do
+        redis.call('XADD', stream, 'MAXLEN', '~', cap, '*', 'engine', ARGV[i], 'region', ARGV[i + 1],
+                   'device', ARGV[i + 2], 'level', ARGV[i + 3], 'text', ARGV[i + 4])
+    end
 end
 
 local function fail_engine_jobs(name, reason)
@@ -104,10 +140,45 @@ local function reap_regions(name)
     return n
 end
 
+-- Regions in application engines whose engine never claimed them, or
+-- stopped heartbeating, fail their process.
+local function reap_apps()
+    local n = 0
+    for _, job in ipairs(redis.call('SMEMBERS', K.apps)) do
+        local pid, region = string.match(job, '^(%d+):(%d+)$')
+        if redis.call('EXISTS', beat_key(pid, region)) == 0 then
+            local claimed = redis.call('HEXISTS', proc(pid) .. ':claims', region) == 1
+            n = n + end_process(pid, 'failed', 'region ' .. region .. ': its application engine '
+                                .. (claimed and 'stopped responding (no heartbeat)'
+                                    or 'did not connect within ' .. APP_START_MS / 1000 .. ' s'))
+        end
+    end
+    return n
+end
+
 -- seconds since redis-server started: after a restart, heartbeats get a
 -- grace period before anyone is reaped for missing them
 local function uptime()
     return tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+end
+
+-- Application engines (pcli.Engine): a user's client runs a region whose
+-- rcon is '@app'.  It has no Redis rights on the process, so the
+-- scheduler acts for it: each script serves one request of the process's
+-- owner (ARGV[1] user, ARGV[2] request id, ARGV[3] pid, ARGV[4] region)
+-- and answers it, or answers {error} when the region is not the user's to
+-- run.
+
+-- why user may not act for region of pid now, or nil
+local function not_app_region(user, pid, region)
+    local rec = redis.call('HMGET', proc(pid), 'owner', 'state')
+    if not rec[1] then return 'no process ' .. pid end
+    if rec[1] ~= user then return 'process ' .. pid .. ' belongs to ' .. rec[1] end
+    if redis.call('HGET', proc(pid) .. ':regions', region) ~= APP then
+        return 'region ' .. region .. ' of process ' .. pid .. ' is not run by an application engine'
+    end
+    if rec[2] ~= 'running' then return 'ended' end
+    return nil
 end
 
 -- @script submit
@@ -145,20 +216,8 @@ return answer(ARGV[1], ARGV[2], {error = ARGV[3]})
 -- @script finish_region
 -- ARGV: pid, region, engine, token, state (finished | failed | killed),
 -- reason, result JSON or ''.  Returns 0 for a stale worker (refused).
-local pid, region = ARGV[1], ARGV[2]
-local p = proc(pid)
-if fenced(pid, ARGV[4], 'stale_writes') then return 0 end
-if ARGV[7] ~= '' then redis.call('HSET', private(pid) .. ':results', region, ARGV[7]) end
-release(ARGV[3], pid, region)
-local cur = redis.call('HGET', p, 'state')
-if cur and not ENDED[cur] then
-    if ARGV[5] ~= 'finished' then
-        end_process(pid, ARGV[5], ARGV[6])
-    elseif redis.call('HLEN', private(pid) .. ':results') >= tonumber(redis.call('HGET', p, 'nregions')) then
-        redis.call('HSET', p, 'state', 'finished', 'reason', ARGV[6], 'ended', now())
-        event(pid, 'finished', ARGV[6])
-    end
-end
+if fenced(ARGV[1], ARGV[4], 'stale_writes') then return 0 end
+finish(ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6], ARGV[7])
 schedule()
 return 1
 
@@ -203,11 +262,7 @@ return 1
 -- @script log
 -- ARGV: pid, token, cap, then engine, region, device, level, text for each line
 if fenced(ARGV[1], ARGV[2], 'stale_writes') then return 0 end
-local stream = private(ARGV[1]) .. ':log'
-for i = 4, #ARGV, 5 do
-    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'engine', ARGV[i], 'region', ARGV[i + 1],
-               'device', ARGV[i + 2], 'level', ARGV[i + 3], 'text', ARGV[i + 4])
-end
+append_log(ARGV[1], ARGV[3], 4)
 return 1
 
 -- @script kill
@@ -278,6 +333,7 @@ for _, name in ipairs(redis.call('SMEMBERS', K.engines)) do
         ended = ended + reap_regions(name)
     end
 end
+ended = ended + reap_apps()
 if n + ended > 0 then schedule() end
 return n
 
@@ -291,3 +347,58 @@ redis.call('DEL', e, e .. ':procs', e .. ':jobs', e .. ':taken', e .. ':alive')
 redis.call('SREM', K.engines, name)
 schedule()
 return 1
+
+-- @script app_claim
+-- ARGV: user, request id, pid, region, CURVE record, address, ttl ms.  The
+-- engine publishes its data-plane address and key (as a region's worker
+-- does) and starts heartbeating.  Answers {token} or {error}.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local pid, region = ARGV[3], ARGV[4]
+local why = not_app_region(ARGV[1], pid, region)
+if not why and redis.call('HEXISTS', proc(pid) .. ':claims', region) == 1 then
+    why = 'region ' .. region .. ' of process ' .. pid .. ' is claimed by another application engine'
+end
+if why then return answer(ARGV[1], ARGV[2], {error = why}) end
+redis.call('HSET', proc(pid) .. ':claims', region, APP)
+redis.call('HSET', proc(pid) .. ':curve', region, ARGV[5])
+redis.call('HSET', proc(pid) .. ':endpoints', region, ARGV[6])
+redis.call('SET', beat_key(pid, region), APP, 'PX', ARGV[7])
+return answer(ARGV[1], ARGV[2], {token = redis.call('HGET', proc(pid), 'token')})
+
+-- @script app_beat
+-- ARGV: user, request id, pid, region, ttl ms, then field, value, ...
+-- (progress).  Answers {verdict, done} as region_beat does.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local pid, region = ARGV[3], ARGV[4]
+local why = not_app_region(ARGV[1], pid, region)
+if why == 'ended' then return answer(ARGV[1], ARGV[2], {verdict = 'ended', done = 0}) end
+if why then return answer(ARGV[1], ARGV[2], {error = why}) end
+redis.call('SET', beat_key(pid, region), APP, 'PX', ARGV[5])
+for i = 6, #ARGV, 2 do
+    if string.match(ARGV[i], '^%a+:' .. region .. '$') then redis.call('HSET', proc(pid), ARGV[i], ARGV[i + 1]) end
+end
+return answer(ARGV[1], ARGV[2], {verdict = 'ok', done = redis.call('HLEN', private(pid) .. ':results')})
+
+-- @script app_finish
+-- ARGV: user, request id, pid, region, state (finished | failed), reason,
+-- result JSON or ''.  Answers {done = 1} or {error}.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local pid, region = ARGV[3], ARGV[4]
+local why = not_app_region(ARGV[1], pid, region)
+if why == 'ended' then return answer(ARGV[1], ARGV[2], {done = 0}) end
+if why then return answer(ARGV[1], ARGV[2], {error = why}) end
+if ARGV[5] ~= 'finished' and ARGV[5] ~= 'failed' then
+    return answer(ARGV[1], ARGV[2], {error = 'a region ends finished or failed'})
+end
+finish(pid, region, APP, ARGV[5], ARGV[6], ARGV[7])
+schedule()
+return answer(ARGV[1], ARGV[2], {done = 1})
+
+-- @script app_log
+-- ARGV: user, request id, pid, region, cap, then engine, region, device,
+-- level, text for each line (as log)
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local why = not_app_region(ARGV[1], ARGV[3], ARGV[4])
+if why and why ~= 'ended' then return answer(ARGV[1], ARGV[2], {error = why}) end
+append_log(ARGV[3], ARGV[5], 6)
+return answer(ARGV[1], ARGV[2], {done = 1})

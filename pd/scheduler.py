@@ -22,7 +22,7 @@ import time
 import redis
 
 from broker import acl, keys
-from broker.control import Control, _text, connect
+from broker.control import APP_OPS, Control, _text, connect
 from broker.credentials import redact, redis_url
 from psim.engine import Options
 
@@ -68,10 +68,15 @@ class Scheduler:
             if op == "kill":
                 pid, force = int(fields["pid"]), fields.get("force") == "1"
                 return self.ctl.accept_kill(user, rid, pid, acl.may_kill_any(role, self.secured, force))
+            if op in APP_OPS:                  # the owner's application engine, for its region
+                return self.ctl.accept_app(op, user, rid, int(fields["pid"]), int(fields["region"]), fields)
             raise Refusal(f"unknown request {op!r}")
         except (Refusal, KeyError, ValueError, TypeError) as e:
             why = str(e) if isinstance(e, Refusal) else f"malformed {fields.get('op')} request: {e!r}"
             return self.ctl.refuse(user, rid, why)
+        except redis.ResponseError as e:           # a fault of ours: answer it, serve on
+            log.exception("request %s of %s failed", rid, user)
+            return self.ctl.refuse(user, rid, f"the scheduler failed on this request ({e})")
 
     def submit(self, user: str, rid: str, fields: dict[str, str]) -> bool:
         uploads = [_upload(user, fields["app"])] + ([_upload(user, fields["partition"])]

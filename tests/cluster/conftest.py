@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 import redis
 
 import netns
+from broker import acl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,6 +153,24 @@ def cluster(redis_server, tmp_path, monkeypatch):
     monkeypatch.setenv("PSTACK_REDIS", redis_server.url)
     daemons = Daemons(redis_server.url, tmp_path)
     yield daemons
+    daemons.stop_all()
+
+
+@pytest.fixture
+def secured(redis_server, tmp_path, monkeypatch):
+    """A secured cluster: admin and engine identities, anonymous access off,
+    users alice and bob, the scheduler and one daemon on the engine identity."""
+    made = acl.secure(redis.Redis.from_url(redis_server.url))
+    url = lambda name, secret: f"redis://{name}:{secret}@127.0.0.1:{redis_server.port}/0"     # noqa: E731
+    urls = {name: url(name, secret) for name, secret in made.items()}
+    admin = redis.Redis.from_url(urls[acl.ADMIN])
+    urls.update({name: url(name, acl.add_user(admin, name)) for name in ("alice", "bob")})
+    redis_server.scheduler.stop()
+    redis_server.scheduler = Scheduler(urls[acl.ENGINE], tmp_path)
+    daemons = Daemons(urls[acl.ENGINE], tmp_path)
+    daemons.start("e1", slots=2)
+    monkeypatch.setenv("PSTACK_REDIS", urls["alice"])
+    yield SimpleNamespace(urls=urls, daemons=daemons, plain=redis_server.url)
     daemons.stop_all()
 
 

@@ -5,34 +5,13 @@ Real Redis ACL users: the identity is the Redis user, whichever OS user runs
 the client."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import redis
 
 import pcli
 from broker import acl, keys
 from broker.control import Control
-from conftest import Daemons, Scheduler
 from tinyapp import endless_app, ring_app, slow_app
-
-@pytest.fixture
-def secured(redis_server, tmp_path, monkeypatch):
-    """A secured cluster: admin and engine identities, anonymous access off,
-    users alice and bob, the scheduler and one daemon on the engine identity."""
-    made = acl.secure(redis.Redis.from_url(redis_server.url))
-    url = lambda name, secret: f"redis://{name}:{secret}@127.0.0.1:{redis_server.port}/0"     # noqa: E731
-    urls = {name: url(name, secret) for name, secret in made.items()}
-    admin = redis.Redis.from_url(urls[acl.ADMIN])
-    urls.update({name: url(name, acl.add_user(admin, name)) for name in ("alice", "bob")})
-    redis_server.scheduler.stop()
-    redis_server.scheduler = Scheduler(urls[acl.ENGINE], tmp_path)
-    daemons = Daemons(urls[acl.ENGINE], tmp_path)
-    daemons.start("e1", slots=2)
-    monkeypatch.setenv("PSTACK_REDIS", urls["alice"])
-    yield SimpleNamespace(urls=urls, daemons=daemons, plain=redis_server.url)
-    daemons.stop_all()
-
 
 def as_user(monkeypatch, urls: dict, name: str, claim: str | None = None) -> None:
     """Act as `name` (its credentials); `claim`: what PSTACK_USER says."""
