@@ -10,8 +10,8 @@ from typing import Iterator
 
 from . import limits
 from .build import loader_module
-from .errors import BadInput
-from .reader import Instance, find_line
+from .reader import Instance
+from .topology import finish_edges
 
 # pe_status
 IDLE, BUDGET, STOPPED, OUTBOX = 0, 1, 2, 3
@@ -57,23 +57,8 @@ class Engine:
         self.inst, self.opts = inst, opts
         self.my_region = my_region
         self.region = region
-        self._finish_edges(region, my_region)
+        finish_edges(inst, region, my_region)
         self.engine = self.ffi.gc(self.lib.pe_create(self._init(region, my_region, n_regions)), self.lib.pe_destroy)
-
-    def _finish_edges(self, region: array | None, my_region: int) -> None:
-        L = self.inst.loader
-        lib = loader_module()
-        err = lib.ffi.new("int*")
-        reg = lib.ffi.from_buffer("uint16_t[]", region) if region is not None else lib.ffi.NULL
-        bad = lib.lib.pl_finish(L, reg, my_region, err)
-        if bad >= 0:
-            self._edge_order_error(bad)
-
-    def _edge_order_error(self, edge: int):
-        src = self.inst.source
-        line = find_line(src, self.inst.ns + "EdgeI", lambda el: True, edge + 1)
-        raise BadInput("the sendIndex attributes of an indexed pin's edges must number them 0..n-1, "
-                       "each once", src.name, line)
 
     def _init(self, region, my_region: int, n_regions: int):
         ffi, inst, opts = self.ffi, self.inst, self.opts
@@ -153,7 +138,7 @@ class Engine:
             return []
         raw = bytes(self.ffi.buffer(p[0], n))
         self.lib.pe_log_clear(self.engine)
-        out, at, ids = [], 0, self.inst.ids
+        out, at = [], 0
         while at < n:
             dev, level, size = _LOG_HEAD.unpack_from(raw, at)
             at += _LOG_HEAD.size
