@@ -41,25 +41,7 @@ class Loaded:
 
     def region_array(self, rmap: dict) -> array:
         """Region of every device from {device id: region}; unmapped devices are in region 0."""
-        inst = self.instance
-        region = array("H", bytes(2 * inst.n_devices))
-        if not rmap:
-            return region
-        loader = build.loader_module()
-        lib, ffi = loader.lib, loader.ffi
-        ids = [str(d) for d in rmap]
-        try:
-            regions = array("H", (int(r) for r in rmap.values()))
-        except (ValueError, OverflowError, TypeError):
-            raise BadInput("region map: regions must be integers from 0 to 65534", inst.source.name) from None
-        blob = "\n".join(ids).encode()
-        index = array("I", bytes(4 * len(ids)))
-        missing = lib.pl_find_many(inst.loader, blob, len(blob), len(ids), ffi.from_buffer("uint32_t[]", index))
-        if missing >= 0:
-            raise BadInput(f"region map names missing device '{ids[missing]}'", inst.source.name)
-        for i, r in zip(index, regions):
-            region[i] = r
-        return region
+        return region_array(self.instance, rmap)
 
     def engine(self, opts: Options, rmap: dict | None = None, regions: array | None = None,
                n_regions: int | None = None) -> Engine:
@@ -82,6 +64,38 @@ class Loaded:
             raise Unsupported("supervisors are not supported yet in a run split into regions",
                               self.instance.graph.file, sup.line)
         return Engine(self.module, self.instance, opts, regions, mine, n)
+
+
+def region_array(inst: Instance, rmap: dict) -> array:
+    """Region of every device of `inst` from {device id: region}; unmapped
+    devices are in region 0."""
+    region = array("H", bytes(2 * inst.n_devices))
+    if not rmap:
+        return region
+    loader = build.loader_module()
+    lib, ffi = loader.lib, loader.ffi
+    ids = [str(d) for d in rmap]
+    try:
+        regions = array("H", (int(r) for r in rmap.values()))
+    except (ValueError, OverflowError, TypeError):
+        raise BadInput("region map: regions must be integers from 0 to 65534", inst.source.name) from None
+    blob = "\n".join(ids).encode()
+    index = array("I", bytes(4 * len(ids)))
+    missing = lib.pl_find_many(inst.loader, blob, len(blob), len(ids), ffi.from_buffer("uint32_t[]", index))
+    if missing >= 0:
+        raise BadInput(f"region map names missing device '{ids[missing]}'", inst.source.name)
+    for i, r in zip(index, regions):
+        region[i] = r
+    return region
+
+
+def load_instance(xml: str | Path) -> Instance:
+    """An application's instance, read without compiling its handlers (for
+    engines that do not run them, e.g. a Python region)."""
+    src = Source(xml)
+    graph, ns = read_graph_type(src)
+    loader = build.loader_module()
+    return read_instance(src, graph, ns, loader.lib, loader.ffi)
 
 
 class Outcome:
