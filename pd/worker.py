@@ -117,17 +117,20 @@ class Keeper:
         self.told = False             # the notice of a problem was sent
 
     def serve(self) -> None:
+        next_watch = 0.0
         while True:
             try:
                 msg = self.channel.receive(POLL_SECONDS)
             except Closed:
                 self.finish("failed", self.death_reason())
                 return
-            if msg is None:
+            if msg is not None and self.handle(msg):
+                return
+            now = time.monotonic()        # by the clock: a busy sandbox's messages must not starve it
+            if now >= next_watch:
+                next_watch = now + POLL_SECONDS
                 if self.watch():
                     return
-            elif self.handle(msg):
-                return
 
     def watch(self) -> bool:
         """Between messages: the process limit (True: hit, the region
