@@ -29,8 +29,8 @@ dropped frame.
 from __future__ import annotations
 
 import ipaddress
-import os
 import logging
+import os
 import socket
 import threading
 import time

@@ -23,7 +23,6 @@ process's incarnation token.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import asdict, replace
 
 import redis
 

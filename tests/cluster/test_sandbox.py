@@ -12,18 +12,18 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
-
-import pcli
 from appcases import APPS_DIR
 from conftest import wait_for
 from faults import RUN, record
-from pd.jail import UID_BASE
 from tinyapp import ring_app
+
+import pcli
+from pd.jail import UID_BASE
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="regions get users of their own only when pd is root")
 
