@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 
 _LEN = struct.Struct("!I")
-MAX_MESSAGE = 1 << 31          # a result with every device's state can be large, not this large
+MAX_MESSAGE = 1 << 30          # a result with every device's state can be large, not this large
 
 
 class Closed(EOFError):

@@ -6,12 +6,13 @@ that another user's process loads.  It asks its worker for a module by
 name and gets its bytes (a hit), or compiles it in its private folder, as
 its own unprivileged user, and hands it over to be installed (a miss).
 
-The worker installs what its sandbox built only while the sandbox has run
-no application code.  Application code first runs when the sandbox imports
-an application's module (its static constructors), which comes right after
+The worker serves and installs modules only while its sandbox has run no
+application code.  Application code first runs when the sandbox imports an
+application's module (its static constructors), which comes right after
 that module was served or installed: so the first application module served
-or installed closes the window, and a later install is refused.  The loader
-module (psim/core/loader.cpp) is pstack's own code.
+or installed closes the window, and later requests are refused (a handler
+can neither plant a module nor fetch others' by name).  The loader module
+(psim/core/loader.cpp) is pstack's own code.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ LOADER = "_pstack_loader_"
 
 
 class Refused(ValueError):
-    """An install the worker does not do."""
+    """A request the worker does not answer."""
 
 
 class ModuleCache:
@@ -38,6 +39,7 @@ class ModuleCache:
 
     def fetch(self, name: str) -> bytes | None:
         """The module's shared library, if it is in the cache."""
+        self._check_trusted()
         path = self.root / _checked(name) / build.so_name(name)
         try:
             data = path.read_bytes()
@@ -48,8 +50,7 @@ class ModuleCache:
 
     def install(self, name: str, data: bytes) -> None:
         """Publish the module built by the sandbox (atomic rename, as psim does)."""
-        if not self.trusted:
-            raise Refused("a module is installed only before application code runs")
+        self._check_trusted()
         tmp = Path(tempfile.mkdtemp(prefix=_checked(name) + ".", dir=self.root))
         try:
             (tmp / build.so_name(name)).write_bytes(data)
@@ -57,6 +58,10 @@ class ModuleCache:
         except OSError:                # someone else published it first
             shutil.rmtree(tmp, ignore_errors=True)
         self._served(name)
+
+    def _check_trusted(self) -> None:
+        if not self.trusted:
+            raise Refused("modules are served and installed only before application code runs")
 
     def _served(self, name: str) -> None:
         if not name.startswith(LOADER):

@@ -44,7 +44,7 @@ from .channel import Closed
 from .jail import Jail, die_with_parent
 from .limits import Policy, Refused, where
 from .modules import ModuleCache
-from .modules import Refused as InstallRefused
+from .modules import Refused as ModuleRefused
 
 POLL_SECONDS = 0.25                           # how often the process count and problems are checked
 BEAT_SECONDS = 0.5
@@ -169,14 +169,8 @@ class Keeper:
     def answer(self, kind: str, msg: dict) -> dict | None:
         """A request's answer (None: a report, which has none)."""
         job = self.job
-        if kind == "module":
-            return {"so": self.modules.fetch(msg["name"])}
-        if kind == "install":
-            try:
-                self.modules.install(msg["name"], msg["so"])
-            except InstallRefused as e:
-                log.warning("process %d region %d: %s", job.pid, job.region, e)
-            return {}
+        if kind in ("module", "install"):
+            return self.module(kind, msg)
         if kind == "publish":
             self.rendezvous.publish(job.region, msg["curve"], msg["address"])
             return {}
@@ -187,6 +181,17 @@ class Keeper:
             return {"engines": self.rendezvous.engines()}
         self.report(kind, msg)
         return None
+
+    def module(self, kind: str, msg: dict) -> dict:
+        """A compiled module served ("module"), or one the sandbox built
+        installed ("install"); no module when refused (pd/modules.py)."""
+        try:
+            if kind == "module":
+                return {"so": self.modules.fetch(msg["name"])}
+            self.modules.install(msg["name"], msg["so"])
+        except ModuleRefused as e:
+            log.warning("process %d region %d: %s", self.job.pid, self.job.region, e)
+        return {"so": None}
 
     def report(self, kind: str, msg: dict) -> None:
         job = self.job

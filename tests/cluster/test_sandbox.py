@@ -24,6 +24,7 @@ from tinyapp import ring_app
 
 import pcli
 from pd.jail import UID_BASE
+from pd.modules import ModuleCache, Refused
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="regions get users of their own only when pd is root")
 
@@ -181,3 +182,18 @@ def test_handlers_are_compiled_without_root(cluster):
     assert res["state"] == "failed"
     assert "handlers do not compile" in res["reason"] and "Permission denied" in res["reason"]
     assert "root:" not in res["reason"]
+
+
+def test_the_worker_installs_modules_only_before_application_code_runs(tmp_path):
+    cache = ModuleCache(tmp_path)
+    loader, app, other = (f"_pstack_{p}_{c * 24}" for p, c in (("loader", "a"), ("g", "b"), ("g", "c")))
+    cache.install(loader, b"loader")
+    assert cache.fetch(loader) == b"loader" and cache.fetch(app) is None
+    cache.install(app, b"app")                 # imported next: its code may run from now on
+    with pytest.raises(Refused):
+        cache.install(other, b"planted")
+    with pytest.raises(Refused):
+        cache.fetch(app)
+    with pytest.raises(Refused, match="not a module name"):
+        ModuleCache(tmp_path).fetch("../../etc/shadow")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [app, loader]
