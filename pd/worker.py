@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -46,6 +47,8 @@ from .limits import Policy, Refused, where
 from .modules import ModuleCache
 from .modules import Refused as ModuleRefused
 
+TRACEBACK_CHARS = 4000                        # of a sandbox's traceback, in the daemon's log
+CLOSE_GRACE_SECONDS = 2.0                     # a sandbox that closed its channel has this long to end
 POLL_SECONDS = 0.25                           # how often the process count and problems are checked
 BEAT_SECONDS = 0.5
 GIVE_UP_SECONDS = 2 * REGION_TTL_MS / 1000    # fenced: no Redis, or no daemon, for this long
@@ -117,13 +120,15 @@ class Keeper:
         self.told = False             # the notice of a problem was sent
 
     def serve(self) -> None:
+        try:
+            self._serve()
+        except Closed:                    # the sandbox died
+            self.finish("failed", self.death_reason())
+
+    def _serve(self) -> None:
         next_watch = 0.0
         while True:
-            try:
-                msg = self.channel.receive(POLL_SECONDS)
-            except Closed:
-                self.finish("failed", self.death_reason())
-                return
+            msg = self.channel.receive(POLL_SECONDS)
             if msg is not None and self.handle(msg):
                 return
             now = time.monotonic()        # by the clock: a busy sandbox's messages must not starve it
@@ -158,7 +163,8 @@ class Keeper:
             report_memory_error(self.ctl, self.job)
             return True
         if kind == "error":
-            log.error("process %d region %d: the sandbox failed:\n%s", self.job.pid, self.job.region, msg["text"])
+            log.error("process %d region %d: the sandbox failed:\n%s", self.job.pid, self.job.region,
+                      str(msg["text"])[-TRACEBACK_CHARS:])
             self.finish("failed", "region sandbox failed (a bug in pstack: the daemon's log has its traceback)")
             return True
         answer = self.answer(kind, msg)
@@ -213,7 +219,11 @@ class Keeper:
     def death_reason(self) -> str:
         """The sandbox ended without its result: a limit it hit (SIGXCPU,
         SIGXFSZ outside a handler), else how it died."""
-        code = self.jail.proc.wait()
+        try:
+            code = self.jail.proc.wait(CLOSE_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:           # alive: a handler closed the channel
+            self.jail.close()
+            return f"{where(self.job.region, self.job.engine)}: the handlers closed their channel to the worker"
         limit = self.policy.death(code)
         if limit:
             return f"{where(self.job.region, self.job.engine)}: {limit}"

@@ -160,6 +160,15 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit_and_the_daemon_serves_on(cl
            "its processes are killed; the daemon serves on", seconds, lost=RUN)
 
 
+def test_a_handler_closing_its_channel_to_the_worker_fails_the_process(cluster):
+    cluster.start("e1")
+    app = ring_app("sandbox_close", shared=PROBE, init=once("for (int fd = 3; fd < 1024; fd++) close(fd); for (;;) {}"))
+    res = pcli.run(app)
+    assert res["state"] == "failed"
+    assert res["reason"] == "region 0 (engine e1): the handlers closed their channel to the worker"
+    assert pcli.run(RING)["metrics"]["Delivered messages"] == 40
+
+
 def test_a_handler_cannot_write_the_compile_cache_which_its_worker_fills(cluster, open_cache):
     cluster.start("e1", env={"PSTACK_CACHE": str(open_cache)})
     probe = once(f'int fd = open("{open_cache}/planted", O_WRONLY | O_CREAT, 0644); '
