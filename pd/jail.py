@@ -42,6 +42,7 @@ UID_BASE = 0x6000_0000           # + a pid (< 2**22): far above any real or cont
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+FOLDER = "pstack-region-"
 
 
 def isolated() -> bool:
@@ -55,7 +56,8 @@ def sandbox_uid(worker_pid: int) -> int | None:
 
 
 def folder_prefix(worker_pid: int) -> str:
-    return f"pstack-region-{worker_pid}-"
+    """The start of the name of a worker's sandbox's private folder (in the temporary folder)."""
+    return f"{FOLDER}{worker_pid}-"
 
 
 class Jail:
@@ -63,6 +65,7 @@ class Jail:
     when the job comes) and told its job over `channel`."""
 
     def __init__(self) -> None:
+        remove_stale_folders()
         self.uid = sandbox_uid(os.getpid())
         self.home = Path(tempfile.mkdtemp(prefix=folder_prefix(os.getpid())))      # 0700
         if self.uid is not None:
@@ -124,6 +127,15 @@ def reap(worker_pid: int) -> None:
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for folder in Path(tempfile.gettempdir()).glob(folder_prefix(worker_pid) + "*"):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_folders() -> None:
+    """Private folders of workers that are gone (their daemon was killed
+    before it could reap them)."""
+    for folder in Path(tempfile.gettempdir()).glob(FOLDER + "*"):
+        pid = folder.name[len(FOLDER):].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def exited(proc: subprocess.Popen) -> bool:
