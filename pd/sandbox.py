@@ -173,10 +173,13 @@ def failure_reason(job: dict, out: Outcome) -> str:
 
 
 def prepare() -> None:
-    """What needs root's reach, done before becoming the sandbox's user:
-    Python's headers opened for g++, lazy imports done."""
-    include = os.open(build.PYTHON_INCLUDE, os.O_RDONLY | os.O_DIRECTORY)
-    build.PYTHON_INCLUDE, build.PASS_FDS = f"/proc/self/fd/{include}", (include,)
+    """What needs root's reach (pstack and Python may be installed where the
+    sandbox's user cannot read), done before becoming that user: psim's
+    runtime read, its headers and Python's opened for g++, lazy imports done."""
+    fds = tuple(os.open(d, os.O_RDONLY | os.O_DIRECTORY) for d in build.INCLUDE_DIRS)
+    build.INCLUDE_DIRS, build.PASS_FDS = [f"/proc/self/fd/{fd}" for fd in fds], fds
+    build.runtime_digest()
+    build.core_text("loader_api.h")
     cffi.FFI().cdef("int f(void);")             # imports cffi's C parser
     sysconfig.get_config_var("EXT_SUFFIX")      # imports the platform's sysconfig data
 

@@ -31,9 +31,10 @@ from cffi.recompiler import make_c_source
 
 CORE = Path(__file__).parent / "core"
 CXX = os.environ.get("CXX", "g++")
-# Python's headers; a region's sandbox, whose user may not reach them, gives
-# a directory it opened before it became that user (/proc/self/fd/N, in PASS_FDS)
-PYTHON_INCLUDE = sysconfig.get_paths()["include"]
+# Where g++ finds headers: psim's runtime, Python's.  A region's sandbox,
+# whose user may not reach them, opens them before it becomes that user and
+# gives /proc/self/fd/N instead, with the fds to pass to g++ (pd/sandbox.py).
+INCLUDE_DIRS = [str(CORE), sysconfig.get_paths()["include"]]
 PASS_FDS: tuple[int, ...] = ()
 FLAGS = ["-std=gnu++17", "-O2", "-g0", "-fPIC", "-shared", "-w", "-fno-plt"]
 
@@ -102,13 +103,27 @@ class CacheDir:
 STORE: Store = CacheDir()      # a region's sandbox replaces it (pd/sandbox.py)
 
 
+@functools.cache
+def runtime_digest() -> bytes:
+    """A hash of psim's runtime (headers and loader.cpp), read once."""
+    h = hashlib.sha256()
+    for runtime in sorted(CORE.iterdir()):
+        h.update(runtime.read_bytes())
+    return h.digest()
+
+
+@functools.cache
+def core_text(name: str) -> str:
+    """A file of psim's runtime, read once."""
+    return (CORE / name).read_text()
+
+
 def module_key(source: str, cdef: str) -> str:
     h = hashlib.sha256()
     for part in (source, cdef, " ".join(FLAGS), CXX, sys.version, cffi.__version__):
         h.update(part.encode())
         h.update(b"\0")
-    for runtime in sorted(CORE.iterdir()):        # headers and loader.cpp
-        h.update(runtime.read_bytes())
+    h.update(runtime_digest())
     return h.hexdigest()[:24]
 
 
@@ -132,7 +147,7 @@ def _build(name: str, source: str, cdef: str) -> tuple[Path, float]:
         ffi.cdef(cdef)
         cpp = tmp / (name + ".cpp")
         make_c_source(ffi, name, source, str(cpp))
-        cmd = [CXX, *FLAGS, f"-I{CORE}", f"-I{PYTHON_INCLUDE}", str(cpp), "-o", str(tmp / so_name(name))]
+        cmd = [CXX, *FLAGS, *(f"-I{d}" for d in INCLUDE_DIRS), str(cpp), "-o", str(tmp / so_name(name))]
         done = subprocess.run(cmd, capture_output=True, text=True, pass_fds=PASS_FDS)
         if done.returncode != 0:
             raise CompileError(done.stderr)
@@ -158,4 +173,4 @@ def loader_module():
     """The generic instance loader (core/loader.cpp), built once and looked
     up once per process (the lookup hashes the runtime sources)."""
     source = '#include "loader.cpp"\n'
-    return load("loader", source, (CORE / "loader_api.h").read_text())[0]
+    return load("loader", source, core_text("loader_api.h"))[0]
