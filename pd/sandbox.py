@@ -23,6 +23,7 @@ from array import array
 from pathlib import Path
 
 import cffi
+import orjson
 
 from broker.dataplane import DataPlane, DataPlaneError
 from psim import build
@@ -161,8 +162,10 @@ def run(channel: Channel, job: dict) -> None:
     res = result(loaded, engine, out, collected)
     if reports.plane:
         res["metrics"]["Dropped frames"] = reports.plane.dropped
+    # as JSON: the worker records it as it is (a million device states
+    # through msgpack into Python objects and back would cost seconds)
     channel.send("done", status="failed" if out.status == "failed" else "finished",
-                 reason=failure_reason(job, out), result=res)
+                 reason=failure_reason(job, out), result=orjson.dumps(res))
 
 
 def failure_reason(job: dict, out: Outcome) -> str:

@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import asdict, replace
 
+import orjson
 import redis
 
 from broker.control import REGION_TTL_MS, Control, Job, connect
@@ -156,7 +157,8 @@ class Keeper:
         """One message from the sandbox; True when it was the last."""
         kind = msg["t"]
         if kind == "done":
-            self.finish(msg["status"], msg["reason"], msg["result"])
+            res = msg["result"]          # JSON: recorded as it is, never parsed here
+            self.finish(msg["status"], msg["reason"], orjson.Fragment(res) if res else None)
             return True
         if kind == "memory":
             self.beat.finished = True
@@ -212,7 +214,7 @@ class Keeper:
         elif kind == "started":
             self.running = True
 
-    def finish(self, status: str, reason: str, res: dict | None = None) -> None:
+    def finish(self, status: str, reason: str, res: orjson.Fragment | None = None) -> None:
         self.beat.finished = True
         self.ctl.finish_region(self.job, "failed" if status == "failed" else "finished", reason, res)
 
