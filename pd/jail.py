@@ -123,8 +123,9 @@ def reap(worker_pid: int) -> None:
     remove its private folder."""
     uid = sandbox_uid(worker_pid)
     if uid is not None and _pids_of(uid):
-        subprocess.run(["kill", "-9", "-1"], user=uid, group=uid, extra_groups=[], check=False,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # an environment of its own: the processes it kills could read its /proc/PID/environ
+        subprocess.run(["kill", "-9", "-1"], user=uid, group=uid, extra_groups=[], env={"PATH": SAFE_PATH},
+                       check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for folder in Path(tempfile.gettempdir()).glob(folder_prefix(worker_pid) + "*"):
         shutil.rmtree(folder, ignore_errors=True)
 
