@@ -91,14 +91,23 @@ def open_cache() -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
-def sandbox_uids() -> dict[int, int]:
-    """Processes per sandbox uid on this host now."""
-    counts: dict[int, int] = {}
-    for p in psutil.process_iter(["uids"]):
-        uid = p.info["uids"].real if p.info["uids"] else 0
-        if uid >= UID_BASE:
-            counts[uid] = counts.get(uid, 0) + 1
-    return counts
+def spare_worker(pd: subprocess.Popen) -> psutil.Process:
+    """The spare worker of an idle daemon: the one that runs its next region
+    (a daemon makes its first spare when it runs its first region)."""
+    assert pcli.run(RING)["state"] == "finished"
+
+    def workers() -> list[psutil.Process]:
+        return [p for p in psutil.Process(pd.pid).children()
+                if p.status() != psutil.STATUS_ZOMBIE and "pd.worker" in p.cmdline()]
+    return wait_for(lambda: len(workers()) == 1 and workers())[0]       # the last region's worker gone
+
+
+def left_behind(worker: psutil.Process) -> list[psutil.Process]:
+    """Processes still running as the uid of `worker`'s sandbox once the worker ended."""
+    wait_for(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE)
+    uid = UID_BASE + worker.pid
+    return [p for p in psutil.process_iter(["uids", "status"])
+            if p.info["uids"] and p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE]
 
 
 def test_a_handler_cannot_read_shadow_other_users_files_or_the_daemons(cluster, other_users_file):
@@ -146,7 +155,7 @@ def test_two_regions_running_at_once_have_different_unprivileged_users(cluster):
 
 
 def test_a_fork_bomb_is_stopped_by_the_process_limit_and_the_daemon_serves_on(cluster):
-    cluster.start("e1")
+    worker = spare_worker(cluster.start("e1"))
     start = time.monotonic()
     res = pcli.run(ring_app("sandbox_forks", shared=PROBE, init=once("for (;;) fork();")))
     seconds = time.monotonic() - start
@@ -154,10 +163,17 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit_and_the_daemon_serves_on(cl
     assert res["reason"] == ("region 0 (engine e1): process limit of 64 exceeded "
                              "(processes and threads of the region's handlers)")
     assert seconds < 15
-    wait_for(lambda: all(n == 1 for n in sandbox_uids().values()), timeout=5)   # the bomb's processes: gone
+    wait_for(lambda: not left_behind(worker), timeout=5)    # the bomb's processes: killed
     assert pcli.run(RING)["metrics"]["Delivered messages"] == 40
     record("a handler fork bomb (pd --max-procs 64, the default)", f"the process fails: {res['reason']}; "
            "its processes are killed; the daemon serves on", seconds, lost=RUN)
+
+
+def test_a_handlers_process_that_left_its_group_is_killed_when_the_region_ends(cluster):
+    worker = spare_worker(cluster.start("e1"))
+    escape = once("if (fork() == 0) { setsid(); for (;;) pause(); }")
+    assert pcli.run(ring_app("sandbox_escape", shared=PROBE, init=escape))["state"] == "finished"
+    wait_for(lambda: not left_behind(worker), timeout=5)
 
 
 def test_a_handler_closing_its_channel_to_the_worker_fails_the_process(cluster):
