@@ -29,7 +29,8 @@ class Channel:
     def send(self, kind: str, **fields: Any) -> None:
         data = msgpack.packb({"t": kind, **fields}, use_bin_type=True)
         try:
-            self.sock.sendall(_LEN.pack(len(data)) + data)
+            self.sock.sendall(_LEN.pack(len(data)))
+            self.sock.sendall(data)                # apart: an application can be hundreds of MB
         except (BrokenPipeError, ConnectionResetError):
             raise Closed("the other side is gone") from None
 
@@ -52,18 +53,18 @@ class Channel:
         self.send(kind, **fields)
         return self.receive()
 
-    def _exactly(self, n: int) -> bytes:
-        parts, left = [], n
-        while left:
+    def _exactly(self, n: int) -> bytearray:
+        buf, got = bytearray(n), 0
+        view = memoryview(buf)
+        while got < n:
             try:
-                chunk = self.sock.recv(min(left, 1 << 20))
+                k = self.sock.recv_into(view[got:])
             except ConnectionResetError:
-                chunk = b""
-            if not chunk:
+                k = 0
+            if not k:
                 raise Closed("the other side is gone")
-            parts.append(chunk)
-            left -= len(chunk)
-        return b"".join(parts)
+            got += k
+        return buf
 
     def close(self) -> None:
         self.sock.close()

@@ -128,8 +128,6 @@ class Reports:
 
 def run(channel: Channel, job: dict) -> None:
     """The region of `job`, to its "done" message."""
-    limits = Limits(**job["limits"])
-    rlimits.apply(limits)                       # before any application code, or g++, runs
     opts = Options.from_dict(job["options"])
     nregions = job["nregions"]
     try:
@@ -197,11 +195,13 @@ def main(argv: list[str]) -> int:
     channel = Channel(socket.socket(fileno=fd))
     build.STORE = WorkerStore(channel, Path.cwd())
     try:
-        job = channel.receive()
+        limits = channel.receive()["limits"]
     except Closed:
         return 0                                # a spare's worker ended without a job
     try:
-        run(channel, job)
+        # before the application comes (it counts), and before g++ or any application code runs
+        rlimits.apply(Limits(**limits))
+        run(channel, channel.receive())
     except MemoryError:
         channel.send("memory")
     except Closed:

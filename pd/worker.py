@@ -256,9 +256,10 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
     if jail.uid is None:
         limits = replace(limits, procs=0)        # its uid is pd's: a process limit would bind pd too
     keeper = Keeper(ctl, job, beat, jail, Policy.from_env(), rec.get("verbose") == "1")
+    jail.channel.send("limits", limits=asdict(limits))    # applied before the sandbox takes the application
     jail.channel.send("job", app=ctl.app(job.pid), partition=ctl.partition(job.pid), rmap=rec.get("rmap", "{}"),
                       nregions=nregions, region=job.region, pid=job.pid, token=job.token, engine=job.engine,
-                      options=asdict(opts), limits=asdict(limits), verbose=keeper.verbose, host=host, curve=curve)
+                      options=asdict(opts), verbose=keeper.verbose, host=host, curve=curve)
     keeper.serve()
 
 
