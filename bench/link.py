@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker import wire  # noqa: E402
 from broker.control import connect  # noqa: E402
-from broker.dataplane import DataPlane  # noqa: E402
+from broker.dataplane import DataPlane, RedisRendezvous, advertised_host  # noqa: E402
 from psim.engine import IDLE, Options  # noqa: E402
 from psim.run import BATCH, Loaded  # noqa: E402
 
@@ -23,7 +23,8 @@ def side(url: str, path: str, region: int, pid: int, out) -> None:
     n = loaded.instance.n_devices
     regions = array("H", [0] * (n // 2) + [1] * (n - n // 2))
     engine = loaded.engine(Options(region=region), regions=regions, n_regions=2)
-    plane = DataPlane(connect(url), pid, "bench", region, 2)      # CURVE or not: $PSTACK_CURVE
+    r = connect(url)
+    plane = DataPlane(RedisRendezvous(r, pid), pid, "bench", region, 2, advertised_host(r))  # CURVE: $PSTACK_CURVE
     engine.start()
     if region == 0:
         t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """The data plane: ZeroMQ sockets between the regions of one process.
 
 Each region binds one PULL socket, publishes its address in Redis
-(keys.proc_endpoints) with its public CURVE key (keys.proc_curve), waits
+(keys.proc_endpoints) with its public CURVE key (keys.proc_curve) through a
+Rendezvous (a sandboxed region has no Redis: its worker does it), waits
 for every region's, and connects one PUSH socket to each region (itself
 included, so control frames to the coordinator go the same way).  Queues
 are unbounded (HWM 0): a send never blocks, so two regions sending to each
@@ -28,19 +29,21 @@ dropped frame.
 from __future__ import annotations
 
 import ipaddress
-import os
 import logging
+import os
 import socket
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import redis
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 from . import keys, wire
+
+if TYPE_CHECKING:          # a sandbox has no Redis, and need not import it (~80 ms)
+    import redis
 
 RENDEZVOUS_SECONDS = 60.0
 HANDSHAKE_SECONDS = 5.0
@@ -135,13 +138,54 @@ class Allowed:
         return key in self.keys
 
 
+class Rendezvous(Protocol):
+    """Where the regions of one process find each other (the control plane).
+    RedisRendezvous is the real one; a sandboxed region asks its worker
+    (pd/sandbox.py), which holds the Redis credentials."""
+
+    def publish(self, region: int, curve: str, address: str) -> None:
+        """Region `region`'s CURVE record ("curve KEY" or "plain KEY") and
+        address, seen together or not at all."""
+
+    def lookup(self) -> tuple[dict[int, str], dict[int, str]]:
+        """The addresses and CURVE records published so far, by region."""
+
+    def engines(self) -> dict[int, str]:
+        """The engine of every region (for error messages)."""
+
+
+class RedisRendezvous:
+    def __init__(self, r: redis.Redis, pid: int):
+        self.r, self.pid = r, pid
+
+    def publish(self, region: int, curve: str, address: str) -> None:
+        with self.r.pipeline(transaction=True) as p:    # readers see both or neither
+            p.hset(keys.proc_curve(self.pid), region, curve)
+            p.hset(keys.proc_endpoints(self.pid), region, address)
+            p.execute()
+
+    def lookup(self) -> tuple[dict[int, str], dict[int, str]]:
+        with self.r.pipeline(transaction=True) as p:
+            p.hgetall(keys.proc_endpoints(self.pid))
+            p.hgetall(keys.proc_curve(self.pid))
+            endpoints, curve = p.execute()
+        return _by_region(endpoints), _by_region(curve)
+
+    def engines(self) -> dict[int, str]:
+        return _by_region(self.r.hgetall(keys.proc_regions(self.pid)))
+
+
+def _by_region(h: dict[bytes, bytes]) -> dict[int, str]:
+    return {int(k): v.decode() for k, v in h.items()}
+
+
 class DataPlane:
-    def __init__(self, r: redis.Redis, pid: int, token: str, region: int, nregions: int,
-                 curve: bool | None = None):
-        """CURVE or not for this region's PULL socket: `curve`, else curve_wanted()."""
-        self.r = r
+    def __init__(self, rendezvous: Rendezvous, pid: int, token: str, region: int, nregions: int,
+                 host: str, curve: bool | None = None):
+        """This region's sockets, listening at `host` (advertised_host());
+        CURVE or not for its PULL socket: `curve`, else curve_wanted()."""
+        self.rendezvous = rendezvous
         self.pid, self.token, self.region, self.nregions = pid, token, region, nregions
-        host = advertised_host(r)
         self.curve = curve_wanted(host) if curve is None else curve
         self.public, self.secret = zmq.curve_keypair()
         self.allowed = Allowed()
@@ -162,7 +206,8 @@ class DataPlane:
         self.early: list[wire.Frame] = []  # frames that came during the handshake
         try:
             self.address = self._bind(host)
-            self._publish()
+            self.rendezvous.publish(region, f"{'curve' if self.curve else 'plain'} {self.public.decode()}",
+                                    self.address)
             self.peers = self._rendezvous()
             self.allowed.set(frozenset(p.key for p in self.peers))
             self.push = [self._connect(peer) for peer in self.peers]
@@ -194,31 +239,20 @@ class DataPlane:
             raise DataPlaneError(f"cannot listen on {host}: {e}") from None
         return f"tcp://{host}:{port}"
 
-    def _publish(self) -> None:
-        with self.r.pipeline(transaction=True) as p:    # readers see both or neither
-            p.hset(keys.proc_curve(self.pid), self.region,
-                   f"{'curve' if self.curve else 'plain'} {self.public.decode()}")
-            p.hset(keys.proc_endpoints(self.pid), self.region, self.address)
-            p.execute()
-
     def _rendezvous(self) -> list[Peer]:
         deadline = time.monotonic() + RENDEZVOUS_SECONDS
         while True:
-            with self.r.pipeline(transaction=True) as p:
-                p.hgetall(keys.proc_endpoints(self.pid))
-                p.hgetall(keys.proc_curve(self.pid))
-                endpoints, curve = p.execute()
-            found = {int(k): v.decode() for k, v in endpoints.items()}
+            found, curve = self.rendezvous.lookup()
             if len(found) >= self.nregions:
-                return [self._peer(q, found[q], curve.get(str(q).encode())) for q in range(self.nregions)]
+                return [self._peer(q, found[q], curve.get(q)) for q in range(self.nregions)]
             if time.monotonic() > deadline:
                 missing = sorted(set(range(self.nregions)) - set(found))
                 raise DataPlaneError(f"regions {missing} never published their data-plane address")
             time.sleep(0.01)
 
     @staticmethod
-    def _peer(region: int, address: str, record: bytes | None) -> Peer:
-        mode, _, key = (record or b"").decode().partition(" ")
+    def _peer(region: int, address: str, record: str | None) -> Peer:
+        mode, _, key = (record or "").partition(" ")
         if mode not in ("curve", "plain") or len(key) != 40:
             raise DataPlaneError(f"region {region} published no valid CURVE record ({record!r})")
         return Peer(address, mode == "curve", key.encode())
@@ -247,7 +281,7 @@ class DataPlane:
                     self.early.append(f)
 
     def _unreachable(self, silent: list[int]) -> str:
-        engines = {int(k): v.decode() for k, v in self.r.hgetall(keys.proc_regions(self.pid)).items()}
+        engines = self.rendezvous.engines()
         who = ", ".join(f"region {q} (engine {engines.get(q, '?')}, {self.addresses[q]})" for q in silent)
         return (f"region {self.region} (engine {engines.get(self.region, '?')}) heard nothing in "
                 f"{HANDSHAKE_SECONDS:.0f} s from {who}: they cannot reach {self.address} "

@@ -30,7 +30,8 @@ from broker import keys
 from broker.control import HEARTBEAT_TTL_MS, Control, Job, connect
 from broker.credentials import CredentialsError, redact, redis_url, refuse_on_command_line
 
-from .limits import FILE_MB, Policy, where
+from . import jail
+from .limits import FILE_MB, PROCS, Policy, where
 
 LOOP_SECONDS = 0.2
 HEARTBEAT_SECONDS = 1.0
@@ -107,7 +108,7 @@ class Daemon:
             self.stop_child(child)
         if self.spare is not None:
             self.spare.kill()
-            self.spare.wait()
+            self.end(self.spare)
         try:
             self.ctl.unregister(self.name, self.daemon_id, "daemon stopped")
         except redis.RedisError:
@@ -170,10 +171,11 @@ class Daemon:
             return
         states = self.ctl.states([c.job.pid for c in self.children])
         for child, state in zip(list(self.children), states):
-            code = child.proc.poll()
-            if code is None and state in keys.ENDED:       # killed, or failed elsewhere
+            ended = jail.exited(child.proc)
+            if not ended and state in keys.ENDED:          # killed, or failed elsewhere
                 self.stop_child(child)
-            elif code is not None:
+            elif ended:
+                code = self.end(child.proc)
                 self.children.remove(child)
                 if state not in keys.ENDED and state is not None and not self.ctl.region_done(child.job.pid,
                                                                                               child.job.region):
@@ -193,13 +195,21 @@ class Daemon:
             os.killpg(child.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        child.proc.wait()
+        self.end(child.proc)
         if child in self.children:
             self.children.remove(child)
         try:
             self.ctl.finish_region(child.job, "failed", "daemon stopped")
         except redis.RedisError:
             pass
+
+    @staticmethod
+    def end(worker: subprocess.Popen) -> int:
+        """Wait for a worker that ended or was killed, after ending what its
+        sandbox left (before the wait: until then no process can reuse its
+        pid, hence its sandbox's uid)."""
+        jail.reap(worker.pid)
+        return worker.wait()
 
 
 def _describe(code: int) -> str:
@@ -227,6 +237,9 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU seconds of a region's worker (default 0: no limit)")
     p.add_argument("--file-mb", type=int, default=FILE_MB, metavar="N",
                    help=f"largest file a region's worker may write (default {FILE_MB}; 0: no limit)")
+    p.add_argument("--max-procs", type=int, default=PROCS, metavar="N",
+                   help=f"processes and threads of a region's handlers (default {PROCS}; 0: no limit; "
+                   "only when pd runs as root)")
     p.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
     return p
 
@@ -235,11 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     try:
-        policy = Policy.for_host(args.workers, args.memory_mb, args.max_memory_mb, args.cpu_seconds, args.file_mb)
+        policy = Policy.for_host(args.workers, args.memory_mb, args.max_memory_mb, args.cpu_seconds, args.file_mb,
+                                  args.max_procs)
     except ValueError as e:
         p.error(str(e))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format=f"%(asctime)s pd[{args.name}] %(message)s")
+    if not jail.isolated():
+        log.warning("pd is not root: handlers run as its own user, with no credentials in their environment "
+                    "but able to read its files, and without a process limit (docs/security.md)")
     try:
         url = _url(args)
     except CredentialsError as e:

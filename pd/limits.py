@@ -10,6 +10,8 @@
   per-process limit on wall time).
 - File size: `pd --file-mb` (default 1024): any one file a worker or its
   handlers write.
+- Processes: `pd --max-procs` (default 64): processes and threads of one
+  region's sandbox, counted by its uid (only when pd is root: pd/jail.py).
 
 The daemon hands its policy to its workers in $PSTACK_LIMITS (JSON); a
 worker started by hand without it runs unlimited.
@@ -26,6 +28,7 @@ from psim.limits import Limits
 
 ENV = "PSTACK_LIMITS"
 FILE_MB = 1024
+PROCS = 64             # the sandbox itself uses ~6 (Python, ZeroMQ's and the authenticator's threads)
 
 
 class Refused(ValueError):
@@ -39,14 +42,15 @@ class Policy:
     max_memory_mb: int = 0      # the most a process may ask for
     cpu_seconds: int = 0
     file_mb: int = 0
+    max_procs: int = 0
 
     @classmethod
     def for_host(cls, slots: int, memory_mb: int | None = None, max_memory_mb: int | None = None,
-                 cpu_seconds: int = 0, file_mb: int = FILE_MB) -> "Policy":
+                 cpu_seconds: int = 0, file_mb: int = FILE_MB, max_procs: int = PROCS) -> "Policy":
         """The daemon's policy; memory figures not given come from the host's memory."""
         total = psutil.virtual_memory().total >> 20
         policy = cls(total // max(slots, 1) if memory_mb is None else memory_mb,
-                     total if max_memory_mb is None else max_memory_mb, cpu_seconds, file_mb)
+                     total if max_memory_mb is None else max_memory_mb, cpu_seconds, file_mb, max_procs)
         if min(asdict(policy).values()) < 0:
             raise ValueError("limits must be 0 (none) or more")
         if policy.max_memory_mb and not 0 < policy.memory_mb <= policy.max_memory_mb:
@@ -66,7 +70,7 @@ class Policy:
         if self.max_memory_mb and memory_mb > self.max_memory_mb:
             raise Refused(f"memory_mb={memory_mb} is more than engine {engine} allows "
                           f"({self.max_memory_mb} MB at most)")
-        return Limits(memory_mb or self.memory_mb, self.cpu_seconds, self.file_mb)
+        return Limits(memory_mb or self.memory_mb, self.cpu_seconds, self.file_mb, self.max_procs)
 
     def death(self, code: int) -> str | None:
         """The limit a worker that ended with `code` (a Popen returncode) hit, if any."""

@@ -1,7 +1,14 @@
 """A region worker: one region of one process, in a child process of pd, so
 that whatever the application does (crash, endless loop, bad input) the
-daemon carries on.  It reads the application from Redis, runs it with psim,
-streams logs when the process is verbose, and records the result.
+daemon carries on.  It holds the Redis connection and does every Redis
+interaction of the region; the application itself runs in its sandbox
+(pd/jail.py starts it, pd/sandbox.py is its program), a process with no
+credentials, as a user of its own when pd is root.  The worker reads the
+application from Redis and sends it to the sandbox, answers the sandbox's
+requests (compiled modules, the data plane's rendezvous), streams its logs
+when the process is verbose, records its progress and its result, and
+fails the region with the reason when the sandbox dies or hits its
+process limit.
 
 A thread heartbeats for the region (the C engine runs without the GIL) and
 fences it: the worker ends itself when its process ended, when it belongs to
@@ -16,31 +23,34 @@ process's incarnation token.
 """
 from __future__ import annotations
 
-import ctypes
-from array import array
-from dataclasses import replace
 import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict, replace
 
+import orjson
 import redis
 
 from broker.control import REGION_TTL_MS, Control, Job, connect
-from broker.dataplane import DataPlane, DataPlaneError
-from psim import limits as rlimits
+from broker.dataplane import DataPlaneError, RedisRendezvous, advertised_host, curve_wanted
+from psim import build
+from psim.engine import Options
 from psim.limits import Limits
-from psim.engine import FAIL_FILE_SIZE, FAIL_MEMORY, Options
-from psim.errors import BadInput
-from psim.run import Loaded, Outcome, drive, result
 
+from .channel import Closed
+from .jail import Jail, die_with_parent
 from .limits import Policy, Refused, where
-from .region import RegionRun
+from .modules import ModuleCache
+from .modules import Refused as ModuleRefused
 
-LOG_BATCH = 500
+TRACEBACK_CHARS = 4000                        # of a sandbox's traceback, in the daemon's log
+CLOSE_GRACE_SECONDS = 2.0                     # a sandbox that closed its channel has this long to end
+POLL_SECONDS = 0.25                           # how often the process count and problems are checked
 BEAT_SECONDS = 0.5
 GIVE_UP_SECONDS = 2 * REGION_TTL_MS / 1000    # fenced: no Redis, or no daemon, for this long
 STOP_GRACE_SECONDS = 3.0                      # another region ended; our STOP should be here by then
@@ -97,100 +107,168 @@ class Heartbeat(threading.Thread):
         return None
 
 
-class LogStream:
-    """handler_log lines to the process's Redis stream, in batches."""
+class Keeper:
+    """The worker's side of its running sandbox: answers its requests and
+    records what it reports, until its result or its end."""
 
-    def __init__(self, ctl: Control, job: Job):
-        self.ctl, self.job = ctl, job
-        self.buf: list[tuple[str, int, str]] = []
+    def __init__(self, ctl: Control, job: Job, beat: Heartbeat, jail: Jail, policy: Policy, verbose: bool):
+        self.ctl, self.job, self.beat, self.jail, self.policy = ctl, job, beat, jail, policy
+        self.verbose = verbose
+        self.channel = jail.channel
+        self.rendezvous = RedisRendezvous(ctl.r, job.pid)
+        self.modules = ModuleCache(build.cache_dir())
+        self.running = False          # the data plane is up: notices may be sent
+        self.told = False             # the notice of a problem was sent
 
-    def __call__(self, device: str, level: int, text: str) -> None:
-        self.buf.append((device, level, text))
-        if len(self.buf) >= LOG_BATCH:
-            self.flush()
+    def serve(self) -> None:
+        try:
+            self._serve()
+        except Closed:                    # the sandbox died
+            self.finish("failed", self.death_reason())
 
-    def flush(self) -> None:
-        if self.buf:
-            self.ctl.log(self.job, self.buf)
-            self.buf = []
+    def _serve(self) -> None:
+        next_watch = 0.0
+        while True:
+            msg = self.channel.receive(POLL_SECONDS)
+            if msg is not None and self.handle(msg):
+                return
+            now = time.monotonic()        # by the clock: a busy sandbox's messages must not starve it
+            if now >= next_watch:
+                next_watch = now + POLL_SECONDS
+                if self.watch():
+                    return
+
+    def watch(self) -> bool:
+        """Between messages: the process limit (True: hit, the region
+        failed), and the notice of a problem."""
+        limit = self.policy.max_procs
+        if self.jail.uid is not None and limit and self.jail.tasks() >= limit:
+            self.jail.close()
+            self.finish("failed", f"{where(self.job.region, self.job.engine)}: process limit of {limit} "
+                                  "exceeded (processes and threads of the region's handlers)")
+            return True
+        problem = self.beat.problem()
+        if problem and self.running and not self.told:
+            self.told = True
+            self.channel.send("problem", text=problem)
+        return False
+
+    def handle(self, msg: dict) -> bool:
+        """One message from the sandbox; True when it was the last."""
+        kind = msg["t"]
+        if kind == "done":
+            res = msg["result"]          # JSON: recorded as it is, never parsed here
+            self.finish(msg["status"], msg["reason"], orjson.Fragment(res) if res else None)
+            return True
+        if kind == "memory":
+            self.beat.finished = True
+            report_memory_error(self.ctl, self.job)
+            return True
+        if kind == "error":
+            log.error("process %d region %d: the sandbox failed:\n%s", self.job.pid, self.job.region,
+                      str(msg["text"])[-TRACEBACK_CHARS:])
+            self.finish("failed", "region sandbox failed (a bug in pstack: the daemon's log has its traceback)")
+            return True
+        answer = self.answer(kind, msg)
+        if answer is not None:
+            self.channel.send(kind, **answer)
+        return False
+
+    def answer(self, kind: str, msg: dict) -> dict | None:
+        """A request's answer (None: a report, which has none)."""
+        job = self.job
+        if kind in ("module", "install"):
+            return self.module(kind, msg)
+        if kind == "publish":
+            self.rendezvous.publish(job.region, msg["curve"], msg["address"])
+            return {}
+        if kind == "lookup":
+            endpoints, curve = self.rendezvous.lookup()
+            return {"endpoints": endpoints, "curve": curve}
+        if kind == "engines":
+            return {"engines": self.rendezvous.engines()}
+        self.report(kind, msg)
+        return None
+
+    def module(self, kind: str, msg: dict) -> dict:
+        """A compiled module served ("module"), or one the sandbox built
+        installed ("install"); no module when refused (pd/modules.py)."""
+        try:
+            if kind == "module":
+                return {"so": self.modules.fetch(msg["name"])}
+            self.modules.install(msg["name"], msg["so"])
+        except ModuleRefused as e:
+            log.warning("process %d region %d: %s", self.job.pid, self.job.region, e)
+        return {"so": None}
+
+    def report(self, kind: str, msg: dict) -> None:
+        job = self.job
+        if kind == "log" and self.verbose:
+            self.ctl.log(job, [(str(d), int(lv), str(t)) for d, lv, t in msg["entries"]])
+        elif kind == "progress":
+            self.beat.progress[f"delivered:{job.region}"] = int(msg["delivered"])
+            self.beat.progress[f"dropped:{job.region}"] = int(msg["dropped"])
+        elif kind == "loaded" and job.region == 0:
+            self.ctl.proc_set(job, graph_type=str(msg["graph_type"]), devices=int(msg["devices"]),
+                              edges=int(msg["edges"]))
+        elif kind == "started":
+            self.running = True
+
+    def finish(self, status: str, reason: str, res: orjson.Fragment | None = None) -> None:
+        self.beat.finished = True
+        self.ctl.finish_region(self.job, "failed" if status == "failed" else "finished", reason, res)
+
+    def death_reason(self) -> str:
+        """The sandbox ended without its result: a limit it hit (SIGXCPU,
+        SIGXFSZ outside a handler), else how it died."""
+        try:
+            code = self.jail.proc.wait(CLOSE_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:           # alive: a handler closed the channel
+            self.jail.close()
+            return f"{where(self.job.region, self.job.engine)}: the handlers closed their channel to the worker"
+        limit = self.policy.death(code)
+        if limit:
+            return f"{where(self.job.region, self.job.engine)}: {limit}"
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        return f"region worker died ({how})"
 
 
-def run_region(ctl: Control, job: Job, beat: Heartbeat) -> None:
+def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
     rec = ctl.process(job.pid)
     if rec is None or rec["token"] != job.token or rec["state"] != "running":
         return                                   # killed, gone or stale before we started
-    nregions = int(rec["nregions"])
-    opts = limited_options(ctl, job, rec)
-    if opts is None:
-        return
-    if nregions > 1:
-        opts = replace(opts, region=job.region)
-    try:
-        loaded = Loaded(ctl.app(job.pid).decode())
-        engine = loaded.engine(opts, json.loads(rec.get("rmap", "{}")), _partition(ctl, job.pid), nregions)
-    except BadInput as e:
-        ctl.finish_region(job, "failed", str(e))
-        return
-    inst = loaded.instance
-    if job.region == 0:
-        ctl.proc_set(job, graph_type=inst.graph.id, devices=inst.n_devices, edges=inst.n_edges)
-    logs = LogStream(ctl, job) if rec.get("verbose") == "1" else None
-    collected: list = []
-    on_log = logs or (lambda d, lv, t: collected.append((d, lv, t)))
-    delivered, dropped = f"delivered:{job.region}", f"dropped:{job.region}"
-    plane: DataPlane | None = None
-
-    def progress(engine) -> None:
-        beat.progress[delivered] = engine.outcome().delivered
-        beat.progress[dropped] = plane.dropped if plane else 0
-
-    if nregions > 1:
-        try:
-            plane = DataPlane(ctl.r, job.pid, job.token, job.region, nregions)
-        except (DataPlaneError, ValueError) as e:
-            ctl.finish_region(job, "failed", f"data plane: {e}")
-            return
-        try:
-            out = RegionRun(engine, plane, on_log, opts.timeout, progress, beat.problem).run()
-        finally:
-            plane.close()
-    else:
-        out = drive(engine, on_log, opts, progress)
-    if logs:
-        logs.flush()
-    res = result(loaded, engine, out, collected)
-    if plane:
-        res["metrics"]["Dropped frames"] = plane.dropped
-    beat.finished = True
-    ctl.finish_region(job, "failed" if out.status == "failed" else "finished", failure_reason(job, out), res)
-
-
-# ---- resource limits (pd/limits.py, psim/limits.py) ----------------------------------
-
-def limited_options(ctl: Control, job: Job, rec: dict) -> Options | None:
-    """The process's psim options, with the region's limits applied to this
-    worker before it loads (and compiles) anything; None when the daemon
-    refuses the process's limits (the region is failed with the reason)."""
     try:
         opts, limits = region_limits(job, rec)
     except Refused as e:
         ctl.finish_region(job, "failed", f"{where(job.region, job.engine)}: {e}")
-        return None
-    rlimits.apply(limits)
-    return replace(opts, memory_mb=limits.memory_mb)     # the engine's failures name the limit
+        return
+    nregions = int(rec["nregions"])
+    opts = replace(opts, memory_mb=limits.memory_mb,     # the engine's failures name the limit
+                   region=job.region if nregions > 1 else opts.region)
+    host, curve = "", False
+    if nregions > 1:
+        try:
+            host = advertised_host(ctl.r)
+            curve = curve_wanted(host)
+        except DataPlaneError as e:
+            ctl.finish_region(job, "failed", f"data plane: {e}")
+            return
+    if jail.uid is None:
+        limits = replace(limits, procs=0)        # its uid is pd's: a process limit would bind pd too
+    keeper = Keeper(ctl, job, beat, jail, Policy.from_env(), rec.get("verbose") == "1")
+    jail.channel.send("limits", limits=asdict(limits))    # applied before the sandbox takes the application
+    jail.channel.send("job", app=ctl.app(job.pid), partition=ctl.partition(job.pid), rmap=rec.get("rmap", "{}"),
+                      nregions=nregions, region=job.region, pid=job.pid, token=job.token, engine=job.engine,
+                      options=asdict(opts), verbose=keeper.verbose, host=host, curve=curve)
+    keeper.serve()
 
+
+# ---- resource limits (pd/limits.py, psim/limits.py) ----------------------------------
 
 def region_limits(job: Job, rec: dict) -> tuple[Options, Limits]:
     """The process's psim options, and the limits this daemon gives its region."""
     opts = Options.from_dict(json.loads(rec.get("options", "{}")))
     return opts, Policy.from_env().limits(opts.memory_mb, job.engine)
-
-
-def failure_reason(job: Job, out: Outcome) -> str:
-    """The engine's reason; a limit it caught names the region and engine too."""
-    if out.kind in (FAIL_MEMORY, FAIL_FILE_SIZE):
-        return f"{where(job.region, job.engine)}: {out.error}"
-    return out.error or ""
 
 
 def report_memory_error(ctl: Control, job: Job) -> None:
@@ -202,37 +280,28 @@ def report_memory_error(ctl: Control, job: Job) -> None:
                       "(in psim: loading the application, keeping its log or shaping its result)")
 
 
-def _partition(ctl: Control, pid: int) -> array | None:
-    data = ctl.partition(pid)
-    return array("H", data) if data is not None else None
-
-
-def die_with_parent() -> None:
-    """A worker must not outlive its daemon (Linux: PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
-    if os.getppid() == 1:                  # the daemon died before we got here
-        os._exit(1)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the region named on the command line, or (a spare) the one named
     on the first line of stdin; end quietly if stdin closes first."""
     die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s pd.worker %(message)s")
-    line = " ".join((argv or sys.argv[1:])[:4]) or sys.stdin.readline()
+    jail = Jail()                 # now: its imports overlap the wait for a job
     try:
-        job = Job.parse(line)
-    except ValueError:
-        return 0
-    url = os.environ["PSTACK_REDIS"]
-    beat = Heartbeat(url, job, os.environ.get("PSTACK_DAEMON_ID", ""))
-    beat.start()
-    ctl = Control(connect(url, patience=PATIENCE_SECONDS))
-    try:
-        run_region(ctl, job, beat)
-    except MemoryError:
-        report_memory_error(ctl, job)
+        line = " ".join((argv or sys.argv[1:])[:4]) or sys.stdin.readline()
+        try:
+            job = Job.parse(line)
+        except ValueError:
+            return 0
+        url = os.environ["PSTACK_REDIS"]
+        beat = Heartbeat(url, job, os.environ.get("PSTACK_DAEMON_ID", ""))
+        beat.start()
+        ctl = Control(connect(url, patience=PATIENCE_SECONDS))
+        try:
+            run_region(ctl, job, beat, jail)
+        except MemoryError:       # the worker has no memory limit, but one could still come from the OS
+            report_memory_error(ctl, job)
+    finally:
+        jail.close()
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Resource limits for a process that runs handlers (a region worker, the
-psim command): memory, CPU seconds and file size, as POSIX rlimits.
+"""Resource limits for a process that runs handlers (a region's sandbox,
+the psim command): memory, CPU seconds, file size and processes, as POSIX
+rlimits.
 
 Memory is RLIMIT_DATA, set to what the process uses at the moment the limit
 is applied, plus STACK_MB for what psim and the data plane add while running
@@ -18,10 +19,10 @@ reports as out of memory with the device and handler; a `malloc` returns
 NULL, which a handler that uses it turns into a segfault; Python raises
 MemoryError.
 
-RLIMIT_NPROC is not set: it counts every process and thread of the real
-user on the host, and workers run as their daemon's user (often root, whom
-it does not bind), so it would limit the daemon and its other workers, not
-one handler.  It becomes useful once handlers run as a user of their own.
+RLIMIT_NPROC (`procs`) counts every process and thread of the real user
+on the host, so it is set only where the process runs as a user of its
+own: a region's sandbox when pd is root (pd/jail.py).  As pd's or a psim
+user's, it would limit their other processes, not one handler.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class Limits:
     memory_mb: int = 0
     cpu_seconds: int = 0
     file_mb: int = 0
+    procs: int = 0          # processes and threads of the process's user
 
     def signal_text(self, sig: int) -> str | None:
         """What a death by `sig` means under these limits, if it is theirs."""
@@ -81,6 +83,8 @@ def apply(limits: Limits) -> None:
         # Python ignores SIGXFSZ (writes just fail with EFBIG); a write past
         # the limit outside a handler (whose guard reports it) ends the process
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    if limits.procs:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.procs, limits.procs))
 
 
 @contextlib.contextmanager
