@@ -17,13 +17,15 @@ from typing import Any, Iterable
 import redis
 
 from broker import acl, keys
-from broker.control import Control, connect
+from broker.control import APP, Control, connect
 from broker.credentials import redis_url
 from psim.engine import Options
 from psim.partition import partition
 from psim.reader import Source
 
-__all__ = ["run", "block", "ps", "kill", "engines", "info", "result", "processes", "Future"]
+from .engine import Engine
+
+__all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "Future"]
 
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
@@ -111,14 +113,18 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
 
     rmap: {device id: region} (unmapped devices are in region 0); or
     regions=N: N balanced regions with few cut edges (METIS); rcon:
-    {region: engine name}.  Other options go to psim (order, seed, timeout,
+    {region: engine name, or a pcli.Engine that serves the region from this
+    client (async_ only: then call its run())}.  Other options go to psim (order, seed, timeout,
     max_steps, memory_mb: the memory in MB each region's application may
     use, else the engine's default; more than an engine's maximum fails
     the process)."""
     async_ = bool(options.pop("async", async_))
     regions = int(options.pop("regions", 0) or 0)
     rmap = {str(k): int(v) for k, v in (rmap or {}).items()}
-    rcon = {int(k): str(v) for k, v in (rcon or {}).items()}
+    apps = {int(k): v for k, v in (rcon or {}).items() if isinstance(v, Engine)}
+    rcon = {int(k): APP if isinstance(v, Engine) else str(v) for k, v in (rcon or {}).items()}
+    if apps and not async_:
+        raise ValueError("a process with application engines runs with async_=True: then call engine.run()")
     if regions and rmap:
         raise ValueError("give rmap or regions, not both")
     opts = {"level": level, **options}
@@ -131,6 +137,8 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     pid, token = control().submit(user(), app, nregions, rcon, {
         "rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}, split)
     future = Future(pid, verbose, token=token)
+    for region, eng in apps.items():
+        eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0))
     return future if async_ else future.result()
 
 

@@ -1,0 +1,186 @@
+"""Application engines: a region of a running process served by Python
+functions in the user's own client, as in the original pstack.
+
+    from pcli import Engine, run, block
+    def receive(engine, msg):                # msg: dst, pin, src, src_pin, fields
+        engine.send(src="n1", pin="toggle_out", **msg.fields)
+    eng = Engine(receive)
+    fut = run("ring.xml", rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    eng.run()                                # serves region 1 until the process ends
+    print(block(fut))
+
+The engine hosts its region like any engine: it publishes its data-plane
+address through the scheduler (the user has no other right on the
+process), speaks the data plane and the termination protocol of pd's
+workers (pd/region.py drives a pcli.pyregion.PyRegion as it drives psim's
+C engine) and records its region's result, whose states are
+`engine.state[device]` for its devices.  A function that raises fails the
+process with the exception's last traceback line.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import redis
+
+from broker.control import APP, Control, connect
+from broker.credentials import redis_url
+from broker.dataplane import DataPlane, DataPlaneError, RedisRendezvous, advertised_host
+from pd.region import RegionRun
+from psim.engine import STOP_FAIL
+from psim.run import load_instance, region_array
+from psim.topology import Topology
+
+from .pyregion import PyRegion
+
+BEAT_SECONDS = 0.5
+
+
+class AppRendezvous(RedisRendezvous):
+    """The data-plane rendezvous of an application engine: it reads the
+    public endpoints like any region, and publishes its own through the
+    scheduler (app_claim), as the owner of the process."""
+
+    def __init__(self, ctl: Control, user: str, pid: int):
+        super().__init__(ctl.r, pid)
+        self.ctl, self.user = ctl, user
+
+    def publish(self, region: int, curve: str, address: str) -> None:
+        self.ctl.app_claim(self.user, self.pid, region, curve, address)
+
+
+class Beat(threading.Thread):
+    """The region's heartbeat (through the scheduler): progress out, and
+    whether the process ended elsewhere."""
+
+    def __init__(self, user: str, pid: int, region: int):
+        super().__init__(daemon=True, name=f"pcli-engine-beat-{pid}-{region}")
+        self.ctl = Control(connect(redis_url(), timeout=2.0))
+        self.user, self.pid, self.region = user, pid, region
+        self.progress: dict[str, int] = {}
+        self.ended = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(BEAT_SECONDS):
+            try:
+                verdict, _ = self.ctl.app_beat(self.user, self.pid, self.region, **self.progress)
+            except (redis.RedisError, TimeoutError, ValueError):
+                continue                          # Redis restarting: the next beat may pass
+            if verdict == "ended":
+                self.ended.set()
+                return
+
+
+class Engine:
+    """Serves the regions of processes run with `rcon={region: engine}`.
+
+    receive(engine, msg): called for each message to one of its devices;
+    receive_batch(engine, deliveries): instead, a NumPy structured array of
+    deliveries (dst, dst_pin, src, src_pin as indices; the message's fields
+    under "msg") per message type; hardware_idle(engine): OnHardwareIdle for its devices.
+    `state` holds per-device state (any JSON-able value) for the result."""
+
+    def __init__(self, receive: Callable | None = None, receive_batch: Callable | None = None,
+                 hardware_idle: Callable | None = None):
+        if (receive is None) == (receive_batch is None):
+            raise ValueError("give receive or receive_batch")
+        self.receive, self.receive_batch, self.hardware_idle = receive, receive_batch, hardware_idle
+        self.state: dict[str, Any] = {}
+        self.jobs: list[dict] = []                # bound by pcli.run
+        self.region: PyRegion | None = None
+
+    # ---- what the user's functions call -------------------------------------------
+
+    def send(self, src: str, pin: str, send_index: int | None = None, fields: dict | None = None,
+             **more) -> None:
+        """Send from device `src` on output pin `pin` (to edge `send_index`
+        of an indexed pin) a message of these fields (unnamed ones keep their
+        defaults); `fields` is for names that clash with the arguments."""
+        self._live().send(src, pin, send_index, {**(fields or {}), **more})
+
+    def exit(self, code: int = 0) -> None:
+        """End the process now, with this exit code (as handler_exit)."""
+        self._live().exit(code)
+
+    def log(self, device: str, text: str, level: int = 1) -> None:
+        self._live().log(device, text, level)
+
+    def _live(self) -> PyRegion:
+        if self.region is None:
+            raise RuntimeError("the engine is not running a region (call engine.run())")
+        return self.region
+
+    # ---- serving -------------------------------------------------------------------
+
+    def bind(self, future, region: int, app: bytes, rmap: dict, partition: bytes | None, nregions: int,
+             timeout: float) -> None:
+        """Called by pcli.run for each region this engine is to serve."""
+        self.jobs.append({"future": future, "region": region, "app": app, "rmap": rmap,
+                          "partition": partition, "nregions": nregions, "timeout": timeout})
+
+    def run(self, verbose: bool = False) -> list[dict]:
+        """Serve every region bound to this engine, one after the other, until
+        its process ends; the results of those regions."""
+        done = []
+        while self.jobs:
+            done.append(self._serve(self.jobs.pop(0), verbose))
+        return done
+
+    def _serve(self, job: dict, verbose: bool) -> dict:
+        from . import api
+        future, region = job["future"], job["region"]
+        while api.info(future.pid)["state"] == "waiting":
+            time.sleep(0.05)
+        user, ctl = api.user(), api.control()
+        inst = load_instance(job["app"].decode())
+        regions = region_array(inst, job["rmap"]) if job["partition"] is None else _partition(job["partition"])
+        self.region = PyRegion(inst, Topology(inst, regions, region), job["nregions"], self.receive,
+                               self.receive_batch, self.hardware_idle, owner=self)
+        beat = Beat(user, future.pid, region)
+        try:
+            plane = DataPlane(AppRendezvous(ctl, user, future.pid), future.pid, future.token, region,
+                              job["nregions"], advertised_host(ctl.r))
+        except (DataPlaneError, ValueError) as e:
+            ctl.app_finish(user, future.pid, region, "failed", f"data plane of region {region}: {e}")
+            return {}
+        beat.start()
+        on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else \
+            (lambda d, lv, t: None)
+        try:
+            out = RegionRun(self.region, plane, on_log, job["timeout"], lambda e: self._progress(beat),
+                            lambda: "the process ended elsewhere" if beat.ended.is_set() else None).run()
+        finally:
+            plane.close()
+            beat.stopping.set()
+        result = self._result(inst, region, out, plane.dropped)
+        if not beat.ended.is_set():
+            state = "failed" if out.status == "failed" else "finished"
+            reason = f"region {region} (application engine): {out.error}" if state == "failed" else ""
+            ctl.app_finish(user, future.pid, region, state, reason, result)
+        self.region = None
+        return result
+
+    def _progress(self, beat: Beat) -> None:
+        o = self.region.outcome()
+        beat.progress = {f"delivered:{beat.region}": o.delivered}
+
+    def _result(self, inst, region: int, out, dropped: int) -> dict:
+        o = self.region.outcome()
+        mine = [d for i, d in enumerate(inst.ids) if self.region.topo.region[i] == region]
+        res = {"states": {d: self.state.get(d, {}) for d in mine},
+               "status": out.status if o.stop != STOP_FAIL else "failed",
+               "metrics": {"Delivered messages": o.delivered, "Sends": o.sends, "Exit code": out.exit_code,
+                            "Region": region, "Devices": inst.n_devices, "Edges": inst.n_edges,
+                            "Dropped frames": dropped, "Hardware idle rounds": out.hw_rounds},
+               "log": []}
+        if out.error:
+            res["error"] = out.error
+        return res
+
+
+def _partition(data: bytes):
+    from array import array
+    return array("H", data)

@@ -1,0 +1,259 @@
+"""A region of a process whose devices are handled in Python: the engine
+that pd/region.py's RegionRun drives, with the interface of psim's C engine
+(start, run, inject, outbox, hardware_idle, outcome, logs), so a Python
+region speaks the same data plane and termination protocol as pd's workers.
+
+Messages arrive as psim's packed records (psim/core/records.h): a header
+(source device, send index, output pin, length) and the message bytes in
+the graph-schema layout, decoded and encoded by psim's own type code
+(psim/typed.py Layout).  Per-message mode calls receive(engine, Message) for
+each delivery; batch mode calls receive_batch(engine, deliveries) with a
+NumPy structured array per message type (dst, dst_pin, src, src_pin as
+indices, the fields under "msg").
+"""
+from __future__ import annotations
+
+import struct
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from psim.engine import BUDGET, IDLE, STOP_EXIT, STOP_FAIL, STOPPED
+from psim.reader import Instance
+from psim.topology import REMOTE, Topology
+
+HEADER = struct.Struct("<IIHH")          # pe_record: src, send_index, pin, length
+BROADCAST = 0xFFFFFFFF
+FAIL_HANDLER = 1                         # outcome.fail_kind of a user function that raised
+
+
+@dataclass
+class Message:
+    """One delivery to a Python device: destination device and input pin,
+    source device and output pin, and the message's fields."""
+    dst: str
+    pin: str
+    src: str
+    src_pin: str
+    fields: dict
+
+
+@dataclass
+class Outcome:
+    """The counters RegionRun and the termination protocol read (as psim's pe_outcome)."""
+    stop: int = 0
+    exit_code: int = 0
+    fail_kind: int = 0
+    remote_sent: int = 0
+    remote_received: int = 0
+    sends: int = 0
+    delivered: int = 0
+    cancelled: int = 0
+    devidle_calls: int = 0
+    steps: int = 0
+
+
+@dataclass
+class Route:
+    """Where a (device, output pin) sends: local (device, input pin) pairs,
+    other regions, and the message layout."""
+    local: list[tuple[int, int]]
+    remote: list[int]
+    layout: Any
+    pin_name: str
+
+
+@dataclass
+class PyRegion:
+    inst: Instance
+    topo: Topology
+    nregions: int
+    receive: Callable | None = None
+    receive_batch: Callable | None = None
+    hardware_idle_fn: Callable | None = None
+    owner: Any = None                     # what the user's functions get as `engine`
+    o: Outcome = field(default_factory=Outcome)
+
+    def __post_init__(self):
+        self.types = list(self.inst.graph.devices.values())
+        self.index = {d: i for i, d in enumerate(self.inst.ids)}
+        self.queue: deque = deque()       # (dst, dst_pin, src, pin, payload)
+        self.outboxes = [bytearray() for _ in range(self.nregions)]
+        self.routes: dict[tuple[int, int], Route] = {}
+        self.error: str | None = None
+        self.lines: list[tuple[str, int, str]] = []
+
+    # ---- the engine interface (as psim.engine.Engine) --------------------------------
+
+    def start(self, seconds: float = 0.0) -> int:
+        return STOPPED if self.o.stop else BUDGET
+
+    def run(self, budget: int, seconds: float = 0.0) -> int:
+        deliver = self._deliver_batch if self.receive_batch else self._deliver_one
+        while self.queue and budget > 0 and not self.o.stop:
+            budget -= deliver()
+        if self.o.stop:
+            return STOPPED
+        return IDLE if not self.queue else BUDGET
+
+    def inject(self, records) -> None:
+        """Incoming records from another region; ValueError if malformed."""
+        data, at = memoryview(records), 0
+        while at < len(data):
+            if len(data) - at < HEADER.size:
+                raise ValueError("truncated record header")
+            src, send_index, pin, length = HEADER.unpack_from(data, at)
+            at += HEADER.size
+            if at + length > len(data):
+                raise ValueError("truncated record body")
+            route = self._route(src, pin)
+            if length != route.layout.size:
+                raise ValueError("message length does not match the pin's message type")
+            payload = bytes(data[at:at + length])
+            at += length
+            self.o.remote_received += 1
+            for dst, dst_pin in self._targets(src, pin, send_index, route):
+                self.queue.append((dst, dst_pin, src, pin, payload))
+
+    def outbox(self, region: int) -> memoryview | None:
+        box = self.outboxes[region]
+        return memoryview(box) if box else None
+
+    def clear_outbox(self, region: int) -> None:
+        self.outboxes[region] = bytearray()
+
+    def hardware_idle(self, seconds: float = 0.0) -> int:
+        if self.hardware_idle_fn:
+            self._call(self.hardware_idle_fn, self.owner)
+        return STOPPED if self.o.stop else BUDGET
+
+    def outcome(self) -> Outcome:
+        return self.o
+
+    def failure(self, o: Outcome) -> str:
+        return self.error or "failed"
+
+    def logs(self) -> list[tuple[str, int, str]]:
+        lines, self.lines = self.lines, []
+        return lines
+
+    # ---- what the user's functions call ------------------------------------------
+
+    def send(self, src: str, pin: str, send_index: int | None = None, fields: dict | None = None) -> None:
+        """Send from device `src` on its output pin `pin`: to its local
+        destinations (queued) and to every other region holding one."""
+        s = self._device(src)
+        t = self.types[self.topo.types[s]] if len(self.types) > 1 else self.types[0]
+        out = next((p for p in t.outputs if p.name == pin), None)
+        if out is None:
+            raise ValueError(f"device '{src}' (type {t.id}) has no output pin '{pin}'")
+        route = self._route(s, out.index)
+        payload = route.layout.pack(fields or {})
+        self.o.sends += 1
+        index = BROADCAST if send_index is None else send_index
+        for dst, dst_pin in self._targets(s, out.index, index, route):
+            self.queue.append((dst, dst_pin, s, out.index, payload))
+        regions = route.remote if send_index is None else self._region_of_edge(s, out.index, send_index)
+        header = HEADER.pack(s, index, out.index, len(payload))
+        for q in regions:
+            self.outboxes[q] += header + payload
+            self.o.remote_sent += 1
+
+    def exit(self, code: int = 0) -> None:
+        if not self.o.stop:
+            self.o.stop, self.o.exit_code = STOP_EXIT, int(code)
+
+    def log(self, device: str, text: str, level: int = 1) -> None:
+        self.lines.append((device, level, text))
+
+    # ---- inside ------------------------------------------------------------------------
+
+    def _deliver_one(self) -> int:
+        dst, dst_pin, src, pin, payload = self.queue.popleft()
+        route = self._route(src, pin)
+        ids = self.inst.ids
+        t = self.types[self.topo.types[dst]] if len(self.types) > 1 else self.types[0]
+        msg = Message(ids[dst], t.inputs[dst_pin].name, ids[src], route.pin_name, route.layout.unpack(payload))
+        self.o.delivered += 1
+        self.o.steps += 1
+        self._call(self.receive, self.owner, msg)
+        return 1
+
+    def _deliver_batch(self) -> int:
+        """Every queued delivery of the first one's message type, as one array."""
+        layout = self._route(self.queue[0][2], self.queue[0][3]).layout
+        same = [d for d in self.queue if self._route(d[2], d[3]).layout is layout]
+        self.queue = deque(d for d in self.queue if self._route(d[2], d[3]).layout is not layout)
+        batch = np.zeros(len(same), delivery_dtype(layout))
+        batch["dst"], batch["dst_pin"], batch["src"], batch["src_pin"] = zip(*(d[:4] for d in same))
+        batch["msg"] = np.frombuffer(b"".join(d[4] for d in same), layout_dtype(layout))
+        self.o.delivered += len(same)
+        self.o.steps += len(same)
+        self._call(self.receive_batch, self.owner, batch)
+        return len(same)
+
+    def _call(self, fn: Callable, *args) -> None:
+        """A user function; one that raises fails the region with its traceback's last line."""
+        try:
+            fn(*args)
+        except Exception as e:             # the user's code: any exception is theirs to see
+            self.error = traceback.format_exception_only(e)[-1].strip()
+            self.o.stop, self.o.exit_code, self.o.fail_kind = STOP_FAIL, 1, FAIL_HANDLER
+
+    def _device(self, name: str) -> int:
+        try:
+            dev = self.index[name]
+        except KeyError:
+            raise ValueError(f"no device '{name}' in this application") from None
+        if self.topo.region[dev] != self.topo.my_region:
+            raise ValueError(f"device '{name}' is not in this engine's region {self.topo.my_region}")
+        return dev
+
+    def _route(self, src: int, pin: int) -> Route:
+        route = self.routes.get((src, pin))
+        if route is None:
+            if src >= self.inst.n_devices:
+                raise ValueError("source device index out of range")
+            t = self.types[self.topo.types[src]] if len(self.types) > 1 else self.types[0]
+            if pin >= len(t.outputs):
+                raise ValueError("no such output pin")
+            local = [(int(e["dst"]), int(e["dst_pin"])) for e in self.topo.local_edges(src, pin)]
+            route = Route(local, [int(q) for q in self.topo.remote_regions(src, pin)],
+                          t.outputs[pin].message.layout, t.outputs[pin].name)
+            self.routes[(src, pin)] = route
+        return route
+
+    def _targets(self, src: int, pin: int, send_index: int, route: Route) -> list[tuple[int, int]]:
+        if send_index == BROADCAST:
+            return route.local
+        e = self._edge(src, pin, send_index)
+        return [] if e["flags"] & REMOTE else [(int(e["dst"]), int(e["dst_pin"]))]
+
+    def _region_of_edge(self, src: int, pin: int, send_index: int) -> list[int]:
+        e = self._edge(src, pin, send_index)
+        return [int(self.topo.region[e["dst"]])] if e["flags"] & REMOTE else []
+
+    def _edge(self, src: int, pin: int, send_index: int):
+        k = self.topo.key(src, pin)
+        lo, hi = int(self.topo.out_off[k]), int(self.topo.out_off[k + 1])
+        if not 0 <= send_index < hi - lo:
+            raise ValueError(f"send index {send_index} out of range (the pin has {hi - lo} edges)")
+        return self.topo.edges[lo + send_index]
+
+
+def layout_dtype(layout) -> np.dtype:
+    """The NumPy dtype of a message layout (flat layouts of scalars)."""
+    spec = layout.spec
+    if not spec.flat:
+        raise ValueError(f"{layout.ctype}: the batch API takes messages of scalar fields only")
+    return np.dtype([(name, t.fmt) for name, t in spec.members]) if spec.members else np.dtype([])
+
+
+def delivery_dtype(layout) -> np.dtype:
+    """A batch's row: destination and source (device index, pin index), and
+    the message's fields under "msg"."""
+    return np.dtype([("dst", "<u4"), ("dst_pin", "<u2"), ("src", "<u4"), ("src_pin", "<u2"),
+                     ("msg", layout_dtype(layout))])

@@ -1,0 +1,78 @@
+"""Application engines (pcli.Engine): a region of a process served by Python
+functions in the user's client, over the same data plane and termination
+protocol as pd's workers, on a secured cluster (the user's own identity)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+import pcli
+from conftest import ROOT
+from psim import psim
+
+RING = str(ROOT / "tests" / "apps" / "ring_v2.xml")
+
+
+def ring_node(engine, msg):
+    """n1 of the ring oscillator, in Python: count, toggle, pass it on."""
+    st = engine.state.setdefault(msg.dst, {"counter": 0, "state": 0})
+    st["counter"] += 1
+    st["state"] = 1 - st["state"]
+    engine.send(msg.dst, "toggle_out", fields={"src": 1, "dst": 0xFFFFFFFF})
+
+
+def test_the_originals_example_a_ring_with_n1_in_python(secured):
+    eng = pcli.Engine(ring_node)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    eng.run()
+    res = pcli.block(future)
+    assert res["state"] == "finished" and res["metrics"]["Exit code"] == 0, res.get("error")
+    alone = psim(RING)
+    for dev in ("n0", "n2", "n3"):
+        assert res["states"][dev] == alone["states"][dev], dev
+    assert res["states"]["n1"] == {"counter": 10, "state": 0}
+
+
+def test_a_raising_function_fails_the_process_with_its_last_traceback_line(secured):
+    def broken(engine, msg):
+        raise KeyError("no such thing")
+    eng = pcli.Engine(broken)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    eng.run()
+    res = pcli.block(future)
+    assert res["state"] == "failed"
+    assert res["reason"] == "region 1 (application engine): KeyError: 'no such thing'"
+
+
+def test_the_engine_may_end_the_process(secured):
+    def stop_at_five(engine, msg):
+        st = engine.state.setdefault(msg.dst, {"seen": 0})
+        st["seen"] += 1
+        if st["seen"] == 5:
+            engine.exit(7)
+        else:
+            engine.send(src=msg.dst, pin="toggle_out")
+    eng = pcli.Engine(stop_at_five)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    eng.run()
+    res = pcli.block(future)
+    assert res["metrics"]["Exit code"] == 7 and res["states"]["n1"] == {"seen": 5}
+
+
+def test_a_batch_engine_gets_arrays(secured):
+    seen = []
+
+    def batch(engine, deliveries):
+        assert deliveries.dtype.names == ("dst", "dst_pin", "src", "src_pin", "msg")
+        assert set(deliveries["msg"]["src"]) == {0}             # the toggle's fields, from n0
+        seen.append(len(deliveries))
+        for src in np.unique(deliveries["dst"]):
+            engine.send("n1", "toggle_out", fields={"src": 1, "dst": int(src)})
+    eng = pcli.Engine(receive_batch=batch)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    thread = threading.Thread(target=eng.run)
+    thread.start()
+    res = pcli.block(future)
+    thread.join(timeout=30)
+    assert res["state"] == "finished" and sum(seen) == 10, res["reason"]
