@@ -7,6 +7,7 @@ a failure instead of a hang."""
 
 expect_status = "idle"
 options = {"max_steps": 1_000_000}
+exact_answer = False            # how many pings fly depends on the schedule
 
 
 def check_token_went_round_twice(result):

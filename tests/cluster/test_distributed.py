@@ -5,13 +5,15 @@ hardware-idle barriers, and failures that end every region."""
 import pytest
 
 import pcli
-from appcases import APPS, APPS_DIR, checker, options, schedule_independent
+from appcases import APPS, APPS_DIR, checker, exact_answer, options
 from conftest import gone, wait_for
 from faults import RUN, record
 from psim import psim
 from tinyapp import forever_app
 
-SPLITTABLE = [a for a in APPS if schedule_independent(a)
+# supervisors in a split process are not built yet: a split is refused (test below)
+SUPERVISED = [a for a in APPS if "<SupervisorType" in a.read_text()]
+SPLITTABLE = [a for a in APPS if exact_answer(a) and a not in SUPERVISED
               and getattr(checker(a), "expect_status", "exit") != "failed"]
 
 
@@ -43,6 +45,14 @@ def test_same_answer_for_1_2_and_4_regions(app, where, request):
         assert answer(res) == answer(whole), f"{n} regions"
         if where == "two_pds" and n > 1:
             assert set(pcli.info(max(pcli.ps(all=True)))["engines"].values()) == {"left", "right"}
+
+
+def test_a_supervisor_process_runs_whole_and_a_split_one_is_refused(one_pd):
+    app = str(SUPERVISED[0])
+    assert pcli.run(app)["state"] == "finished"
+    res = pcli.run(app, regions=2)
+    assert res["state"] == "failed" and "supervisors are not supported yet in a run split into regions" in \
+        res["reason"]
 
 
 def test_app_without_handler_exit_in_three_regions_ends(two_pds):

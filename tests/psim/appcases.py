@@ -26,7 +26,14 @@ def check(app: Path, result: dict) -> None:
 
 
 def schedule_independent(app: Path) -> bool:
+    """Its checkers pass under every schedule (random orders)."""
     return getattr(checker(app), "schedule_independent", True)
+
+
+def exact_answer(app: Path) -> bool:
+    """Its whole answer (states, status, exit code, deliveries) is the same
+    under every schedule (split runs are compared with psim's)."""
+    return getattr(checker(app), "exact_answer", schedule_independent(app))
 
 
 def options(app: Path) -> dict:
