@@ -1,0 +1,86 @@
+"""Messages per second into a Python application engine (pcli.Engine), on a
+local secured cluster (redis-server, the scheduler, 1 pd under supervisord):
+a C device in region 0 sends N messages to a device in region 1, served by
+the engine per message (receive) or in batches (receive_batch).
+
+    .venv/bin/python bench/bench_appengine.py [N]
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+APP = """<?xml version="1.0"?>
+<Graphs xmlns="https://poets-project.org/schemas/virtual-graph-schema-v3">
+  <GraphType id="flood">
+    <MessageTypes><MessageType id="val"><Message><Scalar name="v" type="uint32_t"/></Message></MessageType></MessageTypes>
+    <DeviceTypes>
+      <DeviceType id="src">
+        <Properties><Scalar name="n" type="uint32_t"/></Properties>
+        <State><Scalar name="sent" type="uint32_t"/></State>
+        <ReadyToSend><![CDATA[ if (deviceState->sent < deviceProperties->n) *readyToSend = RTS_FLAG_out; ]]></ReadyToSend>
+        <OutputPin name="out" messageTypeId="val"><OnSend><![CDATA[ message->v = deviceState->sent++; ]]></OnSend></OutputPin>
+      </DeviceType>
+      <DeviceType id="sink">
+        <State><Scalar name="got" type="uint32_t"/></State>
+        <ReadyToSend><![CDATA[]]></ReadyToSend>
+        <InputPin name="in" messageTypeId="val"><OnReceive><![CDATA[ deviceState->got++; ]]></OnReceive></InputPin>
+      </DeviceType>
+    </DeviceTypes>
+  </GraphType>
+  <GraphInstance id="flood_1" graphTypeId="flood">
+    <DeviceInstances><DevI id="s" type="src"><P>"n": %d</P></DevI><DevI id="k" type="sink"/></DeviceInstances>
+    <EdgeInstances><EdgeI path="k:in-s:out"/></EdgeInstances>
+  </GraphInstance>
+</Graphs>
+"""
+
+
+def cluster(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "pd.cluster", *args], check=True, capture_output=True,
+                          text=True, cwd=ROOT).stdout
+
+
+def measure(pcli, n: int, batch: bool) -> float:
+    got = [0]
+
+    def one(engine, msg):
+        got[0] += 1
+
+    def many(engine, deliveries):
+        got[0] += len(deliveries)
+    eng = pcli.Engine(receive_batch=many) if batch else pcli.Engine(one)
+    future = pcli.run(APP % n, rmap={"k": 1}, rcon={1: eng}, async_=True)
+    t = time.perf_counter()
+    eng.run()
+    dt = time.perf_counter() - t
+    assert pcli.block(future)["state"] == "finished" and got[0] == n, got
+    return n / dt
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    with tempfile.TemporaryDirectory(prefix="pstack-bench-") as folder:
+        cluster("start", folder, "--pds", "1")
+        try:
+            os.environ["PSTACK_REDIS"] = cluster("adduser", folder, "bench").splitlines()[-1].split("=", 1)[1]
+            import pcli
+            measure(pcli, 1000, False)                         # compile, warm up
+            for batch in (False, True):
+                rates = [measure(pcli, n, batch) for _ in range(3)]
+                print(f"{'receive_batch' if batch else 'receive      '}: {n} messages, "
+                      f"best {max(rates) / 1e3:.0f}k messages/s (runs: {', '.join(f'{r / 1e3:.0f}k' for r in rates)}; "
+                      "includes the region's start: claim, rendezvous, handshake)")
+        finally:
+            cluster("stop", folder)
+
+
+if __name__ == "__main__":
+    main()
