@@ -1,5 +1,7 @@
-"""Cluster control-plane figures on a local cluster (redis-server + pd under
-supervisord, in a temporary folder): latency of one small process from
+"""Cluster control-plane figures on a local secured cluster (redis-server,
+the scheduler and pd under supervisord, in a temporary folder; a user made
+as adduser makes one): a request's round trip through the scheduler,
+latency of one small process from
 run() to its result (back to back, and 1 s apart: with the spare workers
 ready), throughput of many small processes, time from kill()
 to the region worker gone, and time to fail a process whose daemon was
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "psim"))
 
-from pd import cluster  # noqa: E402
+from pd import cluster, identities  # noqa: E402
 from tinyapp import endless_app  # noqa: E402
 
 RING = str(ROOT / "tests" / "apps" / "ring_v2.xml")
@@ -28,9 +30,19 @@ RING = str(ROOT / "tests" / "apps" / "ring_v2.xml")
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pstack-bench-") as folder:
-        os.environ["PSTACK_REDIS"] = cluster.start(folder, pds=2, slots=1)
+        cluster.start(folder, pds=2, slots=1)
+        os.environ["PSTACK_REDIS"] = identities.add_user(Path(folder), "bench", "user")
         import pcli
         try:
+            rtt = []
+            for _ in range(200):
+                t = time.perf_counter()
+                try:
+                    pcli.kill(10**9)                           # no such process: the scheduler says so
+                except ValueError:
+                    rtt.append(time.perf_counter() - t)
+            print(f"a request's round trip through the scheduler (kill of no process): median "
+                  f"{statistics.median(rtt) * 1000:.2f} ms")
             pcli.run(RING)                                     # warm the module cache
             lat = []
             for _ in range(20):

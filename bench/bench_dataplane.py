@@ -29,7 +29,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import graphs  # noqa: E402
-from pd import cluster  # noqa: E402
+from broker.credentials import read_url_file  # noqa: E402
+from pd import cluster, identities  # noqa: E402
 
 OUT = HERE / "out"
 
@@ -80,10 +81,11 @@ def main() -> None:
     pairs = generate(f"pairs-{n}-r40", graphs.pairs(n), 40)
     mesh = generate("mesh-1000x1000-r200", graphs.mesh(1000, 1000), 200)
     with tempfile.TemporaryDirectory(prefix="pstack-bench-") as folder:
-        os.environ["PSTACK_REDIS"] = cluster.start(folder, pds=2, slots=1)
+        cluster.start(folder, pds=2, slots=1)
+        os.environ["PSTACK_REDIS"] = identities.add_user(Path(folder), "bench", "user")
         import pcli
         try:
-            link(os.environ["PSTACK_REDIS"], pairs)
+            link(read_url_file(identities.engine_path(Path(folder))), pairs)     # two bare regions: engines
             if args.link_only:
                 return
             one, t1 = timed(pcli, mesh)
