@@ -234,9 +234,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory-mb", type=int, metavar="N", help="the most memory_mb a process may ask for; "
                    "more is refused (default: the host's memory; 0: no maximum)")
     p.add_argument("--cpu-seconds", type=int, default=0, metavar="S",
-                   help="CPU seconds of a region's worker (default 0: no limit)")
+                   help="CPU seconds of a region's sandbox (its handlers) (default 0: no limit)")
     p.add_argument("--file-mb", type=int, default=FILE_MB, metavar="N",
-                   help=f"largest file a region's worker may write (default {FILE_MB}; 0: no limit)")
+                   help=f"largest file a region's sandbox may write (default {FILE_MB}; 0: no limit)")
     p.add_argument("--max-procs", type=int, default=PROCS, metavar="N",
                    help=f"processes and threads of a region's handlers (default {PROCS}; 0: no limit; "
                    "only when pd runs as root)")
