@@ -66,8 +66,11 @@ local function refusal(n, rcon)
                 .. plural(known[pin.name], 'slot')
         end
     end
+    for _, name in pairs(rcon) do
+        if name == APP then n = n - 1 end         -- run by its owner's application engine
+    end
     if n > total then
-        return plural(n, 'region') .. ', but the cluster has ' .. plural(total, 'slot') .. ' in all'
+        return plural(n, 'region') .. ' on engines, but the cluster has ' .. plural(total, 'slot') .. ' in all'
     end
     return nil
 end

@@ -53,6 +53,15 @@ def test_an_app_region_takes_no_slot_and_only_its_owner_may_run_it(secured):
     assert [e["used"] for e in pcli.engines()] == [0]
 
 
+def test_app_regions_do_not_count_against_the_cluster_s_slots(secured):
+    rmap = {"d1": 1, "d2": 2, "d3": 3}                                   # e1 has 2 slots in all
+    future = pcli.run(ring_app("fits"), rmap=rmap, rcon={1: APP, 2: APP, 3: APP}, async_=True)
+    wait_for(lambda: pcli.info(future.pid)["state"] == "running")
+    assert pcli.kill(future.pid)
+    with pytest.raises(ValueError, match="3 regions on engines, but the cluster has 2 slots in all"):
+        pcli.run(ring_app("too_many"), rmap=rmap, rcon={3: APP}, async_=True)
+
+
 def test_an_app_region_whose_engine_stops_beating_fails_its_process(secured):
     future = app_process("silent")
     client(secured.urls["alice"]).app_claim("alice", future.pid, 1, PLAIN, "tcp://127.0.0.1:9")

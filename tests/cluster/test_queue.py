@@ -54,7 +54,7 @@ def test_processes_that_can_never_run_are_refused_without_a_pid(cluster, tmp_pat
     app = ring_app("refused", rings=4)
     with pytest.raises(ValueError, match="rcon names engine e9, which is not known to the cluster"):
         pcli.run(app, rmap=rings_in_regions(2), rcon={1: "e9"})
-    with pytest.raises(ValueError, match="4 regions, but the cluster has 3 slots in all"):
+    with pytest.raises(ValueError, match="4 regions on engines, but the cluster has 3 slots in all"):
         pcli.run(app, rmap=rings_in_regions(4))
     with pytest.raises(ValueError, match="rcon pins 3 regions on engine e1, which has 2 slots"):
         pcli.run(app, rmap=rings_in_regions(3), rcon={0: "e1", 1: "e1", 2: "e1"})
