@@ -161,6 +161,29 @@ def test_a_process_split_across_three_hosts_gives_psims_answer(site):
     assert where == {"0": W1, "1": W2}
 
 
+def test_an_application_engine_on_another_host_runs_its_region(site):
+    """The user's own client on w2 (no pd there) serves n1 of the ring, with
+    the user's credentials; the rest runs on the head's engine.  Across hosts
+    the data plane is CURVE (PSTACK_CURVE=auto)."""
+    url = site.start_head("--bind", site.host("head").addr)
+    res = site.python(site.host("w2"), url, f"""
+def receive(engine, msg):
+    st = engine.state.setdefault(msg.dst, {{"counter": 0}})
+    st["counter"] += 1
+    engine.send(msg.dst, "toggle_out", fields={{"src": 1, "dst": 0xFFFFFFFF}})
+eng = pcli.Engine(receive)
+f = pcli.run({RING!r}, rmap={{"n1": 1}}, rcon={{0: {HEAD!r}, 1: eng}}, async_=True)
+eng.run()
+res = f.result(timeout=30)
+out = [res, pcli.info(f.pid)["engines"]]""", timeout=90)
+    res, where = res
+    assert res["state"] == "finished", res["reason"]
+    assert where == {"0": HEAD, "1": "@app"}
+    alone = psim(RING)["states"]
+    assert {d: res["states"][d] for d in ("n0", "n2", "n3")} == {d: alone[d] for d in ("n0", "n2", "n3")}
+    assert res["states"]["n1"] == {"counter": 10}
+
+
 def test_a_host_cut_off_fails_its_process_within_seconds_and_rejoins(site):
     head, w1 = site.host("head"), site.host("w1")
     url = site.start_head("--bind", head.addr)

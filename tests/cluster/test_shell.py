@@ -105,6 +105,20 @@ def test_run_pyscript_and_run_script(shell, tmp_path):
     assert "exit code 0" in out and "e1" in out
 
 
+def test_an_application_engine_from_a_shell_script(shell, tmp_path):
+    script = tmp_path / "engine.py"
+    script.write_text(f"""
+def receive(engine, msg):
+    engine.state[msg.dst] = {{"seen": engine.state.get(msg.dst, {{"seen": 0}})["seen"] + 1}}
+    engine.send(msg.dst, "toggle_out")
+eng = Engine(receive)
+f = run({RING!r}, rmap={{"n1": 1}}, rcon={{1: eng}}, async_=True)
+eng.run()
+print("n1 saw", block(f)["states"]["n1"]["seen"])
+""")
+    assert "n1 saw 10" in shell.do(f"run_pyscript {script}")
+
+
 def test_py_context_persists(shell, tmp_path):
     shell.py_locals["answer"] = 42
     shell.do("run_pyscript " + str(_write(tmp_path / "n.py", "assert ps is not None\n")))
