@@ -9,6 +9,7 @@ Functions return data; the shell prints it.
 from __future__ import annotations
 
 import functools
+from array import array
 import json
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from broker.credentials import redis_url
 from psim.engine import Options
 from psim.partition import partition
 from psim.reader import Source
+from psim.run import load_instance
 
 from .engine import Engine
 
@@ -114,16 +116,19 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     rmap: {device id: region} (unmapped devices are in region 0); or
     regions=N: N balanced regions with few cut edges (METIS); rcon:
     {region: engine name, or a pcli.Engine that serves the region from this
-    client (async_ only: then call its run())}.  Other options go to psim (order, seed, timeout,
-    max_steps, memory_mb: the memory in MB each region's application may
-    use, else the engine's default; more than an engine's maximum fails
-    the process)."""
+    client (async_ only: then call its run())}; externals: a pcli.Engine
+    that serves the external devices (<ExtI> but __halt__), in a region of
+    their own.  Other options go to psim (order, seed, timeout, max_steps,
+    memory_mb: the memory in MB each region's application may use, else
+    the engine's default; more than an engine's maximum fails the
+    process)."""
     async_ = bool(options.pop("async", async_))
+    externals = options.pop("externals", None)
     regions = int(options.pop("regions", 0) or 0)
     rmap = {str(k): int(v) for k, v in (rmap or {}).items()}
     apps = {int(k): v for k, v in (rcon or {}).items() if isinstance(v, Engine)}
     rcon = {int(k): APP if isinstance(v, Engine) else str(v) for k, v in (rcon or {}).items()}
-    if apps and not async_:
+    if (apps or externals is not None) and not async_:
         raise ValueError("a process with application engines runs with async_=True: then call engine.run()")
     if regions and rmap:
         raise ValueError("give rmap or regions, not both")
@@ -134,12 +139,34 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
         app = f.read()
     split = partition(app.decode(), regions).tobytes() if regions > 1 else None
     nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
+    if externals is not None:                  # one more region: the external devices, in the engine
+        split = bind_externals(app, externals, nregions, rmap, split)
+        apps[nregions], rcon[nregions] = externals, APP
+        nregions += 1
     pid, token = control().submit(user(), app, nregions, rcon, {
         "rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}, split)
     future = Future(pid, verbose, token=token)
     for region, eng in apps.items():
         eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0))
     return future if async_ else future.result()
+
+
+def bind_externals(app: bytes, engine: Engine, region: int, rmap: dict, split: bytes | None) -> bytes | None:
+    """Put every external device (<ExtI>, but __halt__) in `region`, which
+    `engine` serves: in rmap, or in the computed partition.  Returns the
+    partition."""
+    if not isinstance(engine, Engine):
+        raise TypeError("externals= takes a pcli.Engine")
+    inst = load_instance(app.decode())
+    if not inst.externals:
+        raise ValueError("externals= given, but the application has no external device")
+    if split is None:
+        rmap.update({inst.ids[d]: region for d in inst.externals})
+        return None
+    regions = array("H", split)
+    for d in inst.externals:
+        regions[d] = region
+    return regions.tobytes()
 
 
 def block(futures):

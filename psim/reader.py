@@ -115,6 +115,7 @@ class Instance:
     eprops: list[bytearray] = field(default_factory=list)    # per edge kind
     estate: list[bytearray] = field(default_factory=list)
     halt: int | None = None
+    externals: list[int] = field(default_factory=list)   # ExtI devices but __halt__
     n_edges: int = 0
 
     @property
@@ -261,9 +262,8 @@ class InstanceBuilder:
                     raise self.bad_device(i, f"type '{self.tnames[i]}' is " +
                                           ("not an ExternalType" if ext else "an ExternalType: use <ExtI>"))
                 if ext and self.ids[i] != HALT:
-                    raise Unsupported(f"external device '{self.ids[i]}': only the '{HALT}' external is "
-                                      "supported yet", self.src.name, self._line("ExtI", "id", self.ids[i]))
-                if ext:
+                    self.inst.externals.append(len(self.inst.ids) + i)     # served by an application engine
+                elif ext:
                     self.inst.halt = len(self.inst.ids) + i
         return tix
 
@@ -424,6 +424,17 @@ class InstanceBuilder:
 
     def _line(self, tag: str, attr: str, value: str, occurrence: int = 1) -> int | None:
         return find_line(self.src, self.T.get(tag, tag), lambda el: el.get(attr) == value, occurrence)
+
+
+def unserved_externals(inst: Instance, local: Callable[[int], bool]) -> None:
+    """An engine that runs handlers in C cannot serve an external device:
+    the first one among its devices (`local`) is refused, naming its line."""
+    for dev in inst.externals:
+        if local(dev):
+            did = inst.ids[dev]
+            raise Unsupported(f"external device '{did}' needs an application engine to serve it: "
+                              "run(..., externals=engine) in pcli (docs/engines.md)", inst.source.name,
+                              find_line(inst.source, inst.ns + "ExtI", lambda el: el.get("id") == did))
 
 
 def find_line(src: Source, tag: str, match: Callable, occurrence: int = 1) -> int | None:

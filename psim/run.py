@@ -12,7 +12,7 @@ from . import build, limits
 from .compiler import compile_graph
 from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine, Options
 from .errors import BadInput, Unsupported
-from .reader import Instance, Source, read_graph_type, read_instance
+from .reader import Instance, Source, read_graph_type, read_instance, unserved_externals
 
 BATCH = 1 << 20            # events per call into C
 IDLE_ROUNDS = 10           # hardware-idle rounds without a send before the run ends (as the reference)
@@ -52,6 +52,7 @@ class Loaded:
             raise RuntimeError("Loaded.engine() gives one engine per load; load again for another")
         self.used = True
         if regions is None and not rmap and opts.region is None:
+            unserved_externals(self.instance, lambda dev: True)
             return Engine(self.module, self.instance, opts)
         if regions is None:
             regions = self.region_array(rmap or {})
@@ -59,6 +60,7 @@ class Loaded:
             raise BadInput(f"region map has {len(regions)} entries for {self.instance.n_devices} devices")
         mine = opts.region or 0
         n = max(n_regions or 0, max(regions, default=0) + 1, mine + 1)
+        unserved_externals(self.instance, lambda dev: regions[dev] == mine)
         sup = self.instance.graph.supervisor
         if sup is not None and n > 1:
             raise Unsupported("supervisors are not supported yet in a run split into regions",

@@ -76,3 +76,24 @@ def test_a_batch_engine_gets_arrays(secured):
     res = pcli.block(future)
     thread.join(timeout=30)
     assert res["state"] == "finished" and sum(seen) == 10, res["reason"]
+
+
+ECHO = str(ROOT / "tests" / "cluster" / "apps" / "external_echo_v3.xml")
+
+
+def test_an_engine_serves_the_externals(secured):
+    def doubler(engine, msg):
+        assert (msg.dst, msg.pin, msg.src) == ("io", "in", "dev")
+        engine.send("io", "out", v=2 * msg.fields["v"])
+    eng = pcli.Engine(doubler)
+    future = pcli.run(ECHO, externals=eng, async_=True)
+    eng.run()
+    res = pcli.block(future)
+    assert res["state"] == "finished", res.get("reason")
+    assert res["states"]["dev"] == {"sent": 3, "sum": 12, "got": 3}
+    assert pcli.info(future.pid)["engines"] == {0: "e1", 1: "@app"}
+
+
+def test_externals_need_an_engine(secured):
+    res = pcli.run(ECHO)
+    assert res["state"] == "failed" and "external device 'io' needs an application engine" in res["reason"]
