@@ -132,8 +132,10 @@ class Engine:
     def _serve(self, job: dict, verbose: bool) -> dict:
         from . import api
         future, region = job["future"], job["region"]
-        while api.info(future.pid)["state"] == "waiting":
+        while (state := api.info(future.pid)["state"]) == "waiting":
             time.sleep(0.05)
+        if state != "running":                 # killed or failed before it started: nothing to serve
+            return {}
         user, ctl = api.user(), api.control()
         inst = load_instance(job["app"].decode())
         regions = region_array(inst, job["rmap"]) if job["partition"] is None else _partition(job["partition"])
