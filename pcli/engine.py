@@ -64,14 +64,17 @@ class Beat(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.wait(BEAT_SECONDS):
-            try:
-                verdict, _ = self.ctl.app_beat(self.user, self.pid, self.region, **self.progress)
-            except (redis.RedisError, TimeoutError, ValueError):
-                continue                          # Redis restarting: the next beat may pass
-            if verdict == "ended":
-                self.ended.set()
-                return
+        try:
+            while not self.stopping.wait(BEAT_SECONDS):
+                try:
+                    verdict, _ = self.ctl.app_beat(self.user, self.pid, self.region, **self.progress)
+                except (redis.RedisError, TimeoutError, ValueError):
+                    continue                      # Redis restarting: the next beat may pass
+                if verdict == "ended":
+                    self.ended.set()
+                    return
+        finally:
+            self.ctl.r.close()
 
 
 class Engine:
