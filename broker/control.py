@@ -111,7 +111,6 @@ class Control:
         if got is None:
             raise TimeoutError(f"the scheduler did not answer {fields['op']} request {rid} in {timeout:.0f} s "
                                "(is pd.scheduler running next to Redis?)")
-        self.r.delete(keys.reply(user, rid))
         answer = json.loads(got[1])
         if "error" in answer:
             raise ValueError(answer["error"])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from typing import Any, Callable
 
 import redis
@@ -141,7 +142,7 @@ class Engine:
             return {}
         user, ctl = api.user(), api.control()
         inst = load_instance(job["app"].decode())
-        regions = region_array(inst, job["rmap"]) if job["partition"] is None else _partition(job["partition"])
+        regions = region_array(inst, job["rmap"]) if job["partition"] is None else array("H", job["partition"])
         self.region = PyRegion(inst, Topology(inst, regions, region), job["nregions"], self.receive,
                                self.receive_batch, self.hardware_idle, owner=self)
         beat = Beat(user, future.pid, region)
@@ -185,7 +186,3 @@ class Engine:
             res["error"] = out.error
         return res
 
-
-def _partition(data: bytes):
-    from array import array
-    return array("H", data)

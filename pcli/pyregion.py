@@ -153,7 +153,7 @@ class PyRegion:
         """Send from device `src` on its output pin `pin`: to its local
         destinations (queued) and to every other region holding one."""
         s = self._device(src)
-        t = self.types[self.topo.types[s]] if len(self.types) > 1 else self.types[0]
+        t = self._type(s)
         out = next((p for p in t.outputs if p.name == pin), None)
         if out is None:
             raise ValueError(f"device '{src}' (type {t.id}) has no output pin '{pin}'")
@@ -161,9 +161,9 @@ class PyRegion:
         payload = route.layout.pack(fields or {})
         self.o.sends += 1
         index = BROADCAST if send_index is None else send_index
-        for dst, dst_pin in self._targets(s, out.index, index, route):
+        local, regions = (route.local, route.remote) if send_index is None else self._indexed(s, out.index, index)
+        for dst, dst_pin in local:
             self.queue.append((dst, dst_pin, s, out.index, payload))
-        regions = route.remote if send_index is None else self._region_of_edge(s, out.index, send_index)
         header = HEADER.pack(s, index, out.index, len(payload))
         for q in regions:
             self.outboxes[q] += header + payload
@@ -182,7 +182,7 @@ class PyRegion:
         dst, dst_pin, src, pin, payload = self.queue.popleft()
         route = self._route(src, pin)
         ids = self.inst.ids
-        t = self.types[self.topo.types[dst]] if len(self.types) > 1 else self.types[0]
+        t = self._type(dst)
         msg = Message(ids[dst], t.inputs[dst_pin].name, ids[src], route.pin_name, route.layout.unpack(payload))
         self.o.delivered += 1
         self.o.steps += 1
@@ -244,8 +244,10 @@ class PyRegion:
     def _deliver_batch(self) -> int:
         """Every queued delivery of the first one's message type, as one array."""
         layout = self._route(self.queue[0][2], self.queue[0][3]).layout
-        same = [d for d in self.queue if self._route(d[2], d[3]).layout is layout]
-        self.queue = deque(d for d in self.queue if self._route(d[2], d[3]).layout is not layout)
+        same, rest = [], deque()
+        for d in self.queue:
+            (same if self._route(d[2], d[3]).layout is layout else rest).append(d)
+        self.queue = rest
         batch = np.zeros(len(same), delivery_dtype(layout))
         batch["dst"], batch["dst_pin"], batch["src"], batch["src_pin"] = zip(*(d[:4] for d in same))
         batch["msg"] = np.frombuffer(b"".join(d[4] for d in same), layout_dtype(layout))
@@ -276,7 +278,7 @@ class PyRegion:
         if route is None:
             if src >= self.inst.n_devices:
                 raise ValueError("source device index out of range")
-            t = self.types[self.topo.types[src]] if len(self.types) > 1 else self.types[0]
+            t = self._type(src)
             if pin >= len(t.outputs):
                 raise ValueError("no such output pin")
             local = [(int(e["dst"]), int(e["dst_pin"])) for e in self.topo.local_edges(src, pin)]
@@ -285,22 +287,22 @@ class PyRegion:
             self.routes[(src, pin)] = route
         return route
 
+    def _type(self, dev: int):
+        return self.types[self.topo.types[dev]] if len(self.types) > 1 else self.types[0]
+
     def _targets(self, src: int, pin: int, send_index: int, route: Route) -> list[tuple[int, int]]:
-        if send_index == BROADCAST:
-            return route.local
-        e = self._edge(src, pin, send_index)
-        return [] if e["flags"] & REMOTE else [(int(e["dst"]), int(e["dst_pin"]))]
+        return route.local if send_index == BROADCAST else self._indexed(src, pin, send_index)[0]
 
-    def _region_of_edge(self, src: int, pin: int, send_index: int) -> list[int]:
-        e = self._edge(src, pin, send_index)
-        return [int(self.topo.region[e["dst"]])] if e["flags"] & REMOTE else []
-
-    def _edge(self, src: int, pin: int, send_index: int):
+    def _indexed(self, src: int, pin: int, send_index: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """Where an indexed send goes: its edge's destination here, or its region."""
         k = self.topo.key(src, pin)
         lo, hi = int(self.topo.out_off[k]), int(self.topo.out_off[k + 1])
         if not 0 <= send_index < hi - lo:
             raise ValueError(f"send index {send_index} out of range (the pin has {hi - lo} edges)")
-        return self.topo.edges[lo + send_index]
+        e = self.topo.edges[lo + send_index]
+        if e["flags"] & REMOTE:
+            return [], [int(self.topo.region[e["dst"]])]
+        return [(int(e["dst"]), int(e["dst_pin"]))], []
 
 
 def layout_dtype(layout) -> np.dtype:
