@@ -22,9 +22,11 @@ RESUME = 6     # coordinator -> regions: {}: carry on after OnHardwareIdle
 STOP = 7       # coordinator -> regions: {"status": "exit" | "idle", "code"}: end now
 EXIT = 8       # region -> coordinator: {"code"}: handler_exit (or equivalent) happened here
 HELLO = 9      # region -> every region, first frame: {}: "I can reach you" (the handshake)
+FINISH = 10    # coordinator -> the supervisor's region: {}: the run ended idle, make the supervisor's end-of-run calls
+FINISHED = 11  # the supervisor's region -> coordinator: {}: they asked for no exit (else EXIT, or the region fails)
 
 NAMES = {MSG: "MSG", STATUS: "STATUS", PROBE: "PROBE", HWIDLE: "HWIDLE", HWDONE: "HWDONE",
-         RESUME: "RESUME", STOP: "STOP", EXIT: "EXIT", HELLO: "HELLO"}
+         RESUME: "RESUME", STOP: "STOP", EXIT: "EXIT", HELLO: "HELLO", FINISH: "FINISH", FINISHED: "FINISHED"}
 
 
 class Frame(NamedTuple):

@@ -21,7 +21,7 @@ from typing import Callable
 from broker import wire
 from broker.dataplane import DataPlane
 from psim.engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine
-from psim.run import BATCH, LogSink, Outcome, drain_logs, failed
+from psim.run import BATCH, LogSink, Outcome, drain_logs, failed, idle_rounds
 from .termination import ALL, Coordinator
 
 WAIT_MS = 50
@@ -34,8 +34,9 @@ class RegionRun:
         self.engine, self.plane, self.on_log, self.on_batch = engine, plane, on_log, on_batch
         self.watch = watch
         self.region, self.n = plane.region, plane.nregions
-        has_hwidle = any(d.on_hardware_idle is not None for d in engine.inst.graph.devices.values())
-        self.coordinator = Coordinator(self.n, has_hwidle) if self.region == 0 else None
+        graph = engine.inst.graph
+        sup_region = engine.sup_region if graph.supervisor is not None else None
+        self.coordinator = Coordinator(self.n, idle_rounds(graph), sup_region) if self.region == 0 else None
         self.deadline = time.monotonic() + timeout if timeout else None
         self.paused = False           # between HWIDLE and RESUME
         self.probe: int | None = None # wave of a PROBE not answered yet
@@ -139,10 +140,20 @@ class RegionRun:
                 self.plane.send(0, wire.HWDONE, {"round": f.payload["round"]})
             elif f.kind == wire.RESUME:
                 self.paused = False
+            elif f.kind == wire.FINISH:
+                self._finish()
             elif f.kind == wire.STOP:
                 self.stop = f.payload
-            if self.coordinator and f.kind in (wire.STATUS, wire.HWDONE, wire.EXIT):
+            if self.coordinator and f.kind in (wire.STATUS, wire.HWDONE, wire.EXIT, wire.FINISHED):
                 self._send(self.coordinator.on_frame(f))
+
+    def _finish(self) -> None:
+        """The run ended idle: the supervisor's end-of-run calls (which may
+        ask for an exit, or fail the region)."""
+        self.engine.finish(self._remaining())
+        self._report_exit()
+        if not self.exit_sent and not self._failed():
+            self.plane.send(0, wire.FINISHED, {})
 
     def _send(self, out) -> None:
         for to, kind, payload in out:

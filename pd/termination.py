@@ -10,7 +10,10 @@ everywhere (HWIDLE, all HWDONE, RESUME: a barrier, so no message sent after
 a region's OnHardwareIdle reaches a region that has not had it) and probing
 starts again, or the process ends: at once without OnHardwareIdle, or after
 ten hardware-idle rounds in a row without a send (as psim standalone).
-handler_exit anywhere (EXIT) ends every region with its code.
+A process with a supervisor ends idle only after the supervisor's region
+has made its end-of-run calls (FINISH, answered by FINISHED, or by EXIT if
+they asked for an exit).  handler_exit anywhere (EXIT) ends every region
+with its code.
 
 Pure logic: handlers return the frames to send as (region or ALL, kind,
 payload); pd/region.py moves them.
@@ -25,9 +28,10 @@ Out = list[tuple[int, int, dict]]
 
 
 class Coordinator:
-    def __init__(self, nregions: int, has_hardware_idle: bool):
+    def __init__(self, nregions: int, idle_rounds: bool, sup_region: int | None = None):
         self.n = nregions
-        self.has_hwidle = has_hardware_idle
+        self.has_hwidle = idle_rounds
+        self.sup_region = sup_region
         self.wave = 0
         self.replies: dict[int, tuple[int, int, int]] = {}
         self.previous: tuple[int, int] | None = None     # (sent, received) of the last balanced wave
@@ -53,6 +57,8 @@ class Coordinator:
         p = frame.payload
         if frame.kind == wire.EXIT:
             return self._stop("exit", int(p["code"]))
+        if frame.kind == wire.FINISHED:
+            return self._stop("idle", 0)
         if frame.kind == wire.STATUS and p["wave"] == self.wave:
             self.replies[frame.source] = (p["sent"], p["received"], p["sends"])
             return self._wave_done() if len(self.replies) == self.n else []
@@ -73,6 +79,8 @@ class Coordinator:
 
     def _quiescent(self, sends: int) -> Out:
         if not self.has_hwidle or not self.idle.next_round(sends):
+            if self.sup_region is not None:
+                return [(self.sup_region, wire.FINISH, {})]
             return self._stop("idle", 0)
         self.hwdone = set()
         return [(ALL, wire.HWIDLE, {"round": self.idle.rounds})]

@@ -52,13 +52,19 @@ class Options:
 
 class Engine:
     def __init__(self, module, inst: Instance, opts: Options,
-                 region: array | None = None, my_region: int = 0, n_regions: int = 1):
+                 region: array | None = None, my_region: int = 0, n_regions: int = 1, sup_region: int = 0):
         self.lib, self.ffi = module.lib, module.ffi
         self.inst, self.opts = inst, opts
         self.my_region = my_region
         self.region = region
+        self.sup_region = sup_region
         finish_edges(inst, region, my_region)
         self.engine = self.ffi.gc(self.lib.pe_create(self._init(region, my_region, n_regions)), self.lib.pe_destroy)
+
+    @property
+    def runs_supervisor(self) -> bool:
+        """Does this engine run the application's supervisor?"""
+        return self.inst.graph.supervisor is not None and (self.region is None or self.my_region == self.sup_region)
 
     def _init(self, region, my_region: int, n_regions: int):
         ffi, inst, opts = self.ffi, self.inst, self.opts
@@ -92,6 +98,7 @@ class Engine:
         init.graph_props = ffi.from_buffer(self._graph_props)
         init.props, init.state, init.eprops, init.estate = keep
         init.halt_dev = inst.halt if inst.halt is not None else 0xFFFFFFFF
+        init.sup_region = self.sup_region
         init.random_order = opts.order == "random"
         init.seed = opts.seed
         init.max_steps = opts.max_steps

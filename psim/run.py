@@ -10,8 +10,8 @@ from typing import Callable
 
 from . import build, limits
 from .compiler import compile_graph
-from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine, Options
-from .errors import BadInput, Unsupported
+from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, SUPERVISOR, Engine, Options
+from .errors import BadInput
 from .reader import Instance, Source, read_graph_type, read_instance, unserved_externals
 
 BATCH = 1 << 20            # events per call into C
@@ -54,18 +54,31 @@ class Loaded:
         if regions is None and not rmap and opts.region is None:
             unserved_externals(self.instance, lambda dev: True)
             return Engine(self.module, self.instance, opts)
+        rmap = dict(rmap or {})
+        sup_region = supervisor_region(self.instance, rmap)
         if regions is None:
-            regions = self.region_array(rmap or {})
+            regions = self.region_array(rmap)
         elif len(regions) != self.instance.n_devices:
             raise BadInput(f"region map has {len(regions)} entries for {self.instance.n_devices} devices")
         mine = opts.region or 0
-        n = max(n_regions or 0, max(regions, default=0) + 1, mine + 1)
+        n = max(n_regions or 0, max(regions, default=0) + 1, mine + 1, sup_region + 1)
         unserved_externals(self.instance, lambda dev: regions[dev] == mine)
-        sup = self.instance.graph.supervisor
-        if sup is not None and n > 1:
-            raise Unsupported("supervisors are not supported yet in a run split into regions",
-                              self.instance.graph.file, sup.line)
-        return Engine(self.module, self.instance, opts, regions, mine, n)
+        return Engine(self.module, self.instance, opts, regions, mine, n, sup_region)
+
+
+def supervisor_region(inst: Instance, rmap: dict) -> int:
+    """The region that runs the supervisor: rmap's SUPERVISOR entry (taken
+    out of it), else region 0."""
+    if SUPERVISOR not in rmap:
+        return 0
+    region = rmap.pop(SUPERVISOR)
+    if inst.graph.supervisor is None:
+        raise BadInput(f"region map places '{SUPERVISOR}', but the application has no supervisor",
+                       inst.source.name)
+    if not isinstance(region, int) or isinstance(region, bool) or not 0 <= region < 0xFFFF:
+        raise BadInput(f"region map: the supervisor's region must be an integer from 0 to 65534, not {region!r}",
+                       inst.source.name)
+    return region
 
 
 def region_array(inst: Instance, rmap: dict) -> array:
@@ -126,17 +139,22 @@ class IdleRounds:
         return True
 
 
+def idle_rounds(graph) -> bool:
+    """Does the run go through hardware-idle rounds at quiescence?  With
+    OnHardwareIdle handlers, or a supervisor: its OnSupervisorIdle ticks
+    once per round, idle rounds too, so those run the reference's idle
+    rounds as well."""
+    return graph.supervisor is not None or any(d.on_hardware_idle is not None for d in graph.devices.values())
+
+
 def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Callable[[Engine], None] | None = None) -> Outcome:
     """Run to the end.  Hardware idle: when nothing is ready or in flight,
-    OnHardwareIdle runs everywhere, by the IdleRounds rule.  Apps without
-    OnHardwareIdle end at the first idle, unless they have a supervisor: its
-    OnSupervisorIdle ticks once per round, idle rounds too, so those run the
-    reference's idle rounds as well.  on_batch(engine) runs after every
+    OnHardwareIdle runs everywhere, by the IdleRounds rule, when the app
+    has idle rounds (idle_rounds); else it ends at the first idle.  on_batch(engine) runs after every
     batch of events (for progress reports)."""
     t0 = time.perf_counter()
     deadline = t0 + opts.timeout if opts.timeout else None
-    graph = engine.inst.graph
-    has_hwidle = graph.supervisor is not None or any(d.on_hardware_idle is not None for d in graph.devices.values())
+    has_hwidle = idle_rounds(engine.inst.graph)
     idle = IdleRounds()
 
     def remaining() -> float:

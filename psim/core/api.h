@@ -18,6 +18,7 @@ typedef struct {
     uint8_t** eprops;
     uint8_t** estate;
     uint32_t halt_dev;
+    uint16_t sup_region;
     int random_order;
     uint64_t seed;
     uint64_t max_steps;

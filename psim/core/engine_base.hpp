@@ -71,6 +71,7 @@ struct pe_engine {
     std::vector<std::vector<uint8_t>> outbox;   // per region, packed records
     std::vector<uint8_t> inbox;
     size_t inbox_pos;
+    uint64_t inbox_records;         // records injected and not yet delivered
 
     // outcome
     volatile int stop;
@@ -93,6 +94,7 @@ struct pe_engine {
 
     // supervisor graphs only (supervisor.hpp)
     pe_sup_runtime* sup;
+    uint16_t sup_region;            // the region that runs the supervisor, when split
     uint64_t round_left;            // steps left in the current round
 
     // log records: [u32 device, i32 level, u32 length, text]

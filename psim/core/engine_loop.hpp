@@ -180,7 +180,7 @@ static void pe_send(pe_engine* E, uint32_t dev, uint32_t t, uint32_t pin) {
     E->sends++;
     pe_update(E, dev, t);
     if (!do_send) { E->cancelled++; return; }
-    if (PE_SUPERVISOR && pin == pe_sup_out[t]) { pe_sup_send(E, dev, msg, size); return; }
+    if (PE_SUPERVISOR && pin == pe_sup_out[t]) { pe_sup_send(E, dev, pin, msg, size); return; }
     if (!pe_indexed[t][pin]) send_index = PE_BROADCAST;
     else if (send_index == PE_BROADCAST) {
         E->cur_handler = PE_H_SEND;
@@ -218,7 +218,27 @@ static void pe_inbox_next(pe_engine* E) {
     E->inbox_pos += PE_RECORD_HEADER + h.length;
     if (E->inbox_pos == E->inbox.size()) { E->inbox.clear(); E->inbox_pos = 0; }
     E->remote_received++;
+    E->inbox_records--;
+    if (PE_SUPERVISOR) {                 // supervisor traffic reads its bytes zero-padded (supervisor.hpp)
+        memset(msg + h.length, 0, PE_MAXMSG - h.length);
+        if (h.src == PE_SUP_DEV) { pe_sup_receive(E, h.send_index, msg); return; }
+        if (h.pin == pe_sup_out[pe_type(E, h.src)]) { pe_sup_handle(E, h.src, msg, h.length); return; }
+    }
     pe_fan_out(E, h.src, h.pin, h.send_index, msg, h.length);
+}
+
+// A record from the supervisor (source PE_SUP_DEV): a reply to a device here
+// that has a __SUP_IN__, or a broadcast (send_index PE_BROADCAST).
+static const char* pe_check_sup_record(const pe_engine* E, const pe_record& h) {
+    if (!PE_SUPERVISOR) return "source device index out of range";
+    if (h.pin != 0) return "a record from the supervisor must have pin 0";
+    if (h.length > PE_MAXMSG) return "a record from the supervisor is longer than any message type";
+    if (h.send_index == PE_BROADCAST) return nullptr;
+    if (h.send_index >= E->n_devices || !pe_local(E, h.send_index))
+        return "a reply from the supervisor to a device not in this region";
+    if (pe_sup_in[pe_type(E, h.send_index)] == PE_NO_PIN)
+        return "a reply from the supervisor to a device without a supervisor input pin";
+    return nullptr;
 }
 
 static const char* pe_check_record(const pe_engine* E, const uint8_t* p, size_t avail, size_t* used) {
@@ -226,12 +246,15 @@ static const char* pe_check_record(const pe_engine* E, const uint8_t* p, size_t 
     if (avail < PE_RECORD_HEADER) return "truncated record header";
     memcpy(&h, p, PE_RECORD_HEADER);
     if (avail < PE_RECORD_HEADER + (size_t)h.length) return "truncated record body";
+    *used = PE_RECORD_HEADER + h.length;
+    if (h.src == PE_SUP_DEV) return pe_check_sup_record(E, h);
     if (h.src >= E->n_devices) return "source device index out of range";
     uint32_t t = pe_type(E, h.src);
     if (h.pin >= PE_MAXOUT || !((pe_out_mask[t] >> h.pin) & 1)) return "no such output pin";
     if (h.length != pe_msg_size[t][h.pin]) return "message length does not match the pin's message type";
     if (h.send_index != PE_BROADCAST && !pe_indexed[t][h.pin]) return "send index on a broadcast pin";
-    *used = PE_RECORD_HEADER + h.length;
+    if (PE_SUPERVISOR && h.pin == pe_sup_out[t] && !pe_sup_here(E))
+        return "a message for the supervisor, sent to a region without it";
     return nullptr;
 }
 
@@ -301,11 +324,14 @@ static int pe_step_random(pe_engine* E) {
 }
 
 // Supervisor graphs: begin a round (see the top); returns its length in steps, 0 if idle.
+// Split, a region with nothing to do is only waiting for the others: no
+// round begins, and the supervisor ticks at the hardware-idle rounds instead.
 template <bool RANDOM>
 static uint64_t pe_round_begin(pe_engine* E) {
-    const uint64_t pending = RANDOM ? E->pool.size() / PE_POOL_ENTRY + E->rset.size() + E->iset.size()
-                                    : (uint64_t)(E->ready_tail - E->ready_head) + (E->idle_tail - E->idle_head);
-    pe_sup_tick(E);
+    const uint64_t pending = E->inbox_records +
+        (RANDOM ? E->pool.size() / PE_POOL_ENTRY + E->rset.size() + E->iset.size()
+                : (uint64_t)(E->ready_tail - E->ready_head) + (E->idle_tail - E->idle_head));
+    if (pending || !E->region) pe_sup_tick(E);
     return pending;
 }
 
@@ -443,6 +469,7 @@ extern "C" pe_engine* pe_create(const pe_init* in) {
     E->eprops = in->eprops;
     E->estate = in->estate;
     E->halt_dev = in->halt_dev;
+    E->sup_region = in->sup_region;
     E->random_order = in->random_order;
     E->rng = in->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     E->max_steps = in->max_steps ? in->max_steps : UINT64_MAX;
@@ -504,6 +531,7 @@ extern "C" int pe_run(pe_engine* E, uint64_t budget, double seconds) {
 
 extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
     return pe_protected(E, seconds, [E]() {
+        pe_sup_idle_round(E);
         for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++) {
             uint32_t t = pe_type(E, d);
             if (!pe_has_hwidle[t] || !pe_local(E, d)) continue;
@@ -525,10 +553,12 @@ extern "C" int pe_finish(pe_engine* E, double seconds) {
 }
 
 extern "C" const char* pe_inject(pe_engine* E, const uint8_t* data, size_t length) {
-    for (size_t at = 0, used = 0; at < length; at += used) {
+    uint64_t records = 0;
+    for (size_t at = 0, used = 0; at < length; at += used, records++) {
         const char* err = pe_check_record(E, data + at, length - at, &used);
         if (err) return err;
     }
+    E->inbox_records += records;
     if (E->inbox_pos > E->inbox.size() / 2) {      // drop what was consumed before growing
         E->inbox.erase(E->inbox.begin(), E->inbox.begin() + E->inbox_pos);
         E->inbox_pos = 0;
@@ -538,6 +568,7 @@ extern "C" const char* pe_inject(pe_engine* E, const uint8_t* data, size_t lengt
 }
 
 extern "C" size_t pe_outbox(pe_engine* E, uint16_t region, const uint8_t** data) {
+    if (region >= E->outbox.size()) { *data = nullptr; return 0; }   // no such region: nothing for it
     *data = E->outbox[region].data();
     return E->outbox[region].size();
 }

@@ -1,6 +1,8 @@
 """A run restricted to one region: remote messages leave as packed records
 in per-region outboxes and enter other regions by injection.  Shuttling the
 records by hand between engines gives the single-engine answer."""
+import struct
+
 import pytest
 
 from appcases import APPS_DIR
@@ -69,3 +71,33 @@ def test_malformed_records_are_refused():
         engine.inject(b"\x01\x00")
     with pytest.raises(ValueError, match="source device index out of range"):
         engine.inject(bytes(8 * [0xFF]) + bytes(4))
+
+
+@pytest.mark.parametrize("name", ["sup_barrier_v4", "sup_code_v4", "sup_bcast_v4"])
+@pytest.mark.parametrize("where", [0, 1, 3])          # 3: a region of its own, with no devices
+def test_split_supervisor_apps_match_one_engine(name, where):
+    """Device-to-supervisor messages, replies and broadcasts travel as records
+    between regions; apps that exit with nothing in flight give the whole answer."""
+    app = str(APPS_DIR / f"{name}.xml")
+    whole = psim(app)
+    rmap = {d: i % 3 for i, d in enumerate(whole["states"])}
+    states, outcomes = run_split(app, {**rmap, "__supervisor__": where}, max(3, where + 1))
+    assert states == whole["states"]
+    assert sum(o.delivered for o in outcomes) == whole["metrics"]["Delivered messages"]
+    assert sum(o.remote_sent for o in outcomes) > 0
+    assert [o.stop for o in outcomes][where] == 1                   # the supervisor's region ends it
+
+
+def test_forged_supervisor_records_are_refused():
+    app = str(APPS_DIR / "sup_bcast_v4.xml")                   # n0 n1 ear n2 rock n3; 'rock' has no supervisor pin
+    here, away = (Loaded(app).engine(Options(region=r), {"n1": 1}) for r in (0, 1))
+    here.start(), away.start()
+    sup, n0, n1, rock, cmd = 0xFFFFFFFE, 0, 1, 4, bytes(12)
+    with pytest.raises(ValueError, match="for the supervisor, sent to a region without it"):
+        away.inject(struct.pack("<IIHH", n0, 0xFFFFFFFF, 0, 12) + cmd)
+    with pytest.raises(ValueError, match="reply from the supervisor to a device not in this region"):
+        here.inject(struct.pack("<IIHH", sup, n1, 0, 12) + cmd)
+    with pytest.raises(ValueError, match="reply from the supervisor to a device without a supervisor input"):
+        here.inject(struct.pack("<IIHH", sup, rock, 0, 12) + cmd)
+    with pytest.raises(ValueError, match="must have pin 0"):
+        here.inject(struct.pack("<IIHH", sup, 0xFFFFFFFF, 1, 12) + cmd)

@@ -124,9 +124,11 @@ def test_init_may_return_and_output_directory(tmp_path, monkeypatch):
     assert [p.name[:15] for p in Path(tmp_path).iterdir()] == ["supervisor_dir_"]
 
 
-def test_split_runs_are_refused_for_now():
-    with pytest.raises(BadInput, match="split into regions"):
-        psim(app("split"), rmap={"a": 1}, options={"region": 0})
+def test_the_supervisor_may_be_placed_in_a_region_only_when_there_is_one():
+    with pytest.raises(BadInput, match="places '__supervisor__', but the application has no supervisor"):
+        psim(str(APPS_DIR / "ring_v2.xml"), rmap={"__supervisor__": 1}, options={"region": 0})
+    with pytest.raises(BadInput, match="the supervisor's region must be an integer"):
+        psim(app("where"), rmap={"__supervisor__": "one"}, options={"region": 0})
 
 
 def test_one_region_run_has_its_supervisor():

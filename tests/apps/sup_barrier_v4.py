@@ -1,0 +1,18 @@
+"""A supervisor barrier: six nodes report each of four steps; the supervisor
+broadcasts after each complete step but the last, then stops the run
+(stop_application, exit 0) with nothing in flight, so split runs give the
+same answer as a whole one."""
+
+NODE = {"step": 3, "reported": 4, "heard": 3, "lastGo": 2}
+
+
+def check_states(result):
+    assert result["states"] == {**{f"n{i}": NODE for i in range(6)}, "ear": {"heard": 3, "lastGo": 2}}, \
+        result["states"]
+
+
+def check_exit_and_log(result):
+    assert result["metrics"]["Exit code"] == 0
+    assert ["__supervisor__", 0, "sup_barrier: rounds=4 bcasts=3"] in result["log"], result["log"]
+    # 24 reports; 3 broadcasts to 7 listeners
+    assert result["metrics"]["Sends"] == 24 and result["metrics"]["Delivered messages"] == 21, result["metrics"]
