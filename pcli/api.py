@@ -21,6 +21,7 @@ from broker import acl, keys
 from broker.control import APP, Control, connect
 from broker.credentials import redis_url
 from psim.engine import Options
+from psim.errors import BadInput
 from psim.partition import partition
 from psim.reader import Instance, Source
 from psim.run import load_instance
@@ -159,7 +160,8 @@ def bind_externals(inst: Instance, engine: Engine, region: int, rmap: dict, spli
     if not isinstance(engine, Engine):
         raise TypeError("externals= takes a pcli.Engine")
     if not inst.externals:
-        raise ValueError("externals= given, but the application has no external device")
+        raise BadInput("an engine to serve external devices was given, but the application has none",
+                       inst.source.name)
     if split is None:
         rmap.update({inst.ids[d]: region for d in inst.externals})
         return None
