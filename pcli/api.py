@@ -21,8 +21,9 @@ from broker import acl, keys
 from broker.control import APP, Control, connect
 from broker.credentials import redis_url
 from psim.engine import Options
+from psim.errors import BadInput
 from psim.partition import partition
-from psim.reader import Source
+from psim.reader import Instance, Source
 from psim.run import load_instance
 
 from .engine import Engine
@@ -140,7 +141,7 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     split = partition(app.decode(), regions).tobytes() if regions > 1 else None
     nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
     if externals is not None:                  # one more region: the external devices, in the engine
-        split = bind_externals(app, externals, nregions, rmap, split)
+        split = bind_externals(load_instance(app.decode()), externals, nregions, rmap, split)
         apps[nregions], rcon[nregions] = externals, APP
         nregions += 1
     pid, token = control().submit(user(), app, nregions, rcon, {
@@ -151,15 +152,16 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     return future if async_ else future.result()
 
 
-def bind_externals(app: bytes, engine: Engine, region: int, rmap: dict, split: bytes | None) -> bytes | None:
+def bind_externals(inst: Instance, engine: Engine, region: int, rmap: dict, split: bytes | None) -> bytes | None:
     """Put every external device (<ExtI>, but __halt__) in `region`, which
     `engine` serves: in rmap, or in the computed partition.  Returns the
-    partition."""
+    partition.  The one rule for both the cluster and psim standalone
+    (pcli/standalone.py)."""
     if not isinstance(engine, Engine):
         raise TypeError("externals= takes a pcli.Engine")
-    inst = load_instance(app.decode())
     if not inst.externals:
-        raise ValueError("externals= given, but the application has no external device")
+        raise BadInput("an engine to serve external devices was given, but the application has none",
+                       inst.source.name)
     if split is None:
         rmap.update({inst.ids[d]: region for d in inst.externals})
         return None

@@ -29,9 +29,11 @@ import redis
 from broker.control import APP, Control, connect
 from broker.credentials import redis_url
 from broker.dataplane import DataPlane, DataPlaneError, RedisRendezvous, advertised_host
+from broker.localplane import LocalPlane
 from pd.region import RegionRun
 from psim.engine import STOP_FAIL
-from psim.run import load_instance, region_array
+from psim.reader import Instance
+from psim.run import LogSink, Outcome, load_instance, region_array
 from psim.topology import Topology
 
 from .pyregion import PyRegion
@@ -143,8 +145,6 @@ class Engine:
         user, ctl = api.user(), api.control()
         inst = load_instance(job["app"].decode())
         regions = region_array(inst, job["rmap"]) if job["partition"] is None else array("H", job["partition"])
-        self.region = PyRegion(inst, Topology(inst, regions, region), job["nregions"], self.receive,
-                               self.receive_batch, self.hardware_idle, owner=self)
         beat = Beat(user, future.pid, region)
         try:
             plane = DataPlane(AppRendezvous(ctl, user, future.pid), future.pid, future.token, region,
@@ -153,36 +153,49 @@ class Engine:
             ctl.app_finish(user, future.pid, region, "failed", f"data plane of region {region}: {e}")
             return {}
         beat.start()
-        on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else \
-            (lambda d, lv, t: None)
+        on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else None
         try:
-            out = RegionRun(self.region, plane, on_log, job["timeout"], lambda e: self._progress(beat),
-                            lambda: "the process ended elsewhere" if beat.ended.is_set() else None).run()
+            result = self.serve(inst, regions, region, plane, job["timeout"], on_log, lambda e: self._progress(beat),
+                                lambda: "the process ended elsewhere" if beat.ended.is_set() else None)
+        finally:
+            beat.stopping.set()
+        if not beat.ended.is_set():
+            state = "failed" if result["status"] == "failed" else "finished"
+            ctl.app_finish(user, future.pid, region, state, result.get("error", ""), result)
+        return result
+
+    def serve(self, inst: Instance, regions: array, region: int, plane: DataPlane | LocalPlane, timeout: float = 0.0,
+              on_log: LogSink | None = None, on_batch: Callable | None = None,
+              watch: Callable[[], str | None] = lambda: None) -> dict:
+        """Serve region `region` of `inst` (`regions`: every device's region)
+        over `plane` until the process ends, as pd/region.py's RegionRun
+        drives any region; the region's result.  Log lines go to on_log, or
+        without one into the result.  The cluster (above) and psim standalone
+        (pcli/standalone.py) both serve here."""
+        py = self.region = PyRegion(inst, Topology(inst, regions, region), plane.nregions, self.receive,
+                                    self.receive_batch, self.hardware_idle, owner=self)
+        lines: list = []
+        try:
+            out = RegionRun(py, plane, on_log or (lambda d, lv, t: lines.append([d, lv, t])), timeout, on_batch,
+                            watch).run()
         finally:
             plane.close()
-            beat.stopping.set()
-        result = self._result(inst, region, out, plane.dropped)
-        if not beat.ended.is_set():
-            state = "failed" if out.status == "failed" else "finished"
-            reason = f"region {region} (application engine): {out.error}" if state == "failed" else ""
-            ctl.app_finish(user, future.pid, region, state, reason, result)
-        self.region = None
-        return result
+            self.region = None
+        return self._result(inst, py, out, plane.dropped, lines)
 
     def _progress(self, beat: Beat) -> None:
         o = self.region.outcome()
         beat.progress = {f"delivered:{beat.region}": o.delivered}
 
-    def _result(self, inst, region: int, out, dropped: int) -> dict:
-        o = self.region.outcome()
-        mine = [d for i, d in enumerate(inst.ids) if self.region.topo.region[i] == region]
+    def _result(self, inst: Instance, py: PyRegion, out: Outcome, dropped: int, lines: list) -> dict:
+        o, region = py.outcome(), py.topo.my_region
+        mine = [d for i, d in enumerate(inst.ids) if py.topo.region[i] == region]
         res = {"states": {d: self.state.get(d, {}) for d in mine},
                "status": out.status if o.stop != STOP_FAIL else "failed",
                "metrics": {"Delivered messages": o.delivered, "Sends": o.sends, "Exit code": out.exit_code,
                             "Region": region, "Devices": inst.n_devices, "Edges": inst.n_edges,
                             "Dropped frames": dropped, "Hardware idle rounds": out.hw_rounds},
-               "log": []}
+               "log": lines}
         if out.error:
-            res["error"] = out.error
+            res["error"] = f"region {region} (application engine): {out.error}"
         return res
-

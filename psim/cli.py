@@ -26,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=0.0, metavar="S", help="fail the run after S seconds")
     p.add_argument("--rmap", metavar="FILE|JSON", help="region map {device: region}, as JSON or a JSON file")
     p.add_argument("--region", type=int, help="run only this region of the region map")
+    p.add_argument("--external", metavar="MODULE:FACTORY",
+                   help="serve the external devices with the pcli.Engine that MODULE.FACTORY() returns "
+                        "(MODULE: a module name, or path/to/module.py)")
     p.add_argument("--memory-mb", type=int, default=0, metavar="N",
                    help="memory the application may use, in MB, beyond what psim needs (default: no limit)")
     return p
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
-    from .run import Loaded, drive, result   # after PSTACK_CACHE is set
+    from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
     try:
         opts = Options.from_dict(dict(level=args.level, order=args.order, seed=args.seed, max_steps=args.max_steps,
                                       timeout=args.timeout, region=args.region, memory_mb=args.memory_mb))
@@ -45,15 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     limits.apply(limits.Limits(memory_mb=opts.memory_mb))     # imports done: what is in use now is psim's
     try:
         rmap = json_object(args.rmap, "--rmap")
+        externals = _externals(args.external)          # before the load: a bad spec fails at once
         loaded = Loaded(args.app)
         if args.debug:
             print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
-        engine = loaded.engine(opts, rmap)
-        log: list = []
-        show = not (args.quiet or args.result)
-        out = drive(engine, (lambda d, lv, t: print(f"Log    {d}: {t}")) if show else
-                    (lambda d, lv, t: log.append((d, lv, t))), opts)
-        res = result(loaded, engine, out, log)
+        on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
+        res = run_loaded(loaded, opts, rmap, externals, on_log)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
@@ -73,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _print_human(res, args.quiet)
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
+
+
+def _externals(spec: str | None):
+    """The application engine --external names, or None without one."""
+    if not spec:
+        return None
+    from pcli.standalone import engine_from_spec     # the layer above psim: imported only for an engine
+    return engine_from_spec(spec)
 
 
 def json_object(arg: str | None, option: str) -> dict:

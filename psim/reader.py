@@ -433,7 +433,8 @@ def unserved_externals(inst: Instance, local: Callable[[int], bool]) -> None:
         if local(dev):
             did = inst.ids[dev]
             raise Unsupported(f"external device '{did}' needs an application engine to serve it: "
-                              "run(..., externals=engine) in pcli (docs/engines.md)", inst.source.name,
+                              "externals=engine in pcli.run or psim(), or psim --external module:factory "
+                              "(docs/engines.md)", inst.source.name,
                               find_line(inst.source, inst.ns + "ExtI", lambda el: el.get("id") == did))
 
 

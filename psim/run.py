@@ -104,10 +104,10 @@ def region_array(inst: Instance, rmap: dict) -> array:
     return region
 
 
-def load_instance(xml: str | Path) -> Instance:
+def load_instance(xml: str | Path | Source) -> Instance:
     """An application's instance, read without compiling its handlers (for
     engines that do not run them, e.g. a Python region)."""
-    src = Source(xml)
+    src = xml if isinstance(xml, Source) else Source(xml)
     graph, ns = read_graph_type(src)
     loader = build.loader_module()
     return read_instance(src, graph, ns, loader.lib, loader.ffi)
@@ -224,16 +224,28 @@ def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None) -> di
     return res
 
 
-def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None) -> dict:
+def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None, externals=None) -> dict:
     """Run a POETS application and return its result:
     {"states": {device: {field: value}}, "metrics": {...}, "log": [...],
      "status": "exit" | "idle" | "failed", "error": "..." (when failed)}.
+    externals: an application engine (a pcli.Engine) serving the external
+    devices, here in this process (docs/engines.md); the result then merges
+    its region's with the C devices' as pcli.result does.
     Raises BadInput for a bad application file.  With the memory_mb option
     the calling process is limited while the run lasts (psim/limits.py)."""
     opts = Options.from_dict(options)
     with limits.memory_limited(opts.memory_mb):
-        loaded = Loaded(xml)
-        engine = loaded.engine(opts, rmap)
-        log: list = []
-        out = drive(engine, lambda d, lv, t: log.append((d, lv, t)), opts)
-        return result(loaded, engine, out, log)
+        return run_loaded(Loaded(xml), opts, rmap, externals)
+
+
+def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, externals=None,
+               on_log: LogSink | None = None) -> dict:
+    """Run a loaded application to its result (psim() and the psim command);
+    log lines go to on_log, or without one into the result."""
+    if externals is not None:
+        from pcli.standalone import run_with_engine      # the layer above psim: imported only for an engine
+        return run_with_engine(loaded, externals, opts, rmap, on_log)
+    engine = loaded.engine(opts, rmap)
+    log: list = []
+    out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts)
+    return result(loaded, engine, out, log)

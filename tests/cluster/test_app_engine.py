@@ -78,7 +78,7 @@ def test_a_batch_engine_gets_arrays(secured):
     assert res["state"] == "finished" and sum(seen) == 10, res["reason"]
 
 
-ECHO = str(ROOT / "tests" / "cluster" / "apps" / "external_echo_v3.xml")
+ECHO = str(ROOT / "tests" / "apps" / "ext_echo_v3.xml")
 
 
 def test_an_engine_serves_the_externals(secured):

@@ -40,6 +40,13 @@ def options(app: Path) -> dict:
     return dict(getattr(checker(app), "options", {}))
 
 
+def externals(app: Path):
+    """A fresh application engine for its external devices (the checker's
+    externals()), or None when it has none."""
+    factory = getattr(checker(app), "externals", None)
+    return factory() if factory else None
+
+
 def expectations(bad: Path) -> list[str]:
     """The `<!-- expect: a | b -->` parts on a bad file's second line."""
     line = bad.read_text().splitlines()[1]
