@@ -4,6 +4,8 @@ runs; the run ends idle after 12 ticks (round 0 active, then 11 idle
 rounds with 10 hardware-idle rounds between them) and the end-of-run call
 runs the OnSupervisorIdle body a 13th time."""
 
+split_exact = False      # it counts the supervisor's ticks, which are per region when split
+
 expect_status = "idle"
 
 

@@ -4,6 +4,8 @@ a loner without supervisor pins is never touched.  The supervisor's sixth
 message posts a summary and the success marker (exit 0); the reply it asked
 for in that same handler still lands."""
 
+split_exact = False      # the sixth message exits while its reply may still be on its way to another region
+
 EXPECTED = {
     "a1": {"asked": 2, "answered": 2, "lastX": 1, "lastY": 1},
     "a2": {"asked": 2, "answered": 2, "lastX": 2, "lastY": 4},

@@ -7,17 +7,15 @@ import threading
 import pytest
 
 import pcli
-from appcases import APPS, APPS_DIR, checker, exact_answer, externals, options
+from appcases import APPS, APPS_DIR, check, checker, externals, options, split_exact
 from broker.control import APP
 from conftest import gone, wait_for
 from faults import RUN, record
 from psim import psim
 from tinyapp import forever_app
 
-# supervisors in a split process are not built yet: a split is refused (test below)
 SUPERVISED = [a for a in APPS if "<SupervisorType" in a.read_text()]
-SPLITTABLE = [a for a in APPS if exact_answer(a) and a not in SUPERVISED
-              and getattr(checker(a), "expect_status", "exit") != "failed"]
+SPLITTABLE = [a for a in APPS if split_exact(a) and getattr(checker(a), "expect_status", "exit") != "failed"]
 
 
 def answer(res: dict) -> tuple:
@@ -65,12 +63,28 @@ def test_same_answer_for_1_2_and_4_regions(app, where, request):
             assert set(pcli.info(max(pcli.ps(all=True)))["engines"].values()) - {APP} == {"left", "right"}
 
 
-def test_a_supervisor_process_runs_whole_and_a_split_one_is_refused(one_pd):
-    app = str(SUPERVISED[0])
-    assert pcli.run(app)["state"] == "finished"
-    res = pcli.run(app, regions=2)
-    assert res["state"] == "failed" and "supervisors are not supported yet in a run split into regions" in \
-        res["reason"]
+def test_a_supervisor_in_a_region_of_its_own(two_pds):
+    """The supervisor's region need hold no device: every device-to-supervisor
+    message, reply and broadcast crosses the data plane."""
+    app = APPS_DIR / "sup_barrier_v4.xml"
+    whole = psim(str(app))
+    rmap = {d: i % 2 for i, d in enumerate(whole["states"])}
+    res = pcli.run(str(app), rmap={**rmap, "__supervisor__": 2})
+    assert res["state"] == "finished", res.get("reason")
+    assert answer(res) == answer(whole)
+    check(app, res)
+    assert res["regions"][2]["Delivered messages"] == 0 and res["regions"][2]["Remote messages sent"] == 6   # 3 broadcasts to 2 regions
+    assert len(set(pcli.info(max(pcli.ps(all=True)))["engines"].values())) == 2
+
+
+@pytest.mark.parametrize("app", [a for a in SUPERVISED if not split_exact(a)], ids=lambda p: p.stem)
+def test_every_supervisor_app_ends_split_in_three_regions(app, one_pd):
+    """Those whose answer may differ split (split_exact) still end as they should."""
+    res = run_split(app, 3)
+    module = checker(app)
+    expected = getattr(module, "split_status", getattr(module, "expect_status", "exit"))
+    assert res["status"] == expected, res.get("reason")
+    assert res["state"] == ("failed" if expected == "failed" else "finished"), res.get("reason")
 
 
 def test_app_without_handler_exit_in_three_regions_ends(two_pds):

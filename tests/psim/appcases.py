@@ -36,6 +36,14 @@ def exact_answer(app: Path) -> bool:
     return getattr(checker(app), "exact_answer", schedule_independent(app))
 
 
+def split_exact(app: Path) -> bool:
+    """Its whole answer is also the same split into regions.  Not so for a
+    supervisor app whose answer counts the supervisor's ticks (rounds are
+    per region when split) or that exits with messages still in flight
+    between regions (a split run stops them where they are)."""
+    return getattr(checker(app), "split_exact", exact_answer(app))
+
+
 def options(app: Path) -> dict:
     return dict(getattr(checker(app), "options", {}))
 
