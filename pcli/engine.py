@@ -24,6 +24,7 @@ import time
 from array import array
 from typing import Any, Callable
 
+import numpy as np
 import redis
 
 from broker.control import APP, Control, connect
@@ -106,6 +107,16 @@ class Engine:
         of an indexed pin) a message of these fields (unnamed ones keep their
         defaults); `fields` is for names that clash with the arguments."""
         self._live().send(src, pin, send_index, {**(fields or {}), **more})
+
+    def send_batch(self, src: str | np.ndarray, pin: str, msg: np.ndarray | dict | None = None,
+                   send_index: np.ndarray | int | None = None) -> None:
+        """Send many messages on output pin `pin` in one call: message i from
+        device src[i] (device indices, as a batch's "dst" column; all of one
+        device type) or all from device `src` (an id), with fields msg[i] (a
+        structured array of the pin's pcli.pyregion.layout_dtype, or a dict
+        of arrays or scalars by field name; None: the defaults), to edge
+        send_index[i] of an indexed pin (None for a broadcast pin)."""
+        self._live().send_batch(src, pin, msg, send_index)
 
     def exit(self, code: int = 0) -> None:
         """End the process now, with this exit code (as handler_exit)."""

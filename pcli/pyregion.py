@@ -154,9 +154,7 @@ class PyRegion:
         destinations (queued) and to every other region holding one."""
         s = self._device(src)
         t = self._type(s)
-        out = next((p for p in t.outputs if p.name == pin), None)
-        if out is None:
-            raise ValueError(f"device '{src}' (type {t.id}) has no output pin '{pin}'")
+        out = self._output(t, pin, f"device '{src}' (type {t.id})")
         route = self._route(s, out.index)
         payload = route.layout.pack(fields or {})
         self.o.sends += 1
@@ -168,6 +166,32 @@ class PyRegion:
         for q in regions:
             self.outboxes[q] += header + payload
             self.o.remote_sent += 1
+
+    def send_batch(self, src: str | np.ndarray, pin: str, msg: np.ndarray | dict | None = None,
+                   send_index: np.ndarray | int | None = None) -> None:
+        """Send many messages on output pin `pin` at once, as a loop of `send`
+        would (same records in the outboxes, same local deliveries, same
+        counters), but with NumPy: message i from device src[i] (device
+        indices, all of one type) or all from device `src` (an id), its
+        fields msg[i] (a structured array of the pin's layout_dtype, or a
+        dict of arrays or scalars by field name; fields not given keep their
+        defaults), to edge send_index[i] of an indexed pin."""
+        n = batch_length(src, msg, send_index)
+        srcs = self._senders(src, n)
+        if not n:
+            return
+        t = self._same_type(srcs)
+        out = self._output(t, pin, f"device type {t.id}")
+        route = self._route(int(srcs[0]), out.index)
+        keys = srcs.astype(np.int64) * self.topo.max_out + out.index
+        index = self._send_indices(out, keys, send_index, n)
+        recs = np.empty(n, record_dtype(route.layout))
+        recs["src"], recs["send_index"], recs["pin"], recs["length"] = srcs, index, out.index, route.layout.size
+        recs["msg"] = batch_messages(route.layout, msg, n)
+        self.o.sends += n
+        one_source = bool((keys == keys[0]).all())
+        self._send_remote(route, keys, recs, one_source)
+        self._queue_local(route.layout, self._fan_out(route, keys, recs, one_source))
 
     def exit(self, code: int = 0) -> None:
         if not self.o.stop:
@@ -197,8 +221,7 @@ class PyRegion:
             return False
         src, _, pin, length = HEADER.unpack_from(records, 0)
         route = self._route(src, pin)
-        row = np.dtype([("src", "<u4"), ("send_index", "<u4"), ("pin", "<u2"), ("length", "<u2"),
-                        ("msg", layout_dtype(route.layout))])
+        row = record_dtype(route.layout)
         if length != route.layout.size or len(records) % row.itemsize:
             return False
         recs = np.frombuffer(records, row)
@@ -208,32 +231,35 @@ class PyRegion:
                                   is not route.layout for k in kinds) or (recs["length"] != length).any():
             return False
         self.o.remote_received += len(recs)
-        if len(kinds) == 1 and (recs["send_index"] == BROADCAST).all():
-            self._fan_out_one(route, recs)          # one (device, pin) broadcasting: no gather
-            return True
-        lo, hi = self.topo.out_off[keys].astype(np.int64), self.topo.out_off[keys + 1].astype(np.int64)
-        counts = hi - lo
-        rows = np.repeat(np.arange(len(recs)), counts)
-        offset = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-        edges = self.topo.edges[np.repeat(lo, counts) + offset]
+        self.arrays.extend((route.layout, batch) for batch in self._fan_out(route, keys, recs, len(kinds) == 1))
+        return True
+
+    def _fan_out(self, route: Route, keys: np.ndarray, recs: np.ndarray, one_source: bool) -> list[np.ndarray]:
+        """The local deliveries of records (all of route's message type; keys:
+        their (device, pin) keys), by the topology's CSR: delivery arrays."""
+        if one_source and (recs["send_index"] == BROADCAST).all():
+            return self._fan_out_one(route, recs)   # one (device, pin) broadcasting: no gather
+        lo = self.topo.out_off[keys].astype(np.int64)
+        rows, offset = expand(lo, self.topo.out_off[keys + 1].astype(np.int64))
+        edges = self.topo.edges[lo[rows] + offset]
         indexed = recs["send_index"][rows]
         keep = ((edges["flags"] & REMOTE) == 0) & ((indexed == BROADCAST) | (indexed == offset))
         rows, edges = rows[keep], edges[keep]
         batch = np.zeros(len(rows), delivery_dtype(route.layout))
         batch["dst"], batch["dst_pin"] = edges["dst"], edges["dst_pin"]
         batch["src"], batch["src_pin"], batch["msg"] = recs["src"][rows], recs["pin"][rows], recs["msg"][rows]
-        if len(batch):
-            self.arrays.append((route.layout, batch))
-        return True
+        return [batch] if len(batch) else []
 
-    def _fan_out_one(self, route: Route, recs: np.ndarray) -> None:
+    def _fan_out_one(self, route: Route, recs: np.ndarray) -> list[np.ndarray]:
         """Records all from one (device, pin), broadcast: each of its local
         destinations gets them all, in one array."""
+        batches = []
         for dst, dst_pin in route.local:
             batch = np.empty(len(recs), delivery_dtype(route.layout))
             batch["dst"], batch["dst_pin"], batch["src"], batch["src_pin"] = dst, dst_pin, recs["src"], recs["pin"]
             batch["msg"] = recs["msg"]
-            self.arrays.append((route.layout, batch))
+            batches.append(batch)
+        return batches
 
     def _deliver_array(self, layout, batch) -> int:
         self.o.delivered += len(batch)
@@ -303,6 +329,145 @@ class PyRegion:
         if e["flags"] & REMOTE:
             return [], [int(self.topo.region[e["dst"]])]
         return [(int(e["dst"]), int(e["dst_pin"]))], []
+
+    def _output(self, t, pin: str, who: str):
+        """Output pin `pin` of device type t; `who` names the sender in the error."""
+        out = next((p for p in t.outputs if p.name == pin), None)
+        if out is None:
+            raise ValueError(f"{who} has no output pin '{pin}'")
+        return out
+
+    # ---- batch sends (send_batch) ------------------------------------------------------
+
+    def _senders(self, src: str | np.ndarray, n: int) -> np.ndarray:
+        """A batch's source device of each message, as indices, checked to be this region's."""
+        if isinstance(src, str):
+            return np.full(n, self._device(src), np.uint32)
+        srcs = np.broadcast_to(np.asarray(src), (n,))
+        if not np.issubdtype(srcs.dtype, np.integer):
+            raise ValueError(f"src: a device id or an array of device indices, not {srcs.dtype} values")
+        bad = (srcs < 0) | (srcs >= self.inst.n_devices)
+        if bad.any():
+            raise ValueError(f"source device index {srcs[bad][0]} out of range "
+                             f"(the application has {self.inst.n_devices} devices)")
+        away = self.topo.region[srcs] != self.topo.my_region
+        if away.any():
+            raise ValueError(f"device '{self.inst.ids[srcs[away][0]]}' is not in this engine's region "
+                             f"{self.topo.my_region}")
+        return srcs.astype(np.uint32)
+
+    def _same_type(self, srcs: np.ndarray):
+        """The device type of every source; ValueError if they are of several."""
+        types = self.topo.types[srcs]
+        if len(self.types) > 1 and (types != types[0]).any():
+            names = sorted({self.types[t].id for t in np.unique(types)})
+            raise ValueError(f"the sources are of several device types ({', '.join(names)}): "
+                             "send_batch takes one type at a time")
+        return self._type(int(srcs[0]))
+
+    def _send_indices(self, out, keys: np.ndarray, send_index, n: int) -> np.ndarray:
+        """The send index of each record: BROADCAST on a broadcast pin, else
+        the given edge numbers, checked against each source's edges (as the
+        C engine, an indexed pin must be given one)."""
+        if not out.indexed:
+            if send_index is not None:
+                raise ValueError(f"output pin '{out.name}' is not indexed: give no send_index")
+            return np.full(n, BROADCAST, np.uint32)
+        if send_index is None:
+            raise ValueError(f"output pin '{out.name}' is indexed: give a send_index for each message")
+        index = np.broadcast_to(np.asarray(send_index), (n,))
+        if not np.issubdtype(index.dtype, np.integer):
+            raise ValueError(f"send_index: integers, not {index.dtype} values")
+        edges = self.topo.out_off[keys + 1].astype(np.int64) - self.topo.out_off[keys]
+        bad = (index < 0) | (index >= edges)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"send index {index[i]} out of range (the pin has {edges[i]} edges)")
+        return index.astype(np.uint32)
+
+    def _send_remote(self, route: Route, keys: np.ndarray, recs: np.ndarray, one_source: bool) -> None:
+        """Append each record to the outbox of every other region it goes
+        to, keeping message order in each (the bytes a loop of send appends).
+        One pin: the records are all broadcast or all indexed."""
+        if one_source and recs["send_index"][0] == BROADCAST:
+            for q in route.remote:            # every record to each of the source's regions
+                self.outboxes[q] += memoryview(recs).cast("B")
+            self.o.remote_sent += len(recs) * len(route.remote)
+            return
+        rows, regions = self._remote_rows(keys, recs)
+        for q in np.unique(regions):
+            self.outboxes[q] += memoryview(recs[rows[regions == q]]).cast("B")
+        self.o.remote_sent += len(rows)
+
+    def _remote_rows(self, keys: np.ndarray, recs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which record goes to which other region, as (record row, region)
+        pairs in record order: a broadcast to each region its (device, pin)
+        lists, an indexed send to its edge's region if that edge is remote."""
+        if recs["send_index"][0] == BROADCAST:
+            lo = self.topo.rem_off[keys].astype(np.int64)
+            rows, offset = expand(lo, self.topo.rem_off[keys + 1].astype(np.int64))
+            return rows, self.topo.rem_reg[lo[rows] + offset]
+        edges = self.topo.edges[self.topo.out_off[keys].astype(np.int64) + recs["send_index"]]
+        rows = np.flatnonzero(edges["flags"] & REMOTE)
+        return rows, self.topo.region[edges["dst"][rows]]
+
+    def _queue_local(self, layout, batches: list[np.ndarray]) -> None:
+        """Queue a batch send's local deliveries: as arrays for receive_batch,
+        or one queue entry each (as send queues them) for receive."""
+        if self.receive_batch:
+            self.arrays.extend((layout, b) for b in batches)
+            return
+        for b in batches:
+            self.queue.extend(zip(b["dst"].tolist(), b["dst_pin"].tolist(), b["src"].tolist(),
+                                  b["src_pin"].tolist(), (m.tobytes() for m in b["msg"])))
+
+
+def batch_length(src, msg, send_index) -> int:
+    """How many messages send_batch's arguments make: the length of those
+    that are arrays (they must agree), one message if none is."""
+    columns = [src, send_index, *(msg.values() if isinstance(msg, dict) else [msg])]
+    lengths = {len(c) for c in columns if not isinstance(c, str) and np.ndim(c) > 0}
+    if len(lengths) > 1:
+        raise ValueError(f"send_batch: src, msg and send_index have different lengths {sorted(lengths)}")
+    return lengths.pop() if lengths else 1
+
+
+def batch_messages(layout, msg: np.ndarray | dict | None, n: int) -> np.ndarray:
+    """n messages of a layout: `msg` itself if it is a structured array of
+    its dtype, else the defaults with the fields msg gives (a structured
+    array's or a dict's, by name) laid over them."""
+    dtype = layout_dtype(layout)
+    if isinstance(msg, np.ndarray) and msg.dtype == dtype:
+        return msg
+    if isinstance(msg, np.ndarray) and msg.dtype.names is not None:
+        msg = {name: msg[name] for name in msg.dtype.names}
+    elif msg is None:
+        msg = {}
+    elif not isinstance(msg, dict):
+        raise ValueError("msg: a structured array of the pin's message layout, a dict of fields, or None")
+    out = np.repeat(np.frombuffer(layout.default, dtype, count=1), n)
+    for name, value in msg.items():
+        if name not in dtype.names:
+            raise ValueError(f"unknown field '{name}' of message type {layout.ctype}")
+        try:
+            out[name] = value
+        except (OverflowError, TypeError, ValueError) as e:
+            raise ValueError(f"field '{name}': {e}") from None
+    return out
+
+
+def expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranges [lo[i], hi[i]) of a CSR, flattened: for each position its
+    range's row i and its offset from lo[i]."""
+    counts = hi - lo
+    rows = np.repeat(np.arange(len(lo)), counts)
+    return rows, np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def record_dtype(layout) -> np.dtype:
+    """A message record (psim/core/records.h pe_record, then the message) as a NumPy row."""
+    return np.dtype([("src", "<u4"), ("send_index", "<u4"), ("pin", "<u2"), ("length", "<u2"),
+                     ("msg", layout_dtype(layout))])
 
 
 def layout_dtype(layout) -> np.dtype:

@@ -78,6 +78,26 @@ def test_a_batch_engine_gets_arrays(secured):
     assert res["state"] == "finished" and sum(seen) == 10, res["reason"]
 
 
+def test_a_batch_engine_answers_with_send_batch(secured):
+    """s0 and s1 (C, region 0) each send 1..3000 to k (Python); k answers
+    every batch with one send_batch of 2v, each to its sender."""
+    batches = []
+
+    def echo(engine, deliveries):
+        batches.append(len(deliveries))
+        engine.send_batch(deliveries["dst"], "back", {"v": 2 * deliveries["msg"]["v"]},
+                          send_index=deliveries["src"])     # s0, s1 are devices 0, 1 and back's edges 0, 1
+    eng = pcli.Engine(receive_batch=echo)
+    future = pcli.run(str(ROOT / "tests" / "cluster" / "apps" / "echo_batch_v3.xml"), rmap={"k": 1},
+                      rcon={1: eng}, async_=True)
+    eng.run()
+    res = pcli.block(future)
+    assert res["state"] == "finished", res.get("reason")
+    for dev in ("s0", "s1"):
+        assert res["states"][dev] == {"sent": 3000, "got": 3000, "sum": 3000 * 3001}, dev
+    assert sum(batches) == 6000
+
+
 ECHO = str(ROOT / "tests" / "apps" / "ext_echo_v3.xml")
 
 
