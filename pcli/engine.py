@@ -34,10 +34,10 @@ from broker.localplane import LocalPlane
 from pd.region import RegionRun
 from psim.engine import STOP_FAIL
 from psim.reader import Instance
-from psim.run import LogSink, Outcome, load_instance, region_array
+from psim.run import LogSink, Outcome, load_instance, region_array, supervisor_region
 from psim.topology import Topology
 
-from .pyregion import PyRegion
+from .pyregion import Message, PyRegion
 
 BEAT_SECONDS = 0.5
 
@@ -88,13 +88,18 @@ class Engine:
     receive_batch(engine, deliveries): instead, a NumPy structured array of
     deliveries (dst, dst_pin, src, src_pin as indices; the message's fields
     under "msg") per message type; hardware_idle(engine): OnHardwareIdle for its devices.
+    When it runs the application's supervisor (rmap "__supervisor__"), messages
+    to the supervisor reach receive too (dst "__supervisor__"), it answers
+    with reply() and broadcast(), and supervisor_idle(engine) is its
+    OnSupervisorIdle, called at each hardware-idle round and at an idle end.
     `state` holds per-device state (any JSON-able value) for the result."""
 
     def __init__(self, receive: Callable | None = None, receive_batch: Callable | None = None,
-                 hardware_idle: Callable | None = None):
+                 hardware_idle: Callable | None = None, supervisor_idle: Callable | None = None):
         if (receive is None) == (receive_batch is None):
             raise ValueError("give receive or receive_batch")
         self.receive, self.receive_batch, self.hardware_idle = receive, receive_batch, hardware_idle
+        self.supervisor_idle = supervisor_idle
         self.state: dict[str, Any] = {}
         self.jobs: list[dict] = []                # bound by pcli.run
         self.region: PyRegion | None = None
@@ -117,6 +122,18 @@ class Engine:
         of arrays or scalars by field name; None: the defaults), to edge
         send_index[i] of an indexed pin (None for a broadcast pin)."""
         self._live().send_batch(src, pin, msg, send_index)
+
+    def reply(self, to: Message | str | int, fields: dict | None = None, **more) -> None:
+        """As the supervisor: answer the device that sent `to` (a Message), or
+        device `to` (an id or index), on its __SUP_IN__.  Without fields a
+        Message is answered with its own fields, as the reference does."""
+        if isinstance(to, Message):
+            to, fields = to.src, {**to.fields, **(fields or {})}
+        self._live().reply(to, {**(fields or {}), **more})
+
+    def broadcast(self, fields: dict | None = None, **more) -> None:
+        """As the supervisor: a message to every device with a __SUP_IN__."""
+        self._live().broadcast({**(fields or {}), **more})
 
     def exit(self, code: int = 0) -> None:
         """End the process now, with this exit code (as handler_exit)."""
@@ -155,7 +172,9 @@ class Engine:
             return {}
         user, ctl = api.user(), api.control()
         inst = load_instance(job["app"].decode())
-        regions = region_array(inst, job["rmap"]) if job["partition"] is None else array("H", job["partition"])
+        rmap = dict(job["rmap"])
+        sup_region = supervisor_region(inst, rmap)
+        regions = region_array(inst, rmap) if job["partition"] is None else array("H", job["partition"])
         beat = Beat(user, future.pid, region)
         try:
             plane = DataPlane(AppRendezvous(ctl, user, future.pid), future.pid, future.token, region,
@@ -167,7 +186,7 @@ class Engine:
         on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else None
         try:
             result = self.serve(inst, regions, region, plane, job["timeout"], on_log, lambda e: self._progress(beat),
-                                lambda: "the process ended elsewhere" if beat.ended.is_set() else None)
+                                lambda: "the process ended elsewhere" if beat.ended.is_set() else None, sup_region)
         finally:
             beat.stopping.set()
         if not beat.ended.is_set():
@@ -177,14 +196,16 @@ class Engine:
 
     def serve(self, inst: Instance, regions: array, region: int, plane: DataPlane | LocalPlane, timeout: float = 0.0,
               on_log: LogSink | None = None, on_batch: Callable | None = None,
-              watch: Callable[[], str | None] = lambda: None) -> dict:
-        """Serve region `region` of `inst` (`regions`: every device's region)
+              watch: Callable[[], str | None] = lambda: None, sup_region: int = 0) -> dict:
+        """Serve region `region` of `inst` (`regions`: every device's region;
+        `sup_region`: the supervisor's)
         over `plane` until the process ends, as pd/region.py's RegionRun
         drives any region; the region's result.  Log lines go to on_log, or
         without one into the result.  The cluster (above) and psim standalone
         (pcli/standalone.py) both serve here."""
         py = self.region = PyRegion(inst, Topology(inst, regions, region), plane.nregions, self.receive,
-                                    self.receive_batch, self.hardware_idle, owner=self)
+                                    self.receive_batch, self.hardware_idle, owner=self, sup_region=sup_region,
+                                    supervisor_idle_fn=self.supervisor_idle)
         lines: list = []
         try:
             out = RegionRun(py, plane, on_log or (lambda d, lv, t: lines.append([d, lv, t])), timeout, on_batch,
@@ -203,7 +224,8 @@ class Engine:
         mine = [d for i, d in enumerate(inst.ids) if py.topo.region[i] == region]
         res = {"states": {d: self.state.get(d, {}) for d in mine},
                "status": out.status if o.stop != STOP_FAIL else "failed",
-               "metrics": {"Delivered messages": o.delivered, "Sends": o.sends, "Exit code": out.exit_code,
+               "metrics": {"Delivered messages": o.delivered, "Sends": o.sends, "Steps": o.steps,
+                           "Exit code": out.exit_code,
                             "Region": region, "Devices": inst.n_devices, "Edges": inst.n_edges,
                             "Dropped frames": dropped, "Hardware idle rounds": out.hw_rounds},
                "log": lines}

@@ -21,9 +21,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from psim.engine import BUDGET, IDLE, STOP_EXIT, STOP_FAIL, STOPPED
+from psim.engine import BUDGET, IDLE, STOP_EXIT, STOP_FAIL, STOPPED, SUP_DEV
 from psim.reader import Instance
 from psim.topology import REMOTE, Topology
+
+from .supervision import Supervision
 
 HEADER = struct.Struct("<IIHH")          # pe_record: src, send_index, pin, length
 BROADCAST = 0xFFFFFFFF
@@ -75,6 +77,8 @@ class PyRegion:
     receive_batch: Callable | None = None
     hardware_idle_fn: Callable | None = None
     owner: Any = None                     # what the user's functions get as `engine`
+    sup_region: int = 0                   # the region that runs the supervisor, if the graph has one
+    supervisor_idle_fn: Callable | None = None
     o: Outcome = field(default_factory=Outcome)
 
     def __post_init__(self):
@@ -86,6 +90,7 @@ class PyRegion:
         self.arrays: deque = deque()      # batch mode: (layout, deliveries) made by inject
         self.error: str | None = None
         self.lines: list[tuple[str, int, str]] = []
+        self.sup = Supervision(self.inst, self.topo, self.sup_region)
 
     # ---- the engine interface (as psim.engine.Engine) --------------------------------
 
@@ -116,12 +121,16 @@ class PyRegion:
             at += HEADER.size
             if at + length > len(data):
                 raise ValueError("truncated record body")
-            route = self._route(src, pin)
-            if length != route.layout.size:
+            route = self._route(src, pin) if src != SUP_DEV else None
+            if route is not None and length != route.layout.size:
                 raise ValueError("message length does not match the pin's message type")
             payload = bytes(data[at:at + length])
             at += length
             self.o.remote_received += 1
+            if route is None or self.sup.is_sup_out(src, pin):
+                self.sup.check(src, send_index, pin, length)
+                self.queue.extend(self.sup.deliveries(src, send_index, pin, payload))
+                continue
             for dst, dst_pin in self._targets(src, pin, send_index, route):
                 self.queue.append((dst, dst_pin, src, pin, payload))
 
@@ -133,9 +142,19 @@ class PyRegion:
         self.outboxes[region] = bytearray()
 
     def hardware_idle(self, seconds: float = 0.0) -> int:
-        if self.hardware_idle_fn:
+        self._supervisor_tick()
+        if self.hardware_idle_fn and not self.o.stop:
             self._call(self.hardware_idle_fn, self.owner)
         return STOPPED if self.o.stop else BUDGET
+
+    def finish(self, seconds: float = 0.0) -> int:
+        """The process ended idle: the supervisor's last tick, if it is ours."""
+        self._supervisor_tick()
+        return STOPPED if self.o.stop else BUDGET
+
+    def _supervisor_tick(self) -> None:
+        if self.sup.here and self.supervisor_idle_fn and not self.o.stop:
+            self._call(self.supervisor_idle_fn, self.owner)
 
     def outcome(self) -> Outcome:
         return self.o
@@ -158,6 +177,9 @@ class PyRegion:
         route = self._route(s, out.index)
         payload = route.layout.pack(fields or {})
         self.o.sends += 1
+        if out.supervisor:
+            self._to_supervisor(s, out.index, payload)
+            return
         index = BROADCAST if send_index is None else send_index
         local, regions = (route.local, route.remote) if send_index is None else self._indexed(s, out.index, index)
         for dst, dst_pin in local:
@@ -182,6 +204,8 @@ class PyRegion:
             return
         t = self._same_type(srcs)
         out = self._output(t, pin, f"device type {t.id}")
+        if out.supervisor:
+            raise ValueError("send_batch: messages to the supervisor go one by one (engine.send)")
         route = self._route(int(srcs[0]), out.index)
         keys = srcs.astype(np.int64) * self.topo.max_out + out.index
         index = self._send_indices(out, keys, send_index, n)
@@ -193,6 +217,18 @@ class PyRegion:
         self._send_remote(route, keys, recs, one_source)
         self._queue_local(route.layout, self._fan_out(route, keys, recs, one_source))
 
+    def reply(self, to: str | int, fields: dict | None = None) -> None:
+        """The supervisor's reply to device `to` (its __SUP_IN__; dropped if
+        it has none, as the reference drops it)."""
+        dst = self.index[to] if isinstance(to, str) else int(to)
+        if self._supervising("reply") and self.sup.listens(dst):
+            self._from_supervisor(dst, self.sup.layout.pack(fields or {}))
+
+    def broadcast(self, fields: dict | None = None) -> None:
+        """The supervisor's broadcast to every device with a __SUP_IN__."""
+        if self._supervising("broadcast"):
+            self._from_supervisor(BROADCAST, self.sup.layout.pack(fields or {}))
+
     def exit(self, code: int = 0) -> None:
         if not self.o.stop:
             self.o.stop, self.o.exit_code = STOP_EXIT, int(code)
@@ -202,13 +238,45 @@ class PyRegion:
 
     # ---- inside ------------------------------------------------------------------------
 
+    def _to_supervisor(self, src: int, pin: int, payload: bytes) -> None:
+        if self.sup.here:
+            self.queue.extend(self.sup.deliveries(src, BROADCAST, pin, payload))
+        else:
+            self.outboxes[self.sup.sup_region] += HEADER.pack(src, BROADCAST, pin, len(payload)) + payload
+            self.o.remote_sent += 1
+
+    def _supervising(self, what: str) -> bool:
+        if not self.sup.here:
+            raise ValueError(f"{what}: this engine does not run the application's supervisor "
+                             "(rmap={'__supervisor__': region} with rcon={region: engine})")
+        return True
+
+    def _from_supervisor(self, send_index: int, payload: bytes) -> None:
+        """A reply (to device send_index) or broadcast: queued for devices
+        here, a record for each other region concerned."""
+        if send_index == BROADCAST:
+            regions = self.sup.far
+        else:
+            q = int(self.topo.region[send_index])
+            regions = [q] if q != self.topo.my_region else []
+        if send_index == BROADCAST or not regions:
+            self.queue.extend(self.sup.deliveries(SUP_DEV, send_index, 0, payload))
+        for q in regions:
+            self.outboxes[q] += HEADER.pack(SUP_DEV, send_index, 0, len(payload)) + payload
+            self.o.remote_sent += 1
+
     def _deliver_one(self) -> int:
         dst, dst_pin, src, pin, payload = self.queue.popleft()
-        route = self._route(src, pin)
-        ids = self.inst.ids
-        t = self._type(dst)
-        msg = Message(ids[dst], t.inputs[dst_pin].name, ids[src], route.pin_name, route.layout.unpack(payload))
-        self.o.delivered += 1
+        if SUP_DEV in (dst, src):
+            layout = self.sup.in_layout(dst)
+            msg = Message(*self.sup.names(dst, src, self._route(src, pin).pin_name if src != SUP_DEV else ""),
+                          layout.unpack(payload))
+        else:
+            route = self._route(src, pin)
+            ids = self.inst.ids
+            msg = Message(ids[dst], self._type(dst).inputs[dst_pin].name, ids[src], route.pin_name,
+                          route.layout.unpack(payload))
+        self.o.delivered += dst != SUP_DEV          # a message to the supervisor is a send, not a delivery
         self.o.steps += 1
         self._call(self.receive, self.owner, msg)
         return 1
@@ -220,15 +288,21 @@ class PyRegion:
         if len(records) < HEADER.size:
             return False
         src, _, pin, length = HEADER.unpack_from(records, 0)
+        if src == SUP_DEV or self.sup.is_sup_out(src, pin):
+            return False                            # supervisor traffic takes the slow path
         route = self._route(src, pin)
         row = record_dtype(route.layout)
         if length != route.layout.size or len(records) % row.itemsize:
             return False
         recs = np.frombuffer(records, row)
+        if (recs["src"] >= self.inst.n_devices).any():
+            return False
         keys = recs["src"].astype(np.int64) * self.topo.max_out + recs["pin"]
         kinds = keys[:1] if (keys == keys[0]).all() else np.unique(keys)     # one (device, pin): no sort
         if len(kinds) > 64 or any(self._route(int(k) // self.topo.max_out, int(k) % self.topo.max_out).layout
-                                  is not route.layout for k in kinds) or (recs["length"] != length).any():
+                                  is not route.layout or self.sup.is_sup_out(int(k) // self.topo.max_out,
+                                                                             int(k) % self.topo.max_out)
+                                  for k in kinds) or (recs["length"] != length).any():
             return False
         self.o.remote_received += len(recs)
         self.arrays.extend((route.layout, batch) for batch in self._fan_out(route, keys, recs, len(kinds) == 1))
@@ -269,18 +343,23 @@ class PyRegion:
 
     def _deliver_batch(self) -> int:
         """Every queued delivery of the first one's message type, as one array."""
-        layout = self._route(self.queue[0][2], self.queue[0][3]).layout
+        layout = self._layout(self.queue[0])
         same, rest = [], deque()
         for d in self.queue:
-            (same if self._route(d[2], d[3]).layout is layout else rest).append(d)
+            (same if self._layout(d) is layout else rest).append(d)
         self.queue = rest
         batch = np.zeros(len(same), delivery_dtype(layout))
         batch["dst"], batch["dst_pin"], batch["src"], batch["src_pin"] = zip(*(d[:4] for d in same))
         batch["msg"] = np.frombuffer(b"".join(d[4] for d in same), layout_dtype(layout))
-        self.o.delivered += len(same)
+        self.o.delivered += int((batch["dst"] != SUP_DEV).sum())
         self.o.steps += len(same)
         self._call(self.receive_batch, self.owner, batch)
         return len(same)
+
+    def _layout(self, delivery: tuple):
+        """The message layout a queued delivery is read as."""
+        dst, _, src, pin, _ = delivery
+        return self.sup.in_layout(dst) if SUP_DEV in (dst, src) else self._route(src, pin).layout
 
     def _call(self, fn: Callable, *args) -> None:
         """A user function; one that raises fails the region with its traceback's last line."""

@@ -4,10 +4,12 @@ protocol as pd's workers, on a secured cluster (the user's own identity)."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 
 import pcli
+from appcases import check
 from conftest import ROOT
 from psim import psim
 
@@ -117,3 +119,93 @@ def test_an_engine_serves_the_externals(secured):
 def test_externals_need_an_engine(secured):
     res = pcli.run(ECHO)
     assert res["state"] == "failed" and "external device 'io' needs an application engine" in res["reason"]
+
+
+APPS = ROOT / "tests" / "apps"
+
+
+def run_with(eng: pcli.Engine, app: Path, **how) -> dict:
+    future = pcli.run(str(app), async_=True, **how)
+    eng.run()
+    return pcli.block(future)
+
+
+def test_a_python_supervisor_runs_the_barrier(secured):
+    """The supervisor in Python, in a region of its own; the devices in two C
+    regions: the same answer as the application's own C supervisor."""
+    app = APPS / "sup_barrier_v4.xml"
+    seen = {"count": 0, "round": 0}
+
+    def supervisor(engine, msg):
+        assert (msg.dst, msg.pin, msg.src_pin) == ("__supervisor__", "", "__SUP_OUT__") and msg.fields["step"] == \
+            seen["round"], msg
+        seen["count"] += 1
+        if seen["count"] == 6:
+            seen["count"] = 0
+            if seen["round"] == 3:
+                engine.log("__supervisor__", "sup_barrier: rounds=4 bcasts=3", level=0)   # as Super::post
+                engine.exit(0)
+            else:
+                seen["round"] += 1
+                engine.broadcast(msg.fields)
+    eng = pcli.Engine(supervisor)
+    res = run_with(eng, app, rmap={"n1": 2, "n3": 2, "ear": 2, "__supervisor__": 1}, rcon={1: eng})
+    assert res["state"] == "finished", res.get("reason")
+    check(app, res)
+    assert res["regions"][1]["Steps"] == 24 and res["regions"][1]["Delivered messages"] == 0   # reports are sends
+
+
+def test_a_python_supervisor_ticks_at_idle_rounds(secured):
+    """supervisor_idle is the supervisor's OnSupervisorIdle: the summary is
+    posted once, after the last report, and the run ends idle."""
+    app = APPS / "sup_hwidle_v4.xml"
+    tally = {"reports": 0, "hops": 0, "posted": False}
+
+    def supervisor(engine, msg):
+        tally["reports"] += 1
+        tally["hops"] += msg.fields["seen"]
+        if tally["reports"] == 5:
+            engine.broadcast()
+
+    def tick(engine):
+        if tally["reports"] == 5 and not tally["posted"]:
+            tally["posted"] = True
+            engine.log("__supervisor__", f"sup_hwidle: reports=5 hops={tally['hops']}", level=0)
+    eng = pcli.Engine(supervisor, supervisor_idle=tick)
+    res = run_with(eng, app, rmap={"c1": 2, "c3": 2, "__supervisor__": 1}, rcon={1: eng})
+    assert res["state"] == "finished", res.get("reason")
+    check(app, res)
+
+
+def test_a_python_device_asks_the_c_supervisor(secured):
+    """a0 in Python talks to the application's C supervisor (region 0) on
+    __SUP_OUT__ and hears its replies on __SUP_IN__."""
+    app = APPS / "sup_ask_v4.xml"
+
+    def a0(engine, msg):
+        st = engine.state.setdefault("a0", {"asked": 0, "answered": 0, "sum": 0, "waiting": 0, "notes": 0,
+                                            "toNote": 0})
+        if msg.pin == "__SUP_IN__":
+            assert msg.src == "__supervisor__" and msg.fields == {"from": 0, "x": 0, "round": st["asked"] - 1}
+            st["answered"] += 1
+            st["waiting"] = 0
+            engine.send("a0", "note_out", fields={"from": 0})
+        else:
+            st["notes"] += 1
+        if not st["waiting"] and st["asked"] < 3:
+            engine.send("a0", "__SUP_OUT__", fields={"from": 0, "x": 0, "round": st["asked"]})
+            st["asked"] += 1
+            st["waiting"] = 1
+    eng = pcli.Engine(a0)
+    res = run_with(eng, app, rmap={"a0": 1}, rcon={1: eng})
+    assert res["state"] == "finished", res.get("reason")
+    check(app, res)
+
+
+def test_only_the_supervisor_s_engine_may_reply(secured):
+    def replier(engine, msg):
+        engine.reply(msg)
+    eng = pcli.Engine(replier)
+    res = run_with(eng, APPS / "sup_ask_v4.xml", rmap={"a0": 1}, rcon={1: eng})
+    assert res["state"] == "failed"
+    assert "reply: this engine does not run the application's supervisor" in res["reason"], res["reason"]
