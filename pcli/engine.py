@@ -225,8 +225,7 @@ class Engine:
         res = {"states": {d: self.state.get(d, {}) for d in mine},
                "status": out.status if o.stop != STOP_FAIL else "failed",
                "metrics": {"Delivered messages": o.delivered, "Sends": o.sends, "Steps": o.steps,
-                           "Exit code": out.exit_code,
-                            "Region": region, "Devices": inst.n_devices, "Edges": inst.n_edges,
+                            "Exit code": out.exit_code, "Region": region, "Devices": inst.n_devices, "Edges": inst.n_edges,
                             "Dropped frames": dropped, "Hardware idle rounds": out.hw_rounds},
                "log": lines}
         if out.error:
