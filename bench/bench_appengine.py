@@ -1,7 +1,9 @@
 """Messages per second into a Python application engine (pcli.Engine), on a
 local secured cluster (redis-server, the scheduler, 1 pd under supervisord):
 a C device in region 0 sends N messages to a device in region 1, served by
-the engine per message (receive) or in batches (receive_batch).
+the engine per message (receive) or in batches (receive_batch); and a round
+trip through the batch API: the engine echoes every batch back with
+send_batch, and the C device counts the N echoes.
 
     .venv/bin/python bench/bench_appengine.py [N]
 """
@@ -24,20 +26,22 @@ APP = """<?xml version="1.0"?>
     <DeviceTypes>
       <DeviceType id="src">
         <Properties><Scalar name="n" type="uint32_t"/></Properties>
-        <State><Scalar name="sent" type="uint32_t"/></State>
+        <State><Scalar name="sent" type="uint32_t"/><Scalar name="got" type="uint32_t"/></State>
         <ReadyToSend><![CDATA[ if (deviceState->sent < deviceProperties->n) *readyToSend = RTS_FLAG_out; ]]></ReadyToSend>
         <OutputPin name="out" messageTypeId="val"><OnSend><![CDATA[ message->v = deviceState->sent++; ]]></OnSend></OutputPin>
+        <InputPin name="echo" messageTypeId="val"><OnReceive><![CDATA[ deviceState->got++; ]]></OnReceive></InputPin>
       </DeviceType>
       <DeviceType id="sink">
         <State><Scalar name="got" type="uint32_t"/></State>
         <ReadyToSend><![CDATA[]]></ReadyToSend>
         <InputPin name="in" messageTypeId="val"><OnReceive><![CDATA[ deviceState->got++; ]]></OnReceive></InputPin>
+        <OutputPin name="back" messageTypeId="val"><OnSend><![CDATA[]]></OnSend></OutputPin>
       </DeviceType>
     </DeviceTypes>
   </GraphType>
   <GraphInstance id="flood_1" graphTypeId="flood">
     <DeviceInstances><DevI id="s" type="src"><P>"n": %d</P></DevI><DevI id="k" type="sink"/></DeviceInstances>
-    <EdgeInstances><EdgeI path="k:in-s:out"/></EdgeInstances>
+    <EdgeInstances><EdgeI path="k:in-s:out"/><EdgeI path="s:echo-k:back"/></EdgeInstances>
   </GraphInstance>
 </Graphs>
 """
@@ -48,7 +52,12 @@ def cluster(*args: str) -> str:
                           text=True, cwd=ROOT).stdout
 
 
-def measure(pcli, n: int, batch: bool) -> float:
+MODES = {"receive": "receive      ", "receive_batch": "receive_batch",
+         "echo": "receive_batch + send_batch, round trip"}
+
+
+def measure(pcli, n: int, mode: str) -> float:
+    """Messages per second into the engine (each way, for "echo")."""
     got = [0]
 
     def one(engine, msg):
@@ -56,12 +65,18 @@ def measure(pcli, n: int, batch: bool) -> float:
 
     def many(engine, deliveries):
         got[0] += len(deliveries)
-    eng = pcli.Engine(receive_batch=many) if batch else pcli.Engine(one)
+
+    def echo(engine, deliveries):
+        got[0] += len(deliveries)
+        engine.send_batch(deliveries["dst"], "back", deliveries["msg"])
+    eng = pcli.Engine(one) if mode == "receive" else pcli.Engine(receive_batch=echo if mode == "echo" else many)
     future = pcli.run(APP % n, rmap={"k": 1}, rcon={1: eng}, async_=True)
     t = time.perf_counter()
     eng.run()
     dt = time.perf_counter() - t
-    assert pcli.block(future)["state"] == "finished" and got[0] == n, got
+    res = pcli.block(future)
+    assert res["state"] == "finished" and got[0] == n, got
+    assert res["states"]["s"]["got"] == (n if mode == "echo" else 0), res["states"]["s"]
     return n / dt
 
 
@@ -72,11 +87,12 @@ def main() -> None:
         try:
             os.environ["PSTACK_REDIS"] = cluster("adduser", folder, "bench").splitlines()[-1].split("=", 1)[1]
             import pcli
-            measure(pcli, 1000, False)                         # compile, warm up
-            for batch in (False, True):
-                rates = [measure(pcli, n, batch) for _ in range(3)]
-                print(f"{'receive_batch' if batch else 'receive      '}: {n} messages, "
-                      f"best {max(rates) / 1e3:.0f}k messages/s (runs: {', '.join(f'{r / 1e3:.0f}k' for r in rates)}; "
+            measure(pcli, 1000, "receive")                     # compile, warm up
+            for mode, label in MODES.items():
+                rates = [measure(pcli, n, mode) for _ in range(3)]
+                each = f" each way, {2 * max(rates) / 1e6:.1f}M records/s in and out" if mode == "echo" else ""
+                print(f"{label}: {n} messages, best {max(rates) / 1e3:.0f}k messages/s{each} "
+                      f"(runs: {', '.join(f'{r / 1e3:.0f}k' for r in rates)}; "
                       "includes the region's start: claim, rendezvous, handshake)")
         finally:
             cluster("stop", folder)

@@ -103,6 +103,8 @@ CASES = {
                                          msg=structured([10, 11, 12, 13])),
                                     [(s, None, {"v": v, "w": -3, "x": v / 4})
                                      for s, v in zip(["s0", "s1", "s2", "s1"], [10, 11, 12, 13])]),
+    "index array of one device": (dict(src=np.full(3, S1), pin="out", msg=structured([4, 5, 6])),
+                                  [("s1", None, {"v": v, "w": -3, "x": v / 4}) for v in [4, 5, 6]]),
     "indexed pin, several regions": (dict(src=np.array([S0, S0, S0, S1, S1, S2]), pin="pick",
                                           msg={"v": np.arange(6)}, send_index=np.array([0, 1, 2, 0, 1, 0])),
                                      [(s, i, {"v": v}) for v, (s, i) in
