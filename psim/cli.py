@@ -29,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--external", metavar="MODULE:FACTORY",
                    help="serve the external devices with the pcli.Engine that MODULE.FACTORY() returns "
                         "(MODULE: a module name, or path/to/module.py)")
+    p.add_argument("--supervisor", metavar="MODULE:FACTORY",
+                   help="run the application's supervisor in the pcli.Engine that MODULE.FACTORY() returns, "
+                        "instead of its C code")
     p.add_argument("--memory-mb", type=int, default=0, metavar="N",
                    help="memory the application may use, in MB, beyond what psim needs (default: no limit)")
     return p
@@ -48,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     limits.apply(limits.Limits(memory_mb=opts.memory_mb))     # imports done: what is in use now is psim's
     try:
         rmap = json_object(args.rmap, "--rmap")
-        externals = _externals(args.external)          # before the load: a bad spec fails at once
+        externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
         loaded = Loaded(args.app)
         if args.debug:
             print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
         on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
-        res = run_loaded(loaded, opts, rmap, externals, on_log)
+        res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
@@ -75,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
 
 
-def _externals(spec: str | None):
-    """The application engine --external names, or None without one."""
+def _engine(spec: str | None, option: str):
+    """The application engine --external or --supervisor names (before the
+    load: a bad spec fails at once), or None without one."""
     if not spec:
         return None
     from pcli.standalone import engine_from_spec     # the layer above psim: imported only for an engine
-    return engine_from_spec(spec)
+    return engine_from_spec(spec, option)
 
 
 def json_object(arg: str | None, option: str) -> dict:

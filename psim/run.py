@@ -224,27 +224,29 @@ def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None) -> di
     return res
 
 
-def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None, externals=None) -> dict:
+def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None, externals=None,
+         supervisor=None) -> dict:
     """Run a POETS application and return its result:
     {"states": {device: {field: value}}, "metrics": {...}, "log": [...],
      "status": "exit" | "idle" | "failed", "error": "..." (when failed)}.
     externals: an application engine (a pcli.Engine) serving the external
     devices, here in this process (docs/engines.md); the result then merges
-    its region's with the C devices' as pcli.result does.
+    its region's with the C devices' as pcli.result does.  supervisor: an
+    application engine that runs the supervisor instead of its C code.
     Raises BadInput for a bad application file.  With the memory_mb option
     the calling process is limited while the run lasts (psim/limits.py)."""
     opts = Options.from_dict(options)
     with limits.memory_limited(opts.memory_mb):
-        return run_loaded(Loaded(xml), opts, rmap, externals)
+        return run_loaded(Loaded(xml), opts, rmap, externals, supervisor=supervisor)
 
 
 def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, externals=None,
-               on_log: LogSink | None = None) -> dict:
+               on_log: LogSink | None = None, supervisor=None) -> dict:
     """Run a loaded application to its result (psim() and the psim command);
     log lines go to on_log, or without one into the result."""
-    if externals is not None:
+    if externals is not None or supervisor is not None:
         from pcli.standalone import run_with_engine      # the layer above psim: imported only for an engine
-        return run_with_engine(loaded, externals, opts, rmap, on_log)
+        return run_with_engine(loaded, externals, opts, rmap, on_log, supervisor)
     engine = loaded.engine(opts, rmap)
     log: list = []
     out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts)

@@ -3,6 +3,8 @@ broadcasts after each complete step but the last, then stops the run
 (stop_application, exit 0) with nothing in flight, so split runs give the
 same answer as a whole one."""
 
+import pcli
+
 NODE = {"step": 3, "reported": 4, "heard": 3, "lastGo": 2}
 
 
@@ -16,3 +18,22 @@ def check_exit_and_log(result):
     assert ["__supervisor__", 0, "sup_barrier: rounds=4 bcasts=3"] in result["log"], result["log"]
     # 24 reports; 3 broadcasts to 7 listeners
     assert result["metrics"]["Sends"] == 24 and result["metrics"]["Delivered messages"] == 21, result["metrics"]
+
+
+def supervisor():
+    """The supervisor in Python (pcli.Engine), as the application's C code."""
+    seen = {"count": 0, "round": 0}
+
+    def receive(engine, msg):
+        assert (msg.dst, msg.pin, msg.src_pin) == ("__supervisor__", "", "__SUP_OUT__"), msg
+        assert msg.fields["step"] == seen["round"], msg
+        seen["count"] += 1
+        if seen["count"] == 6:
+            seen["count"] = 0
+            if seen["round"] == 3:
+                engine.log("__supervisor__", "sup_barrier: rounds=4 bcasts=3", level=0)   # as Super::post
+                engine.exit(0)
+            else:
+                seen["round"] += 1
+                engine.broadcast(msg.fields)
+    return pcli.Engine(receive)

@@ -4,6 +4,8 @@ round every cell reports to the supervisor, which broadcasts one
 acknowledgement after the last report and posts its summary once.  The run
 goes through the reference's ten quiet idle rounds after that."""
 
+import pcli
+
 expect_status = "idle"
 
 
@@ -20,3 +22,20 @@ def check_summary(result):
     lines = [text for who, _, text in result["log"] if who == "__supervisor__"]
     assert lines == ["sup_hwidle: reports=5 hops=20"], lines
     assert result["metrics"]["Delivered messages"] == 25, result["metrics"]      # 20 hops, 5 acks
+
+
+def supervisor():
+    """The supervisor in Python: its OnSupervisorIdle is supervisor_idle."""
+    tally = {"reports": 0, "hops": 0, "posted": False}
+
+    def receive(engine, msg):
+        tally["reports"] += 1
+        tally["hops"] += msg.fields["seen"]
+        if tally["reports"] == 5:
+            engine.broadcast()
+
+    def tick(engine):
+        if tally["reports"] == 5 and not tally["posted"]:
+            tally["posted"] = True
+            engine.log("__supervisor__", f"sup_hwidle: reports=5 hops={tally['hops']}", level=0)
+    return pcli.Engine(receive, supervisor_idle=tick)

@@ -55,6 +55,13 @@ def externals(app: Path):
     return factory() if factory else None
 
 
+def supervisor(app: Path):
+    """A fresh application engine that runs its supervisor in Python (the
+    checker's supervisor()), or None when it has none."""
+    factory = getattr(checker(app), "supervisor", None)
+    return factory() if factory else None
+
+
 def expectations(bad: Path) -> list[str]:
     """The `<!-- expect: a | b -->` parts on a bad file's second line."""
     line = bad.read_text().splitlines()[1]

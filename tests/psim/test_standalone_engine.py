@@ -195,6 +195,22 @@ def test_cli_refuses_externals_without_an_engine():
     assert "psim --external module:factory" in done.stderr
 
 
+def test_cli_supervisor_in_python_from_a_file():
+    app = APPS_DIR / "sup_barrier_v4.xml"
+    done = cli("--supervisor", f"{app.with_suffix('.py')}:supervisor", str(app))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "Log    __supervisor__: sup_barrier: rounds=4 bcasts=3" in lines and "Exit   0 (exit)" in lines
+    assert 'State  n0: {"step": 3, "reported": 4, "heard": 3, "lastGo": 2}' in lines
+
+
+def test_what_psim_refuses_with_a_supervisor_engine():
+    with pytest.raises(BadInput, match="an engine for the supervisor was given, but the application has no"):
+        psim(str(APPS_DIR / "ring_v2.xml"), supervisor=pcli.Engine(doubling([])))
+    done = cli("--supervisor", "nosuchmodule:f", str(APPS_DIR / "sup_barrier_v4.xml"))
+    assert done.returncode == 2 and done.stderr == "psim: --supervisor nosuchmodule:f: no module named 'nosuchmodule'\n"
+
+
 # ---- the plane -----------------------------------------------------------------------------
 
 
