@@ -92,14 +92,16 @@ class Engine:
     to the supervisor reach receive too (dst "__supervisor__"), it answers
     with reply() and broadcast(), and supervisor_idle(engine) is its
     OnSupervisorIdle, called at each hardware-idle round and at an idle end.
+    start(engine): called once as the region starts (e.g. to feed input in).
     `state` holds per-device state (any JSON-able value) for the result."""
 
     def __init__(self, receive: Callable | None = None, receive_batch: Callable | None = None,
-                 hardware_idle: Callable | None = None, supervisor_idle: Callable | None = None):
+                 hardware_idle: Callable | None = None, supervisor_idle: Callable | None = None,
+                 start: Callable | None = None):
         if (receive is None) == (receive_batch is None):
             raise ValueError("give receive or receive_batch")
         self.receive, self.receive_batch, self.hardware_idle = receive, receive_batch, hardware_idle
-        self.supervisor_idle = supervisor_idle
+        self.supervisor_idle, self.start = supervisor_idle, start
         self.state: dict[str, Any] = {}
         self.jobs: list[dict] = []                # bound by pcli.run
         self.region: PyRegion | None = None
@@ -205,7 +207,7 @@ class Engine:
         (pcli/standalone.py) both serve here."""
         py = self.region = PyRegion(inst, Topology(inst, regions, region), plane.nregions, self.receive,
                                     self.receive_batch, self.hardware_idle, owner=self, sup_region=sup_region,
-                                    supervisor_idle_fn=self.supervisor_idle)
+                                    supervisor_idle_fn=self.supervisor_idle, start_fn=self.start)
         lines: list = []
         try:
             out = RegionRun(py, plane, on_log or (lambda d, lv, t: lines.append([d, lv, t])), timeout, on_batch,

@@ -79,6 +79,7 @@ class PyRegion:
     owner: Any = None                     # what the user's functions get as `engine`
     sup_region: int = 0                   # the region that runs the supervisor, if the graph has one
     supervisor_idle_fn: Callable | None = None
+    start_fn: Callable | None = None      # called once, as the region starts (sends from it go out then)
     o: Outcome = field(default_factory=Outcome)
 
     def __post_init__(self):
@@ -95,6 +96,8 @@ class PyRegion:
     # ---- the engine interface (as psim.engine.Engine) --------------------------------
 
     def start(self, seconds: float = 0.0) -> int:
+        if self.start_fn:
+            self._call(self.start_fn, self.owner)
         return STOPPED if self.o.stop else BUDGET
 
     def run(self, budget: int, seconds: float = 0.0) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pcli
-from appcases import check, supervisor
+from appcases import EXAMPLES, check, example, supervisor
 from conftest import ROOT
 from psim import psim
 
@@ -177,3 +177,14 @@ def test_only_the_supervisor_s_engine_may_reply(secured):
     res = run_with(eng, APPS / "sup_ask_v4.xml", rmap={"a0": 1}, rcon={1: eng})
     assert res["state"] == "failed"
     assert "reply: this engine does not run the application's supervisor" in res["reason"], res["reason"]
+
+
+def test_an_engine_feeds_a_file_into_a_running_process(secured, tmp_path):
+    """docs/engines.md's feeder on a cluster: its start function sends the
+    file's numbers into the process as its region starts."""
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("\n".join(str(n) for n in range(1, 101)) + "\n")
+    eng = example("feed").feeder(str(numbers))
+    res = run_with(eng, EXAMPLES / "feed.xml", externals=eng)
+    assert res["state"] == "finished", res.get("reason")
+    assert res["states"]["acc"] == {"sum": 5050, "count": 100}

@@ -5,13 +5,24 @@ from pathlib import Path
 APPS_DIR = Path(__file__).parent.parent / "apps"
 APPS = sorted(APPS_DIR.glob("*.xml"))
 BAD = sorted((APPS_DIR / "bad").glob("*.xml"))
+EXAMPLES = APPS_DIR.parent.parent / "docs" / "examples"
 
 
-def checker(app: Path):
-    spec = importlib.util.spec_from_file_location(f"check_{app.stem}", app.with_suffix(".py"))
+def load(path: Path, name: str):
+    """The Python file at `path`, as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def checker(app: Path):
+    return load(app.with_suffix(".py"), f"check_{app.stem}")
+
+
+def example(name: str):
+    """A worked example of docs/engines.md (docs/examples/NAME.py)."""
+    return load(EXAMPLES / f"{name}.py", f"example_{name}")
 
 
 def check(app: Path, result: dict) -> None:
