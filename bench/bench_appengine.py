@@ -52,6 +52,7 @@ def cluster(*args: str) -> str:
                           text=True, cwd=ROOT).stdout
 
 
+PAUSE = 1.0          # s before each run: the spare worker and sandbox the last run started are ready
 MODES = {"receive": "receive      ", "receive_batch": "receive_batch",
          "echo": "receive_batch + send_batch, round trip"}
 
@@ -70,6 +71,7 @@ def measure(pcli, n: int, mode: str) -> float:
         got[0] += len(deliveries)
         engine.send_batch(deliveries["dst"], "back", deliveries["msg"])
     eng = pcli.Engine(one) if mode == "receive" else pcli.Engine(receive_batch=echo if mode == "echo" else many)
+    time.sleep(PAUSE)
     future = pcli.run(APP % n, rmap={"k": 1}, rcon={1: eng}, async_=True)
     t = time.perf_counter()
     eng.run()
