@@ -3,7 +3,8 @@ local secured cluster (redis-server, the scheduler, 1 pd under supervisord):
 a C device in region 0 sends N messages to a device in region 1, served by
 the engine per message (receive) or in batches (receive_batch); and a round
 trip through the batch API: the engine echoes every batch back with
-send_batch, and the C device counts the N echoes.
+send_batch, and the C device counts the N echoes.  First, send_batch by
+itself, in this process (no cluster): batches of 64k echoes from one device.
 
     .venv/bin/python bench/bench_appengine.py [N]
 """
@@ -15,6 +16,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,6 +55,7 @@ def cluster(*args: str) -> str:
                           text=True, cwd=ROOT).stdout
 
 
+PAUSE = 1.0          # s before each run: the spare worker and sandbox the last run started are ready
 MODES = {"receive": "receive      ", "receive_batch": "receive_batch",
          "echo": "receive_batch + send_batch, round trip"}
 
@@ -70,6 +74,7 @@ def measure(pcli, n: int, mode: str) -> float:
         got[0] += len(deliveries)
         engine.send_batch(deliveries["dst"], "back", deliveries["msg"])
     eng = pcli.Engine(one) if mode == "receive" else pcli.Engine(receive_batch=echo if mode == "echo" else many)
+    time.sleep(PAUSE)
     future = pcli.run(APP % n, rmap={"k": 1}, rcon={1: eng}, async_=True)
     t = time.perf_counter()
     eng.run()
@@ -80,8 +85,28 @@ def measure(pcli, n: int, mode: str) -> float:
     return n / dt
 
 
+def send_batch_alone(batch: int = 65_536, total: int = 5_000_000) -> float:
+    """Records per second that PyRegion.send_batch makes (outbox appends
+    included) for batches like the echo's: one device, its whole batch."""
+    from pcli.pyregion import PyRegion, delivery_dtype
+    from psim.run import load_instance, region_array
+    from psim.topology import Topology
+    inst = load_instance(APP % 1)
+    region = PyRegion(inst, Topology(inst, region_array(inst, {"k": 1}), 1), 2, receive_batch=lambda e, d: None)
+    deliveries = np.zeros(batch, delivery_dtype(inst.graph.devices["sink"].outputs[0].message.layout))
+    deliveries["dst"], deliveries["msg"]["v"] = inst.ids.index("k"), np.arange(batch)
+    t = time.perf_counter()
+    for _ in range(total // batch):
+        region.send_batch(deliveries["dst"], "back", deliveries["msg"])
+        region.clear_outbox(0)                        # as the region loop does after sending the frame
+    return total // batch * batch / (time.perf_counter() - t)
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    rates = [send_batch_alone() for _ in range(3)]
+    print(f"send_batch alone: best {max(rates) / 1e6:.1f}M records/s "
+          f"(runs: {', '.join(f'{r / 1e6:.1f}M' for r in rates)}; 64k-message batches from one device)")
     with tempfile.TemporaryDirectory(prefix="pstack-bench-") as folder:
         cluster("start", folder, "--pds", "1")
         try:

@@ -354,7 +354,7 @@ class PyRegion:
         self.queue = rest
         batch = np.zeros(len(same), delivery_dtype(layout))
         batch["dst"], batch["dst_pin"], batch["src"], batch["src_pin"] = zip(*(d[:4] for d in same))
-        batch["msg"] = np.frombuffer(b"".join(d[4] for d in same), layout_dtype(layout))
+        batch["msg"] = np.frombuffer(b"".join(d[4] for d in same), layout_dtype(layout), count=len(same))
         self.o.delivered += int((batch["dst"] != SUP_DEV).sum())
         self.o.steps += len(same)
         self._call(self.receive_batch, self.owner, batch)

@@ -18,16 +18,18 @@ APP = """<?xml version="1.0"?>
     <MessageTypes><MessageType id="val"><Message>
       <Scalar name="v" type="uint32_t"/><Scalar name="w" type="int16_t" default="7"/>
       <Scalar name="x" type="double" default="0.5"/>
-    </Message></MessageType></MessageTypes>
+    </Message></MessageType><MessageType id="tick"><Message/></MessageType></MessageTypes>
     <DeviceTypes>
       <DeviceType id="src">
         <ReadyToSend><![CDATA[]]></ReadyToSend>
         <OutputPin name="out" messageTypeId="val"><OnSend><![CDATA[]]></OnSend></OutputPin>
         <OutputPin name="pick" messageTypeId="val" indexed="true"><OnSend><![CDATA[]]></OnSend></OutputPin>
+        <OutputPin name="tick" messageTypeId="tick"><OnSend><![CDATA[]]></OnSend></OutputPin>
       </DeviceType>
       <DeviceType id="sink">
         <ReadyToSend><![CDATA[]]></ReadyToSend>
         <InputPin name="in" messageTypeId="val"><OnReceive><![CDATA[]]></OnReceive></InputPin>
+        <InputPin name="tick" messageTypeId="tick"><OnReceive><![CDATA[]]></OnReceive></InputPin>
       </DeviceType>
     </DeviceTypes>
   </GraphType>
@@ -42,6 +44,7 @@ APP = """<?xml version="1.0"?>
       <EdgeI path="r0:in-s0:pick" sendIndex="2"/>
       <EdgeI path="far2:in-s1:pick" sendIndex="0"/><EdgeI path="k0:in-s1:pick" sendIndex="1"/>
       <EdgeI path="k1:in-s2:pick" sendIndex="0"/>
+      <EdgeI path="k0:tick-s0:tick"/><EdgeI path="far:tick-s0:tick"/>
     </EdgeInstances>
   </GraphInstance>
 </Graphs>
@@ -109,6 +112,7 @@ CASES = {
                                           msg={"v": np.arange(6)}, send_index=np.array([0, 1, 2, 0, 1, 0])),
                                      [(s, i, {"v": v}) for v, (s, i) in
                                       enumerate([("s0", 0), ("s0", 1), ("s0", 2), ("s1", 0), ("s1", 1), ("s2", 0)])]),
+    "a message without fields": (dict(src="s0", pin="tick"), [("s0", None, {})]),
     "None msg": (dict(src=np.array([S1, S0, S1]), pin="out", msg=None), [(s, None, {}) for s in ["s1", "s0", "s1"]]),
 }
 
