@@ -101,8 +101,9 @@ class PyRegion:
         return STOPPED if self.o.stop else BUDGET
 
     def run(self, budget: int, seconds: float = 0.0) -> int:
+        each_array = self._deliver_array if self.receive_batch else self._deliver_rows
         while self.arrays and budget > 0 and not self.o.stop:
-            budget -= self._deliver_array(*self.arrays.popleft())
+            budget -= each_array(*self.arrays.popleft())
         deliver = self._deliver_batch if self.receive_batch else self._deliver_one
         while self.queue and budget > 0 and not self.o.stop:
             budget -= deliver()
@@ -111,8 +112,9 @@ class PyRegion:
         return IDLE if not self.queue and not self.arrays else BUDGET
 
     def inject(self, records) -> None:
-        """Incoming records from another region; ValueError if malformed."""
-        if not (self.receive_batch and self._inject_array(records)):
+        """Incoming records from another region; ValueError if malformed.
+        Frames of one message type are parsed with NumPy in both modes."""
+        if not self._inject_array(records):
             self._inject_each(records)
 
     def _inject_each(self, records) -> None:
@@ -285,15 +287,18 @@ class PyRegion:
         return 1
 
     def _inject_array(self, records) -> bool:
-        """Batch mode's fast path: records of one message type, parsed and
-        fanned out to their local destinations with NumPy.  False (nothing
-        taken) when the frame mixes message types: the slow path takes it."""
+        """The fast path: records of one message type, parsed and fanned out
+        to their local destinations with NumPy.  False (nothing taken) when
+        the frame mixes message types, or its type is not made of scalars
+        (per-message mode takes those): the slow path takes it."""
         if len(records) < HEADER.size:
             return False
         src, _, pin, length = HEADER.unpack_from(records, 0)
         if src == SUP_DEV or self.sup.is_sup_out(src, pin):
             return False                            # supervisor traffic takes the slow path
         route = self._route(src, pin)
+        if not (self.receive_batch or route.layout.spec.flat):
+            return False
         row = record_dtype(route.layout)
         if length != route.layout.size or len(records) % row.itemsize:
             return False
@@ -338,6 +343,21 @@ class PyRegion:
             copy_fields(batch["msg"], recs["msg"])
             batches.append(batch)
         return batches
+
+    def _deliver_rows(self, layout, batch) -> int:
+        """Per-message mode: receive() for each delivery of an array."""
+        ids, names, done = self.inst.ids, layout.spec.names, 0
+        for dst, dst_pin, src, pin, values in zip(*(batch[k].tolist() for k in ("dst", "dst_pin", "src", "src_pin",
+                                                                                "msg"))):
+            if self.o.stop:
+                break
+            msg = Message(ids[dst], self._type(dst).inputs[dst_pin].name, ids[src], self._route(src, pin).pin_name,
+                          dict(zip(names, values)))
+            done += 1
+            self._call(self.receive, self.owner, msg)
+        self.o.delivered += done
+        self.o.steps += done
+        return len(batch)
 
     def _deliver_array(self, layout, batch) -> int:
         self.o.delivered += len(batch)
