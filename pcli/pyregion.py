@@ -225,7 +225,9 @@ class PyRegion:
     def reply(self, to: str | int, fields: dict | None = None) -> None:
         """The supervisor's reply to device `to` (its __SUP_IN__; dropped if
         it has none, as the reference drops it)."""
-        dst = self.index[to] if isinstance(to, str) else int(to)
+        dst = self.index.get(to, -1) if isinstance(to, str) else int(to)
+        if not 0 <= dst < self.inst.n_devices:
+            raise ValueError(f"reply: no device {to!r} in this application")
         if self._supervising("reply") and self.sup.listens(dst):
             self._from_supervisor(dst, self.sup.layout.pack(fields or {}))
 

@@ -131,7 +131,7 @@ def run_with(eng: pcli.Engine, app: Path, **how) -> dict:
     return pcli.block(future)
 
 
-@pytest.mark.parametrize("name", ["sup_barrier_v4", "sup_hwidle_v4"])
+@pytest.mark.parametrize("name", ["sup_barrier_v4", "sup_hwidle_v4", "sup_ask_v4"])
 def test_a_python_supervisor_in_a_region_of_its_own(secured, name):
     """The app checker's supervisor in Python, in a region of its own, the
     devices in two C regions: the answer of the application's C supervisor."""
