@@ -2,12 +2,15 @@
 sources, parsed and fanned out with NumPy, give the deliveries the
 record-by-record path gives; a batch send (send_batch) gives the records
 and deliveries a loop of sends gives."""
+import struct
 from collections import deque
 
 import numpy as np
 import pytest
 
+from appcases import APPS_DIR
 from pcli.pyregion import BROADCAST, PyRegion
+from pcli.supervision import SUP_DEV
 from psim.engine import IDLE
 from psim.run import load_instance, region_array
 from psim.topology import Topology
@@ -165,3 +168,19 @@ def test_send_batch_refuses(args, error):
     with pytest.raises(ValueError, match=error):
         r.send_batch(*args)
     assert not any(r.outboxes) and not r.arrays and r.o.sends == 0
+
+
+def test_a_python_region_refuses_forged_supervisor_records():
+    """As psim's engine (tests/psim/test_regions.py): supervisor records only
+    where they belong."""
+    inst = load_instance(str(APPS_DIR / "sup_bcast_v4.xml"))       # n0 n1 ear n2 rock n3
+    away = PyRegion(inst, Topology(inst, region_array(inst, {"n1": 1}), 1), 2, receive=lambda e, m: None)
+    cmd = bytes(12)
+    with pytest.raises(ValueError, match="for the supervisor, sent to a region without it"):
+        away.inject(struct.pack("<IIHH", 1, BROADCAST, 0, 12) + cmd)
+    with pytest.raises(ValueError, match="must have pin 0"):
+        away.inject(struct.pack("<IIHH", SUP_DEV, BROADCAST, 1, 12) + cmd)
+    with pytest.raises(ValueError, match="reply from the supervisor to a device not in this region"):
+        away.inject(struct.pack("<IIHH", SUP_DEV, 0, 0, 12) + cmd)            # n0 is region 0's
+    away.inject(struct.pack("<IIHH", SUP_DEV, BROADCAST, 0, 12) + cmd)         # a broadcast: to n1, here
+    assert [d[0] for d in away.queue] == [1]
