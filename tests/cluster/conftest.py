@@ -48,7 +48,8 @@ def kill_tree(proc: subprocess.Popen | psutil.Process, sig=signal.SIGKILL) -> No
             q.send_signal(sig)
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(family, timeout=10)
+    # gone or a zombie: those that are not our children are reaped by init when it gets to it
+    wait_for(lambda: gone(family), timeout=10)
 
 
 def gone(procs: list[psutil.Process]) -> bool:
