@@ -39,6 +39,9 @@ static inline bool pe_local(const pe_engine* E, uint32_t dev) {
     return !E->region || E->region[dev] == E->my_region;
 }
 
+// Is the run split across regions (a one-region run behaves as a whole one)?
+static inline bool pe_split(const pe_engine* E) { return E->region && E->n_regions > 1; }
+
 // ---- ready and idle sets -------------------------------------------------
 
 static inline void pe_set_add(std::vector<uint32_t>& set, std::vector<uint32_t>& pos, uint32_t dev) {
@@ -331,7 +334,7 @@ static uint64_t pe_round_begin(pe_engine* E) {
     const uint64_t pending = E->inbox_records +
         (RANDOM ? E->pool.size() / PE_POOL_ENTRY + E->rset.size() + E->iset.size()
                 : (uint64_t)(E->ready_tail - E->ready_head) + (E->idle_tail - E->idle_head));
-    if (pending || !E->region) pe_sup_tick(E);
+    if (pending || !pe_split(E)) pe_sup_tick(E);
     return pending;
 }
 

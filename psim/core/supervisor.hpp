@@ -23,7 +23,6 @@ struct pe_sup_runtime {
     ~pe_sup_runtime() { delete sup; }
 };
 
-static inline bool pe_split(const pe_engine* E) { return E->region != nullptr; }
 static inline bool pe_sup_here(const pe_engine* E) { return E->sup && E->sup->sup; }
 
 static inline void pe_sup_enter(pe_engine* E, int handler) {

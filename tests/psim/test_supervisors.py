@@ -135,3 +135,9 @@ def test_one_region_run_has_its_supervisor():
     result = psim(app("one_region", receive="RTSREPLY();"), rmap={"a": 0}, options={"region": 0})
     assert result["status"] == "idle"
     assert result["states"]["a"] == {"init": 1, "sent": 1, "heard": 1}, result["states"]
+
+
+def test_a_one_region_run_ticks_as_a_whole_one():
+    app = str(APPS_DIR / "sup_quirks_v4.xml")
+    whole, one = psim(app), psim(app, rmap={"d0": 0}, options={"region": 0})
+    assert sup_log(one) == sup_log(whole) == [f"IDLE {i}" for i in range(1, 14)]
