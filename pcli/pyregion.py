@@ -66,6 +66,7 @@ class Route:
     remote: list[int]
     layout: Any
     pin_name: str
+    supervisor: bool                   # the __SUP_OUT__ pin: it sends to the supervisor, not along edges
 
 
 @dataclass
@@ -132,7 +133,7 @@ class PyRegion:
             payload = bytes(data[at:at + length])
             at += length
             self.o.remote_received += 1
-            if route is None or self.sup.is_sup_out(src, pin):
+            if route is None or route.supervisor:
                 self.sup.check(src, send_index, pin, length)
                 self.queue.extend(self.sup.deliveries(src, send_index, pin, payload))
                 continue
@@ -228,13 +229,14 @@ class PyRegion:
         dst = self.index.get(to, -1) if isinstance(to, str) else int(to)
         if not 0 <= dst < self.inst.n_devices:
             raise ValueError(f"reply: no device {to!r} in this application")
-        if self._supervising("reply") and self.sup.listens(dst):
+        self._must_supervise("reply")
+        if self.sup.listens(dst):
             self._from_supervisor(dst, self.sup.layout.pack(fields or {}))
 
     def broadcast(self, fields: dict | None = None) -> None:
         """The supervisor's broadcast to every device with a __SUP_IN__."""
-        if self._supervising("broadcast"):
-            self._from_supervisor(BROADCAST, self.sup.layout.pack(fields or {}))
+        self._must_supervise("broadcast")
+        self._from_supervisor(BROADCAST, self.sup.layout.pack(fields or {}))
 
     def exit(self, code: int = 0) -> None:
         if not self.o.stop:
@@ -252,11 +254,10 @@ class PyRegion:
             self.outboxes[self.sup.sup_region] += HEADER.pack(src, BROADCAST, pin, len(payload)) + payload
             self.o.remote_sent += 1
 
-    def _supervising(self, what: str) -> bool:
+    def _must_supervise(self, what: str) -> None:
         if not self.sup.here:
             raise ValueError(f"{what}: this engine does not run the application's supervisor "
                              "(rmap={'__supervisor__': region} with rcon={region: engine})")
-        return True
 
     def _from_supervisor(self, send_index: int, payload: bytes) -> None:
         """A reply (to device send_index) or broadcast: queued for devices
@@ -272,17 +273,21 @@ class PyRegion:
             self.outboxes[q] += HEADER.pack(SUP_DEV, send_index, 0, len(payload)) + payload
             self.o.remote_sent += 1
 
-    def _deliver_one(self) -> int:
-        dst, dst_pin, src, pin, payload = self.queue.popleft()
+    def _message(self, dst: int, dst_pin: int, src: int, pin: int, fields: dict) -> Message:
+        """What receive() gets for one delivery (to or from the supervisor too)."""
         if SUP_DEV in (dst, src):
-            layout = self.sup.in_layout(dst)
-            msg = Message(*self.sup.names(dst, src, self._route(src, pin).pin_name if src != SUP_DEV else ""),
-                          layout.unpack(payload))
-        else:
-            route = self._route(src, pin)
-            ids = self.inst.ids
-            msg = Message(ids[dst], self._type(dst).inputs[dst_pin].name, ids[src], route.pin_name,
-                          route.layout.unpack(payload))
+            return Message(*self.sup.names(dst, src), fields)
+        return self._device_message(dst, dst_pin, src, pin, fields)
+
+    def _device_message(self, dst: int, dst_pin: int, src: int, pin: int, fields: dict) -> Message:
+        ids = self.inst.ids
+        return Message(ids[dst], self._type(dst).inputs[dst_pin].name, ids[src], self._route(src, pin).pin_name,
+                       fields)
+
+    def _deliver_one(self) -> int:
+        delivery = self.queue.popleft()
+        dst, dst_pin, src, pin, payload = delivery
+        msg = self._message(dst, dst_pin, src, pin, self._layout(delivery).unpack(payload))
         self.o.delivered += dst != SUP_DEV          # a message to the supervisor is a send, not a delivery
         self.o.steps += 1
         self._call(self.receive, self.owner, msg)
@@ -296,10 +301,10 @@ class PyRegion:
         if len(records) < HEADER.size:
             return False
         src, _, pin, length = HEADER.unpack_from(records, 0)
-        if src == SUP_DEV or self.sup.is_sup_out(src, pin):
+        if src == SUP_DEV:
             return False                            # supervisor traffic takes the slow path
         route = self._route(src, pin)
-        if not (self.receive_batch or route.layout.spec.flat):
+        if route.supervisor or not (self.receive_batch or route.layout.spec.flat):
             return False
         row = record_dtype(route.layout)
         if length != route.layout.size or len(records) % row.itemsize:
@@ -309,10 +314,10 @@ class PyRegion:
             return False
         keys = recs["src"].astype(np.int64) * self.topo.max_out + recs["pin"]
         kinds = keys[:1] if (keys == keys[0]).all() else np.unique(keys)     # one (device, pin): no sort
-        if len(kinds) > 64 or any(self._route(int(k) // self.topo.max_out, int(k) % self.topo.max_out).layout
-                                  is not route.layout or self.sup.is_sup_out(int(k) // self.topo.max_out,
-                                                                             int(k) % self.topo.max_out)
-                                  for k in kinds) or (recs["length"] != length).any():
+        if len(kinds) > 64 or (recs["length"] != length).any():
+            return False
+        routes = [self._route(int(k) // self.topo.max_out, int(k) % self.topo.max_out) for k in kinds]
+        if any(r.layout is not route.layout or r.supervisor for r in routes):
             return False
         self.o.remote_received += len(recs)
         self.arrays.extend((route.layout, batch) for batch in self._fan_out(route, keys, recs, len(kinds) == 1))
@@ -348,13 +353,12 @@ class PyRegion:
 
     def _deliver_rows(self, layout, batch) -> int:
         """Per-message mode: receive() for each delivery of an array."""
-        ids, names, done = self.inst.ids, layout.spec.names, 0
+        names, done = layout.spec.names, 0
         for dst, dst_pin, src, pin, values in zip(*(batch[k].tolist() for k in ("dst", "dst_pin", "src", "src_pin",
                                                                                 "msg"))):
             if self.o.stop:
                 break
-            msg = Message(ids[dst], self._type(dst).inputs[dst_pin].name, ids[src], self._route(src, pin).pin_name,
-                          dict(zip(names, values)))
+            msg = self._device_message(dst, dst_pin, src, pin, dict(zip(names, values)))   # arrays: devices only
             done += 1
             self._call(self.receive, self.owner, msg)
         self.o.delivered += done
@@ -413,8 +417,9 @@ class PyRegion:
             if pin >= len(t.outputs):
                 raise ValueError("no such output pin")
             local = [(int(e["dst"]), int(e["dst_pin"])) for e in self.topo.local_edges(src, pin)]
-            route = Route(local, [int(q) for q in self.topo.remote_regions(src, pin)],
-                          t.outputs[pin].message.layout, t.outputs[pin].name)
+            out = t.outputs[pin]
+            route = Route(local, [int(q) for q in self.topo.remote_regions(src, pin)], out.message.layout, out.name,
+                          out.supervisor)
             self.routes[(src, pin)] = route
         return route
 

@@ -43,7 +43,6 @@ class Supervision:
         self.graph = self.inst.graph
         types = list(self.graph.devices.values())
         self.sup_in = np.array([t.sup_in.index if t.sup_in else NO_PIN for t in types])
-        self.sup_out = np.array([t.sup_out.index if t.sup_out else NO_PIN for t in types])
         self.in_layouts = [t.sup_in.message.layout if t.sup_in else None for t in types]
         listens = self.sup_in[self.topo.types] != NO_PIN
         local = self.topo.region == self.topo.my_region
@@ -55,9 +54,6 @@ class Supervision:
     def layout(self):
         """The supervisor pin's message layout (what the supervisor reads and answers with)."""
         return self.graph.supervisor.message.layout
-
-    def is_sup_out(self, src: int, pin: int) -> bool:
-        return self.graph.supervisor is not None and pin == self.sup_out[self.topo.types[src]]
 
     def listens(self, dev: int) -> bool:
         return self.sup_in[self.topo.types[dev]] != NO_PIN
@@ -89,9 +85,9 @@ class Supervision:
         """The layout a supervisor delivery to `dst` is read as."""
         return self.layout if dst == SUP_DEV else self.in_layouts[self.topo.types[dst]]
 
-    def names(self, dst: int, src: int, pin_name: str) -> tuple[str, str, str, str]:
+    def names(self, dst: int, src: int) -> tuple[str, str, str, str]:
         """(dst, pin, src, src_pin) names of a supervisor delivery."""
         ids, sup = self.inst.ids, self.graph.supervisor
         if dst == SUP_DEV:
-            return SUPERVISOR, sup.pin_id, ids[src], pin_name
+            return SUPERVISOR, sup.pin_id, ids[src], "__SUP_OUT__"
         return ids[dst], "__SUP_IN__", SUPERVISOR, ""
