@@ -5,8 +5,8 @@ pcli.Engine in one process, without Redis or sockets
 
 Region 0 holds the C devices and runs the compiled engine in the calling
 thread (it hosts the termination coordinator); region 1 holds the external
-devices (or the supervisor), served by the engine in a thread of its own (cffi releases the GIL
-while the C engine runs).  Both run pd/region.py's RegionRun over
+devices (or the supervisor), served by the engine in a thread of its own
+(cffi releases the GIL while the C engine runs).  Both run pd/region.py's RegionRun over
 broker/localplane.py, so the protocol is the one of a process split across
 hosts.  One C region only: a compiled module keeps process-wide statics.
 
@@ -50,12 +50,12 @@ def run_with_engine(loaded: Loaded, externals: Engine | None, opts: Options, rma
         raise BadInput("give one application engine: for the externals or for the supervisor")
     places: dict = {}
     if supervisor is not None:
-        engine, sup_region, sup_place = supervisor, ENGINE_REGION, {SUPERVISOR: ENGINE_REGION}
+        engine, sup_place = supervisor, {SUPERVISOR: ENGINE_REGION}
         if loaded.instance.graph.supervisor is None:
             raise BadInput("an engine for the supervisor was given, but the application has no supervisor",
                            loaded.instance.source.name)
     else:
-        engine, sup_region, sup_place = externals, C_REGION, {}
+        engine, sup_place = externals, {}
         bind_externals(loaded.instance, engine, ENGINE_REGION, places, None)
     regions = loaded.region_array(places)
     c_engine = loaded.engine(opts, sup_place, regions=regions, n_regions=2)
@@ -64,7 +64,7 @@ def run_with_engine(loaded: Loaded, externals: Engine | None, opts: Options, rma
     ends = Ends()
     with ThreadPoolExecutor(1, thread_name_prefix="psim-application-engine") as pool:
         served = pool.submit(ends.after, ENGINE_REGION, engine.serve, mine, regions, ENGINE_REGION, engine_plane,
-                             opts.timeout, on_log, None, ends.watch(ENGINE_REGION), sup_region)
+                             opts.timeout, on_log, None, ends.watch(ENGINE_REGION), c_engine.sup_region)
         c_result = ends.after(C_REGION, _run_c_region, loaded, c_engine, c_plane, opts, on_log,
                               ends.watch(C_REGION))
         return ends.merged({C_REGION: c_result, ENGINE_REGION: served.result()})
