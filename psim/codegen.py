@@ -232,6 +232,9 @@ class Generator:
                    ["{" + ", ".join(str(int(p.indexed)) for p in d.outputs) + "}" for d in devs])
         self.table("uint16_t pe_msg_size[PE_NTYPES][PE_MAXOUT]",
                    ["{" + ", ".join(str(p.message.layout.size) for p in d.outputs) + "}" for d in devs])
+        maxin = max([len(d.inputs) for d in devs] + [1])
+        self.table(f"uint16_t pe_in_size[PE_NTYPES][{maxin}]",     # for watchers (debug.hpp, trace.hpp)
+                   ["{" + ", ".join([str(p.message.layout.size) for p in d.inputs] or ["0"]) + "}" for d in devs])
         for m in g.messages.values():
             if any(m.layout.default):
                 self.emit(f"static const uint8_t pe_msgdef_{m.index}[] = {{{', '.join(map(str, m.layout.default))}}};\n")

@@ -50,3 +50,18 @@ void pe_outbox_clear(pe_engine* E, uint16_t region);
 size_t pe_log_take(pe_engine* E, const char** data);
 void pe_log_clear(pe_engine* E);
 void pe_get_outcome(pe_engine* E, pe_outcome* out);
+
+/* Watchers (debug.hpp, trace.hpp) */
+typedef int (*pe_stop_fn)(void* ctx, int reason, int bp, uint32_t kind, uint32_t dev, uint32_t pin,
+                          const uint8_t* msg, uint32_t size);
+void pe_debug_attach(pe_engine* E, pe_stop_fn fn, void* ctx);
+void pe_debug_breaks(pe_engine* E, const uint32_t* quads, uint32_t n);
+void pe_debug_run(pe_engine* E, int stepping, uint64_t steps, int pause);
+const char* pe_debug_inject(pe_engine* E, uint32_t dev, uint32_t pin, uint32_t slot, const uint8_t* msg, uint32_t size);
+void pe_debug_touch(pe_engine* E, uint32_t dev);
+size_t pe_debug_queued(pe_engine* E, const uint8_t** data);
+size_t pe_debug_pool(pe_engine* E, const uint8_t** data, size_t* entry);
+size_t pe_debug_inbox(pe_engine* E, const uint8_t** data);
+void pe_trace_start(pe_engine* E);
+size_t pe_trace_take(pe_engine* E, const uint8_t** data);
+void pe_trace_clear(pe_engine* E);

@@ -35,6 +35,15 @@ static const uint32_t PE_SUP_DEV = 0xFFFFFFFEu;   // cur_dev while the superviso
 static const uint8_t PE_NO_PIN = 0xFF;            // in the pe_sup_in/pe_sup_out tables
 
 struct pe_sup_runtime;             // the supervisor, when the graph has one (supervisor.hpp)
+struct pe_debug;                   // breakpoints, stepping, injected messages (debug.hpp)
+struct pe_trace;                   // the event trace being recorded (trace.hpp)
+
+// Events the loop reports to its watchers (watch.hpp), before the handler
+// runs, except PE_EV_SENT: after OnSend, with the message sent.
+enum pe_event_kind {
+    PE_EV_INIT = 1, PE_EV_SEND, PE_EV_RECV, PE_EV_SENT, PE_EV_DEVIDLE, PE_EV_HWIDLE
+};
+enum pe_watch_flags { PE_W_DEBUG = 1, PE_W_TRACE = 2 };
 
 struct pe_engine {
     // the instance, as flat arrays (owned by the loader, see loader.cpp)
@@ -96,6 +105,12 @@ struct pe_engine {
     pe_sup_runtime* sup;
     uint16_t sup_region;            // the region that runs the supervisor, when split
     uint64_t round_left;            // steps left in the current round
+
+    // watchers (watch.hpp): zero unless a debugger or a trace is attached,
+    // so a run without them pays one predictable branch per event
+    uint32_t watch;
+    pe_debug* debug;
+    pe_trace* trace;
 
     // log records: [u32 device, i32 level, u32 length, text]
     int log_level;

@@ -78,6 +78,16 @@ static inline bool pe_halted(const pe_engine* E) {
     return PE_SUPERVISOR ? E->stop == PE_STOP_FAIL : E->stop != PE_RUNNING;
 }
 
+// ---- watchers: a debugger or a trace (debug.hpp, trace.hpp) ----------------------
+
+static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size);
+
+// Report an event to the watchers: one predictable branch when there are none.
+static inline void pe_watch(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin,
+                            const uint8_t* msg = nullptr, uint32_t size = 0) {
+    if (__builtin_expect(E->watch != 0, 0)) pe_watched(E, kind, dev, pin, msg, size);
+}
+
 // Re-evaluate ReadyToSend of a device after one of its handlers ran.
 static inline void pe_update(pe_engine* E, uint32_t dev, uint32_t t) {
     if (pe_is_external[t]) return;
@@ -97,6 +107,7 @@ static inline void pe_update(pe_engine* E, uint32_t dev, uint32_t t) {
 
 static inline void pe_deliver(pe_engine* E, const pe_edge& e, const uint8_t* msg) {
     uint32_t dst = e.dst, t = pe_type(E, dst);
+    pe_watch(E, PE_EV_RECV, dst, e.dst_pin, msg, pe_in_size[t][e.dst_pin]);
     E->cur_dev = dst;
     E->cur_pin = e.dst_pin;
     E->cur_handler = PE_H_RECV;
@@ -169,6 +180,13 @@ static void pe_send_remote(pe_engine* E, uint32_t src, uint32_t pin, uint32_t se
 }
 
 #include "supervisor.hpp"
+#include "debug.hpp"
+#include "trace.hpp"
+
+static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size) {
+    if (E->watch & PE_W_TRACE) pe_trace_event(E, kind, dev, pin, msg, size);
+    if (E->watch & PE_W_DEBUG) pe_debug_event(E, kind, dev, pin, msg, size);
+}
 
 // One send: OnSend on the device's chosen pin, then its deliveries (or the
 // supervisor's handling, for the __SUP_OUT__ pin).
@@ -176,11 +194,13 @@ static void pe_send(pe_engine* E, uint32_t dev, uint32_t t, uint32_t pin) {
     alignas(8) uint8_t msg[PE_MAXMSG];
     uint32_t send_index = PE_BROADCAST;
     uint16_t size;
+    pe_watch(E, PE_EV_SEND, dev, pin);
     E->cur_dev = dev;
     E->cur_pin = pin;
     E->cur_handler = PE_H_SEND;
     bool do_send = pe_dispatch_send(E, t, pe_slot(E, dev), pin, msg, &send_index, &size);
     E->sends++;
+    pe_watch(E, PE_EV_SENT, dev, pin, msg, do_send ? size : 0xFFFF);
     pe_update(E, dev, t);
     if (!do_send) { E->cancelled++; return; }
     if (PE_SUPERVISOR && pin == pe_sup_out[t]) { pe_sup_send(E, dev, pin, msg, size); return; }
@@ -203,6 +223,7 @@ static uint32_t pe_random_pin(pe_engine* E, uint32_t bits) {
 
 static void pe_device_idle(pe_engine* E, uint32_t dev) {
     uint32_t t = pe_type(E, dev);
+    pe_watch(E, PE_EV_DEVIDLE, dev, 0);
     E->cur_dev = dev;
     E->cur_handler = PE_H_DEVIDLE;
     pe_dispatch_devidle(E, t, pe_slot(E, dev));
@@ -347,6 +368,7 @@ static int pe_loop(pe_engine* E, uint64_t budget) {
             E->round_left = pe_round_begin<RANDOM>(E);
             if (!E->round_left) return E->stop ? PE_STOPPED : PE_IDLE;
         }
+        if (__builtin_expect(E->watch & PE_W_DEBUG, 0) && pe_debug_work(E)) continue;
         if (E->timed_out) pe_fail(PE_FAIL_TIMEOUT, "", 0);
         if (E->steps >= E->max_steps) pe_fail(PE_FAIL_STEPS, "", 0);
         if (!(RANDOM ? pe_step_random(E) : pe_step_fifo(E))) return PE_IDLE;
@@ -500,6 +522,8 @@ extern "C" pe_engine* pe_create(const pe_init* in) {
 
 extern "C" void pe_destroy(pe_engine* E) {
     pe_sup_destroy(E);
+    pe_debug_destroy(E);
+    pe_trace_destroy(E);
     delete[] E->dev_slot;
     delete[] E->rts;
     delete[] E->qflags;
@@ -516,6 +540,7 @@ extern "C" int pe_start(pe_engine* E, double seconds) {
         for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++) {
             uint32_t t = pe_type(E, d);
             if (!pe_local(E, d) || pe_is_external[t]) continue;
+            pe_watch(E, PE_EV_INIT, d, 0);
             E->cur_dev = d;
             E->cur_handler = PE_H_INIT;
             pe_dispatch_init(E, t, pe_slot(E, d));
@@ -538,6 +563,7 @@ extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
         for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++) {
             uint32_t t = pe_type(E, d);
             if (!pe_has_hwidle[t] || !pe_local(E, d)) continue;
+            pe_watch(E, PE_EV_HWIDLE, d, 0);
             E->cur_dev = d;
             E->cur_handler = PE_H_HWIDLE;
             pe_dispatch_hwidle(E, t, pe_slot(E, d));
@@ -603,3 +629,67 @@ extern "C" void pe_get_outcome(pe_engine* E, pe_outcome* o) {
     o->remote_received = E->remote_received;
     o->remote_bytes = E->remote_bytes;
 }
+
+// ---- watchers (debug.hpp, trace.hpp) ----------------------------------------------
+
+extern "C" void pe_debug_attach(pe_engine* E, pe_stop_fn fn, void* ctx) {
+    if (!E->debug) E->debug = new pe_debug();
+    E->debug->fn = fn;
+    E->debug->ctx = ctx;
+    E->watch |= PE_W_DEBUG;
+}
+
+extern "C" void pe_debug_breaks(pe_engine* E, const uint32_t* quads, uint32_t n) {
+    E->debug->bps.assign((const pe_bp*)quads, (const pe_bp*)quads + n);
+}
+
+extern "C" void pe_debug_run(pe_engine* E, int stepping, uint64_t steps, int pause) {
+    E->debug->stepping = stepping;
+    E->debug->step_left = steps;
+    E->debug->pause = pause;
+}
+
+extern "C" const char* pe_debug_inject(pe_engine* E, uint32_t dev, uint32_t pin, uint32_t slot,
+                                       const uint8_t* msg, uint32_t size) {
+    if (dev >= E->n_devices || !pe_local(E, dev)) return "no such device in this region";
+    if (size > PE_MAXMSG) return "message longer than any message type";
+    pe_injected m = {dev, slot, (uint16_t)pin, (uint16_t)size, {}};
+    memcpy(m.msg, msg, size);
+    E->debug->queue.push_back(m);
+    return nullptr;
+}
+
+extern "C" void pe_debug_touch(pe_engine* E, uint32_t dev) { E->debug->touched.push_back(dev); }
+
+extern "C" size_t pe_debug_queued(pe_engine* E, const uint8_t** data) {
+    // the injected messages not delivered yet, as pe_injected entries
+    static std::vector<uint8_t> flat;
+    flat.clear();
+    for (const pe_injected& m : E->debug->queue)
+        flat.insert(flat.end(), (const uint8_t*)&m, (const uint8_t*)&m + sizeof m);
+    *data = flat.data();
+    return E->debug->queue.size();
+}
+
+extern "C" size_t pe_debug_pool(pe_engine* E, const uint8_t** data, size_t* entry) {
+    *data = E->pool.data();
+    *entry = PE_POOL_ENTRY;
+    return E->pool.size() / PE_POOL_ENTRY;
+}
+
+extern "C" size_t pe_debug_inbox(pe_engine* E, const uint8_t** data) {
+    *data = E->inbox.data() + E->inbox_pos;
+    return E->inbox.size() - E->inbox_pos;
+}
+
+extern "C" void pe_trace_start(pe_engine* E) {
+    if (!E->trace) E->trace = new pe_trace();
+    E->watch |= PE_W_TRACE;
+}
+
+extern "C" size_t pe_trace_take(pe_engine* E, const uint8_t** data) {
+    *data = E->trace ? E->trace->buf.data() : nullptr;
+    return E->trace ? E->trace->buf.size() : 0;
+}
+
+extern "C" void pe_trace_clear(pe_engine* E) { if (E->trace) E->trace->buf.clear(); }
