@@ -25,6 +25,7 @@ from rich.table import Table
 from broker.credentials import CredentialsError, refuse_on_command_line
 from psim.cli import json_object
 from psim.errors import BadInput
+from psim.inspect import render, render_split
 from . import api, context
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
@@ -230,6 +231,8 @@ class Shell(cmd2.Cmd):
 
     info_parser = Cmd2ArgumentParser(description="A process's record: state, reason, owner, engines, sizes.")
     pid_arg(info_parser)
+    info_parser.add_argument("--regions", action="store_true",
+                             help="how its regions split the application: devices, edges inside, cut edges")
     json_arg(info_parser)
 
     @with_category(CATEGORY)
@@ -237,14 +240,31 @@ class Shell(cmd2.Cmd):
     @command
     def do_info(self, args) -> None:
         """Show a process's record."""
-        rec = api.info(args.pid)
+        rec = api.info(args.pid, regions=args.regions)
         if args.json:
             self.json_out(rec)
             return
+        split = rec.pop("split", None)
         for k, v in rec.items():
             if k in ("created", "started", "ended", "expected_start") and v:
                 v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
             self.poutput(f"{k:>10}: {v}")
+        if split is not None:
+            self.poutput("")
+            self.poutput(render_split(split))
+
+    inspect_parser = Cmd2ArgumentParser(description="What an application is made of: types, pins, fields, "
+                                                    "device and edge counts, degrees (nothing is run).")
+    inspect_parser.add_argument("app", help="application XML file", completer=cmd2.Cmd.path_complete)
+    json_arg(inspect_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(inspect_parser)
+    @command
+    def do_inspect(self, args) -> None:
+        """Summarise an application file."""
+        summary = api.graph(args.app)
+        self.json_out(summary) if args.json else self.poutput(render(summary))
 
     log_parser = Cmd2ArgumentParser(description="A process's log lines (streamed for --verbose processes, "
                                                 "from the result otherwise).")

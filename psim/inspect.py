@@ -239,13 +239,13 @@ def degree_table(d: dict) -> Table:
     return table(("DEGREE", "IN (devices)", "OUT (devices)"), rows, "degrees")
 
 
-def render_split(s: dict, engines: dict[int, str] | None = None) -> Group:
-    """split() as tables; `engines`: the engine of each region (a column
-    when given; "-" for a region not placed yet)."""
+def render_split(s: dict) -> Group:
+    """split() as tables; an ENGINE column when its regions name their
+    engine (pcli.info(pid, regions=True); "-": not placed yet)."""
     types = list(dict.fromkeys(t for r in s["regions"] for t in r["device_types"]))
     types = types if len(types) > 1 else []
-    engine = ("ENGINE",) if engines is not None else ()
-    rows = [(str(r["region"]), *((engines.get(r["region"], "-"),) if engine else ()), f"{r['devices']:,}",
+    engine = ("ENGINE",) if any("engine" in r for r in s["regions"]) else ()
+    rows = [(str(r["region"]), *((r.get("engine") or "-",) if engine else ()), f"{r['devices']:,}",
              *(f"{r['device_types'].get(t, 0):,}" for t in types),
              f"{r['edges_inside']:,}", f"{r['cut_out']:,}", f"{r['cut_in']:,}", yes(r["supervisor"]))
             for r in s["regions"]]
