@@ -183,7 +183,7 @@ def render(s: dict) -> Group:
     """graph() as a heading and tables."""
     types = s["device_types"]
     head = (f"{s['file']}: graph type '{s['graph_type']}' (schema v{s['schema_version']}), instance "
-            f"'{s['instance']}': {s['devices']:,} devices, {s['edges']:,} edges; "
+            f"'{s['instance']}'\n{s['devices']:,} devices, {s['edges']:,} edges; "
             f"hardware idle: {yes(s['hardware_idle'])}, device idle: {yes(s['device_idle'])}")
     parts = [Text(head),
              table(("DEVICE TYPE", "DEVICES", "EXTERNAL", "HANDLERS"), [device_row(t, d) for t, d in types.items()],
