@@ -241,16 +241,20 @@ def degree_table(d: dict) -> Table:
 
 def render_split(s: dict) -> Group:
     """split() as tables; an ENGINE column when its regions name their
-    engine (pcli.info(pid, regions=True); "-": not placed yet)."""
-    types = list(dict.fromkeys(t for r in s["regions"] for t in r["device_types"]))
-    types = types if len(types) > 1 else []
+    engine (pcli.info(pid, regions=True); "-": not placed yet), a
+    SUPERVISOR one when the application has a supervisor, devices per
+    type when it has several."""
     engine = ("ENGINE",) if any("engine" in r for r in s["regions"]) else ()
+    sup = ("SUPERVISOR",) if any(r["supervisor"] for r in s["regions"]) else ()
     rows = [(str(r["region"]), *((r.get("engine") or "-",) if engine else ()), f"{r['devices']:,}",
-             *(f"{r['device_types'].get(t, 0):,}" for t in types),
-             f"{r['edges_inside']:,}", f"{r['cut_out']:,}", f"{r['cut_in']:,}", yes(r["supervisor"]))
-            for r in s["regions"]]
-    parts = [table(("REGION", *engine, "DEVICES", *types, "INSIDE", "CUT OUT", "CUT IN", "SUPERVISOR"), rows,
+             f"{r['edges_inside']:,}", f"{r['cut_out']:,}", f"{r['cut_in']:,}",
+             *((yes(r["supervisor"]),) if sup else ())) for r in s["regions"]]
+    parts = [table(("REGION", *engine, "DEVICES", "INSIDE", "CUT OUT", "CUT IN", *sup), rows,
                    f"regions ({s['edges_cut']:,} edges cut)")]
+    if len({t for r in s["regions"] for t in r["device_types"]}) > 1:
+        parts.append(table(("REGION", "DEVICE TYPE", "DEVICES"), [(str(r["region"]), t, f"{n:,}") for r in s["regions"]
+                                                                 for t, n in r["device_types"].items()],
+                           "devices per type"))
     if s["cut_edges"]:
         parts.append(table(("FROM", "TO", "EDGES"), [(str(c["from"]), str(c["to"]), f"{c['edges']:,}")
                                                      for c in s["cut_edges"]], "cut edges"))

@@ -163,3 +163,13 @@ def test_psim_inspect_with_a_region_map():
     assert [r["edges_inside"] for r in split["regions"]] == [pairs[r, r] for r in range(3)]
     assert {(c["from"], c["to"]): c["edges"] for c in split["cut_edges"]} == {k: v for k, v in pairs.items()
                                                                             if k[0] != k[1]}
+
+
+def test_the_supervisor_in_a_region_of_its_own():
+    app = APPS_DIR / "sup_barrier_v4.xml"
+    out = run("-m", "psim", "--inspect", "-r", "--rmap", '{"n0": 1, "ear": 1, "__supervisor__": 2}', str(app))
+    regions = json.loads(out.stdout)["split"]["regions"]
+    assert [(r["devices"], r["device_types"], r["supervisor"]) for r in regions] == [
+        (5, {"node": 5}, False), (2, {"node": 1, "listener": 1}, False), (0, {}, True)]
+    text = run("-m", "psim", "--inspect", "--rmap", '{"__supervisor__": 1}', str(app)).stdout
+    assert ["1", "0", "0", "0", "0", "yes"] in [line.split() for line in text.splitlines()]
