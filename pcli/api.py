@@ -23,10 +23,10 @@ from broker.control import APP, Control, connect
 from broker.credentials import redis_url
 from psim.engine import Options
 from psim.errors import BadInput
-from psim.inspect import graph, split, topology
+from psim.inspect import graph, split_by, topology
 from psim.partition import partition
 from psim.reader import Instance, Source
-from psim.run import load_instance, region_array, supervisor_region
+from psim.run import load_instance
 
 from .engine import Engine
 
@@ -227,8 +227,8 @@ def info(pid: int, regions: bool = False) -> dict:
 
 
 def region_split(ctl: Control, rec: dict) -> dict:
-    """psim.inspect.split of a process's application by its region map or
-    partition, as its workers split it, with the engine of each region
+    """psim.inspect.split_by of a process's application by its region map
+    or partition, as its workers split it, with the engine of each region
     (None until the region is placed).  Reads the application: its
     owner's (and admins') only."""
     pid = int(rec["pid"])
@@ -238,10 +238,7 @@ def region_split(ctl: Control, rec: dict) -> dict:
         raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
                               "application") from None
     inst = load_instance(app.decode())
-    rmap = json.loads(rec.get("rmap", "{}"))
-    sup_region = supervisor_region(inst, rmap)
-    regions = region_array(inst, rmap) if part is None else array("H", part)
-    out = split(inst, topology(inst), regions, sup_region, int(rec["nregions"]))
+    out = split_by(inst, topology(inst), json.loads(rec.get("rmap", "{}")), part, int(rec["nregions"]))
     for r in out["regions"]:
         r["engine"] = rec["regions"].get(r["region"])
     return out

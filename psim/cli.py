@@ -87,27 +87,16 @@ def inspect(args: argparse.Namespace) -> int:
     """psim --inspect: the application's summary (and split, with --rmap)."""
     from rich.console import Console
 
-    from . import inspect as summary
-    from .run import load_instance, region_array, supervisor_region
+    from .inspect import graph, render
     try:
-        rmap = json_object(args.rmap, "--rmap")
-        inst = load_instance(args.app)
-        top = summary.topology(inst)
-        out = summary.summary(inst, top)
-        if rmap:
-            sup_region = supervisor_region(inst, rmap)
-            out["split"] = summary.split(inst, top, region_array(inst, rmap), sup_region)
+        summary = graph(args.app, json_object(args.rmap, "--rmap") if args.rmap else None)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
     if args.result:
-        print(json.dumps(out))
-        return 0
-    console = Console()
-    console.print(summary.render(out))
-    if "split" in out:
-        console.print("")
-        console.print(summary.render_split(out["split"]))
+        print(json.dumps(summary))
+    else:
+        Console().print(render(summary))
     return 0
 
 

@@ -4,7 +4,7 @@ its types, device and edge counts, degrees, and how a region map splits it.
 Counts come from the loader's packed arrays (psim/topology.py) with NumPy,
 so a million-device instance costs its read and little more:
 
-    graph("app.xml")                      # a JSON-able dict
+    graph("app.xml")                      # a JSON-able dict; rmap=: its split too
     split(instance, regions, sup_region)  # devices and edges per region, cut edges
     render(graph(...)), render_split(...) # the same as rich tables
 
@@ -24,20 +24,25 @@ from rich.text import Text
 
 from .model import DeviceType, GraphType, SupervisorType
 from .reader import Instance, Source
-from .run import load_instance
+from .run import load_instance, region_array, supervisor_region
 from .topology import Topology
 from .typed import Layout
 
 
-def graph(xml: str | Path | Source) -> dict:
+def graph(xml: str | Path | Source, rmap: dict | None = None) -> dict:
     """The summary of an application (a file name or XML text): graph
     type, schema version, types with their pins and fields, device counts
     per type, edge counts per pin, in- and out-degree histograms, supervisor,
-    externals, idle handlers.  Raises BadInput for a bad file."""
+    externals, idle handlers, and the seconds it took.  With `rmap`
+    ({device: region}, "__supervisor__" too), its split into regions
+    under "split".  Raises BadInput for a bad file or region map."""
     t0 = time.perf_counter()
     inst = load_instance(xml)
-    out = summary(inst, topology(inst))
-    out["read_seconds"] = round(time.perf_counter() - t0, 3)
+    top = topology(inst)
+    out = summary(inst, top)
+    if rmap is not None:
+        out["split"] = split_by(inst, top, rmap)
+    out["seconds"] = round(time.perf_counter() - t0, 3)
     return out
 
 
@@ -143,6 +148,16 @@ def bucket_name(b: int) -> str:
 
 # ---- the split of an instance into regions ---------------------------------------------
 
+def split_by(inst: Instance, top: Topology, rmap: dict, partition: bytes | None = None, nregions: int = 0) -> dict:
+    """split() as a process's regions run it: by its region map (unmapped
+    devices in region 0, "__supervisor__" placing the supervisor), or by
+    its partition (a region per device) when it has one."""
+    rmap = dict(rmap)
+    sup_region = supervisor_region(inst, rmap)
+    regions = region_array(inst, rmap) if partition is None else array("H", partition)
+    return split(inst, top, regions, sup_region, nregions)
+
+
 def split(inst: Instance, top: Topology, regions: array, sup_region: int = 0, nregions: int = 0) -> dict:
     """How `regions` (one entry per device) splits the instance: devices
     per region (per type too), edges inside each region, edges cut between
@@ -184,7 +199,8 @@ def render(s: dict) -> Group:
     types = s["device_types"]
     head = (f"{s['file']}: graph type '{s['graph_type']}' (schema v{s['schema_version']}), instance "
             f"'{s['instance']}'\n{s['devices']:,} devices, {s['edges']:,} edges; "
-            f"hardware idle: {yes(s['hardware_idle'])}, device idle: {yes(s['device_idle'])}")
+            f"hardware idle: {yes(s['hardware_idle'])}, device idle: {yes(s['device_idle'])}"
+            + (f" (read in {s['seconds']} s)" if "seconds" in s else ""))
     parts = [Text(head),
              table(("DEVICE TYPE", "DEVICES", "EXTERNAL", "HANDLERS"), [device_row(t, d) for t, d in types.items()],
                    "device types"),
@@ -204,6 +220,8 @@ def render(s: dict) -> Group:
         ext = s["externals"]
         parts.append(Text(f"externals: {ext['served']} served by an application engine, __halt__: {yes(ext['halt'])}"))
     parts.append(degree_table(s["degrees"]))
+    if "split" in s:
+        parts.append(render_split(s["split"]))
     return Group(*spaced(parts))
 
 
