@@ -200,7 +200,7 @@ def render(s: dict) -> Group:
     head = (f"{s['file']}: graph type '{s['graph_type']}' (schema v{s['schema_version']}), instance "
             f"'{s['instance']}'\n{s['devices']:,} devices, {s['edges']:,} edges; "
             f"hardware idle: {yes(s['hardware_idle'])}, device idle: {yes(s['device_idle'])}"
-            + (f" (read in {s['seconds']} s)" if "seconds" in s else ""))
+            + (f"\nread and counted in {s['seconds']} s" if "seconds" in s else ""))
     parts = [Text(head),
              table(("DEVICE TYPE", "DEVICES", "EXTERNAL", "HANDLERS"), [device_row(t, d) for t, d in types.items()],
                    "device types"),
