@@ -2,7 +2,7 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, block, result, info, log, engines, top; py (a
+Commands: run, ps, kill, block, result, info, log, engines, inspect, top; py (a
 Python interpreter with the API imported), run_pyscript, run_script,
 history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
@@ -20,12 +20,11 @@ from pathlib import Path
 import cmd2
 import redis
 from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
-from rich.table import Table
 
 from broker.credentials import CredentialsError, refuse_on_command_line
 from psim.cli import json_object
 from psim.errors import BadInput
-from psim.inspect import render, render_split
+from psim.inspect import render, render_split, table
 from . import api, context
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
@@ -107,12 +106,7 @@ class Shell(cmd2.Cmd):
         self.perror(message)
 
     def table(self, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-        t = Table(box=None, header_style="bold", pad_edge=False)
-        for c in columns:
-            t.add_column(c, no_wrap=True)
-        for row in rows:
-            t.add_row(*row)
-        self.poutput(t)
+        self.poutput(table(columns, rows))
 
     def json_out(self, data) -> None:
         self.poutput(json.dumps(data, indent=2, sort_keys=True))
