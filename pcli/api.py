@@ -237,7 +237,9 @@ def region_split(ctl: Control, rec: dict) -> dict:
     except redis.exceptions.NoPermissionError:
         raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
                               "application") from None
-    inst = load_instance(app.decode())
+    src = Source(app.decode())
+    src.name = rec.get("app_name") or src.name       # errors name the file it was submitted from
+    inst = load_instance(src)
     out = split_by(inst, topology(inst), json.loads(rec.get("rmap", "{}")), part, int(rec["nregions"]))
     for r in out["regions"]:
         r["engine"] = rec["regions"].get(r["region"])

@@ -10,6 +10,7 @@ from lxml import etree
 import pcli
 from appcases import APPS_DIR
 from bench import graphs
+from test_ownership import as_user
 from test_shell import pcli_cli
 
 STORM = APPS_DIR / "storm_v4.xml"       # 16 devices, 160 edges
@@ -80,3 +81,15 @@ def test_a_metis_split_covers_every_device(two_engines, tmp_path):
     assert sum(r["edges_inside"] for r in regions) + split["edges_cut"] == n_edges
     assert split["edges_cut"] == sum(c["edges"] for c in split["cut_edges"]) > 0
     assert split["edges_cut"] < n_edges / 4                   # METIS cuts a mesh along a short line
+
+
+def test_only_the_owner_reads_the_split(secured, monkeypatch):
+    as_user(monkeypatch, secured.urls, "alice")
+    res = pcli.run(str(APPS_DIR / "ring_v2.xml"), rmap={"n2": 1, "n3": 1})
+    assert res["state"] == "finished", res.get("reason")
+    pid = max(pcli.ps(all=True))
+    assert [r["devices"] for r in pcli.info(pid, regions=True)["split"]["regions"]] == [2, 2]
+    as_user(monkeypatch, secured.urls, "bob")
+    assert pcli.info(pid)["owner"] == "alice"                  # the record: anyone's to read
+    with pytest.raises(PermissionError, match="belongs to alice: only its owner may read its application"):
+        pcli.info(pid, regions=True)
