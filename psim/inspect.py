@@ -5,7 +5,7 @@ Counts come from the loader's packed arrays (psim/topology.py) with NumPy,
 so a million-device instance costs its read and little more:
 
     graph("app.xml")                      # a JSON-able dict; rmap=: its split too
-    split(instance, regions, sup_region)  # devices and edges per region, cut edges
+    split_by(inst, topology(inst), rmap)  # devices and edges per region, cut edges
     render(graph(...)), render_split(...) # the same as rich tables
 
 The loader indexes an instance's edges once: summary() and split() take
@@ -167,14 +167,18 @@ def split(inst: Instance, top: Topology, regions: array, sup_region: int = 0, nr
     types = list(inst.graph.devices)
     per_type = np.bincount(reg * len(types) + top.types, minlength=n * len(types)).reshape(n, len(types))
     src = np.repeat(reg, np.diff(top.out_off[::top.max_out]))      # the sender's region, per edge
-    pairs = np.bincount(src * n + reg[top.edges["dst"]], minlength=n * n).reshape(n, n)
-    cut = pairs - np.diag(np.diag(pairs))
+    dst = reg[top.edges["dst"]]
+    cut = src != dst
+    inside = np.bincount(src[~cut], minlength=n)
+    cut_out, cut_in = np.bincount(src[cut], minlength=n), np.bincount(dst[cut], minlength=n)
+    # the pairs that cut edges join: few, whatever n is (a dense n x n matrix need not fit)
+    pairs, counts = np.unique(src[cut] * n + dst[cut], return_counts=True)
     return {
         "regions": [{"region": r, "devices": int(per_type[r].sum()),
                      "device_types": {t: int(c) for t, c in zip(types, per_type[r]) if c},
-                     "edges_inside": int(pairs[r, r]), "cut_out": int(cut[r].sum()), "cut_in": int(cut[:, r].sum()),
+                     "edges_inside": int(inside[r]), "cut_out": int(cut_out[r]), "cut_in": int(cut_in[r]),
                      "supervisor": inst.graph.supervisor is not None and r == sup_region} for r in range(n)],
-        "cut_edges": [{"from": int(a), "to": int(b), "edges": int(cut[a, b])} for a, b in zip(*np.nonzero(cut))],
+        "cut_edges": [{"from": int(p // n), "to": int(p % n), "edges": int(c)} for p, c in zip(pairs, counts)],
         "edges_cut": int(cut.sum()),
     }
 
