@@ -2,6 +2,7 @@
 
     run(xml, rmap={}, rcon={}, verbose=False, level=1, async_=False, **options)
     block(future_or_list), ps(), kill(pid, force=False), engines(), info(pid), result(pid)
+    graph(xml), info(pid, regions=True)      what an application is made of, how a process splits it
 
 The connection comes from $PSTACK_REDIS (default redis://localhost:6379/0).
 Functions return data; the shell prints it.
@@ -22,13 +23,14 @@ from broker.control import APP, Control, connect
 from broker.credentials import redis_url
 from psim.engine import Options
 from psim.errors import BadInput
+from psim.inspect import graph, split_by, topology
 from psim.partition import partition
 from psim.reader import Instance, Source
 from psim.run import load_instance
 
 from .engine import Engine
 
-__all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "Future"]
+__all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "graph", "Future"]
 
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
@@ -211,18 +213,44 @@ def engines() -> list[dict]:
     return control().engines()
 
 
-def info(pid: int) -> dict:
+def info(pid: int, regions: bool = False) -> dict:
     """The process record: state, reason, owner, engines of its regions, sizes,
     times; while waiting, its queue position (1: first) and, when it holds the
-    reservation and its start time is known, expected_start."""
-    return _record(control(), pid)
+    reservation and its start time is known, expected_start.  regions=True
+    adds "split": how its regions divide the application (region_split)."""
+    ctl = control()
+    rec = _record(ctl, pid)
+    out = _info(rec)
+    if regions:
+        out["split"] = region_split(ctl, rec)
+    return out
+
+
+def region_split(ctl: Control, rec: dict) -> dict:
+    """psim.inspect.split_by of a process's application by its region map
+    or partition, as its workers split it, with the engine of each region
+    (None until the region is placed).  Reads the application: its
+    owner's (and admins') only."""
+    pid = int(rec["pid"])
+    try:
+        app, part = ctl.app(pid), ctl.partition(pid)
+    except redis.exceptions.NoPermissionError:
+        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
+                              "application") from None
+    src = Source(app.decode())
+    src.name = rec.get("app_name") or src.name       # errors name the file it was submitted from
+    inst = load_instance(src)
+    out = split_by(inst, topology(inst), json.loads(rec.get("rmap", "{}")), part, int(rec["nregions"]))
+    for r in out["regions"]:
+        r["engine"] = rec["regions"].get(r["region"])
+    return out
 
 
 def _record(ctl: Control, pid: int) -> dict:
     rec = ctl.process(int(pid))
     if rec is None:
         raise ValueError(f"no process {pid}")
-    return _info(rec)
+    return rec
 
 
 def _info(rec: dict) -> dict:

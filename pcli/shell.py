@@ -2,7 +2,7 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, block, result, info, log, engines, top; py (a
+Commands: run, ps, kill, block, result, info, log, engines, inspect, top; py (a
 Python interpreter with the API imported), run_pyscript, run_script,
 history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
@@ -20,11 +20,11 @@ from pathlib import Path
 import cmd2
 import redis
 from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
-from rich.table import Table
 
 from broker.credentials import CredentialsError, refuse_on_command_line
 from psim.cli import json_object
 from psim.errors import BadInput
+from psim.inspect import render, render_split, table
 from . import api, context
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
@@ -106,12 +106,7 @@ class Shell(cmd2.Cmd):
         self.perror(message)
 
     def table(self, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-        t = Table(box=None, header_style="bold", pad_edge=False)
-        for c in columns:
-            t.add_column(c, no_wrap=True)
-        for row in rows:
-            t.add_row(*row)
-        self.poutput(t)
+        self.poutput(table(columns, rows))
 
     def json_out(self, data) -> None:
         self.poutput(json.dumps(data, indent=2, sort_keys=True))
@@ -230,6 +225,8 @@ class Shell(cmd2.Cmd):
 
     info_parser = Cmd2ArgumentParser(description="A process's record: state, reason, owner, engines, sizes.")
     pid_arg(info_parser)
+    info_parser.add_argument("--regions", action="store_true",
+                             help="how its regions split the application: devices, edges inside, cut edges")
     json_arg(info_parser)
 
     @with_category(CATEGORY)
@@ -237,14 +234,31 @@ class Shell(cmd2.Cmd):
     @command
     def do_info(self, args) -> None:
         """Show a process's record."""
-        rec = api.info(args.pid)
+        rec = api.info(args.pid, regions=args.regions)
         if args.json:
             self.json_out(rec)
             return
+        split = rec.pop("split", None)
         for k, v in rec.items():
             if k in ("created", "started", "ended", "expected_start") and v:
                 v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
             self.poutput(f"{k:>10}: {v}")
+        if split is not None:
+            self.poutput("")
+            self.poutput(render_split(split))
+
+    inspect_parser = Cmd2ArgumentParser(description="What an application is made of: types, pins, fields, "
+                                                    "device and edge counts, degrees (nothing is run).")
+    inspect_parser.add_argument("app", help="application XML file", completer=cmd2.Cmd.path_complete)
+    json_arg(inspect_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(inspect_parser)
+    @command
+    def do_inspect(self, args) -> None:
+        """Summarise an application file."""
+        summary = api.graph(args.app)
+        self.json_out(summary) if args.json else self.poutput(render(summary))
 
     log_parser = Cmd2ArgumentParser(description="A process's log lines (streamed for --verbose processes, "
                                                 "from the result otherwise).")

@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
                         "instead of its C code")
     p.add_argument("--memory-mb", type=int, default=0, metavar="N",
                    help="memory the application may use, in MB, beyond what psim needs (default: no limit)")
+    p.add_argument("--inspect", action="store_true",
+                   help="print what the application is made of (types, counts, degrees; with --rmap, its "
+                        "split into regions) instead of running it; -r: as JSON")
     return p
 
 
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
+    if args.inspect:
+        return inspect(args)
     from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
     try:
         opts = Options.from_dict(dict(level=args.level, order=args.order, seed=args.seed, max_steps=args.max_steps,
@@ -76,6 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _print_human(res, args.quiet)
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
+
+
+def inspect(args: argparse.Namespace) -> int:
+    """psim --inspect: the application's summary (and split, with --rmap)."""
+    from rich.console import Console
+
+    from .inspect import graph, render
+    try:
+        summary = graph(args.app, json_object(args.rmap, "--rmap") if args.rmap else None)
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    if args.result:
+        print(json.dumps(summary))
+    else:
+        Console().print(render(summary))
+    return 0
 
 
 def _engine(spec: str | None, option: str):
