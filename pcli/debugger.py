@@ -139,6 +139,8 @@ class Session:
         device's state and properties fields, `msg.FIELD`, `device`, `pin`).
         Returns the breakpoint's number."""
         bp = Breakpoint(device=device, pin=pin, handler=handler, when=when, type=type)
+        if device is not None and pin is not None and pin not in self.names(device=device):
+            raise DebugError(f"device '{device}' has no pin '{pin}'")
         if device is not None:
             self._region_of(device)                 # fails for a device the process has not
         self.breakpoints.append(bp)
@@ -292,11 +294,12 @@ class Session:
 
 # ---- psim: a local session ------------------------------------------------------------------
 
-def local(xml: str | Path, options: dict | None = None, on_log: Callable[[str, int, str], None] | None = None,
-          loaded: Loaded | None = None) -> Session:
-    """Debug a psim run of `xml` in this process: its C engine runs in a
-    thread over an in-process plane, paused before its first event."""
-    opts = Options.from_dict(options)
+def local(xml: str | Path | None = None, options: dict | Options | None = None,
+          on_log: Callable[[str, int, str], None] | None = None, loaded: Loaded | None = None) -> Session:
+    """Debug a psim run of `xml` (or of an application already `loaded`) in
+    this process: its C engine runs in a thread over an in-process plane,
+    paused before its first event."""
+    opts = options if isinstance(options, Options) else Options.from_dict(options)
     loaded = loaded or Loaded(xml)
     engine = loaded.engine(opts)
     region, me = local_planes(2)

@@ -205,8 +205,10 @@ class RegionRun:
         else:
             try:
                 self._reply(rid, True, self.agent.handle(op, p))
-            except (DebugError, KeyError, TypeError, ValueError) as e:
-                self._reply(rid, False, str(e) if not isinstance(e, KeyError) else f"missing argument {e}")
+            except DebugError as e:
+                self._reply(rid, False, str(e))
+            except Exception as e:                # a request the agent could not read: refused, the run goes on
+                self._reply(rid, False, f"bad '{op}' request: {type(e).__name__}: {e}")
 
     def _reply(self, rid, ok: bool, value) -> None:
         self._tell({"id": rid, "ok": ok, ("value" if ok else "error"): value})

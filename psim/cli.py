@@ -18,7 +18,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--level", type=int, default=1, help="log level: show handler_log lines up to N (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the exit code and metrics")
     p.add_argument("-r", "--result", action="store_true", help="print the result as JSON")
-    p.add_argument("-d", "--debug", action="store_true", help="show internal tracebacks and where modules are built")
+    p.add_argument("--internals", action="store_true", help="show internal tracebacks and where modules are built")
+    p.add_argument("--debug", action="store_true",
+                   help="open the debugger's prompt, paused before the first event (docs/debugging.md)")
+    p.add_argument("--break", dest="breaks", action="append", default=[], metavar="SPEC",
+                   help="debug, and stop at SPEC: '[DEVICE|*][:PIN] [type=T] [handler=H] [if CONDITION]', "
+                        "e.g. 'n2:toggle_in if counter == 5' (repeatable)")
     p.add_argument("-t", "--temp", metavar="DIR", help="folder for compiled modules (default ~/.cache/pstack)")
     p.add_argument("--order", choices=("fixed", "random"), default="fixed", help="scheduling order (default fixed)")
     p.add_argument("--seed", type=int, default=0, help="seed for --order random")
@@ -58,10 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         rmap = json_object(args.rmap, "--rmap")
         externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
         loaded = Loaded(args.app)
-        if args.debug:
+        if args.internals:
             print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
         on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
-        res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor)
+        if args.debug or args.breaks:
+            res = debug(loaded, opts, args.breaks, on_log)
+        else:
+            res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
               if opts.memory_mb else "psim: out of memory", file=sys.stderr)
         return 1
     except Exception as e:     # a bug in psim, not the user's mistake
-        if args.debug:
+        if args.internals:
             traceback.print_exc()
         print(f"psim: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         return 3
@@ -98,6 +106,21 @@ def inspect(args: argparse.Namespace) -> int:
     else:
         Console().print(render(summary))
     return 0
+
+
+def debug(loaded, opts: Options, breaks: list[str], on_log) -> dict:
+    """psim --debug / --break: the debugger's prompt over this run; its result."""
+    from pcli.debugger import local               # the layer above psim: imported only to debug
+    from pcli.debugshell import DebugShell
+    session = local(loaded=loaded, options=opts, on_log=on_log)
+    shell = DebugShell(session, "psim", report=False)
+    for spec in breaks:
+        shell.onecmd_plus_hooks(f"break {spec}")
+    if breaks:
+        shell.intro = ""
+        shell.onecmd_plus_hooks("cont")
+    shell.cmdloop()
+    return session.finish()
 
 
 def _engine(spec: str | None, option: str):
@@ -132,13 +155,13 @@ def _print_human(res: dict, quiet: bool) -> None:
         print(f"Metric {name}: {value}")
     if not quiet:
         for dev, state in res["states"].items():
-            print(f"State  {dev}: {json.dumps(_abridged(state))}")
+            print(f"State  {dev}: {json.dumps(abridged(state))}")
 
 
-def _abridged(value, limit: int = 16):
+def abridged(value, limit: int = 16):
     """Long arrays shortened for reading; -r gives them whole."""
     if isinstance(value, dict):
-        return {k: _abridged(v, limit) for k, v in value.items()}
+        return {k: abridged(v, limit) for k, v in value.items()}
     if isinstance(value, list) and len(value) > limit:
-        return [_abridged(v, limit) for v in value[:limit]] + [f"... {len(value)} items"]
+        return [abridged(v, limit) for v in value[:limit]] + [f"... {len(value)} items"]
     return value

@@ -231,7 +231,7 @@ class Agent:
     def set_state(self, device: str, fields: dict) -> dict:
         dev = self.device(device)
         t = self.types[self.dev_type[dev]]
-        unknown = set(fields) - set(t.state.spec.names)
+        unknown = set(fields) - set(t.state.spec.offsets)
         if unknown:
             raise DebugError(f"device type '{t.id}' has no state field {', '.join(sorted(unknown))}")
         at = int(self.slot[dev]) * t.state.size
