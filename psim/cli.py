@@ -14,7 +14,8 @@ from .errors import BadInput
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).")
-    p.add_argument("app", help="application file (.xml or .xml.gz)")
+    p.add_argument("app", nargs="?", help="application file (.xml or .xml.gz); with --check, by default the one "
+                                          "beside the checker file")
     p.add_argument("-l", "--level", type=int, default=1, help="log level: show handler_log lines up to N (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the exit code and metrics")
     p.add_argument("-r", "--result", action="store_true", help="print the result as JSON")
@@ -34,11 +35,17 @@ def parser() -> argparse.ArgumentParser:
                         "instead of its C code")
     p.add_argument("--memory-mb", type=int, default=0, metavar="N",
                    help="memory the application may use, in MB, beyond what psim needs (default: no limit)")
+    p.add_argument("--check", metavar="CHECKER.py",
+                   help="run the application with its checker file's options, then its check_* functions on the "
+                        "result: PASS or FAIL with the assertion for each; exit status 1 if one fails")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if not (args.app or args.check):
+        p.error("the following arguments are required: app")
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
     from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
@@ -48,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
+    if args.check:
+        return _check(args, p)
     limits.apply(limits.Limits(memory_mb=opts.memory_mb))     # imports done: what is in use now is psim's
     try:
         rmap = json_object(args.rmap, "--rmap")
@@ -76,6 +85,31 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _print_human(res, args.quiet)
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
+
+
+OPTION_FLAGS = ("level", "order", "seed", "max_steps", "timeout", "memory_mb")
+
+
+def _check(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """psim --check: the application's checkers on its run (the checker's
+    options, then those given here); 0 if all pass, 1 if one fails."""
+    from .check import Checker
+    if args.rmap or args.region is not None:
+        print("psim: --check runs the whole application: no --rmap or --region", file=sys.stderr)
+        return 2
+    given = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) != p.get_default(k)}
+    try:
+        checker = Checker.of(args.check, args.app)
+        res = checker.run(given, _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor"))
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    verdicts = checker.verdicts(res)
+    for v in verdicts:
+        print(f"{'PASS' if v.passed else 'FAIL'}  {v.name}" + (f": {v.message}" if v.message else ""))
+    failed = sum(not v.passed for v in verdicts)
+    print(f"{checker.name}: {len(verdicts) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def _engine(spec: str | None, option: str):
