@@ -203,7 +203,12 @@ def plan(paths: str | Path | Iterable, engines: str | Iterable = ALL, regions: s
          orders: str | Iterable = (DEFAULT_ORDER,)) -> list[Case]:
     """Every case of the applications with checkers at `paths` (files or
     folders, psim.check.find), app by app, then engine, regions, order."""
-    checkers = find([paths] if isinstance(paths, (str, Path)) else paths)
+    return cases(find([paths] if isinstance(paths, (str, Path)) else paths), engines, regions, orders)
+
+
+def cases(checkers: list[Checker], engines: str | Iterable = ALL, regions: str | Iterable = (1,),
+          orders: str | Iterable = (DEFAULT_ORDER,)) -> list[Case]:
+    """Every case of these checkers' applications (plan())."""
     chosen, records = engine_records(names(engines))
     counts, order_list = region_counts(regions), names(orders)
     for order in order_list:
