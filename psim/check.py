@@ -106,18 +106,26 @@ class Checker:
 
     @property
     def schedule_independent(self) -> bool:
+        """Its checkers pass under every schedule (random orders)."""
         return self.attribute("schedule_independent", True)
 
     @property
     def exact_answer(self) -> bool:
+        """Its whole answer (states, status, exit code, deliveries) is the
+        same under every schedule (split runs can be compared with psim's)."""
         return self.attribute("exact_answer", self.schedule_independent)
 
     @property
     def split_exact(self) -> bool:
+        """Its whole answer is also the same split into regions.  Not so for
+        a supervisor app whose answer counts the supervisor's ticks (rounds
+        are per region when split) or that exits with messages still in
+        flight between regions (a split run stops them where they are)."""
         return self.attribute("split_exact", self.exact_answer)
 
     @property
     def split_status(self) -> set[str]:
+        """The statuses a split run may end with (for apps not split exact)."""
         return set(self.attribute("split_status", {self.expect_status}))
 
     def externals(self):
