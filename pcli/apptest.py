@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from xml.etree import ElementTree as ET
 
+import redis
 from rich.table import Table
 from rich.text import Text
 
@@ -177,7 +178,10 @@ def engine_records(wanted: list[str]) -> tuple[list[str], dict[str, dict]]:
     when an engine other than psim is wanted."""
     if wanted == [PSIM]:
         return wanted, {}
-    records = {e["name"]: e for e in api.engines()}
+    try:
+        records = {e["name"]: e for e in api.engines()}
+    except redis.ConnectionError as e:
+        raise ValueError(f"engines: cannot reach the cluster ({e}); --engines {PSIM} runs psim alone") from None
     if wanted == [ALL]:
         return [PSIM, *records], records
     unknown = [n for n in wanted if n != PSIM and n not in records]
