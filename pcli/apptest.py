@@ -199,7 +199,7 @@ def skip_reason(checker: Checker, engine: str, regions: int, order: str, record:
     if record is not None and not record["alive"]:
         return f"engine {engine} is not running"
     if record is not None and record["slots"] < regions:
-        return f"engine {engine} has {record['slots']} slots, fewer than {regions} regions"
+        return f"engine {engine} has {record['slots']} slot{'s' * (record['slots'] != 1)}, fewer than the regions"
     return ""
 
 

@@ -110,6 +110,10 @@ def test_the_python_api_returns_the_report(two_engines, apps):
     assert pinned == {"e2"}                                                  # rcon pinned every region
     with pytest.raises(ValueError, match="no engine 'e3' in the cluster"):
         pcli.test(apps, engines="psim,e3")
+    two_engines.start("e3", slots=1)
+    report = pcli.test(apps / "ring_v2.xml", engines="e3", regions="1,2")
+    assert [(r.outcome, r.note) for r in report.results] == [
+        ("pass", ""), ("skip", "engine e3 has 1 slot, fewer than the regions")]
 
 
 def test_the_pytest_plugin_collects_and_runs_the_cases(wrong, tmp_path):
