@@ -2,7 +2,7 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, block, result, info, log, engines, inspect, top; py (a
+Commands: run, ps, kill, block, result, info, log, engines, inspect, top, test; py (a
 Python interpreter with the API imported), run_pyscript, run_script,
 history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import json
 import os
 import sys
@@ -20,12 +21,15 @@ from pathlib import Path
 import cmd2
 import redis
 from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from broker.credentials import CredentialsError, refuse_on_command_line
 from psim.cli import json_object
 from psim.errors import BadInput
 from psim.inspect import render, render_split, table
-from . import api, context
+from . import api, apptest, context
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
 
@@ -294,6 +298,39 @@ class Shell(cmd2.Cmd):
         else:
             self.table(ENGINE_COLUMNS, [engine_row(e) for e in rows])
 
+    test_parser = Cmd2ArgumentParser(description="Run applications on engines, region counts and orders, and "
+                                                 "judge each run by the application's checker file (X.py beside "
+                                                 "X.xml, with check_* functions); fails if a check fails.")
+    test_parser.add_argument("paths", nargs="+", metavar="PATH", completer=cmd2.Cmd.path_complete,
+                             help="an app's .xml or its .py, or a folder searched for apps with checkers")
+    test_parser.add_argument("--engines", default=apptest.ALL, metavar="all|NAME,...",
+                             help=f"engines to run on: {apptest.PSIM} (in this process) and the cluster's "
+                                  f"(default {apptest.ALL}: {apptest.PSIM} and every registered engine)")
+    test_parser.add_argument("--regions", default="1", metavar="N,...", help="region counts (default 1)")
+    test_parser.add_argument("--orders", default=apptest.DEFAULT_ORDER, metavar="default|random:SEED,...",
+                             help="orders (default: default, the checker's own, fixed unless it says otherwise)")
+    test_parser.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    test_parser.add_argument("--timeout", type=float, default=apptest.TIMEOUT, metavar="S",
+                             help=f"fail a run after S seconds (default {apptest.TIMEOUT:g})")
+
+    @with_category(CATEGORY)
+    @with_argparser(test_parser)
+    @command
+    def do_test(self, args) -> None:
+        """Test applications with their checkers."""
+        report = apptest.test(args.paths, args.engines, args.regions, args.orders, args.junit, args.timeout)
+        table = report.table()
+        # to a terminal the table fits its width; to a file or pipe (CI logs) it is printed whole
+        if self.stdout.isatty():
+            self.poutput(table, soft_wrap=False)
+        else:
+            self.poutput(unwrapped(table))
+        for line in report.failure_lines():
+            self.poutput(line)
+        self.poutput(report.summary())
+        if not report.ok:
+            self.failed = True
+
     top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; q quits.")
 
     @with_category(CATEGORY)
@@ -303,6 +340,15 @@ class Shell(cmd2.Cmd):
         """Live view of engines and processes."""
         from .top import top
         top()
+
+
+def unwrapped(renderable) -> str:
+    """A rich renderable as plain text, as wide as it needs to be."""
+    measure = Console(width=10_000)
+    out = io.StringIO()
+    width = Measurement.get(measure, measure.options, renderable).maximum
+    Console(file=out, width=width, color_system=None).print(renderable)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
 def parser() -> argparse.ArgumentParser:
