@@ -121,12 +121,15 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     {region: engine name, or a pcli.Engine that serves the region from this
     client (async_ only: then call its run())}; externals: a pcli.Engine
     that serves the external devices (<ExtI> but __halt__), in a region of
-    their own.  Other options go to psim (order, seed, timeout, max_steps,
+    their own.  paused: the process starts paused before its first event,
+    for a debugger (debug(pid), docs/debugging.md) to attach within a
+    minute; it has no timeout.  Other options go to psim (order, seed, timeout, max_steps,
     memory_mb: the memory in MB each region's application may use, else
     the engine's default; more than an engine's maximum fails the
     process)."""
     async_ = bool(options.pop("async", async_))
     externals = options.pop("externals", None)
+    paused = bool(options.pop("paused", False))
     regions = int(options.pop("regions", 0) or 0)
     rmap = {str(k): int(v) for k, v in (rmap or {}).items()}
     apps = {int(k): v for k, v in (rcon or {}).items() if isinstance(v, Engine)}
@@ -146,11 +149,14 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
         split = bind_externals(load_instance(app.decode()), externals, nregions, rmap, split)
         apps[nregions], rcon[nregions] = externals, APP
         nregions += 1
-    pid, token = control().submit(user(), app, nregions, rcon, {
-        "rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}, split)
+    record = {"rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}
+    if paused:                                 # the debugger's place on the data plane: the last
+        record["debugger"], rcon[nregions] = nregions, APP
+    pid, token = control().submit(user(), app, nregions + paused, rcon, record, split)
     future = Future(pid, verbose, token=token)
     for region, eng in apps.items():
-        eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0))
+        eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0),
+                 nregions if paused else None)
     return future if async_ else future.result()
 
 
@@ -295,7 +301,9 @@ def result(pid: int) -> dict | None:
 
 def merge(results: dict[int, dict]) -> dict:
     """One result from the results of a process's regions: states joined,
-    metrics summed, per-region metrics under "regions"."""
+    metrics summed, per-region metrics under "regions".  The debugger's
+    place (pcli/debugger.py) has no part in it."""
+    results = {r: res for r, res in results.items() if not res.get("debugger")}
     if len(results) == 1:
         return dict(next(iter(results.values())))
     out: dict = {"states": {}, "metrics": {}, "log": [], "status": "idle", "regions": {}}

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from broker import wire
-from broker.localplane import LocalPlane, local_planes
+from broker.dataplane import DataPlane, advertised_host
+from broker.localplane import local_planes
 from pd.region import RegionRun
 from psim.debug import Breakpoint, DebugError
 from psim.engine import Options
@@ -61,9 +62,12 @@ class Session:
     (the last), serving `n` regions of devices.  `ended()` gives the
     process's result once it has ended."""
 
-    def __init__(self, plane, n: int, result: Callable[[], dict], close: Callable[[], None] = lambda: None):
+    def __init__(self, plane, n: int, result: Callable[[], dict], on_end: Callable[[], None] = lambda: None,
+                 leave: Callable[[], None] = lambda: None):
+        """on_end: called once when the process has ended; leave: by close()
+        before the end."""
         self.plane, self.n = plane, n
-        self._result, self._close = result, close
+        self._result, self._on_end, self._leave = result, on_end, leave
         self.breakpoints: list[Breakpoint] = []
         self.stops: dict[int, Stop] = {}
         self.current = 0
@@ -117,9 +121,7 @@ class Session:
             if r not in self.stops:
                 self._request(r, "pause")
         self._wait(lambda: len(self.stops) == self.n)
-        stop = first or self.stops[self.current]
-        if first is None:
-            stop.reason = "pause"
+        stop = first or replace(self.stops[self.current], reason="pause")
         self.current = stop.region
         return self._settled(stop)
 
@@ -228,7 +230,9 @@ class Session:
         return self._result()
 
     def close(self) -> None:
-        self._close()
+        """Leave: a process not ended yet fails ("the debugger left")."""
+        if not self.end:
+            self._leave()
 
     def __enter__(self) -> "Session":
         return self
@@ -279,8 +283,9 @@ class Session:
                 raise DebugError(why)
 
     def _frame(self, f: wire.Frame) -> None:
-        if f.kind == wire.STOP:
+        if f.kind == wire.STOP and not self.end:
             self.end = Stop("end", status=f.payload.get("status"))
+            self._on_end()
         elif f.kind == wire.DEBUGGED:
             p = f.payload
             if p.get("tell") == "stopped" and p.get("since", 0) >= self._resumed.get(f.source, 0):
@@ -323,3 +328,35 @@ def local(xml: str | Path | None = None, options: dict | Options | None = None,
         return out["result"]
 
     return Session(me, 1, result)
+
+
+# ---- the cluster: attaching to a paused process ---------------------------------------------
+
+def attach(pid: int) -> Session:
+    """Debug process `pid`, started with run(..., paused=True): join its data
+    plane at the debugger's place, as its owner."""
+    from . import api
+    from .engine import AppRendezvous, Beat
+    ctl, user = api.control(), api.user()
+    rec = ctl.process(int(pid))
+    if rec is None:
+        raise DebugError(f"no process {pid}")
+    if not rec.get("debugger"):
+        raise DebugError(f"process {pid} was not started paused (run(..., paused=True)): it cannot be debugged")
+    while (state := api.info(pid)["state"]) == "waiting":
+        time.sleep(0.05)
+    if state != "running":
+        raise DebugError(f"process {pid} is {state}")
+    region, token = int(rec["debugger"]), rec["token"]
+    plane = DataPlane(AppRendezvous(ctl, user, pid), pid, token, region, region + 1, advertised_host(ctl.r))
+    beat = Beat(user, pid, region)
+    beat.start()
+
+    def done(state: str, reason: str = "") -> None:
+        beat.stopping.set()
+        plane.close()
+        if not beat.ended.is_set():      # a result of its own: the process ends when every place has one
+            ctl.app_finish(user, pid, region, state, reason, {"debugger": True})
+
+    return Session(plane, region, lambda: api.Future(pid, token=token).result(), on_end=lambda: done("finished"),
+                   leave=lambda: done("failed", "the debugger left before the process ended"))

@@ -2,7 +2,7 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, block, result, info, log, engines, inspect, top, test; py (a
+Commands: run, ps, kill, block, result, info, log, engines, inspect, top, test, debug; py (a
 Python interpreter with the API imported), run_pyscript, run_script,
 history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
@@ -27,6 +27,7 @@ from rich.table import Table
 
 from broker.credentials import CredentialsError, refuse_on_command_line
 from psim.cli import json_object
+from psim.debug import DebugError
 from psim.errors import BadInput
 from psim.inspect import render, render_split, table
 from . import api, apptest, context
@@ -140,6 +141,8 @@ class Shell(cmd2.Cmd):
     run_parser.add_argument("--rcon", metavar="JSON", help="engines for regions {region: engine}")
     run_parser.add_argument("--async", dest="async_", action="store_true", help="print the pid and return")
     run_parser.add_argument("--verbose", action="store_true", help="print log lines as they come")
+    run_parser.add_argument("--paused", action="store_true",
+                            help="start paused before the first event and print the pid: then `debug PID`")
     run_parser.add_argument("--level", type=int, default=1, help="log level (default 1)")
     run_parser.add_argument("--order", choices=("fixed", "random"), help="scheduling order")
     run_parser.add_argument("--seed", type=int, help="seed for --order random")
@@ -158,14 +161,37 @@ class Shell(cmd2.Cmd):
                                      ("max_steps", args.max_steps), ("regions", args.regions),
                                      ("memory_mb", args.memory_mb)) if v}
         future = api.run(args.app, rmap=json_object(args.rmap, "--rmap"), rcon=json_object(args.rcon, "--rcon"),
-                         level=args.level, verbose=args.verbose, async_=True, **options)
-        if args.async_:
+                         level=args.level, verbose=args.verbose, async_=True, paused=args.paused, **options)
+        if args.async_ or args.paused:
             self.poutput(str(future.pid))
             return
         future.verbose, future.echo = args.verbose, self.poutput
         res = future.result()
         self.json_out(res) if args.json else self.summary(res)
         if args.json and res.get("state") != "finished":
+            self.failed = True
+
+    debug_parser = Cmd2ArgumentParser(description="Debug a process started with `run --paused` "
+                                                  "(docs/debugging.md): a prompt of its own, `help` lists its commands.")
+    pid_arg(debug_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(debug_parser)
+    @command
+    def do_debug(self, args) -> None:
+        """Debug a paused process."""
+        from .debugger import attach
+        from .debugshell import DebugShell
+        try:
+            session = attach(args.pid)
+        except DebugError as e:
+            raise ValueError(str(e)) from None
+        shell = DebugShell(session, f"debug {args.pid}", stdin=self.stdin, stdout=self.stdout)
+        try:
+            shell.cmdloop()
+        finally:
+            session.close()
+        if shell.failed:
             self.failed = True
 
     ps_parser = Cmd2ArgumentParser(description="List waiting and running processes (every user's).")
