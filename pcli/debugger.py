@@ -63,11 +63,13 @@ class Session:
     process's result once it has ended."""
 
     def __init__(self, plane, n: int, result: Callable[[], dict], on_end: Callable[[], None] = lambda: None,
-                 leave: Callable[[], None] = lambda: None):
+                 leave: Callable[[], None] = lambda: None, gone: Callable[[], str | None] = lambda: None):
         """on_end: called once when the process has ended; leave: by close()
-        before the end."""
+        before the end; gone(): the status of a process that ended without
+        a STOP reaching the debugger (a region failed: failures are not
+        negotiated), else None."""
         self.plane, self.n = plane, n
-        self._result, self._on_end, self._leave = result, on_end, leave
+        self._result, self._on_end, self._leave, self._gone = result, on_end, leave, gone
         self.breakpoints: list[Breakpoint] = []
         self.stops: dict[int, Stop] = {}
         self.current = 0
@@ -277,15 +279,22 @@ class Session:
     def _wait(self, done: Callable[[], Any], seconds: float | None = None, why: str = "") -> None:
         deadline = time.monotonic() + seconds if seconds else None
         while not done() and not self.end:
-            for f in self.plane.receive(WAIT_MS, 64):
+            frames = self.plane.receive(WAIT_MS, 64)
+            for f in frames:
                 self._frame(f)
+            if not frames and (status := self._gone()):
+                self._ended(status)
             if deadline and time.monotonic() > deadline:
                 raise DebugError(why)
 
-    def _frame(self, f: wire.Frame) -> None:
-        if f.kind == wire.STOP and not self.end:
-            self.end = Stop("end", status=f.payload.get("status"))
+    def _ended(self, status: str) -> None:
+        if not self.end:
+            self.end = Stop("end", status=status)
             self._on_end()
+
+    def _frame(self, f: wire.Frame) -> None:
+        if f.kind == wire.STOP:
+            self._ended(f.payload.get("status"))
         elif f.kind == wire.DEBUGGED:
             p = f.payload
             if p.get("tell") == "stopped" and p.get("since", 0) >= self._resumed.get(f.source, 0):
@@ -327,7 +336,14 @@ def local(xml: str | Path | None = None, options: dict | Options | None = None,
             raise out["error"]
         return out["result"]
 
-    return Session(me, 1, result)
+    def gone() -> str | None:
+        return None if thread.is_alive() else "failed"
+
+    def leave() -> None:                          # the run stops where it is
+        me.send(0, wire.STOP, {"status": "exit", "code": 1})
+        thread.join()
+
+    return Session(me, 1, result, leave=leave, gone=gone)
 
 
 # ---- the cluster: attaching to a paused process ---------------------------------------------
@@ -359,4 +375,22 @@ def attach(pid: int) -> Session:
             ctl.app_finish(user, pid, region, state, reason, {"debugger": True})
 
     return Session(plane, region, lambda: api.Future(pid, token=token).result(), on_end=lambda: done("finished"),
-                   leave=lambda: done("failed", "the debugger left before the process ended"))
+                   leave=lambda: done("failed", "the debugger left before the process ended"),
+                   gone=Ended(pid))
+
+
+class Ended:
+    """gone() of a cluster session: the process's state, asked at most every
+    POLL_SECONDS, when it ended (failed, killed) without a STOP here."""
+    POLL_SECONDS = 0.5
+
+    def __init__(self, pid: int):
+        self.pid, self.next = pid, 0.0
+
+    def __call__(self) -> str | None:
+        from . import api
+        if time.monotonic() < self.next:
+            return None
+        self.next = time.monotonic() + self.POLL_SECONDS
+        state = api.info(self.pid)["state"]
+        return "failed" if state in ("failed", "killed") else None

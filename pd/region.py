@@ -35,7 +35,7 @@ from psim.run import BATCH, LogSink, Outcome, drain_logs, failed, idle_rounds
 from .termination import ALL, Coordinator
 
 WAIT_MS = 50
-DEBUG_BATCH = 4096         # events per call into C while debugged: a pause request waits at most this
+DEBUG_BATCH = 1 << 16      # events per call into C while debugged: a pause request waits at most this
 
 
 class RegionRun:
@@ -56,6 +56,9 @@ class RegionRun:
         self.told_idle = False        # the debugger knows this region ran out of work while stepping
         self.resumed_by = 0           # the debugger's last cont or step: its stops say which they end
         self.paused = False           # between HWIDLE and RESUME
+        # the engine went idle and nothing came since that could give it work:
+        # not run again (a whole run's supervisor ticks once per call; split, a call would be a no-op)
+        self.quiet = False
         self.probe: int | None = None # wave of a PROBE not answered yet
         self.exit_sent = False
         self.stop: dict | None = None
@@ -83,7 +86,7 @@ class RegionRun:
             self._handle(frames)
             if self.stop is not None or self._failed():
                 return
-            idle = self._step() if not self.paused else True
+            idle = self._step() if not self.paused and (not self.quiet or self._past_deadline()) else True
             if self._failed():
                 return
             if idle and self.agent and self.agent.stepping and not self.told_idle:
@@ -100,6 +103,7 @@ class RegionRun:
     def _step(self) -> bool:
         """Run the engine once; True when it is idle with nothing left to send."""
         status = self.engine.run(self.batch, self._remaining())
+        self.quiet = status == IDLE
         if self.agent and self.agent.error:
             raise ValueError(f"debugger: {self.agent.error}")
         self._flush()
@@ -108,7 +112,7 @@ class RegionRun:
         if status == STOPPED:
             self._report_exit()
             return True
-        if self.deadline and time.monotonic() >= self.deadline:
+        if self._past_deadline():
             self.engine.run(1, 1e-6)                      # the engine records the timeout
         return status == IDLE
 
@@ -149,6 +153,8 @@ class RegionRun:
 
     def _handle(self, frames: list[wire.Frame]) -> None:
         for f in frames:
+            if f.kind in (wire.MSG, wire.RESUME, wire.DEBUG):
+                self.quiet = False            # work may have come
             if f.kind == wire.MSG:
                 try:
                     self.engine.inject(f.payload)
@@ -235,6 +241,9 @@ class RegionRun:
 
     def _failed(self) -> bool:
         return self.engine.outcome().stop == STOP_FAIL
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def _remaining(self) -> float:
         return max(self.deadline - time.monotonic(), 1e-6) if self.deadline else 0.0

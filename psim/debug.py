@@ -12,7 +12,6 @@ events C matched.  A run with no debugger attached pays nothing here.
 from __future__ import annotations
 
 import ast
-import re
 import struct
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
@@ -72,25 +71,25 @@ class Breakpoint:
         return asdict(self)
 
 
-_BREAK = re.compile(r"^\s*(?P<target>[^\s]+)?(?P<opts>(?:\s+(?:type|handler)=\S+)*)\s*(?:\bif\s+(?P<when>.+))?$")
-
-
 def parse_break(text: str) -> Breakpoint:
     """A breakpoint from the shell's and psim's syntax:
     `[DEVICE|*][:PIN] [type=TYPE] [handler=KIND] [if CONDITION]`,
     e.g. `n2:toggle_in if counter == 5`."""
-    m = _BREAK.match(text)
-    target = (m.group("target") or "") if m else ""
-    if not m or target.startswith(("type=", "handler=")):
-        if m and target:                          # no device given: the options start right away
-            m = _BREAK.match(" " + text)
-        if not m:
-            raise DebugError(f"breakpoint '{text}': expected [DEVICE][:PIN] [type=T] [handler=H] [if CONDITION]")
-        target = m.group("target") or ""
-    device, _, pin = target.partition(":")
-    opts = dict(o.split("=", 1) for o in m.group("opts").split())
+    text = " " + text.strip()
+    head, _, when = text.partition(" if ")
+    target, opts = None, {}
+    for word in head.split():
+        key, eq, value = word.partition("=")
+        if eq and key in ("type", "handler"):
+            opts[key] = value
+        elif target is None and not eq:
+            target = word
+        else:
+            raise DebugError(f"breakpoint '{text.strip()}': expected [DEVICE][:PIN] [type=T] [handler=H] "
+                             "[if CONDITION]")
+    device, _, pin = (target or "").partition(":")
     return Breakpoint(device=None if device in ("", "*") else device, pin=pin or None,
-                      handler=opts.get("handler"), when=m.group("when"), type=opts.get("type"))
+                      handler=opts.get("handler"), when=when.strip() or None, type=opts.get("type"))
 
 
 class Agent:

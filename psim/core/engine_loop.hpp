@@ -82,10 +82,16 @@ static inline bool pe_halted(const pe_engine* E) {
 
 static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size);
 
+#ifdef PE_NO_WATCHERS               // bench/bench_debugger.py's baseline: the loop without them
+static const bool pe_watchers = false;
+#else
+static const bool pe_watchers = true;
+#endif
+
 // Report an event to the watchers: one predictable branch when there are none.
 static inline void pe_watch(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin,
                             const uint8_t* msg = nullptr, uint32_t size = 0) {
-    if (__builtin_expect(E->watch != 0, 0)) pe_watched(E, kind, dev, pin, msg, size);
+    if (pe_watchers && __builtin_expect(E->watch != 0, 0)) pe_watched(E, kind, dev, pin, msg, size);
 }
 
 // Re-evaluate ReadyToSend of a device after one of its handlers ran.
@@ -368,7 +374,7 @@ static int pe_loop(pe_engine* E, uint64_t budget) {
             E->round_left = pe_round_begin<RANDOM>(E);
             if (!E->round_left) return E->stop ? PE_STOPPED : PE_IDLE;
         }
-        if (__builtin_expect(E->watch & PE_W_DEBUG, 0) && pe_debug_work(E)) continue;
+        if (pe_watchers && __builtin_expect(E->watch & PE_W_DEBUG, 0) && pe_debug_work(E)) continue;
         if (E->timed_out) pe_fail(PE_FAIL_TIMEOUT, "", 0);
         if (E->steps >= E->max_steps) pe_fail(PE_FAIL_STEPS, "", 0);
         if (!(RANDOM ? pe_step_random(E) : pe_step_fifo(E))) return PE_IDLE;
