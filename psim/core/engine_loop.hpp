@@ -80,12 +80,14 @@ static inline bool pe_halted(const pe_engine* E) {
 
 // ---- watchers: a debugger or a trace (debug.hpp, trace.hpp) ----------------------
 
-static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size);
+static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size,
+                       const pe_edge* edge);
 
 // Report an event to the watchers: one predictable branch when there are none.
+// `edge`: a delivery's edge (the trace names its source).
 static inline void pe_watch(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin,
-                            const uint8_t* msg = nullptr, uint32_t size = 0) {
-    if (__builtin_expect(E->watch != 0, 0)) pe_watched(E, kind, dev, pin, msg, size);
+                            const uint8_t* msg = nullptr, uint32_t size = 0, const pe_edge* edge = nullptr) {
+    if (__builtin_expect(E->watch != 0, 0)) pe_watched(E, kind, dev, pin, msg, size, edge);
 }
 
 // Re-evaluate ReadyToSend of a device after one of its handlers ran.
@@ -107,7 +109,7 @@ static inline void pe_update(pe_engine* E, uint32_t dev, uint32_t t) {
 
 static inline void pe_deliver(pe_engine* E, const pe_edge& e, const uint8_t* msg) {
     uint32_t dst = e.dst, t = pe_type(E, dst);
-    pe_watch(E, PE_EV_RECV, dst, e.dst_pin, msg, pe_in_size[t][e.dst_pin]);
+    pe_watch(E, PE_EV_RECV, dst, e.dst_pin, msg, pe_in_size[t][e.dst_pin], &e);
     E->cur_dev = dst;
     E->cur_pin = e.dst_pin;
     E->cur_handler = PE_H_RECV;
@@ -183,8 +185,9 @@ static void pe_send_remote(pe_engine* E, uint32_t src, uint32_t pin, uint32_t se
 #include "debug.hpp"
 #include "trace.hpp"
 
-static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size) {
-    if (E->watch & PE_W_TRACE) pe_trace_event(E, kind, dev, pin, msg, size);
+static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size,
+                       const pe_edge* edge) {
+    if (E->watch & PE_W_TRACE) pe_trace_event(E, kind, dev, pin, msg, size, edge);
     if (E->watch & PE_W_DEBUG) pe_debug_event(E, kind, dev, pin, msg, size);
 }
 
@@ -553,12 +556,15 @@ extern "C" int pe_start(pe_engine* E, double seconds) {
 
 extern "C" int pe_run(pe_engine* E, uint64_t budget, double seconds) {
     return pe_protected(E, seconds, [E, budget]() {
-        return E->random_order ? pe_loop<true>(E, budget) : pe_loop<false>(E, budget);
+        int status = E->random_order ? pe_loop<true>(E, budget) : pe_loop<false>(E, budget);
+        if (status == PE_IDLE) pe_trace_input(E, PE_TR_IDLE, nullptr, 0);   // its last pass may have ticked
+        return status;
     });
 }
 
 extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
     return pe_protected(E, seconds, [E]() {
+        pe_trace_input(E, PE_TR_HWIDLE, nullptr, 0);
         pe_sup_idle_round(E);
         for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++) {
             uint32_t t = pe_type(E, d);
@@ -576,6 +582,7 @@ extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
 // The run ended idle: the end-of-run calls (a supervisor's, see supervisor.hpp).
 extern "C" int pe_finish(pe_engine* E, double seconds) {
     return pe_protected(E, seconds, [E]() {
+        pe_trace_input(E, PE_TR_FINISH, nullptr, 0);
         pe_sup_finish(E);
         return E->stop ? (int)PE_STOPPED : (int)PE_BUDGET;
     });
@@ -593,6 +600,7 @@ extern "C" const char* pe_inject(pe_engine* E, const uint8_t* data, size_t lengt
         E->inbox_pos = 0;
     }
     E->inbox.insert(E->inbox.end(), data, data + length);
+    pe_trace_input(E, PE_TR_INJECT, data, (uint32_t)length);
     return nullptr;
 }
 

@@ -1,29 +1,75 @@
-// The event trace (docs/debugging.md): every event the loop reports, as
-// packed records appended here and taken by Python in batches, like the
-// log.  Nothing here runs unless a trace is being recorded (PE_W_TRACE).
+// The event trace (docs/tracing.md): every event the loop reports, and every
+// input the engine is given, as packed records appended here and taken by
+// Python in batches, like the log.  Nothing here runs unless a trace is
+// being recorded (PE_W_TRACE).  Little endian, no padding.
 //
-// A record: u8 kind, u8 0, u16 pin, u32 device, u16 size, then size
-// message bytes (RECV: the message delivered; SENT: the message sent, or
-// size 0xFFFF when OnSend cancelled it).
+// An event (kinds 1..6, pe_event_kind): u8 kind, u8 source pin, u16 pin,
+// u32 device, u16 size, then for RECV a u32 source device, then the
+// message: size bytes (RECV: the message delivered; SENT: the message
+// sent, or none with size 0xFFFF when OnSend cancelled it).  The source of
+// a delivery is the device and output pin of its edge; PE_TR_NO_EDGE (and
+// source pin 0xFF) for one that came over no edge: from the supervisor, or
+// injected by a debugger.
+//
+// An input (kinds 16..19, pe_trace_input_kind): u8 kind, u8 0, u16 0,
+// u32 length, u64 steps (the engine's step count when it came), then
+// length bytes (PE_TR_INJECT: the remote records, as pe_inject took them).
+// With the seed and order, the inputs at their steps fix a region's whole
+// schedule: psim/trace.py replays it from them.
+#include <algorithm>
+
 struct pe_trace {
     std::vector<uint8_t> buf;
 };
 
-static const size_t PE_TRACE_HEAD = 10;
+enum pe_trace_input_kind { PE_TR_INJECT = 16, PE_TR_HWIDLE = 17, PE_TR_FINISH = 18, PE_TR_IDLE = 19 };
+static const size_t PE_TRACE_HEAD = 10, PE_TRACE_INPUT_HEAD = 16;
+static const uint32_t PE_TR_NO_EDGE = 0xFFFFFFFFu;
 
-static void pe_trace_event(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size) {
+// The (source device, output pin) of edge `e`, if it is one of the
+// instance's edges: the CSR slot whose range holds its index.
+static void pe_trace_source(const pe_engine* E, const pe_edge* e, uint32_t* src, uint8_t* pin) {
+    const uint32_t slots = E->n_devices * PE_MAXOUT, n_edges = E->out_off[slots];
+    *src = PE_TR_NO_EDGE; *pin = 0xFF;
+    if (!e || e < E->edges || e >= E->edges + n_edges) return;
+    const uint32_t index = (uint32_t)(e - E->edges);
+    const uint32_t k = (uint32_t)(std::upper_bound(E->out_off, E->out_off + slots + 1, index) - E->out_off) - 1;
+    *src = k / PE_MAXOUT;
+    *pin = (uint8_t)(k % PE_MAXOUT);
+}
+
+static void pe_trace_event(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size,
+                           const pe_edge* edge) {
     std::vector<uint8_t>& b = E->trace->buf;
     E->in_critical = 1;
-    const size_t at = b.size(), body = size == 0xFFFF ? 0 : size;
-    b.resize(at + PE_TRACE_HEAD + body);
+    const size_t at = b.size(), body = size == 0xFFFF ? 0 : size, extra = kind == PE_EV_RECV ? 4 : 0;
+    b.resize(at + PE_TRACE_HEAD + extra + body);
     uint8_t* p = &b[at];
     const uint16_t pin16 = (uint16_t)pin, size16 = (uint16_t)size;
-    p[0] = (uint8_t)kind; p[1] = 0;
+    uint32_t src = 0;
+    uint8_t src_pin = 0;
+    if (kind == PE_EV_RECV) pe_trace_source(E, edge, &src, &src_pin);
+    p[0] = (uint8_t)kind; p[1] = src_pin;
     memcpy(p + 2, &pin16, 2);
     memcpy(p + 4, &dev, 4);
     memcpy(p + 8, &size16, 2);
-    if (body) memcpy(p + PE_TRACE_HEAD, msg, body);
+    if (extra) memcpy(p + PE_TRACE_HEAD, &src, 4);
+    if (body) memcpy(p + PE_TRACE_HEAD + extra, msg, body);
     pe_leave_critical();
+}
+
+// An input (called by the C interface functions, outside any handler).
+static void pe_trace_input(pe_engine* E, uint32_t kind, const uint8_t* data, uint32_t length) {
+    if (!(E->watch & PE_W_TRACE)) return;
+    std::vector<uint8_t>& b = E->trace->buf;
+    const size_t at = b.size();
+    b.resize(at + PE_TRACE_INPUT_HEAD + length);
+    uint8_t* p = &b[at];
+    memset(p, 0, 4);
+    p[0] = (uint8_t)kind;
+    memcpy(p + 4, &length, 4);
+    memcpy(p + 8, &E->steps, 8);
+    if (length) memcpy(p + PE_TRACE_INPUT_HEAD, data, length);
 }
 
 static void pe_trace_destroy(pe_engine* E) { delete E->trace; }
