@@ -14,7 +14,8 @@ from .errors import BadInput
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).")
-    p.add_argument("app", help="application file (.xml or .xml.gz)")
+    p.add_argument("app", nargs="?", help="application file (.xml or .xml.gz); with --replay or --events, "
+                                          "the trace's own by default")
     p.add_argument("-l", "--level", type=int, default=1, help="log level: show handler_log lines up to N (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the exit code and metrics")
     p.add_argument("-r", "--result", action="store_true", help="print the result as JSON")
@@ -34,17 +35,28 @@ def parser() -> argparse.ArgumentParser:
                         "instead of its C code")
     p.add_argument("--memory-mb", type=int, default=0, metavar="N",
                    help="memory the application may use, in MB, beyond what psim needs (default: no limit)")
+    p.add_argument("--trace", metavar="FILE", help="record every send, delivery and input in FILE (docs/tracing.md)")
+    p.add_argument("--replay", metavar="FILE", help="run the schedule the trace FILE recorded again, checking "
+                                                    "every event against it")
+    p.add_argument("--events", metavar="FILE", help="print the trace FILE's records, one JSON object a line")
+    p.add_argument("--xml", metavar="OUT", help="with --events: write graph-schema's event log XML to OUT instead")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.app and not (args.replay or args.events):
+        p.error("the following arguments are required: app")
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
     from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
+    if args.replay or args.events:
+        return _traced(args)
     try:
         opts = Options.from_dict(dict(level=args.level, order=args.order, seed=args.seed, max_steps=args.max_steps,
-                                      timeout=args.timeout, region=args.region, memory_mb=args.memory_mb))
+                                      timeout=args.timeout, region=args.region, memory_mb=args.memory_mb,
+                                      trace=args.trace or False))
     except ValueError as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
@@ -75,6 +87,41 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
     else:
         _print_human(res, args.quiet)
+    return _status(res)
+
+
+def _traced(args) -> int:
+    """--replay (the result, printed as a run's) or --events."""
+    from . import trace
+    try:
+        if args.events:
+            if args.xml:
+                print(f"Events {trace.to_xml(args.events, args.xml, args.app)} written to {args.xml}")
+            else:
+                for event in trace.events(args.events, args.app):
+                    print(json.dumps(event))
+            return 0
+        res = trace.replay(args.replay, args.app)
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    except trace.Diverged as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 1
+    _report(res, args)
+    return _status(res)
+
+
+def _report(res: dict, args) -> None:
+    if args.result:
+        print(json.dumps(res))
+        return
+    for dev, _, text in res.get("log", []) if not args.quiet else []:
+        print(f"Log    {dev}: {text}")
+    _print_human(res, args.quiet)
+
+
+def _status(res: dict) -> int:
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
 
 

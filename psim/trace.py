@@ -23,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import time
 from array import array
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from .engine import IDLE, STOP_FAIL, STOPPED, SUP_DEV, SUPERVISOR, Engine, Options
+from .engine import FAIL_TIMEOUT, IDLE, STOP_FAIL, STOPPED, SUP_DEV, SUPERVISOR, Engine, Options
 from .errors import BadInput
 from .reader import Instance, Source
 
@@ -38,16 +39,16 @@ VERSION = 1
 HEAD, PARTITION, DATA, END = 1, 2, 3, 4
 CHUNK = struct.Struct("<BxHI")              # type, region, length
 EVENT = struct.Struct("<BBHIH")             # kind, source pin, pin, device, size
-INPUT = struct.Struct("<BxxxIQ")            # kind, length, steps
+INPUT = struct.Struct("<BBxxIQ")            # kind, status, length, steps
 SOURCE = struct.Struct("<I")
 CANCELLED = 0xFFFF
 NO_EDGE = 0xFFFFFFFF
 INIT, SEND, RECV, SENT, DEVIDLE, HWIDLE = range(1, 7)                  # pe_event_kind
-INJECT, HWROUND, FINISH, IDLE_RETURN = range(16, 20)                   # pe_trace_input_kind
+INJECT, HWROUND, FINISH, RETURN = range(16, 20)                   # pe_trace_input_kind
 KINDS = {INIT: "init", SEND: "send", RECV: "recv", SENT: "sent", DEVIDLE: "device_idle",
          HWIDLE: "hardware_idle", INJECT: "inject", HWROUND: "hardware_idle_round", FINISH: "finish",
-         IDLE_RETURN: "idle"}
-OPTIONS = ("order", "seed", "max_steps", "level")     # what a replay runs with again
+         RETURN: "return"}
+OPTIONS = ("order", "seed", "max_steps", "level", "timeout")     # what a replay runs with again (timeout: a guard)
 COUNTERS = ("delivered", "sends", "cancelled", "steps", "devidle_calls", "remote_sent", "remote_received",
             "remote_bytes")
 BATCH = 1 << 20                              # steps per call while replaying
@@ -131,6 +132,7 @@ class Record:
     source: int = NO_EDGE
     source_pin: int = 0xFF
     steps: int = 0
+    status: int = 0              # RETURN: the engine's status (idle or stopped)
     raw: bytes = b""             # the record as the engine wrote it
 
     @property
@@ -257,11 +259,11 @@ def parse(buf: bytes, at: int, index: int) -> tuple[Record | None, int]:
     if kind >= INJECT:
         if len(buf) - at < INPUT.size:
             return None, 0
-        kind, length, steps = INPUT.unpack_from(buf, at)
+        kind, status, length, steps = INPUT.unpack_from(buf, at)
         used = INPUT.size + length
         if len(buf) - at < used:
             return None, 0
-        return Record(index, kind, steps=steps, message=buf[at + INPUT.size:at + used],
+        return Record(index, kind, status=status, steps=steps, message=buf[at + INPUT.size:at + used],
                       raw=buf[at:at + used]), used
     if not INIT <= kind <= HWIDLE:
         raise BadInput(f"trace record {index}: unknown kind {kind} (corrupted)")
@@ -474,28 +476,40 @@ class RegionReplay:
         self.index = 0
         self.log: list = []
         self.rounds = 0
+        self.returned = False         # the engine's last run returned idle or stopped (a RETURN record)
+        self.timed_out = trace.ends[region]["fail_kind"] == FAIL_TIMEOUT   # the clock's doing: replayed up to there
+        timeout = engine.opts.timeout
+        self.deadline = time.monotonic() + timeout if timeout else None
         engine.start_trace(self._compare)
+
+    def _left(self) -> float:
+        """Seconds left of the recorded run's timeout (0: none): a replay that hangs ends too."""
+        return max(self.deadline - time.monotonic(), 1e-6) if self.deadline else 0.0
 
     def run(self) -> None:
         engine = self.engine
-        engine.start()
+        engine.start(self._left())
         self._drain()
         for rec in self._inputs():
             self._advance(rec.steps)
-            if rec.kind == IDLE_RETURN:
-                engine.run(1)
+            if rec.kind == RETURN:
+                if self.timed_out and rec.status == STOPPED:
+                    return                    # the clock stopped the recorded run here
+                if not self.returned:         # else the run that got here returned already
+                    engine.run(1, self._left())
             elif rec.kind == INJECT:
                 engine.inject(rec.message)
             elif rec.kind == HWROUND:
-                engine.hardware_idle()
+                engine.hardware_idle(self._left())
                 self.rounds += 1
             else:
-                engine.finish()
+                engine.finish(self._left())
             self._drain()
+            self.returned = False
         self._advance(int(self.trace.ends[self.region]["steps"]))
         self._drain()
         extra = next(self.expected, None)
-        if extra is not None:
+        if extra is not None and not self.timed_out:    # a handler the clock stopped left its event behind
             self._diverged(extra, None)
 
     def _inputs(self) -> Iterator[Record]:
@@ -506,11 +520,12 @@ class RegionReplay:
         """Run the engine up to `steps` steps (it stops earlier only if it idles or stops)."""
         engine = self.engine
         while engine.outcome().steps < steps:
-            status = engine.run(min(BATCH, steps - engine.outcome().steps))
+            status = engine.run(min(BATCH, steps - engine.outcome().steps), self._left())
             for q in range(engine.n_regions):
                 engine.clear_outbox(q)        # its records went out in the recorded run: the inputs hold theirs
             self._drain()
-            if status in (IDLE, STOPPED):
+            self.returned = status in (IDLE, STOPPED)
+            if self.returned:
                 break
 
     def _drain(self) -> None:
@@ -535,7 +550,7 @@ class RegionReplay:
     def check_end(self) -> None:
         """The engine ended as the recorded one did: stop, failure and counters."""
         end, o = self.trace.ends[self.region], self.engine.outcome()
-        for k in ("stop", "fail_kind", *COUNTERS):
+        for k in ("stop", "fail_kind", *COUNTERS) if not self.timed_out else COUNTERS:
             if int(end.get(k, 0)) != int(getattr(o, k)):
                 raise Diverged(f"replay diverged at the end of region {self.region}: {k} is {getattr(o, k)}, "
                                f"the trace says {end.get(k)}")
@@ -563,7 +578,7 @@ def replay(path: str | Path, app: str | Path | None = None) -> dict:
         rep.run()
         rep.check_end()
         end = trace.ends[region]
-        failed = engine.outcome().stop == STOP_FAIL
+        failed = engine.outcome().stop == STOP_FAIL and end["fail_kind"] != FAIL_TIMEOUT
         out = Outcome(end["status"], int(end["exit_code"]), engine.failure(engine.outcome()) if failed else
                       end.get("error"), rep.rounds, 0.0)
         results[region] = result(loaded, engine, out, rep.log)

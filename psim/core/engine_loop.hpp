@@ -555,11 +555,11 @@ extern "C" int pe_start(pe_engine* E, double seconds) {
 }
 
 extern "C" int pe_run(pe_engine* E, uint64_t budget, double seconds) {
-    return pe_protected(E, seconds, [E, budget]() {
-        int status = E->random_order ? pe_loop<true>(E, budget) : pe_loop<false>(E, budget);
-        if (status == PE_IDLE) pe_trace_input(E, PE_TR_IDLE, nullptr, 0);   // its last pass may have ticked
-        return status;
+    int status = pe_protected(E, seconds, [E, budget]() {
+        return E->random_order ? pe_loop<true>(E, budget) : pe_loop<false>(E, budget);
     });
+    if (status == PE_IDLE || status == PE_STOPPED) pe_trace_input(E, PE_TR_RETURN, nullptr, 0, status);
+    return status;
 }
 
 extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {

@@ -11,9 +11,11 @@
 // source pin 0xFF) for one that came over no edge: from the supervisor, or
 // injected by a debugger.
 //
-// An input (kinds 16..19, pe_trace_input_kind): u8 kind, u8 0, u16 0,
+// An input (kinds 16..19, pe_trace_input_kind): u8 kind, u8 status, u16 0,
 // u32 length, u64 steps (the engine's step count when it came), then
 // length bytes (PE_TR_INJECT: the remote records, as pe_inject took them).
+// PE_TR_RETURN: pe_run returned idle or stopped (its status): its last pass
+// ran no step but may have changed the state (a supervisor's tick).
 // With the seed and order, the inputs at their steps fix a region's whole
 // schedule: psim/trace.py replays it from them.
 #include <algorithm>
@@ -22,7 +24,7 @@ struct pe_trace {
     std::vector<uint8_t> buf;
 };
 
-enum pe_trace_input_kind { PE_TR_INJECT = 16, PE_TR_HWIDLE = 17, PE_TR_FINISH = 18, PE_TR_IDLE = 19 };
+enum pe_trace_input_kind { PE_TR_INJECT = 16, PE_TR_HWIDLE = 17, PE_TR_FINISH = 18, PE_TR_RETURN = 19 };
 static const size_t PE_TRACE_HEAD = 10, PE_TRACE_INPUT_HEAD = 16;
 static const uint32_t PE_TR_NO_EDGE = 0xFFFFFFFFu;
 
@@ -59,7 +61,7 @@ static void pe_trace_event(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t p
 }
 
 // An input (called by the C interface functions, outside any handler).
-static void pe_trace_input(pe_engine* E, uint32_t kind, const uint8_t* data, uint32_t length) {
+static void pe_trace_input(pe_engine* E, uint32_t kind, const uint8_t* data, uint32_t length, int status = 0) {
     if (!(E->watch & PE_W_TRACE)) return;
     std::vector<uint8_t>& b = E->trace->buf;
     const size_t at = b.size();
@@ -67,6 +69,7 @@ static void pe_trace_input(pe_engine* E, uint32_t kind, const uint8_t* data, uin
     uint8_t* p = &b[at];
     memset(p, 0, 4);
     p[0] = (uint8_t)kind;
+    p[1] = (uint8_t)status;
     memcpy(p + 4, &length, 4);
     memcpy(p + 8, &E->steps, 8);
     if (length) memcpy(p + PE_TRACE_INPUT_HEAD, data, length);
