@@ -119,6 +119,8 @@ def _report(res: dict, args) -> None:
     for dev, _, text in res.get("log", []) if not args.quiet else []:
         print(f"Log    {dev}: {text}")
     _print_human(res, args.quiet)
+    rep = res["replay"]
+    print(f"Replay {rep['records']} records in {rep['regions']} region(s) matched the trace")
 
 
 def _status(res: dict) -> int:

@@ -564,7 +564,7 @@ def replay(path: str | Path, app: str | Path | None = None) -> dict:
     trace = TraceFile(path)
     src = open_app(trace, app)
     opts = trace.options
-    results = {}
+    results, records = {}, 0
     for region in range(trace.regions):
         loaded = Loaded(src.path or src.data.decode())
         names = Names(loaded.instance)
@@ -582,7 +582,11 @@ def replay(path: str | Path, app: str | Path | None = None) -> dict:
         out = Outcome(end["status"], int(end["exit_code"]), engine.failure(engine.outcome()) if failed else
                       end.get("error"), rep.rounds, 0.0)
         results[region] = result(loaded, engine, out, rep.log)
+        records += rep.index
     if len(results) == 1:
-        return results[0]
-    from pcli.api import merge               # the layer above psim: imported only for a split run
-    return merge(results)
+        res = results[0]
+    else:
+        from pcli.api import merge           # the layer above psim: imported only for a split run
+        res = merge(results)
+    res["replay"] = {"records": records, "regions": trace.regions}
+    return res
