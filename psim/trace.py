@@ -82,6 +82,15 @@ def head_chunks(inst: Instance, engine: Engine, opts: Options) -> bytes:
     return out
 
 
+def rename_app(chunks: bytes, name: str) -> bytes:
+    """`chunks` (HEAD first) with the HEAD naming the application `name` (a
+    cluster's region reads it as text: the process's record has its file name)."""
+    kind, region, length = CHUNK.unpack_from(chunks)
+    end = CHUNK.size + length
+    value = json.loads(chunks[CHUNK.size:end])
+    return chunk(kind, region, json.dumps({**value, "app": name or value["app"]}).encode()) + chunks[end:]
+
+
 def record(engine: Engine, sink: Callable[[bytes], None]) -> None:
     """Trace `engine` from now on: its records go to sink as DATA chunks
     (whenever its logs are drained), then end_chunk() ends them."""
