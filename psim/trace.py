@@ -252,12 +252,58 @@ class TraceFile:
         if at != len(buf):
             raise self.bad(f"region {region}'s records end in the middle of one (corrupted)")
 
+    def inputs(self, region: int, counted: list[int]) -> Iterator[Record]:
+        """The region's inputs, skipping its events unparsed (fast);
+        counted[0] ends as the number of records."""
+        buf, at, index = b"", 0, 0
+        for data in self.raw(region):
+            buf = buf[at:] + data
+            at = 0
+            while True:
+                used = record_size(buf, at)
+                if not used:
+                    break
+                if buf[at] >= INJECT:
+                    yield parse(buf, at, index)[0]
+                at += used
+                index += 1
+        counted[0] = index
+
     def check_app(self, src: Source) -> None:
         """BadInput unless `src` is the application the trace was recorded from."""
         digest = app_hash(src)
         if digest != self.head.get("app_sha256"):
             raise self.bad(f"recorded from another application: {self.head.get('app')} (content hash "
                            f"{str(self.head.get('app_sha256'))[:12]}...), not {src.name} ({digest[:12]}...)")
+
+
+def record_size(buf: bytes, at: int) -> int:
+    """The length of the record at buf[at:], or 0 if buf ends before it does."""
+    left = len(buf) - at
+    if left >= INPUT.size and buf[at] >= INJECT:
+        used = INPUT.size + INPUT.unpack_from(buf, at)[2]
+    elif left >= EVENT.size:
+        kind, _, _, _, size = EVENT.unpack_from(buf, at)
+        used = EVENT.size + (SOURCE.size if kind == RECV else 0) + (0 if size == CANCELLED else size)
+    else:
+        return 0
+    return used if used <= left else 0
+
+
+class ByteStream:
+    """Bytes of an iterator of chunks, taken in any sizes."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks, self.buf = chunks, b""
+
+    def take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            more = next(self.chunks, None)
+            if more is None:
+                break
+            self.buf += more
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
 
 
 def parse(buf: bytes, at: int, index: int) -> tuple[Record | None, int]:
@@ -481,8 +527,9 @@ class RegionReplay:
 
     def __init__(self, trace: TraceFile, region: int, engine: Engine, names: Names):
         self.trace, self.region, self.engine, self.names = trace, region, engine, names
-        self.expected = trace.records(region)
-        self.index = 0
+        self.expected = ByteStream(trace.raw(region))
+        self.pos = 0                  # bytes of the trace the replay has matched
+        self.counted = [0]            # records in the trace (once its inputs are all read)
         self.log: list = []
         self.rounds = 0
         self.returned = False         # the engine's last run returned idle or stopped (a RETURN record)
@@ -499,7 +546,7 @@ class RegionReplay:
         engine = self.engine
         engine.start(self._left())
         self._drain()
-        for rec in self._inputs():
+        for rec in self.trace.inputs(self.region, self.counted):
             self._advance(rec.steps)
             if rec.kind == RETURN:
                 if self.timed_out and rec.status == STOPPED:
@@ -517,13 +564,8 @@ class RegionReplay:
             self.returned = False
         self._advance(int(self.trace.ends[self.region]["steps"]))
         self._drain()
-        extra = next(self.expected, None)
-        if extra is not None and not self.timed_out:    # a handler the clock stopped left its event behind
-            self._diverged(extra, None)
-
-    def _inputs(self) -> Iterator[Record]:
-        """The region's inputs, read ahead of the comparison (a second pass over the file)."""
-        return (rec for rec in self.trace.records(self.region) if rec.kind >= INJECT)
+        if self.expected.take(1) and not self.timed_out:    # a handler the clock stopped left its event behind
+            self._diverged(b"")
 
     def _advance(self, steps: int) -> None:
         """Run the engine up to `steps` steps (it stops earlier only if it idles or stops)."""
@@ -542,17 +584,28 @@ class RegionReplay:
         self.engine.drain_trace()
 
     def _compare(self, data: bytes) -> None:
-        at = 0
-        while at < len(data):
-            got, used = parse(data, at, self.index)
-            want = next(self.expected, None)
-            if want is None or want.raw != got.raw:
-                self._diverged(want, got)
-            at += used
-            self.index += 1
+        """The replay's records `data` must be the trace's next bytes (both
+        start at a record: the comparison is of whole blocks)."""
+        if self.expected.take(len(data)) != data:
+            self._diverged(data)
+        self.pos += len(data)
 
-    def _diverged(self, want: Record | None, got: Record | None) -> None:
-        index = want.index if want is not None else self.index
+    def _diverged(self, data: bytes) -> None:
+        """Name the first record of `data` (the replay's, from self.pos on)
+        that is not the trace's (read again from the file: only now)."""
+        records, at = self.trace.records(self.region), 0
+        want = next(records, None)
+        while want is not None and at < self.pos:
+            at += len(want.raw)
+            want = next(records, None)
+        at = 0
+        while True:
+            got, used = parse(data, at, want.index if want else 0)
+            if want is None or got is None or want.raw != got.raw:
+                break
+            at += used
+            want = next(records, None)
+        index = want.index if want is not None else self.counted[0]
         raise Diverged(f"replay diverged at event {index} in region {self.region}: expected "
                        f"{self.names.text(want)}, got {self.names.text(got) if got else 'nothing more'}")
 
@@ -591,7 +644,7 @@ def replay(path: str | Path, app: str | Path | None = None) -> dict:
         out = Outcome(end["status"], int(end["exit_code"]), engine.failure(engine.outcome()) if failed else
                       end.get("error"), rep.rounds, 0.0)
         results[region] = result(loaded, engine, out, rep.log)
-        records += rep.index
+        records += rep.counted[0]
     if len(results) == 1:
         res = results[0]
     else:

@@ -697,7 +697,7 @@ extern "C" void pe_trace_start(pe_engine* E) {
 
 extern "C" size_t pe_trace_take(pe_engine* E, const uint8_t** data) {
     *data = E->trace ? E->trace->buf.data() : nullptr;
-    return E->trace ? E->trace->buf.size() : 0;
+    return E->trace ? E->trace->used : 0;
 }
 
-extern "C" void pe_trace_clear(pe_engine* E) { if (E->trace) E->trace->buf.clear(); }
+extern "C" void pe_trace_clear(pe_engine* E) { if (E->trace) E->trace->used = 0; }

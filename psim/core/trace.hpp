@@ -21,8 +21,18 @@
 #include <algorithm>
 
 struct pe_trace {
-    std::vector<uint8_t> buf;
+    std::vector<uint8_t> buf;       // grown by doubling, never shrunk: records fill buf[0, used)
+    size_t used = 0;
+    uint32_t slot = 0;              // the CSR slot of the last delivery's edge (a fan-out's are all in one)
 };
+
+// Room for n more bytes (vector::resize per record would zero-fill and check each time).
+static inline uint8_t* pe_trace_room(pe_trace* t, size_t n) {
+    if (t->used + n > t->buf.size()) t->buf.resize(std::max(2 * t->buf.size(), t->used + n + (1 << 16)));
+    uint8_t* p = t->buf.data() + t->used;
+    t->used += n;
+    return p;
+}
 
 enum pe_trace_input_kind { PE_TR_INJECT = 16, PE_TR_HWIDLE = 17, PE_TR_FINISH = 18, PE_TR_RETURN = 19 };
 static const size_t PE_TRACE_HEAD = 10, PE_TRACE_INPUT_HEAD = 16;
@@ -30,23 +40,23 @@ static const uint32_t PE_TR_NO_EDGE = 0xFFFFFFFFu;
 
 // The (source device, output pin) of edge `e`, if it is one of the
 // instance's edges: the CSR slot whose range holds its index.
-static void pe_trace_source(const pe_engine* E, const pe_edge* e, uint32_t* src, uint8_t* pin) {
+static void pe_trace_source(pe_engine* E, const pe_edge* e, uint32_t* src, uint8_t* pin) {
     const uint32_t slots = E->n_devices * PE_MAXOUT, n_edges = E->out_off[slots];
     *src = PE_TR_NO_EDGE; *pin = 0xFF;
     if (!e || e < E->edges || e >= E->edges + n_edges) return;
     const uint32_t index = (uint32_t)(e - E->edges);
-    const uint32_t k = (uint32_t)(std::upper_bound(E->out_off, E->out_off + slots + 1, index) - E->out_off) - 1;
+    uint32_t k = E->trace->slot;
+    if (!(E->out_off[k] <= index && index < E->out_off[k + 1]))
+        k = E->trace->slot = (uint32_t)(std::upper_bound(E->out_off, E->out_off + slots + 1, index) - E->out_off) - 1;
     *src = k / PE_MAXOUT;
     *pin = (uint8_t)(k % PE_MAXOUT);
 }
 
 static void pe_trace_event(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size,
                            const pe_edge* edge) {
-    std::vector<uint8_t>& b = E->trace->buf;
     E->in_critical = 1;
-    const size_t at = b.size(), body = size == 0xFFFF ? 0 : size, extra = kind == PE_EV_RECV ? 4 : 0;
-    b.resize(at + PE_TRACE_HEAD + extra + body);
-    uint8_t* p = &b[at];
+    const size_t body = size == 0xFFFF ? 0 : size, extra = kind == PE_EV_RECV ? 4 : 0;
+    uint8_t* p = pe_trace_room(E->trace, PE_TRACE_HEAD + extra + body);
     const uint16_t pin16 = (uint16_t)pin, size16 = (uint16_t)size;
     uint32_t src = 0;
     uint8_t src_pin = 0;
@@ -63,10 +73,7 @@ static void pe_trace_event(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t p
 // An input (called by the C interface functions, outside any handler).
 static void pe_trace_input(pe_engine* E, uint32_t kind, const uint8_t* data, uint32_t length, int status = 0) {
     if (!(E->watch & PE_W_TRACE)) return;
-    std::vector<uint8_t>& b = E->trace->buf;
-    const size_t at = b.size();
-    b.resize(at + PE_TRACE_INPUT_HEAD + length);
-    uint8_t* p = &b[at];
+    uint8_t* p = pe_trace_room(E->trace, PE_TRACE_INPUT_HEAD + length);
     memset(p, 0, 4);
     p[0] = (uint8_t)kind;
     p[1] = (uint8_t)status;
