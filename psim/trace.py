@@ -443,12 +443,10 @@ def to_xml(path: str | Path, out: str | Path, app: str | Path | None = None) -> 
     from lxml import etree
     from .run import load_instance
     trace = TraceFile(path)
-    names = Names(load_instance(open_app(trace, app)))
+    inst = load_instance(open_app(trace, app))
+    names = Names(inst)
+    fanout = _fanout(inst, names)
     sends = _send_ids(trace)
-    fanout: dict[str, int] = defaultdict(int)
-    for _, rec, send in _attributed(trace, sends):
-        if rec.kind == RECV:
-            fanout[send] += 1
     seq: dict[int, int] = defaultdict(int)
     written = 0
     with etree.xmlfile(str(out), encoding="utf-8") as xf:
@@ -461,6 +459,25 @@ def to_xml(path: str | Path, out: str | Path, app: str | Path | None = None) -> 
                     xf.write(el)
                     written += 1
     return written
+
+
+def _fanout(inst: Instance, names: Names) -> Callable[[int, int], int]:
+    """fanout(device, pin): how many edges a send goes to (an indexed pin's
+    and a supervisor pin's: one)."""
+    from .build import loader_module
+    from .topology import finish_edges
+    finish_edges(inst, None, 0)
+    ll = loader_module()
+    slots = inst.n_devices * inst.graph.max_outputs
+    out_off = ll.ffi.unpack(ll.lib.pl_out_off(inst.loader), slots + 1)
+
+    def fanout(dev: int, pin: int) -> int:
+        p = names.pin(dev, pin, True)
+        if p is None or p.indexed or p.supervisor:
+            return 1
+        k = dev * inst.graph.max_outputs + pin
+        return out_off[k + 1] - out_off[k]
+    return fanout
 
 
 def _event_id(region: int, index: int) -> str:
@@ -491,7 +508,7 @@ def _attributed(trace: TraceFile, sends: dict) -> Iterator[tuple[int, Record, st
             yield region, rec, send
 
 
-def _xml_event(names: Names, region: int, rec: Record, send: str, fanout: dict, seq: dict):
+def _xml_event(names: Names, region: int, rec: Record, send: str, fanout: Callable[[int, int], int], seq: dict):
     from lxml import etree
     tag = {INIT: "InitEvent", SENT: "SendEvent", RECV: "RecvEvent", DEVIDLE: "DeviceIdleEvent",
            HWIDLE: "HardwareIdleEvent"}.get(rec.kind)
@@ -504,7 +521,7 @@ def _xml_event(names: Names, region: int, rec: Record, send: str, fanout: dict, 
     if rec.kind == SENT:
         el.set("pin", d["pin"])
         el.set("cancel", "1" if rec.message is None else "0")
-        el.set("fanout", str(fanout.get(event_id, 0)))
+        el.set("fanout", str(fanout(rec.device, rec.pin) if rec.message is not None else 0))
         if "message" in d:               # the message is on the send side only (graph-schema's rule)
             etree.SubElement(el, "M").text = json.dumps(d["message"])[1:-1]
     elif rec.kind == RECV:
