@@ -121,6 +121,9 @@ def _report(res: dict, args) -> None:
     _print_human(res, args.quiet)
     rep = res["replay"]
     print(f"Replay {rep['records']} records in {rep['regions']} region(s) matched the trace")
+    for region in rep["unended"]:
+        print(f"Replay region {region} was stopped before it recorded its end: checked as far as its trace goes, "
+              "no result (as in the process's)")
 
 
 def _status(res: dict) -> int:

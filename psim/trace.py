@@ -73,7 +73,7 @@ def head_chunks(inst: Instance, engine: Engine, opts: Options) -> bytes:
     """HEAD (and PARTITION, when split) of a trace of `engine`'s process."""
     src = inst.source
     head = {"format": "pstack trace", "version": VERSION, "app": str(src.path) if src.path else src.name,
-            "app_sha256": app_hash(src), "graph_type": inst.graph.id, "devices": inst.n_devices,
+            "source": src.name, "app_sha256": app_hash(src), "graph_type": inst.graph.id, "devices": inst.n_devices,
             "options": {k: getattr(opts, k) for k in OPTIONS},
             "regions": engine.n_regions if engine.region is not None else 1, "sup_region": engine.sup_region}
     out = chunk(HEAD, 0, json.dumps(head).encode())
@@ -214,12 +214,15 @@ class TraceFile:
             raise self.bad("no header chunk")
         if self.head.get("version") != VERSION:
             raise self.bad(f"format version {self.head.get('version')!r}; this psim reads version {VERSION}")
-        missing = [r for r in range(self.regions) if r not in self.ends]
-        if missing:
-            raise self.bad(f"region {missing[0]} has no end record: the file was cut short, or that region's "
-                           "trace is missing")
+        if not self.ends:
+            raise self.bad("no region recorded its end: the file was cut short, or the run was killed")
         if self.regions > 1 and (self.partition is None or len(self.partition) != self.head["devices"]):
             raise self.bad("a split run's trace without the region of every device")
+
+    @property
+    def unended(self) -> list[int]:
+        """Regions without an end record: stopped as another region failed, before they could record it."""
+        return [r for r in range(self.regions) if r not in self.ends]
 
     @property
     def regions(self) -> int:
@@ -534,6 +537,13 @@ def _xml_event(names: Names, region: int, rec: Record, send: str, fanout: Callab
 
 # ---- replay ------------------------------------------------------------------------------
 
+def _text(src: Source) -> str:
+    """The application as text: a run that read it so (a cluster's region)
+    names it "<string>" in its errors, and so must its replay."""
+    with src.open() as f:
+        return f.read().decode()
+
+
 class Diverged(Exception):
     """The replay did not do what the trace says."""
 
@@ -550,7 +560,9 @@ class RegionReplay:
         self.log: list = []
         self.rounds = 0
         self.returned = False         # the engine's last run returned idle or stopped (a RETURN record)
-        self.timed_out = trace.ends[region]["fail_kind"] == FAIL_TIMEOUT   # the clock's doing: replayed up to there
+        self.end = trace.ends.get(region)    # None: the region was stopped without one (unended)
+        self.tail = False                    # an unended region's trace is all matched
+        self.timed_out = bool(self.end) and self.end["fail_kind"] == FAIL_TIMEOUT   # the clock's: replayed up to there
         timeout = engine.opts.timeout
         self.deadline = time.monotonic() + timeout if timeout else None
         engine.start_trace(self._compare)
@@ -579,10 +591,21 @@ class RegionReplay:
                 engine.finish(self._left())
             self._drain()
             self.returned = False
-        self._advance(int(self.trace.ends[self.region]["steps"]))
+        if self.end is None:
+            return self._run_out()
+        self._advance(int(self.end["steps"]))
         self._drain()
         if self.expected.take(1) and not self.timed_out:    # a handler the clock stopped left its event behind
             self._diverged(b"")
+
+    def _run_out(self) -> None:
+        """An unended region: on until its trace is all matched (what it did
+        after, before it was stopped, is not known)."""
+        while not self.tail:
+            status = self.engine.run(BATCH, self._left())
+            self._drain()
+            if status in (IDLE, STOPPED) and not self.tail:
+                self._diverged(b"")
 
     def _advance(self, steps: int) -> None:
         """Run the engine up to `steps` steps (it stops earlier only if it idles or stops)."""
@@ -603,7 +626,12 @@ class RegionReplay:
     def _compare(self, data: bytes) -> None:
         """The replay's records `data` must be the trace's next bytes (both
         start at a record: the comparison is of whole blocks)."""
-        if self.expected.take(len(data)) != data:
+        if self.tail:
+            return
+        want = self.expected.take(len(data))
+        if self.end is None and len(want) < len(data):
+            self.tail, data = True, data[:len(want)]
+        if want != data:
             self._diverged(data)
         self.pos += len(data)
 
@@ -628,7 +656,7 @@ class RegionReplay:
 
     def check_end(self) -> None:
         """The engine ended as the recorded one did: stop, failure and counters."""
-        end, o = self.trace.ends[self.region], self.engine.outcome()
+        end, o = self.end, self.engine.outcome()
         for k in ("stop", "fail_kind", *COUNTERS) if not self.timed_out else COUNTERS:
             if int(end.get(k, 0)) != int(getattr(o, k)):
                 raise Diverged(f"replay diverged at the end of region {self.region}: {k} is {getattr(o, k)}, "
@@ -645,7 +673,7 @@ def replay(path: str | Path, app: str | Path | None = None) -> dict:
     opts = trace.options
     results, records = {}, 0
     for region in range(trace.regions):
-        loaded = Loaded(src.path or src.data.decode())
+        loaded = Loaded(src.path if src.name == trace.head["source"] else _text(src))
         names = Names(loaded.instance)
         if trace.regions > 1:
             rmap = {SUPERVISOR: int(trace.head["sup_region"])} if loaded.instance.graph.supervisor else {}
@@ -655,17 +683,19 @@ def replay(path: str | Path, app: str | Path | None = None) -> dict:
             engine = loaded.engine(opts)
         rep = RegionReplay(trace, region, engine, names)
         rep.run()
+        records += rep.counted[0]
+        end = trace.ends.get(region)
+        if end is None:                      # checked as far as it goes; no result, as in the process's
+            continue
         rep.check_end()
-        end = trace.ends[region]
         failed = engine.outcome().stop == STOP_FAIL and end["fail_kind"] != FAIL_TIMEOUT
         out = Outcome(end["status"], int(end["exit_code"]), engine.failure(engine.outcome()) if failed else
                       end.get("error"), rep.rounds, 0.0)
         results[region] = result(loaded, engine, out, rep.log)
-        records += rep.counted[0]
-    if len(results) == 1:
+    if trace.regions == 1:
         res = results[0]
     else:
         from pcli.api import merge           # the layer above psim: imported only for a split run
         res = merge(results)
-    res["replay"] = {"records": records, "regions": trace.regions}
+    res["replay"] = {"records": records, "regions": trace.regions, "unended": trace.unended}
     return res
