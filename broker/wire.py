@@ -24,9 +24,12 @@ EXIT = 8       # region -> coordinator: {"code"}: handler_exit (or equivalent) h
 HELLO = 9      # region -> every region, first frame: {}: "I can reach you" (the handshake)
 FINISH = 10    # coordinator -> the supervisor's region: {}: the run ended idle, make the supervisor's end-of-run calls
 FINISHED = 11  # the supervisor's region -> coordinator: {}: they asked for no exit (else EXIT, or the region fails)
+DEBUG = 12     # debugger -> region: {"op", "id", ...}: a request (docs/debugging.md)
+DEBUGGED = 13  # region -> debugger: {"id", "ok", "value" | "error"}: a reply; or {"tell": "stopped" | "idle", ...}
 
 NAMES = {MSG: "MSG", STATUS: "STATUS", PROBE: "PROBE", HWIDLE: "HWIDLE", HWDONE: "HWDONE",
-         RESUME: "RESUME", STOP: "STOP", EXIT: "EXIT", HELLO: "HELLO", FINISH: "FINISH", FINISHED: "FINISHED"}
+         RESUME: "RESUME", STOP: "STOP", EXIT: "EXIT", HELLO: "HELLO", FINISH: "FINISH", FINISHED: "FINISHED",
+         DEBUG: "DEBUG", DEBUGGED: "DEBUGGED"}
 
 
 class Frame(NamedTuple):

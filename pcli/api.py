@@ -2,6 +2,7 @@
 
     run(xml, rmap={}, rcon={}, verbose=False, level=1, async_=False, **options)
     block(future_or_list), ps(), kill(pid, force=False), engines(), info(pid), result(pid)
+    graph(xml), info(pid, regions=True)      what an application is made of, how a process splits it
 
 The connection comes from $PSTACK_REDIS (default redis://localhost:6379/0).
 Functions return data; the shell prints it.
@@ -23,13 +24,15 @@ from broker.credentials import redis_url
 from psim import trace as psim_trace
 from psim.engine import Options
 from psim.errors import BadInput
+from psim.inspect import graph, split_by, topology
 from psim.partition import partition
 from psim.reader import Instance, Source
 from psim.run import load_instance
 
 from .engine import Engine
 
-__all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "trace", "Future"]
+__all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "graph", "trace",
+           "Future"]
 
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
@@ -120,13 +123,16 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     {region: engine name, or a pcli.Engine that serves the region from this
     client (async_ only: then call its run())}; externals: a pcli.Engine
     that serves the external devices (<ExtI> but __halt__), in a region of
-    their own.  Other options go to psim (order, seed, timeout, max_steps,
+    their own.  paused: the process starts paused before its first event,
+    for a debugger (debug(pid), docs/debugging.md) to attach within a
+    minute; it has no timeout.  Other options go to psim (order, seed, timeout, max_steps,
     memory_mb: the memory in MB each region's application may use, else
     the engine's default; more than an engine's maximum fails the
     process; trace=True: record every event of every region, for
     trace(pid, FILE) and `psim --replay FILE`)."""
     async_ = bool(options.pop("async", async_))
     externals = options.pop("externals", None)
+    paused = bool(options.pop("paused", False))
     regions = int(options.pop("regions", 0) or 0)
     rmap = {str(k): int(v) for k, v in (rmap or {}).items()}
     apps = {int(k): v for k, v in (rcon or {}).items() if isinstance(v, Engine)}
@@ -151,11 +157,14 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
         split = bind_externals(load_instance(app.decode()), externals, nregions, rmap, split)
         apps[nregions], rcon[nregions] = externals, APP
         nregions += 1
-    pid, token = control().submit(user(), app, nregions, rcon, {
-        "rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}, split)
+    record = {"rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}
+    if paused:                                 # the debugger's place on the data plane: the last
+        record["debugger"], rcon[nregions] = nregions, APP
+    pid, token = control().submit(user(), app, nregions + paused, rcon, record, split)
     future = Future(pid, verbose, token=token)
     for region, eng in apps.items():
-        eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0))
+        eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0),
+                 nregions if paused else None)
     return future if async_ else future.result()
 
 
@@ -218,18 +227,44 @@ def engines() -> list[dict]:
     return control().engines()
 
 
-def info(pid: int) -> dict:
+def info(pid: int, regions: bool = False) -> dict:
     """The process record: state, reason, owner, engines of its regions, sizes,
     times; while waiting, its queue position (1: first) and, when it holds the
-    reservation and its start time is known, expected_start."""
-    return _record(control(), pid)
+    reservation and its start time is known, expected_start.  regions=True
+    adds "split": how its regions divide the application (region_split)."""
+    ctl = control()
+    rec = _record(ctl, pid)
+    out = _info(rec)
+    if regions:
+        out["split"] = region_split(ctl, rec)
+    return out
+
+
+def region_split(ctl: Control, rec: dict) -> dict:
+    """psim.inspect.split_by of a process's application by its region map
+    or partition, as its workers split it, with the engine of each region
+    (None until the region is placed).  Reads the application: its
+    owner's (and admins') only."""
+    pid = int(rec["pid"])
+    try:
+        app, part = ctl.app(pid), ctl.partition(pid)
+    except redis.exceptions.NoPermissionError:
+        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
+                              "application") from None
+    src = Source(app.decode())
+    src.name = rec.get("app_name") or src.name       # errors name the file it was submitted from
+    inst = load_instance(src)
+    out = split_by(inst, topology(inst), json.loads(rec.get("rmap", "{}")), part, int(rec["nregions"]))
+    for r in out["regions"]:
+        r["engine"] = rec["regions"].get(r["region"])
+    return out
 
 
 def _record(ctl: Control, pid: int) -> dict:
     rec = ctl.process(int(pid))
     if rec is None:
         raise ValueError(f"no process {pid}")
-    return _info(rec)
+    return rec
 
 
 def _info(rec: dict) -> dict:
@@ -307,7 +342,9 @@ def trace(pid: int, path: str | Path) -> dict:
 
 def merge(results: dict[int, dict]) -> dict:
     """One result from the results of a process's regions: states joined,
-    metrics summed, per-region metrics under "regions"."""
+    metrics summed, per-region metrics under "regions".  The debugger's
+    place (pcli/debugger.py) has no part in it."""
+    results = {r: res for r, res in results.items() if not res.get("debugger")}
     if len(results) == 1:
         return dict(next(iter(results.values())))
     out: dict = {"states": {}, "metrics": {}, "log": [], "status": "idle", "regions": {}}

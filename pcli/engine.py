@@ -152,10 +152,11 @@ class Engine:
     # ---- serving -------------------------------------------------------------------
 
     def bind(self, future, region: int, app: bytes, rmap: dict, partition: bytes | None, nregions: int,
-             timeout: float) -> None:
-        """Called by pcli.run for each region this engine is to serve."""
-        self.jobs.append({"future": future, "region": region, "app": app, "rmap": rmap,
-                          "partition": partition, "nregions": nregions, "timeout": timeout})
+             timeout: float, debugger: int | None = None) -> None:
+        """Called by pcli.run for each region this engine is to serve
+        (`nregions` regions of devices; `debugger`: the debugger's place, if paused)."""
+        self.jobs.append({"future": future, "region": region, "app": app, "rmap": rmap, "partition": partition,
+                          "nregions": nregions, "timeout": timeout, "debugger": debugger})
 
     def run(self, verbose: bool = False) -> list[dict]:
         """Serve every region bound to this engine, one after the other, until
@@ -180,7 +181,7 @@ class Engine:
         beat = Beat(user, future.pid, region)
         try:
             plane = DataPlane(AppRendezvous(ctl, user, future.pid), future.pid, future.token, region,
-                              job["nregions"], advertised_host(ctl.r))
+                              job["nregions"] + (job["debugger"] is not None), advertised_host(ctl.r))
         except (DataPlaneError, ValueError) as e:
             ctl.app_finish(user, future.pid, region, "failed", f"data plane of region {region}: {e}")
             return {}
@@ -188,7 +189,8 @@ class Engine:
         on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else None
         try:
             result = self.serve(inst, regions, region, plane, job["timeout"], on_log, lambda e: self._progress(beat),
-                                lambda: "the process ended elsewhere" if beat.ended.is_set() else None, sup_region)
+                                lambda: "the process ended elsewhere" if beat.ended.is_set() else None, sup_region,
+                                job["debugger"])
         finally:
             beat.stopping.set()
         if not beat.ended.is_set():
@@ -198,20 +200,22 @@ class Engine:
 
     def serve(self, inst: Instance, regions: array, region: int, plane: DataPlane | LocalPlane, timeout: float = 0.0,
               on_log: LogSink | None = None, on_batch: Callable | None = None,
-              watch: Callable[[], str | None] = lambda: None, sup_region: int = 0) -> dict:
+              watch: Callable[[], str | None] = lambda: None, sup_region: int = 0,
+              debugger: int | None = None) -> dict:
         """Serve region `region` of `inst` (`regions`: every device's region;
         `sup_region`: the supervisor's)
         over `plane` until the process ends, as pd/region.py's RegionRun
         drives any region; the region's result.  Log lines go to on_log, or
         without one into the result.  The cluster (above) and psim standalone
         (pcli/standalone.py) both serve here."""
-        py = self.region = PyRegion(inst, Topology(inst, regions, region), plane.nregions, self.receive,
+        n = plane.nregions - (debugger is not None)
+        py = self.region = PyRegion(inst, Topology(inst, regions, region), n, self.receive,
                                     self.receive_batch, self.hardware_idle, owner=self, sup_region=sup_region,
                                     supervisor_idle_fn=self.supervisor_idle, start_fn=self.start)
         lines: list = []
         try:
             out = RegionRun(py, plane, on_log or (lambda d, lv, t: lines.append([d, lv, t])), timeout, on_batch,
-                            watch).run()
+                            watch, debugger).run()
         finally:
             plane.close()
             self.region = None

@@ -2,7 +2,7 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, block, result, info, log, trace, engines, top; py (a
+Commands: run, ps, kill, block, result, info, log, trace, engines, inspect, top, test, debug; py (a
 Python interpreter with the API imported), run_pyscript, run_script,
 history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import json
 import os
 import sys
@@ -20,12 +21,16 @@ from pathlib import Path
 import cmd2
 import redis
 from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from broker.credentials import CredentialsError, refuse_on_command_line
 from psim.cli import json_object
+from psim.debug import DebugError
 from psim.errors import BadInput
-from . import api, context
+from psim.inspect import render, render_split, table
+from . import api, apptest, context
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
 
@@ -106,12 +111,7 @@ class Shell(cmd2.Cmd):
         self.perror(message)
 
     def table(self, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-        t = Table(box=None, header_style="bold", pad_edge=False)
-        for c in columns:
-            t.add_column(c, no_wrap=True)
-        for row in rows:
-            t.add_row(*row)
-        self.poutput(t)
+        self.poutput(table(columns, rows))
 
     def json_out(self, data) -> None:
         self.poutput(json.dumps(data, indent=2, sort_keys=True))
@@ -141,6 +141,8 @@ class Shell(cmd2.Cmd):
     run_parser.add_argument("--rcon", metavar="JSON", help="engines for regions {region: engine}")
     run_parser.add_argument("--async", dest="async_", action="store_true", help="print the pid and return")
     run_parser.add_argument("--verbose", action="store_true", help="print log lines as they come")
+    run_parser.add_argument("--paused", action="store_true",
+                            help="start paused before the first event and print the pid: then `debug PID`")
     run_parser.add_argument("--level", type=int, default=1, help="log level (default 1)")
     run_parser.add_argument("--order", choices=("fixed", "random"), help="scheduling order")
     run_parser.add_argument("--seed", type=int, help="seed for --order random")
@@ -161,14 +163,37 @@ class Shell(cmd2.Cmd):
                                      ("max_steps", args.max_steps), ("regions", args.regions),
                                      ("memory_mb", args.memory_mb), ("trace", args.trace)) if v}
         future = api.run(args.app, rmap=json_object(args.rmap, "--rmap"), rcon=json_object(args.rcon, "--rcon"),
-                         level=args.level, verbose=args.verbose, async_=True, **options)
-        if args.async_:
+                         level=args.level, verbose=args.verbose, async_=True, paused=args.paused, **options)
+        if args.async_ or args.paused:
             self.poutput(str(future.pid))
             return
         future.verbose, future.echo = args.verbose, self.poutput
         res = future.result()
         self.json_out(res) if args.json else self.summary(res)
         if args.json and res.get("state") != "finished":
+            self.failed = True
+
+    debug_parser = Cmd2ArgumentParser(description="Debug a process started with `run --paused` "
+                                                  "(docs/debugging.md): a prompt of its own, `help` lists its commands.")
+    pid_arg(debug_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(debug_parser)
+    @command
+    def do_debug(self, args) -> None:
+        """Debug a paused process."""
+        from .debugger import attach
+        from .debugshell import DebugShell
+        try:
+            session = attach(args.pid)
+        except DebugError as e:
+            raise ValueError(str(e)) from None
+        shell = DebugShell(session, f"debug {args.pid}", stdin=self.stdin, stdout=self.stdout)
+        try:
+            shell.cmdloop()
+        finally:
+            session.close()
+        if shell.failed:
             self.failed = True
 
     ps_parser = Cmd2ArgumentParser(description="List waiting and running processes (every user's).")
@@ -232,6 +257,8 @@ class Shell(cmd2.Cmd):
 
     info_parser = Cmd2ArgumentParser(description="A process's record: state, reason, owner, engines, sizes.")
     pid_arg(info_parser)
+    info_parser.add_argument("--regions", action="store_true",
+                             help="how its regions split the application: devices, edges inside, cut edges")
     json_arg(info_parser)
 
     @with_category(CATEGORY)
@@ -239,14 +266,31 @@ class Shell(cmd2.Cmd):
     @command
     def do_info(self, args) -> None:
         """Show a process's record."""
-        rec = api.info(args.pid)
+        rec = api.info(args.pid, regions=args.regions)
         if args.json:
             self.json_out(rec)
             return
+        split = rec.pop("split", None)
         for k, v in rec.items():
             if k in ("created", "started", "ended", "expected_start") and v:
                 v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
             self.poutput(f"{k:>10}: {v}")
+        if split is not None:
+            self.poutput("")
+            self.poutput(render_split(split))
+
+    inspect_parser = Cmd2ArgumentParser(description="What an application is made of: types, pins, fields, "
+                                                    "device and edge counts, degrees (nothing is run).")
+    inspect_parser.add_argument("app", help="application XML file", completer=cmd2.Cmd.path_complete)
+    json_arg(inspect_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(inspect_parser)
+    @command
+    def do_inspect(self, args) -> None:
+        """Summarise an application file."""
+        summary = api.graph(args.app)
+        self.json_out(summary) if args.json else self.poutput(render(summary))
 
     log_parser = Cmd2ArgumentParser(description="A process's log lines (streamed for --verbose processes, "
                                                 "from the result otherwise).")
@@ -295,6 +339,39 @@ class Shell(cmd2.Cmd):
         else:
             self.table(ENGINE_COLUMNS, [engine_row(e) for e in rows])
 
+    test_parser = Cmd2ArgumentParser(description="Run applications on engines, region counts and orders, and "
+                                                 "judge each run by the application's checker file (X.py beside "
+                                                 "X.xml, with check_* functions); fails if a check fails.")
+    test_parser.add_argument("paths", nargs="+", metavar="PATH", completer=cmd2.Cmd.path_complete,
+                             help="an app's .xml or its .py, or a folder searched for apps with checkers")
+    test_parser.add_argument("--engines", default=apptest.ALL, metavar="all|NAME,...",
+                             help=f"engines to run on: {apptest.PSIM} (in this process) and the cluster's "
+                                  f"(default {apptest.ALL}: {apptest.PSIM} and every registered engine)")
+    test_parser.add_argument("--regions", default="1", metavar="N,...", help="region counts (default 1)")
+    test_parser.add_argument("--orders", default=apptest.DEFAULT_ORDER, metavar="default|random:SEED,...",
+                             help="orders (default: default, the checker's own, fixed unless it says otherwise)")
+    test_parser.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    test_parser.add_argument("--timeout", type=float, default=apptest.TIMEOUT, metavar="S",
+                             help=f"fail a run after S seconds (default {apptest.TIMEOUT:g})")
+
+    @with_category(CATEGORY)
+    @with_argparser(test_parser)
+    @command
+    def do_test(self, args) -> None:
+        """Test applications with their checkers."""
+        report = apptest.test(args.paths, args.engines, args.regions, args.orders, args.junit, args.timeout)
+        table = report.table()
+        # to a terminal the table fits its width; to a file or pipe (CI logs) it is printed whole
+        if self.stdout.isatty():
+            self.poutput(table, soft_wrap=False)
+        else:
+            self.poutput(unwrapped(table))
+        for line in report.failure_lines():
+            self.poutput(line)
+        self.poutput(report.summary())
+        if not report.ok:
+            self.failed = True
+
     top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; q quits.")
 
     @with_category(CATEGORY)
@@ -304,6 +381,15 @@ class Shell(cmd2.Cmd):
         """Live view of engines and processes."""
         from .top import top
         top()
+
+
+def unwrapped(renderable) -> str:
+    """A rich renderable as plain text, as wide as it needs to be."""
+    measure = Console(width=10_000)
+    out = io.StringIO()
+    width = Measurement.get(measure, measure.options, renderable).maximum
+    Console(file=out, width=width, color_system=None).print(renderable)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
 def parser() -> argparse.ArgumentParser:

@@ -12,6 +12,15 @@ failed, and the daemons stop every other region within their next loop.
 `watch()`, asked every round, may end the region with a reason (e.g.
 another region ended without this one being stopped: a forged or lost
 STOP must fail the process, not hang it).
+
+With a debugger attached (the last place on the plane, not a region of
+devices: termination does not wait for it), the region starts paused and
+serves its DEBUG requests (docs/debugging.md).  Paused, it runs no event
+and answers no PROBE, but keeps taking frames: records from other regions
+wait in its inbox, so every region's pause point together is a consistent
+cut.  It pauses inside an event when the C engine stops there
+(psim/debug.py), or between batches (small ones while debugged) when the
+debugger asks.
 """
 from __future__ import annotations
 
@@ -20,24 +29,32 @@ from typing import Callable
 
 from broker import wire
 from broker.dataplane import DataPlane
+from psim.debug import Agent, DebugError
 from psim.engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Engine
 from psim.run import BATCH, LogSink, Outcome, drain_logs, failed, idle_rounds
 from .termination import ALL, Coordinator
 
 WAIT_MS = 50
+DEBUG_BATCH = 4096         # events per call into C while debugged: a pause request waits at most this
 
 
 class RegionRun:
     def __init__(self, engine: Engine, plane: DataPlane, on_log: LogSink, timeout: float = 0.0,
                  on_batch: Callable[[Engine], None] | None = None,
-                 watch: Callable[[], str | None] = lambda: None):
+                 watch: Callable[[], str | None] = lambda: None, debugger: int | None = None):
         self.engine, self.plane, self.on_log, self.on_batch = engine, plane, on_log, on_batch
         self.watch = watch
-        self.region, self.n = plane.region, plane.nregions
+        self.debugger = debugger
+        self.region, self.n = plane.region, plane.nregions - (debugger is not None)
         graph = engine.inst.graph
         sup_region = engine.sup_region if graph.supervisor is not None else None
         self.coordinator = Coordinator(self.n, idle_rounds(graph), sup_region) if self.region == 0 else None
-        self.deadline = time.monotonic() + timeout if timeout else None
+        self.deadline = time.monotonic() + timeout if timeout and debugger is None else None
+        self.agent = Agent(engine, self._pause) if debugger is not None and isinstance(engine, Engine) else None
+        self.batch = DEBUG_BATCH if debugger is not None else BATCH
+        self.pausing = False          # serving the debugger, no event runs
+        self.told_idle = False        # the debugger knows this region ran out of work while stepping
+        self.resumed_by = 0           # the debugger's last cont or step: its stops say which they end
         self.paused = False           # between HWIDLE and RESUME
         self.probe: int | None = None # wave of a PROBE not answered yet
         self.exit_sent = False
@@ -47,6 +64,8 @@ class RegionRun:
 
     def run(self) -> Outcome:
         t0 = time.perf_counter()
+        if self.debugger is not None:
+            self._pause({"reason": "start", "events": 0})     # before the first event
         self.engine.start(self._remaining())
         self._report_exit()
         if self.coordinator:
@@ -67,6 +86,9 @@ class RegionRun:
             idle = self._step() if not self.paused else True
             if self._failed():
                 return
+            if idle and self.agent and self.agent.stepping and not self.told_idle:
+                self.told_idle = True
+                self._tell({"tell": "idle", "events": self.agent.events()})
             if idle and not frames:
                 self._answer_probe()
                 self._handle(self.plane.receive(WAIT_MS))
@@ -77,7 +99,9 @@ class RegionRun:
 
     def _step(self) -> bool:
         """Run the engine once; True when it is idle with nothing left to send."""
-        status = self.engine.run(BATCH, self._remaining())
+        status = self.engine.run(self.batch, self._remaining())
+        if self.agent and self.agent.error:
+            raise ValueError(f"debugger: {self.agent.error}")
         self._flush()
         if self.on_batch:
             self.on_batch(self.engine)
@@ -144,8 +168,53 @@ class RegionRun:
                 self._finish()
             elif f.kind == wire.STOP:
                 self.stop = f.payload
+            elif f.kind == wire.DEBUG and f.source == self.debugger:
+                self._debug(f.payload)
             if self.coordinator and f.kind in (wire.STATUS, wire.HWDONE, wire.EXIT, wire.FINISHED):
                 self._send(self.coordinator.on_frame(f))
+
+    # ---- the debugger (docs/debugging.md) ---------------------------------------------
+
+    def _pause(self, where: dict) -> None:
+        """Stopped (inside an event, or between them): serve the debugger
+        until it lets this region go on, or the process ends."""
+        self.where = {**where, "region": self.region, "since": self.resumed_by}
+        self._tell({"tell": "stopped", **self.where})
+        self.pausing = True
+        while self.pausing and self.stop is None:
+            self._handle(self.plane.receive(WAIT_MS))
+            self._drain_logs()
+            if self.watch():
+                return                 # the process cannot end well: let the loop find out
+
+    def _debug(self, p: dict) -> None:
+        op, rid = p.get("op"), p.get("id")
+        if op in ("cont", "step"):
+            if self.agent:
+                self.agent.resume(int(p["n"]) if op == "step" else None)
+            self.pausing, self.told_idle, self.resumed_by = False, False, rid
+            self._reply(rid, True, None)
+        elif op == "pause":
+            self._reply(rid, True, None)
+            if self.pausing:
+                self._tell({"tell": "stopped", **self.where})
+            else:
+                self._pause({"reason": "pause", "events": self.agent.events() if self.agent else 0})
+        elif self.agent is None:
+            self._reply(rid, False, f"region {self.region} is not a C engine: it cannot '{op}'")
+        else:
+            try:
+                self._reply(rid, True, self.agent.handle(op, p))
+            except DebugError as e:
+                self._reply(rid, False, str(e))
+            except Exception as e:                # a request the agent could not read: refused, the run goes on
+                self._reply(rid, False, f"bad '{op}' request: {type(e).__name__}: {e}")
+
+    def _reply(self, rid, ok: bool, value) -> None:
+        self._tell({"id": rid, "ok": ok, ("value" if ok else "error"): value})
+
+    def _tell(self, payload: dict) -> None:
+        self.plane.send(self.debugger, wire.DEBUGGED, payload)
 
     def _finish(self) -> None:
         """The run ended idle: the supervisor's end-of-run calls (which may

@@ -129,11 +129,11 @@ class Reports:
 def run(channel: Channel, job: dict) -> None:
     """The region of `job`, to its "done" message."""
     opts = Options.from_dict(job["options"])
-    nregions = job["nregions"]
+    nregions, debugger = job["nregions"], job.get("debugger")     # the debugger's place is not a region of devices
     try:
         loaded = Loaded(job["app"].decode())
         part = array("H", job["partition"]) if job["partition"] is not None else None
-        engine = loaded.engine(opts, json.loads(job["rmap"]), part, nregions)
+        engine = loaded.engine(opts, json.loads(job["rmap"]), part, nregions - (debugger is not None))
     except BadInput as e:
         channel.send("done", status="failed", reason=str(e), result=None)
         return
@@ -155,7 +155,8 @@ def run(channel: Channel, job: dict) -> None:
             return
         channel.send("started")                 # from now on the worker may send notices
         try:
-            out = RegionRun(engine, reports.plane, on_log, opts.timeout, reports.progress, reports.watch).run()
+            out = RegionRun(engine, reports.plane, on_log, opts.timeout, reports.progress, reports.watch,
+                            debugger).run()
         finally:
             reports.plane.close()
     else:

@@ -22,13 +22,13 @@ import time
 import redis
 
 from broker import acl, keys
-from broker.control import APP_OPS, Control, _text, connect
+from broker.control import APP, APP_OPS, Control, _text, connect
 from broker.credentials import redact, redis_url
 from psim.engine import Options
 
 BLOCK_MS = 250              # also how soon a new user's inbox is read
 REAP_SECONDS = 0.5
-RECORD_FIELDS = ("rmap", "options", "verbose", "app_name")     # what a submission may set in its record
+RECORD_FIELDS = ("rmap", "options", "verbose", "app_name", "debugger")   # what a submission may set in its record
 MAX_REGIONS = 65_535        # partitions are uint16
 log = logging.getLogger("pd.scheduler")
 
@@ -91,6 +91,8 @@ class Scheduler:
         if not isinstance(record, dict) or set(record) - set(RECORD_FIELDS):
             raise Refusal(f"a submission sets only {', '.join(RECORD_FIELDS)}")
         Options.from_dict(record.get("options", {}))         # unknown options: refused with psim's reason
+        if "debugger" in record and (record["debugger"] != nregions - 1 or rcon.get(str(nregions - 1)) != APP):
+            raise Refusal("the debugger's place is the last region, served from the client (rcon: @app)")
         return self.ctl.accept_submit(user, rid, uploads, nregions, fields["rcon"], record)
 
 

@@ -273,7 +273,8 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
     jail.channel.send("limits", limits=asdict(limits))    # applied before the sandbox takes the application
     jail.channel.send("job", app=ctl.app(job.pid), partition=ctl.partition(job.pid), rmap=rec.get("rmap", "{}"),
                       nregions=nregions, region=job.region, pid=job.pid, token=job.token, engine=job.engine,
-                      options=asdict(opts), verbose=keeper.verbose, host=host, curve=curve)
+                      options=asdict(opts), verbose=keeper.verbose, host=host, curve=curve,
+                      debugger=int(rec["debugger"]) if rec.get("debugger") else None)
     keeper.serve()
 
 

@@ -14,17 +14,22 @@ from .errors import BadInput
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).")
-    p.add_argument("app", nargs="?", help="application file (.xml or .xml.gz); with --replay or --events, "
-                                          "the trace's own by default")
-    p.add_argument("-l", "--level", type=int, default=1, help="log level: show handler_log lines up to N (default 1)")
+    p.add_argument("app", nargs="?", help="application file (.xml or .xml.gz); with --check, by default the one "
+                                          "beside the checker file; with --replay or --events, the trace's own")
+    p.add_argument("-l", "--level", type=int, help="log level: show handler_log lines up to N (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the exit code and metrics")
     p.add_argument("-r", "--result", action="store_true", help="print the result as JSON")
-    p.add_argument("-d", "--debug", action="store_true", help="show internal tracebacks and where modules are built")
+    p.add_argument("--internals", action="store_true", help="show internal tracebacks and where modules are built")
+    p.add_argument("--debug", action="store_true",
+                   help="open the debugger's prompt, paused before the first event (docs/debugging.md)")
+    p.add_argument("--break", dest="breaks", action="append", default=[], metavar="SPEC",
+                   help="debug, and stop at SPEC: '[DEVICE|*][:PIN] [type=T] [handler=H] [if CONDITION]', "
+                        "e.g. 'n2:toggle_in if counter == 5' (repeatable)")
     p.add_argument("-t", "--temp", metavar="DIR", help="folder for compiled modules (default ~/.cache/pstack)")
-    p.add_argument("--order", choices=("fixed", "random"), default="fixed", help="scheduling order (default fixed)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --order random")
-    p.add_argument("--max-steps", type=int, default=0, metavar="N", help="fail the run after N steps")
-    p.add_argument("--timeout", type=float, default=0.0, metavar="S", help="fail the run after S seconds")
+    p.add_argument("--order", choices=("fixed", "random"), help="scheduling order (default fixed)")
+    p.add_argument("--seed", type=int, help="seed for --order random")
+    p.add_argument("--max-steps", type=int, metavar="N", help="fail the run after N steps")
+    p.add_argument("--timeout", type=float, metavar="S", help="fail the run after S seconds")
     p.add_argument("--rmap", metavar="FILE|JSON", help="region map {device: region}, as JSON or a JSON file")
     p.add_argument("--region", type=int, help="run only this region of the region map")
     p.add_argument("--external", metavar="MODULE:FACTORY",
@@ -33,8 +38,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--supervisor", metavar="MODULE:FACTORY",
                    help="run the application's supervisor in the pcli.Engine that MODULE.FACTORY() returns, "
                         "instead of its C code")
-    p.add_argument("--memory-mb", type=int, default=0, metavar="N",
+    p.add_argument("--memory-mb", type=int, metavar="N",
                    help="memory the application may use, in MB, beyond what psim needs (default: no limit)")
+    p.add_argument("--inspect", action="store_true",
+                   help="print what the application is made of (types, counts, degrees; with --rmap, its "
+                        "split into regions) instead of running it; -r: as JSON")
+    p.add_argument("--check", metavar="CHECKER.py",
+                   help="run the application with its checker file's options, then its check_* functions on the "
+                        "result: PASS or FAIL with the assertion for each; exit status 1 if one fails")
     p.add_argument("--trace", metavar="FILE", help="record every send, delivery and input in FILE (docs/tracing.md)")
     p.add_argument("--replay", metavar="FILE", help="run the schedule the trace FILE recorded again, checking "
                                                     "every event against it")
@@ -46,29 +57,35 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if not args.app and not (args.replay or args.events):
+    if not (args.app or args.check or args.replay or args.events):
         p.error("the following arguments are required: app")
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
+    if args.inspect:
+        return inspect(args)
     from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
     if args.replay or args.events:
         return _traced(args)
+    given = options_given(args)
     try:
-        opts = Options.from_dict(dict(level=args.level, order=args.order, seed=args.seed, max_steps=args.max_steps,
-                                      timeout=args.timeout, region=args.region, memory_mb=args.memory_mb,
-                                      trace=args.trace or False))
+        opts = Options.from_dict({**given, "region": args.region, "trace": args.trace or False})
     except ValueError as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
+    if args.check:
+        return _check(args, given)
     limits.apply(limits.Limits(memory_mb=opts.memory_mb))     # imports done: what is in use now is psim's
     try:
         rmap = json_object(args.rmap, "--rmap")
         externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
         loaded = Loaded(args.app)
-        if args.debug:
+        if args.internals:
             print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
         on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
-        res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor)
+        if args.debug or args.breaks:
+            res = debug(loaded, opts, args.breaks, on_log)
+        else:
+            res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
@@ -79,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
               if opts.memory_mb else "psim: out of memory", file=sys.stderr)
         return 1
     except Exception as e:     # a bug in psim, not the user's mistake
-        if args.debug:
+        if args.internals:
             traceback.print_exc()
         print(f"psim: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         return 3
@@ -130,6 +147,66 @@ def _status(res: dict) -> int:
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
 
 
+def inspect(args: argparse.Namespace) -> int:
+    """psim --inspect: the application's summary (and split, with --rmap)."""
+    from rich.console import Console
+
+    from .inspect import graph, render
+    try:
+        summary = graph(args.app, json_object(args.rmap, "--rmap") if args.rmap else None)
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    if args.result:
+        print(json.dumps(summary))
+    else:
+        Console().print(render(summary))
+    return 0
+
+
+def debug(loaded, opts: Options, breaks: list[str], on_log) -> dict:
+    """psim --debug / --break: the debugger's prompt over this run; its result."""
+    from pcli.debugger import local               # the layer above psim: imported only to debug
+    from pcli.debugshell import DebugShell
+    session = local(loaded=loaded, options=opts, on_log=on_log)
+    shell = DebugShell(session, "psim", report=False)
+    for spec in breaks:
+        shell.onecmd_plus_hooks(f"break {spec}")
+    if breaks:
+        shell.intro = ""
+        shell.onecmd_plus_hooks("cont")
+    shell.cmdloop()
+    return session.finish()
+OPTION_FLAGS = ("level", "order", "seed", "max_steps", "timeout", "memory_mb")
+
+
+def options_given(args: argparse.Namespace) -> dict:
+    """The run options given on the command line (the others are psim's
+    defaults, or with --check the checker's)."""
+    return {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
+
+
+def _check(args: argparse.Namespace, given: dict) -> int:
+    """psim --check: the application's checkers on its run (the checker's
+    options, then those given here); 0 if all pass, 1 if one fails."""
+    from .check import Checker
+    if args.rmap or args.region is not None:
+        print("psim: --check runs the whole application: no --rmap or --region", file=sys.stderr)
+        return 2
+    try:
+        checker = Checker.of(args.check, args.app)
+        res = checker.run(given, _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor"))
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    verdicts = checker.verdicts(res)
+    for v in verdicts:
+        print(f"{'PASS' if v.passed else 'FAIL'}  {v.name}" + (f": {v.message}" if v.message else ""))
+    failed = sum(not v.passed for v in verdicts)
+    print(f"{checker.name}: {len(verdicts) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def _engine(spec: str | None, option: str):
     """The application engine --external or --supervisor names (before the
     load: a bad spec fails at once), or None without one."""
@@ -162,13 +239,13 @@ def _print_human(res: dict, quiet: bool) -> None:
         print(f"Metric {name}: {value}")
     if not quiet:
         for dev, state in res["states"].items():
-            print(f"State  {dev}: {json.dumps(_abridged(state))}")
+            print(f"State  {dev}: {json.dumps(abridged(state))}")
 
 
-def _abridged(value, limit: int = 16):
+def abridged(value, limit: int = 16):
     """Long arrays shortened for reading; -r gives them whole."""
     if isinstance(value, dict):
-        return {k: _abridged(v, limit) for k, v in value.items()}
+        return {k: abridged(v, limit) for k, v in value.items()}
     if isinstance(value, list) and len(value) > limit:
-        return [_abridged(v, limit) for v in value[:limit]] + [f"... {len(value)} items"]
+        return [abridged(v, limit) for v in value[:limit]] + [f"... {len(value)} items"]
     return value

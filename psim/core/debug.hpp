@@ -28,6 +28,7 @@ struct pe_debug {
     bool stepping = false;          // stop when step_left events have run
     uint64_t step_left = 0;
     volatile int pause = 0;         // stop before the next event
+    uint64_t events = 0;            // events seen (SENT aside): where a stop is, and exact steps
     std::deque<pe_injected> queue;
     std::vector<uint32_t> touched;  // devices whose ReadyToSend must be asked again
 };
@@ -49,6 +50,7 @@ static int pe_debug_call(pe_engine* E, int reason, int bp, uint32_t kind, uint32
 static void pe_debug_event(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size) {
     pe_debug* d = E->debug;
     if (kind == PE_EV_SENT) return;                  // a send stops before OnSend, not after
+    d->events++;
     if (d->pause) { d->pause = 0; pe_debug_call(E, PE_STOP_PAUSE, -1, kind, dev, pin, msg, size); return; }
     for (size_t i = 0; i < d->bps.size(); i++)
         if (pe_bp_matches(E, d->bps[i], kind, dev, pin) && pe_debug_call(E, PE_STOP_BREAK, (int)i, kind, dev, pin, msg, size))

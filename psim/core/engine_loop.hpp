@@ -667,16 +667,17 @@ extern "C" const char* pe_debug_inject(pe_engine* E, uint32_t dev, uint32_t pin,
     return nullptr;
 }
 
+extern "C" uint64_t pe_debug_events(pe_engine* E) { return E->debug->events; }
+
 extern "C" void pe_debug_touch(pe_engine* E, uint32_t dev) { E->debug->touched.push_back(dev); }
 
-extern "C" size_t pe_debug_queued(pe_engine* E, const uint8_t** data) {
+extern "C" size_t pe_debug_queued(pe_engine* E, const uint8_t** data, size_t* entry) {
     // the injected messages not delivered yet, as pe_injected entries
-    static std::vector<uint8_t> flat;
-    flat.clear();
-    for (const pe_injected& m : E->debug->queue)
-        flat.insert(flat.end(), (const uint8_t*)&m, (const uint8_t*)&m + sizeof m);
-    *data = flat.data();
-    return E->debug->queue.size();
+    static std::vector<pe_injected> flat;
+    flat.assign(E->debug->queue.begin(), E->debug->queue.end());
+    *data = (const uint8_t*)flat.data();
+    *entry = sizeof(pe_injected);
+    return flat.size();
 }
 
 extern "C" size_t pe_debug_pool(pe_engine* E, const uint8_t** data, size_t* entry) {

@@ -1,6 +1,7 @@
 """The applications in tests/apps and what their checkers expect."""
-import importlib.util
 from pathlib import Path
+
+from psim.check import Checker, load_module
 
 APPS_DIR = Path(__file__).parent.parent / "apps"
 APPS = sorted(APPS_DIR.glob("*.xml"))
@@ -8,69 +9,46 @@ BAD = sorted((APPS_DIR / "bad").glob("*.xml"))
 EXAMPLES = APPS_DIR.parent.parent / "docs" / "examples"
 
 
-def load(path: Path, name: str):
-    """The Python file at `path`, as a module."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def checker(app: Path):
-    return load(app.with_suffix(".py"), f"check_{app.stem}")
+    """Its checker file (tests/apps/X.py beside X.xml), as a module."""
+    return Checker.of(app).module
 
 
 def example(name: str):
     """A worked example of docs/engines.md (docs/examples/NAME.py)."""
-    return load(EXAMPLES / f"{name}.py", f"example_{name}")
+    return load_module(EXAMPLES / f"{name}.py", f"example_{name}")
 
 
 def check(app: Path, result: dict) -> None:
-    """Assert the run ended as the checker expects and pass every check_*."""
-    module = checker(app)
-    expected = getattr(module, "expect_status", "exit")
-    assert result["status"] == expected, result.get("error")
-    checks = [f for name, f in vars(module).items() if name.startswith("check_")]
-    assert checks, f"{app.name} has no check_* functions"
-    for f in checks:
-        f(result)
+    """Assert the run ended as the checker expects and passes every check_*
+    (psim/check.py: the status, then each checker, named by its docstring)."""
+    failed = [v for v in Checker.of(app).verdicts(result) if not v.passed]
+    assert not failed, "; ".join(f"{v.name}: {v.message}" for v in failed)
 
 
+# The checker's attributes and their defaults are psim/check.py's (Checker).
 def schedule_independent(app: Path) -> bool:
-    """Its checkers pass under every schedule (random orders)."""
-    return getattr(checker(app), "schedule_independent", True)
+    return Checker.of(app).schedule_independent
 
 
 def exact_answer(app: Path) -> bool:
-    """Its whole answer (states, status, exit code, deliveries) is the same
-    under every schedule (split runs are compared with psim's)."""
-    return getattr(checker(app), "exact_answer", schedule_independent(app))
+    return Checker.of(app).exact_answer
 
 
 def split_exact(app: Path) -> bool:
-    """Its whole answer is also the same split into regions.  Not so for a
-    supervisor app whose answer counts the supervisor's ticks (rounds are
-    per region when split) or that exits with messages still in flight
-    between regions (a split run stops them where they are)."""
-    return getattr(checker(app), "split_exact", exact_answer(app))
+    return Checker.of(app).split_exact
 
 
 def options(app: Path) -> dict:
-    return dict(getattr(checker(app), "options", {}))
+    return Checker.of(app).options
 
 
 def externals(app: Path):
-    """A fresh application engine for its external devices (the checker's
-    externals()), or None when it has none."""
-    factory = getattr(checker(app), "externals", None)
-    return factory() if factory else None
+    return Checker.of(app).externals()
 
 
 def supervisor(app: Path):
-    """A fresh application engine that runs its supervisor in Python (the
-    checker's supervisor()), or None when it has none."""
-    factory = getattr(checker(app), "supervisor", None)
-    return factory() if factory else None
+    return Checker.of(app).supervisor()
 
 
 def expectations(bad: Path) -> list[str]:
