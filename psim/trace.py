@@ -246,7 +246,7 @@ class TraceFile:
             buf = buf[at:] + data
             at = 0
             while True:
-                rec, used = parse(buf, at, index)
+                rec, used = self._checked(region, index, lambda: parse(buf, at, index))
                 if rec is None:
                     break
                 yield rec
@@ -263,14 +263,23 @@ class TraceFile:
             buf = buf[at:] + data
             at = 0
             while True:
-                used = record_size(buf, at)
+                used = self._checked(region, index, lambda: record_size(buf, at))
                 if not used:
                     break
                 if buf[at] >= INJECT:
                     yield parse(buf, at, index)[0]
                 at += used
                 index += 1
+        if at != len(buf):
+            raise self.bad(f"region {region}'s records end in the middle of one (corrupted)")
         counted[0] = index
+
+    def _checked(self, region: int, index: int, read: Callable):
+        """read() (a record's parse), a corrupted one named as the file's."""
+        try:
+            return read()
+        except ValueError as e:
+            raise self.bad(f"region {region}, record {index}: {e} (corrupted)") from None
 
     def check_app(self, src: Source) -> None:
         """BadInput unless `src` is the application the trace was recorded from."""
@@ -283,6 +292,8 @@ class TraceFile:
 def record_size(buf: bytes, at: int) -> int:
     """The length of the record at buf[at:], or 0 if buf ends before it does."""
     left = len(buf) - at
+    if left and not (INIT <= buf[at] <= HWIDLE or INJECT <= buf[at] <= RETURN):
+        raise ValueError(f"unknown record kind {buf[at]}")
     if left >= INPUT.size and buf[at] >= INJECT:
         used = INPUT.size + INPUT.unpack_from(buf, at)[2]
     elif left >= EVENT.size:
@@ -324,7 +335,7 @@ def parse(buf: bytes, at: int, index: int) -> tuple[Record | None, int]:
         return Record(index, kind, status=status, steps=steps, message=buf[at + INPUT.size:at + used],
                       raw=buf[at:at + used]), used
     if not INIT <= kind <= HWIDLE:
-        raise BadInput(f"trace record {index}: unknown kind {kind} (corrupted)")
+        raise ValueError(f"unknown record kind {kind}")
     if len(buf) - at < EVENT.size:
         return None, 0
     kind, src_pin, pin, dev, size = EVENT.unpack_from(buf, at)

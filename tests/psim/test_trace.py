@@ -185,6 +185,17 @@ def test_a_truncated_trace_is_refused(ring, tmp_path):
     assert f"trace {cut}: truncated" in done.stderr
 
 
+def test_a_record_of_no_known_kind_is_refused(ring, tmp_path):
+    _, path = ring
+    data = bytearray(open(path, "rb").read())
+    data[data.index(bytes([trace.SEND, 0, 0, 0, 0, 0, 0, 0]))] = 9       # n0's first send: kind 9
+    bad = tmp_path / "kind.ptrace"
+    bad.write_bytes(bytes(data))
+    done = run_psim("--replay", str(bad))
+    assert done.returncode == 2
+    assert f"trace {bad}: region 0, record 4: unknown record kind 9 (corrupted)" in done.stderr
+
+
 def test_a_file_that_is_no_trace_is_refused(tmp_path):
     with pytest.raises(BadInput, match="not a pstack trace"):
         trace.replay(RING)
