@@ -85,3 +85,13 @@ def test_a_process_without_trace_or_with_a_python_region_is_refused(secured, tmp
         pcli.run(str(app), externals=checker(app).externals(), async_=True, trace=True)
     with pytest.raises(ValueError, match=r"fetch it with pcli.trace"):
         pcli.run(CAUSAL, trace=str(tmp_path / "x"))
+
+
+def test_a_trace_past_its_engine_s_limit_is_cut(cluster):
+    """PSTACK_TRACE_MB=0: the region's first chunk passes the limit; the
+    process runs on, and its trace says it was cut."""
+    cluster.start("e1", env={"PSTACK_TRACE_MB": "0"})
+    future = pcli.run(CAUSAL, trace=True, async_=True)
+    assert future.result(timeout=60)["state"] == "finished"
+    with pytest.raises(ValueError, match="region 0 passed its engine's limit and was cut"):
+        pcli.trace(future.pid, "unused.ptrace")
