@@ -4,6 +4,7 @@ bytes per device; and the time a new instance of a cached graph type takes
 to reach its first event.
 
     make bench                      # or: .venv/bin/python bench/bench_psim.py [--small]
+    .venv/bin/python bench/bench_psim.py --trace    # the cost of event traces
 
 Each measurement runs in a fresh process, so peak memory is its own.
 Generated files are kept in bench/out/.
@@ -72,9 +73,30 @@ def measure(path: str) -> dict:
     }
 
 
-def child(path: Path, cache: str) -> dict:
+def measure_trace(path: str) -> dict:
+    """In this process: the run untraced, traced into a file, and the replay
+    of that file: events per second and bytes per event."""
+    from psim import trace
+    from psim.engine import Options
+    from psim.run import Loaded, run_loaded
+
+    plain = run_loaded(Loaded(path), Options())["metrics"]
+    with tempfile.TemporaryDirectory() as tmp:
+        file = os.path.join(tmp, "run.ptrace")
+        traced = run_loaded(Loaded(path), Options(trace=file))["metrics"]
+        size = os.path.getsize(file)
+        t0 = time.perf_counter()
+        trace.replay(file)
+        replay_s = time.perf_counter() - t0
+    # init, send, sent and recv records (the bench graphs have no idle handlers)
+    events = plain["Devices"] + 2 * plain["Sends"] + plain["Delivered messages"]
+    return {"events": events, "plain_s": plain["Run time (s)"], "traced_s": traced["Run time (s)"],
+            "bytes": size, "replay_s": replay_s}
+
+
+def child(path: Path, cache: str, mode: str = "--one") -> dict:
     env = dict(os.environ, PSTACK_CACHE=cache)
-    done = subprocess.run([sys.executable, __file__, "--one", str(path)], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, mode, str(path)], env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr)
     return json.loads(done.stdout)
@@ -83,10 +105,18 @@ def child(path: Path, cache: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--one-trace", help=argparse.SUPPRESS)
     ap.add_argument("--small", action="store_true", help="100k-device graphs instead of 1M")
+    ap.add_argument("--trace", action="store_true", help="the cost of event traces (docs/tracing.md) instead")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(measure(args.one)))
+        return
+    if args.one_trace:
+        print(json.dumps(measure_trace(args.one_trace)))
+        return
+    if args.trace:
+        trace_figures()
         return
     n = 100_000 if args.small else 1_000_000
     side = int(n ** 0.5)
@@ -108,6 +138,20 @@ def main() -> None:
         again = child(small, cache)
     print(f"\nnew instance of a cached graph type, {again['devices']} devices: first event after "
           f"{again['first_event_s'] * 1000:.0f} ms (in-process: read, cached module, engine, OnInit)")
+
+
+def trace_figures() -> None:
+    """Tracing a 100k-device ring and mesh (10 messages per device): events
+    per second untraced, traced into a file, replayed; bytes per event."""
+    cases = [("ring", generate("ring-100000", "ring", 100_000)), ("mesh", generate("mesh-316x316", "mesh", 316, 316))]
+    print(f"{'graph':6} {'events':>9} {'plain ev/s':>11} {'traced ev/s':>12} {'replay ev/s':>12} {'B/event':>8} "
+          f"{'trace MB':>9}")
+    for name, path in cases:
+        with tempfile.TemporaryDirectory() as cache:
+            f = child(path, cache, "--one-trace")
+        ev = f["events"]
+        print(f"{name:6} {ev:9d} {ev / f['plain_s'] / 1e6:10.1f}M {ev / f['traced_s'] / 1e6:11.1f}M "
+              f"{ev / f['replay_s'] / 1e6:11.1f}M {f['bytes'] / ev:8.1f} {f['bytes'] / 2**20:9.1f}")
 
 
 if __name__ == "__main__":

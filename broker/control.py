@@ -3,6 +3,7 @@ heartbeats, results and logs, in Redis.  Updates go through the Lua scripts
 in scripts.lua; reads are plain commands on the keys of keys.py."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import orjson
 import redis
@@ -22,6 +23,8 @@ from . import keys
 from .credentials import redis_url
 
 LOG_CAP = 100_000           # log lines kept per process
+TRACE_TTL = 86_400          # seconds a process's event trace is kept after its last chunk
+TRACE_CUT = b""             # the last chunk of a trace cut at its region's limit (pd/worker.py)
 HEARTBEAT_TTL_MS = 3000     # an engine silent for this long is dead
 REGION_TTL_MS = 3000        # a region worker silent for this long is dead
 START_TTL_MS = 10_000       # a claimed region's worker must beat within this (a new Python starting up)
@@ -253,6 +256,19 @@ class Control:
         for device, level, text in entries:
             args += [job.engine, job.region, device, level, text]
         self.s["log"](args=args)
+
+    def trace(self, job: Job, data: bytes) -> None:
+        """One more chunk of a region's event trace (psim/trace.py)."""
+        self.s["trace"](args=[job.pid, job.token, job.region, TRACE_TTL, data])
+
+    def read_trace(self, pid: int, region: int, page: int = 64) -> Iterator[bytes]:
+        """The chunks of a region's event trace, a page at a time."""
+        key = keys.proc_trace(self.owner(pid), pid, region)
+        for start in itertools.count(0, page):
+            chunks = self.r.lrange(key, start, start + page - 1)
+            yield from chunks
+            if len(chunks) < page:
+                return
 
     def read_log(self, pid: int, after: str = "0-0", block_ms: int | None = None, count: int = 10_000):
         """[(id, {field: value})] after `after`; waits up to block_ms for new lines."""

@@ -22,6 +22,8 @@ A process's private keys, readable by its owner (and engines, admins) only:
     pstack:u:<owner>:p:<pid>:partition  region of every device (uint16 array, zlib), for regions=N
     pstack:u:<owner>:p:<pid>:results    hash  region -> result JSON
     pstack:u:<owner>:p:<pid>:log        stream of log lines (capped)
+    pstack:u:<owner>:p:<pid>:trace:<region>  list of the region's event trace chunks (psim/trace.py),
+                                        for processes run with trace=True; expire after TRACE_TTL
 
 A user's inbox, the only keys a user writes (broker/acl.py):
     pstack:u:<user>:in:requests         stream of requests (submit, kill) for the scheduler
@@ -89,6 +91,10 @@ def proc_results(owner: str, pid: int) -> str:
 
 def proc_log(owner: str, pid: int) -> str:
     return f"{private(owner, pid)}:log"
+
+
+def proc_trace(owner: str, pid: int, region: int) -> str:
+    return f"{private(owner, pid)}:trace:{region}"
 
 
 def inbox_prefix(user: str) -> str:

@@ -265,6 +265,16 @@ if fenced(ARGV[1], ARGV[2], 'stale_writes') then return 0 end
 append_log(ARGV[1], ARGV[3], 4)
 return 1
 
+-- @script trace
+-- ARGV: pid, token, region, ttl (s), chunk: one more chunk of a region's
+-- event trace, onto its list (keys.py proc_trace), which expires ttl seconds
+-- after the last.
+if fenced(ARGV[1], ARGV[2], 'stale_writes') then return 0 end
+local key = private(ARGV[1]) .. ':trace:' .. ARGV[3]
+redis.call('RPUSH', key, ARGV[5])
+redis.call('EXPIRE', key, ARGV[4])
+return 1
+
 -- @script kill
 -- The scheduler acts on a user's kill request (served once).  ARGV: user,
 -- request id, pid, whether the user may kill others' processes (1 or 0:

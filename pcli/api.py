@@ -19,8 +19,9 @@ from typing import Any, Iterable
 import redis
 
 from broker import acl, keys
-from broker.control import APP, Control, connect
+from broker.control import APP, TRACE_CUT, Control, connect
 from broker.credentials import redis_url
+from psim import trace as psim_trace
 from psim.engine import Options
 from psim.errors import BadInput
 from psim.inspect import graph, split_by, topology
@@ -30,7 +31,8 @@ from psim.run import load_instance
 
 from .engine import Engine
 
-__all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "graph", "Future"]
+__all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "graph", "trace",
+           "Future"]
 
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
@@ -126,7 +128,8 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     minute; it has no timeout.  Other options go to psim (order, seed, timeout, max_steps,
     memory_mb: the memory in MB each region's application may use, else
     the engine's default; more than an engine's maximum fails the
-    process)."""
+    process; trace=True: record every event of every region, for
+    trace(pid, FILE) and `psim --replay FILE`)."""
     async_ = bool(options.pop("async", async_))
     externals = options.pop("externals", None)
     paused = bool(options.pop("paused", False))
@@ -138,6 +141,11 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
         raise ValueError("a process with application engines runs with async_=True: then call engine.run()")
     if regions and rmap:
         raise ValueError("give rmap or regions, not both")
+    if options.get("trace") not in (None, False, True):
+        raise ValueError("trace=True records a process's trace on the cluster (fetch it with pcli.trace(pid, FILE))")
+    if options.get("trace") and (apps or externals is not None):
+        raise ValueError("trace=True: a region served by a Python application engine records no trace, and a "
+                         "replay needs every region's; trace processes whose regions all run on engines")
     opts = {"level": level, **options}
     Options.from_dict(opts)                    # unknown options fail here, not in a worker
     src = Source(xml)                          # a file (.xml or .xml.gz) or XML text
@@ -297,6 +305,39 @@ def result(pid: int) -> dict | None:
         merged.setdefault("error", merged["reason"])
         merged["metrics"].setdefault("Exit code", 1)
     return merged
+
+
+def trace(pid: int, path: str | Path) -> dict:
+    """Write the event trace of an ended process run with trace=True to
+    `path` (replay it with `psim --replay path`): {"path", "regions", "bytes"}."""
+    ctl = control()
+    rec = ctl.process(int(pid))
+    if rec is None:
+        raise ValueError(f"no process {pid}")
+    if rec["state"] not in keys.ENDED:
+        raise ValueError(f"process {pid} is still {rec['state']}: its trace is whole when it ends")
+    if not json.loads(rec.get("options", "{}")).get("trace"):
+        raise ValueError(f"process {pid} was not run with trace=True")
+    nregions = int(rec["nregions"])
+    try:
+        regions = [list(ctl.read_trace(int(pid), r)) for r in range(nregions)]
+    except redis.exceptions.NoPermissionError:
+        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its trace") from None
+    for r, chunks in enumerate(regions):
+        if not chunks:
+            raise ValueError(f"process {pid} has no trace of region {r} (it ended before it ran, or its trace "
+                             "expired)")
+        if chunks[-1] == TRACE_CUT:
+            raise ValueError(f"the trace of process {pid}'s region {r} passed its engine's limit and was cut: "
+                             "a replay needs it whole (run a shorter process, or ask for a higher PSTACK_TRACE_MB)")
+    regions[0][0] = psim_trace.rename_app(regions[0][0], rec.get("app_name", ""))
+    size = 0
+    with open(path, "wb") as f:
+        f.write(psim_trace.MAGIC)
+        for chunk in (c for chunks in regions for c in chunks):
+            f.write(chunk)
+            size += len(chunk)
+    return {"path": str(path), "regions": nregions, "bytes": size + len(psim_trace.MAGIC)}
 
 
 def merge(results: dict[int, dict]) -> dict:

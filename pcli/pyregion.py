@@ -172,6 +172,9 @@ class PyRegion:
         lines, self.lines = self.lines, []
         return lines
 
+    def drain_trace(self) -> None:
+        """A Python region records no event trace (psim/trace.py): pcli.run refuses trace=True with one."""
+
     # ---- what the user's functions call ------------------------------------------
 
     def send(self, src: str, pin: str, send_index: int | None = None, fields: dict | None = None) -> None:

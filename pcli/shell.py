@@ -2,7 +2,7 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, block, result, info, log, engines, inspect, top, test, debug; py (a
+Commands: run, ps, kill, block, result, info, log, trace, engines, inspect, top, test, debug; py (a
 Python interpreter with the API imported), run_pyscript, run_script,
 history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
@@ -150,6 +150,8 @@ class Shell(cmd2.Cmd):
     run_parser.add_argument("--max-steps", type=int, help="fail the process after N steps")
     run_parser.add_argument("--memory-mb", type=int, metavar="N",
                             help="memory each region may use, in MB (default: the engine's)")
+    run_parser.add_argument("--trace", action="store_true",
+                            help="record every event, for `trace PID FILE` and psim --replay")
     json_arg(run_parser)
 
     @with_category(CATEGORY)
@@ -159,7 +161,7 @@ class Shell(cmd2.Cmd):
         """Run an application."""
         options = {k: v for k, v in (("order", args.order), ("seed", args.seed), ("timeout", args.timeout),
                                      ("max_steps", args.max_steps), ("regions", args.regions),
-                                     ("memory_mb", args.memory_mb)) if v}
+                                     ("memory_mb", args.memory_mb), ("trace", args.trace)) if v}
         future = api.run(args.app, rmap=json_object(args.rmap, "--rmap"), rcon=json_object(args.rcon, "--rcon"),
                          level=args.level, verbose=args.verbose, async_=True, paused=args.paused, **options)
         if args.async_ or args.paused:
@@ -309,6 +311,19 @@ class Shell(cmd2.Cmd):
         if not streamed and res is not None:
             for dev, _, text in res.get("log", []):
                 self.poutput(f"{dev}: {text}")
+
+    trace_parser = Cmd2ArgumentParser(description="Write the event trace of an ended process run with --trace "
+                                                  "to FILE (replay it with psim --replay FILE).")
+    pid_arg(trace_parser)
+    trace_parser.add_argument("file", help="trace file to write", completer=cmd2.Cmd.path_complete)
+
+    @with_category(CATEGORY)
+    @with_argparser(trace_parser)
+    @command
+    def do_trace(self, args) -> None:
+        """Fetch a process's event trace."""
+        out = api.trace(args.pid, args.file)
+        self.poutput(f"trace of process {args.pid}: {out['regions']} region(s), {out['bytes']} bytes in {out['path']}")
 
     engines_parser = Cmd2ArgumentParser(description="Registered engines.")
     json_arg(engines_parser)

@@ -26,7 +26,7 @@ import cffi
 import orjson
 
 from broker.dataplane import DataPlane, DataPlaneError
-from psim import build
+from psim import build, trace
 from psim import limits as rlimits
 from psim.engine import FAIL_FILE_SIZE, FAIL_MEMORY, Engine, Options
 from psim.errors import BadInput
@@ -139,6 +139,10 @@ def run(channel: Channel, job: dict) -> None:
         return
     inst = loaded.instance
     channel.send("loaded", graph_type=inst.graph.id, devices=inst.n_devices, edges=inst.n_edges)
+    if opts.trace:               # region 0 heads the process's trace file (pcli.trace)
+        if job["region"] == 0:
+            channel.send("trace", data=trace.head_chunks(inst, engine, opts))
+        trace.record(engine, lambda data: channel.send("trace", data=data))
     reports = Reports(channel)
     collected: list = []
     on_log = reports.log if job["verbose"] else (lambda d, lv, t: collected.append((d, lv, t)))
@@ -158,6 +162,8 @@ def run(channel: Channel, job: dict) -> None:
     else:
         out = drive(engine, on_log, opts, reports.progress)
     reports.flush()
+    if opts.trace:
+        channel.send("trace", data=trace.end_chunk(engine, out.status, out.exit_code, out.error))
     res = result(loaded, engine, out, collected)
     if reports.plane:
         res["metrics"]["Dropped frames"] = reports.plane.dropped

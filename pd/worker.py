@@ -36,7 +36,7 @@ from dataclasses import asdict, replace
 import orjson
 import redis
 
-from broker.control import REGION_TTL_MS, Control, Job, connect
+from broker.control import REGION_TTL_MS, TRACE_CUT, Control, Job, connect
 from broker.dataplane import DataPlaneError, RedisRendezvous, advertised_host, curve_wanted
 from psim import build
 from psim.engine import Options
@@ -53,6 +53,7 @@ CLOSE_GRACE_SECONDS = 2.0                     # a sandbox that closed its channe
 POLL_SECONDS = 0.25                           # how often the process count and problems are checked
 BEAT_SECONDS = 0.5
 GIVE_UP_SECONDS = 2 * REGION_TTL_MS / 1000    # fenced: no Redis, or no daemon, for this long
+TRACE_MB = int(os.environ.get("PSTACK_TRACE_MB", "256"))    # of event trace kept per region
 STOP_GRACE_SECONDS = 3.0                      # another region ended; our STOP should be here by then
 PATIENCE_SECONDS = 30.0                       # a Redis restart: how long the worker's commands retry
 log = logging.getLogger("pd.worker")
@@ -119,6 +120,7 @@ class Keeper:
         self.modules = ModuleCache(build.cache_dir())
         self.running = False          # the data plane is up: notices may be sent
         self.told = False             # the notice of a problem was sent
+        self.traced = 0               # bytes of event trace recorded (None: cut at TRACE_MB)
 
     def serve(self) -> None:
         try:
@@ -213,6 +215,18 @@ class Keeper:
                               edges=int(msg["edges"]))
         elif kind == "started":
             self.running = True
+        elif kind == "trace":
+            self.trace(msg["data"])
+
+    def trace(self, data: bytes) -> None:
+        """A chunk of the region's event trace into Redis; past TRACE_MB the
+        trace is cut (marked so: a replay needs it whole), the run goes on."""
+        if self.traced is None:
+            return
+        self.traced += len(data)
+        if self.traced > TRACE_MB << 20:
+            self.traced, data = None, TRACE_CUT
+        self.ctl.trace(self.job, data)
 
     def finish(self, status: str, reason: str, res: orjson.Fragment | None = None) -> None:
         self.beat.finished = True

@@ -15,7 +15,7 @@ from .errors import BadInput
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).")
     p.add_argument("app", nargs="?", help="application file (.xml or .xml.gz); with --check, by default the one "
-                                          "beside the checker file")
+                                          "beside the checker file; with --replay or --events, the trace's own")
     p.add_argument("-l", "--level", type=int, help="log level: show handler_log lines up to N (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the exit code and metrics")
     p.add_argument("-r", "--result", action="store_true", help="print the result as JSON")
@@ -46,22 +46,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--check", metavar="CHECKER.py",
                    help="run the application with its checker file's options, then its check_* functions on the "
                         "result: PASS or FAIL with the assertion for each; exit status 1 if one fails")
+    p.add_argument("--trace", metavar="FILE", help="record every send, delivery and input in FILE (docs/tracing.md)")
+    p.add_argument("--replay", metavar="FILE", help="run the schedule the trace FILE recorded again, checking "
+                                                    "every event against it")
+    p.add_argument("--events", metavar="FILE", help="print the trace FILE's records, one JSON object a line")
+    p.add_argument("--xml", metavar="OUT", help="with --events: write graph-schema's event log XML to OUT instead")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if not (args.app or args.check):
+    if not (args.app or args.check or args.replay or args.events):
         p.error("the following arguments are required: app")
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
     if args.inspect:
         return inspect(args)
     from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
+    if args.replay or args.events:
+        return _traced(args)
     given = options_given(args)
     try:
-        opts = Options.from_dict({**given, "region": args.region})
+        opts = Options.from_dict({**given, "region": args.region, "trace": args.trace or False})
     except ValueError as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
@@ -97,6 +104,46 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
     else:
         _print_human(res, args.quiet)
+    return _status(res)
+
+
+def _traced(args) -> int:
+    """--replay (the result, printed as a run's) or --events."""
+    from . import trace
+    try:
+        if args.events:
+            if args.xml:
+                print(f"Events {trace.to_xml(args.events, args.xml, args.app)} written to {args.xml}")
+            else:
+                for event in trace.events(args.events, args.app):
+                    print(json.dumps(event))
+            return 0
+        res = trace.replay(args.replay, args.app)
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    except trace.Diverged as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 1
+    _report(res, args)
+    return _status(res)
+
+
+def _report(res: dict, args) -> None:
+    if args.result:
+        print(json.dumps(res))
+        return
+    for dev, _, text in res.get("log", []) if not args.quiet else []:
+        print(f"Log    {dev}: {text}")
+    _print_human(res, args.quiet)
+    rep = res["replay"]
+    print(f"Replay {rep['records']} records in {rep['regions']} region(s) matched the trace")
+    for region in rep["unended"]:
+        print(f"Replay region {region} was stopped before it recorded its end: checked as far as its trace goes, "
+              "no result (as in the process's)")
+
+
+def _status(res: dict) -> int:
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from array import array
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import limits
 from .build import loader_module
@@ -35,6 +35,7 @@ class Options:
     timeout: float = 0.0          # seconds, 0: none
     region: int | None = None     # run only this region of the region map
     memory_mb: int = 0            # memory for the application beyond the runner's at rest (psim/limits.py); 0: none
+    trace: str | bool = False     # record an event trace (psim/trace.py): a file (psim), True (a cluster keeps it)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Options":
@@ -45,6 +46,8 @@ class Options:
         opts = cls(**known)
         if opts.order not in ("fixed", "random"):
             raise ValueError(f"order must be 'fixed' or 'random', not {opts.order!r}")
+        if not isinstance(opts.trace, (str, bool)):
+            raise ValueError(f"trace must be a file name or True, not {opts.trace!r}")
         if not isinstance(opts.memory_mb, int) or isinstance(opts.memory_mb, bool) or opts.memory_mb < 0:
             raise ValueError(f"memory_mb must be a whole number of MB (0: no limit), not {opts.memory_mb!r}")
         return opts
@@ -55,9 +58,10 @@ class Engine:
                  region: array | None = None, my_region: int = 0, n_regions: int = 1, sup_region: int = 0):
         self.lib, self.ffi = module.lib, module.ffi
         self.inst, self.opts = inst, opts
-        self.my_region = my_region
+        self.my_region, self.n_regions = my_region, n_regions
         self.region = region
         self.sup_region = sup_region
+        self.on_trace: Callable[[bytes], None] | None = None
         finish_edges(inst, region, my_region)
         self.engine = self.ffi.gc(self.lib.pe_create(self._init(region, my_region, n_regions)), self.lib.pe_destroy)
 
@@ -152,6 +156,22 @@ class Engine:
             out.append((self._dev_id(dev), level, raw[at:at + size].decode(errors="replace")))
             at += size
         return out
+
+    def start_trace(self, on_chunk: Callable[[bytes], None]) -> None:
+        """Record every event and input from now on (psim/trace.py); the
+        records go to on_chunk in batches, at each drain_trace()."""
+        self.on_trace = on_chunk
+        self.lib.pe_trace_start(self.engine)
+
+    def drain_trace(self) -> None:
+        """Pass the records traced since the last call to on_chunk (when tracing)."""
+        if self.on_trace is None:
+            return
+        p = self.ffi.new("uint8_t**")
+        n = self.lib.pe_trace_take(self.engine, p)
+        if n:
+            self.on_trace(bytes(self.ffi.buffer(p[0], n)))
+            self.lib.pe_trace_clear(self.engine)
 
     def outcome(self):
         o = self.ffi.new("pe_outcome*")

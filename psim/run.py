@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from . import build, limits
+from . import build, limits, trace
 from .compiler import compile_graph
 from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, SUPERVISOR, Engine, Options
 from .errors import BadInput
@@ -192,8 +192,11 @@ def failed(engine: Engine, rounds: int, seconds: float) -> Outcome | None:
 
 
 def drain_logs(engine: Engine, on_log: LogSink) -> None:
+    """The log lines written since the last call, to on_log; and the
+    trace's records, when it is traced (psim/trace.py)."""
     for dev, level, text in engine.logs():
         on_log(dev, level, text)
+    engine.drain_trace()
 
 
 def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None) -> dict:
@@ -245,9 +248,28 @@ def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, external
     """Run a loaded application to its result (psim() and the psim command);
     log lines go to on_log, or without one into the result."""
     if externals is not None or supervisor is not None:
+        if opts.trace:
+            raise BadInput("a run with an application engine cannot be traced: a replay needs every region's "
+                           "trace, and an engine's Python region records none")
         from pcli.standalone import run_with_engine      # the layer above psim: imported only for an engine
         return run_with_engine(loaded, externals, opts, rmap, on_log, supervisor)
     engine = loaded.engine(opts, rmap)
+    sink = _trace_sink(loaded, engine, opts)
     log: list = []
     out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts)
+    if sink:
+        sink(trace.end_chunk(engine, out.status, out.exit_code, out.error))
+        sink.close()
     return result(loaded, engine, out, log)
+
+
+def _trace_sink(loaded: Loaded, engine: Engine, opts: Options) -> "trace.FileSink | None":
+    """The trace file opts.trace names, recording `engine`; None without one."""
+    if not opts.trace:
+        return None
+    if opts.trace is True:
+        raise BadInput("trace=True keeps a process's trace on a cluster; give psim a file name")
+    sink = trace.FileSink(opts.trace)
+    sink(trace.head_chunks(loaded.instance, engine, opts))
+    trace.record(engine, sink)
+    return sink

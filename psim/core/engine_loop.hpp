@@ -80,7 +80,8 @@ static inline bool pe_halted(const pe_engine* E) {
 
 // ---- watchers: a debugger or a trace (debug.hpp, trace.hpp) ----------------------
 
-static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size);
+static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size,
+                       const pe_edge* edge);
 
 #ifdef PE_NO_WATCHERS               // bench/bench_debugger.py's baseline: the loop without them
 static const bool pe_watchers = false;
@@ -89,9 +90,10 @@ static const bool pe_watchers = true;
 #endif
 
 // Report an event to the watchers: one predictable branch when there are none.
+// `edge`: a delivery's edge (the trace names its source).
 static inline void pe_watch(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin,
-                            const uint8_t* msg = nullptr, uint32_t size = 0) {
-    if (pe_watchers && __builtin_expect(E->watch != 0, 0)) pe_watched(E, kind, dev, pin, msg, size);
+                            const uint8_t* msg = nullptr, uint32_t size = 0, const pe_edge* edge = nullptr) {
+    if (pe_watchers && __builtin_expect(E->watch != 0, 0)) pe_watched(E, kind, dev, pin, msg, size, edge);
 }
 
 // Re-evaluate ReadyToSend of a device after one of its handlers ran.
@@ -113,7 +115,7 @@ static inline void pe_update(pe_engine* E, uint32_t dev, uint32_t t) {
 
 static inline void pe_deliver(pe_engine* E, const pe_edge& e, const uint8_t* msg) {
     uint32_t dst = e.dst, t = pe_type(E, dst);
-    pe_watch(E, PE_EV_RECV, dst, e.dst_pin, msg, pe_in_size[t][e.dst_pin]);
+    pe_watch(E, PE_EV_RECV, dst, e.dst_pin, msg, pe_in_size[t][e.dst_pin], &e);
     E->cur_dev = dst;
     E->cur_pin = e.dst_pin;
     E->cur_handler = PE_H_RECV;
@@ -189,8 +191,9 @@ static void pe_send_remote(pe_engine* E, uint32_t src, uint32_t pin, uint32_t se
 #include "debug.hpp"
 #include "trace.hpp"
 
-static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size) {
-    if (E->watch & PE_W_TRACE) pe_trace_event(E, kind, dev, pin, msg, size);
+static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size,
+                       const pe_edge* edge) {
+    if (E->watch & PE_W_TRACE) pe_trace_event(E, kind, dev, pin, msg, size, edge);
     if (E->watch & PE_W_DEBUG) pe_debug_event(E, kind, dev, pin, msg, size);
 }
 
@@ -558,13 +561,16 @@ extern "C" int pe_start(pe_engine* E, double seconds) {
 }
 
 extern "C" int pe_run(pe_engine* E, uint64_t budget, double seconds) {
-    return pe_protected(E, seconds, [E, budget]() {
+    int status = pe_protected(E, seconds, [E, budget]() {
         return E->random_order ? pe_loop<true>(E, budget) : pe_loop<false>(E, budget);
     });
+    if (status == PE_IDLE || status == PE_STOPPED) pe_trace_input(E, PE_TR_RETURN, nullptr, 0, status);
+    return status;
 }
 
 extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
     return pe_protected(E, seconds, [E]() {
+        pe_trace_input(E, PE_TR_HWIDLE, nullptr, 0);
         pe_sup_idle_round(E);
         for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++) {
             uint32_t t = pe_type(E, d);
@@ -582,6 +588,7 @@ extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
 // The run ended idle: the end-of-run calls (a supervisor's, see supervisor.hpp).
 extern "C" int pe_finish(pe_engine* E, double seconds) {
     return pe_protected(E, seconds, [E]() {
+        pe_trace_input(E, PE_TR_FINISH, nullptr, 0);
         pe_sup_finish(E);
         return E->stop ? (int)PE_STOPPED : (int)PE_BUDGET;
     });
@@ -599,6 +606,7 @@ extern "C" const char* pe_inject(pe_engine* E, const uint8_t* data, size_t lengt
         E->inbox_pos = 0;
     }
     E->inbox.insert(E->inbox.end(), data, data + length);
+    pe_trace_input(E, PE_TR_INJECT, data, (uint32_t)length);
     return nullptr;
 }
 
@@ -696,7 +704,7 @@ extern "C" void pe_trace_start(pe_engine* E) {
 
 extern "C" size_t pe_trace_take(pe_engine* E, const uint8_t** data) {
     *data = E->trace ? E->trace->buf.data() : nullptr;
-    return E->trace ? E->trace->buf.size() : 0;
+    return E->trace ? E->trace->used : 0;
 }
 
-extern "C" void pe_trace_clear(pe_engine* E) { if (E->trace) E->trace->buf.clear(); }
+extern "C" void pe_trace_clear(pe_engine* E) { if (E->trace) E->trace->used = 0; }
