@@ -1,5 +1,5 @@
 """What the debugger costs a run (docs/performance.md): the run phase of
-the 1000x1000 mesh (4M edges, 4M deliveries a round) with
+the 1000x1000 mesh (4M edges, 100 rounds: 400M deliveries) with
 
   baseline   the event loop compiled without watchers (-DPE_NO_WATCHERS)
   off        today's loop, nothing attached (every run that is not debugged)
@@ -24,7 +24,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_psim import generate  # noqa: E402
+import graphs  # noqa: E402
+from bench_dataplane import generate  # noqa: E402
+
+ROUNDS = 100
 
 MODES = ("baseline", "off", "attached", "armed")
 
@@ -71,7 +74,7 @@ def main() -> None:
         print(json.dumps(measure(*args.one)))
         return
     side = 300 if args.small else 1000
-    path = generate(f"mesh-{side}x{side}", "mesh", side, side)
+    path = generate(f"mesh-{side}x{side}-r{ROUNDS}", graphs.mesh(side, side), ROUNDS)
     modes = args.modes.split(",")
     best = {}
     for mode in modes:

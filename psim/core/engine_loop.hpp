@@ -89,11 +89,13 @@ static const bool pe_watchers = false;
 static const bool pe_watchers = true;
 #endif
 
+static inline bool pe_watching(const pe_engine* E) { return pe_watchers && __builtin_expect(E->watch != 0, 0); }
+
 // Report an event to the watchers: one predictable branch when there are none.
 // `edge`: a delivery's edge (the trace names its source).
 static inline void pe_watch(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin,
                             const uint8_t* msg = nullptr, uint32_t size = 0, const pe_edge* edge = nullptr) {
-    if (pe_watchers && __builtin_expect(E->watch != 0, 0)) pe_watched(E, kind, dev, pin, msg, size, edge);
+    if (pe_watching(E)) pe_watched(E, kind, dev, pin, msg, size, edge);
 }
 
 // Re-evaluate ReadyToSend of a device after one of its handlers ran.
@@ -113,15 +115,24 @@ static inline void pe_update(pe_engine* E, uint32_t dev, uint32_t t) {
 
 // ---- delivery --------------------------------------------------------------
 
-static inline void pe_deliver(pe_engine* E, const pe_edge& e, const uint8_t* msg) {
+// W: watchers attached.  A fan-out asks once for all its deliveries, so the
+// deliveries of a run nobody watches carry no check at all.
+template <bool W>
+static inline void pe_deliver_as(pe_engine* E, const pe_edge& e, const uint8_t* msg) {
     uint32_t dst = e.dst, t = pe_type(E, dst);
-    pe_watch(E, PE_EV_RECV, dst, e.dst_pin, msg, pe_in_size[t][e.dst_pin], &e);
+    if (W) pe_watched(E, PE_EV_RECV, dst, e.dst_pin, msg, pe_in_size[t][e.dst_pin], &e);
     E->cur_dev = dst;
     E->cur_pin = e.dst_pin;
     E->cur_handler = PE_H_RECV;
     pe_dispatch_recv(E, t, pe_slot(E, dst), e.dst_pin, msg, e.slot);
     E->delivered++;
     pe_update(E, dst, t);
+}
+
+// One delivery on its own (from the pool, the supervisor, the debugger).
+static inline void pe_deliver(pe_engine* E, const pe_edge& e, const uint8_t* msg) {
+    if (pe_watching(E)) pe_deliver_as<true>(E, e, msg);
+    else pe_deliver_as<false>(E, e, msg);
 }
 
 // Random order: park a delivery in the pool instead of running it.
@@ -133,9 +144,10 @@ static void pe_pool_add(pe_engine* E, uint32_t edge_index, const uint8_t* msg, u
     E->inflight[E->edges[edge_index].dst]++;
 }
 
+template <bool W>
 static inline void pe_route(pe_engine* E, uint32_t ei, const uint8_t* msg, uint16_t size) {
     if (E->random_order) pe_pool_add(E, ei, msg, size);
-    else pe_deliver(E, E->edges[ei], msg);
+    else pe_deliver_as<W>(E, E->edges[ei], msg);
 }
 
 static void pe_outbox_add(pe_engine* E, uint16_t region, uint32_t src, uint32_t pin,
@@ -153,8 +165,9 @@ static void pe_outbox_add(pe_engine* E, uint16_t region, uint32_t src, uint32_t 
 // Deliver a message sent by `src` on `pin` to the local destinations of that
 // pin (all edges, or edge `send_index` of an indexed pin).  Remote edges are
 // skipped: the sender's region already sent them a record.
+template <bool W>
 static void pe_fan_out(pe_engine* E, uint32_t src, uint32_t pin, uint32_t send_index,
-                       const uint8_t* msg, uint16_t size) {
+                          const uint8_t* msg, uint16_t size) {
     const uint32_t k = src * PE_MAXOUT + pin;
     const uint32_t lo = E->out_off[k], hi = E->out_off[k + 1];
     if (send_index != PE_BROADCAST) {
@@ -165,15 +178,16 @@ static void pe_fan_out(pe_engine* E, uint32_t src, uint32_t pin, uint32_t send_i
                      send_index, hi - lo);
             pe_fail(PE_FAIL_SEND_INDEX, text, 0);
         }
-        if (!(E->edges[lo + send_index].flags & PE_EDGE_REMOTE)) pe_route(E, lo + send_index, msg, size);
+        if (!(E->edges[lo + send_index].flags & PE_EDGE_REMOTE)) pe_route<W>(E, lo + send_index, msg, size);
         return;
     }
     for (uint32_t i = lo; i < hi; i++) {
         if (E->edges[i].flags & PE_EDGE_REMOTE) continue;
-        pe_route(E, i, msg, size);
+        pe_route<W>(E, i, msg, size);
         if (pe_halted(E)) return;   // handler_exit or a failure: the run ends after this handler
     }
 }
+
 
 static void pe_send_remote(pe_engine* E, uint32_t src, uint32_t pin, uint32_t send_index,
                            const uint8_t* msg, uint16_t size) {
@@ -199,17 +213,18 @@ static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, 
 
 // One send: OnSend on the device's chosen pin, then its deliveries (or the
 // supervisor's handling, for the __SUP_OUT__ pin).
+template <bool W>
 static void pe_send(pe_engine* E, uint32_t dev, uint32_t t, uint32_t pin) {
     alignas(8) uint8_t msg[PE_MAXMSG];
     uint32_t send_index = PE_BROADCAST;
     uint16_t size;
-    pe_watch(E, PE_EV_SEND, dev, pin);
+    if (W) pe_watched(E, PE_EV_SEND, dev, pin, nullptr, 0, nullptr);
     E->cur_dev = dev;
     E->cur_pin = pin;
     E->cur_handler = PE_H_SEND;
     bool do_send = pe_dispatch_send(E, t, pe_slot(E, dev), pin, msg, &send_index, &size);
     E->sends++;
-    pe_watch(E, PE_EV_SENT, dev, pin, msg, do_send ? size : 0xFFFF);
+    if (W) pe_watched(E, PE_EV_SENT, dev, pin, msg, do_send ? size : 0xFFFF, nullptr);
     pe_update(E, dev, t);
     if (!do_send) { E->cancelled++; return; }
     if (PE_SUPERVISOR && pin == pe_sup_out[t]) { pe_sup_send(E, dev, pin, msg, size); return; }
@@ -219,7 +234,7 @@ static void pe_send(pe_engine* E, uint32_t dev, uint32_t t, uint32_t pin) {
         pe_fail(PE_FAIL_SEND_INDEX, "OnSend of an indexed pin did not set *sendIndex", 0);
     }
     if (E->rem_off) pe_send_remote(E, dev, pin, send_index, msg, size);
-    pe_fan_out(E, dev, pin, send_index, msg, size);
+    pe_fan_out<W>(E, dev, pin, send_index, msg, size);
 }
 
 static inline uint32_t pe_lowest_pin(uint32_t bits) { return (uint32_t)__builtin_ctz(bits); }
@@ -230,9 +245,10 @@ static uint32_t pe_random_pin(pe_engine* E, uint32_t bits) {
     return (uint32_t)__builtin_ctz(bits);
 }
 
+template <bool W>
 static void pe_device_idle(pe_engine* E, uint32_t dev) {
     uint32_t t = pe_type(E, dev);
-    pe_watch(E, PE_EV_DEVIDLE, dev, 0);
+    if (W) pe_watched(E, PE_EV_DEVIDLE, dev, 0, nullptr, 0, nullptr);
     E->cur_dev = dev;
     E->cur_handler = PE_H_DEVIDLE;
     pe_dispatch_devidle(E, t, pe_slot(E, dev));
@@ -243,6 +259,7 @@ static void pe_device_idle(pe_engine* E, uint32_t dev) {
 // ---- incoming remote records -------------------------------------------------
 
 // Records were checked by pe_inject: each header fits and names a real pin.
+template <bool W>
 static void pe_inbox_next(pe_engine* E) {
     pe_record h;
     memcpy(&h, &E->inbox[E->inbox_pos], PE_RECORD_HEADER);
@@ -257,7 +274,7 @@ static void pe_inbox_next(pe_engine* E) {
         if (h.src == PE_SUP_DEV) { pe_sup_receive(E, h.send_index, msg); return; }
         if (h.pin == pe_sup_out[pe_type(E, h.src)]) { pe_sup_handle(E, h.src, msg, h.length); return; }
     }
-    pe_fan_out(E, h.src, h.pin, h.send_index, msg, h.length);
+    pe_fan_out<W>(E, h.src, h.pin, h.send_index, msg, h.length);
 }
 
 // A record from the supervisor (source PE_SUP_DEV): a reply to a device here
@@ -299,25 +316,27 @@ static bool pe_outbox_full(const pe_engine* E) {
     return false;
 }
 
+template <bool W>
 static int pe_step_fifo(pe_engine* E) {
-    if (E->inbox_pos < E->inbox.size()) { pe_inbox_next(E); return 1; }
+    if (E->inbox_pos < E->inbox.size()) { pe_inbox_next<W>(E); return 1; }
     if (E->ready_head != E->ready_tail) {
         uint32_t dev = E->ready[E->ready_head++ & E->ready_mask];
         E->qflags[dev] &= ~PE_Q_READY;
         uint32_t out = E->rts[dev] & ~PE_RTC_BIT;
-        if (out) pe_send(E, dev, pe_type(E, dev), pe_lowest_pin(out));
+        if (out) pe_send<W>(E, dev, pe_type(E, dev), pe_lowest_pin(out));
         else if (E->rts[dev] && !(E->qflags[dev] & PE_Q_IDLE)) pe_mark_idle(E, dev);
         return 1;
     }
     if (E->idle_head != E->idle_tail) {
         uint32_t dev = E->idleq[E->idle_head++ & E->ready_mask];
         E->qflags[dev] &= ~PE_Q_IDLE;
-        if (E->rts[dev] == PE_RTC_BIT) pe_device_idle(E, dev);
+        if (E->rts[dev] == PE_RTC_BIT) pe_device_idle<W>(E, dev);
         return 1;
     }
     return 0;
 }
 
+template <bool W>
 static void pe_pool_deliver(pe_engine* E, uint32_t i) {
     const size_t entry = PE_POOL_ENTRY, n = E->pool.size() / entry;
     const size_t at = (size_t)i * entry, last = (n - 1) * entry;
@@ -328,22 +347,23 @@ static void pe_pool_deliver(pe_engine* E, uint32_t i) {
     uint32_t ei;
     memcpy(&ei, msg, 4);
     E->inflight[E->edges[ei].dst]--;
-    pe_deliver(E, E->edges[ei], msg + 4);
+    pe_deliver_as<W>(E, E->edges[ei], msg + 4);
 }
 
+template <bool W>
 static int pe_step_random(pe_engine* E) {
-    if (E->inbox_pos < E->inbox.size()) { pe_inbox_next(E); return 1; }   // into the pool
+    if (E->inbox_pos < E->inbox.size()) { pe_inbox_next<W>(E); return 1; }   // into the pool
     const uint64_t pool = E->pool.size() / PE_POOL_ENTRY, ready = E->rset.size(), idle = E->iset.size();
     const uint64_t events = pool + ready + idle;
     if (!events) return 0;
     uint32_t pick = pe_rand(E, (uint32_t)std::min<uint64_t>(events, UINT32_MAX));
-    if (pick < pool) { pe_pool_deliver(E, pick); return 1; }
+    if (pick < pool) { pe_pool_deliver<W>(E, pick); return 1; }
     pick -= (uint32_t)pool;
     if (pick < ready) {
         uint32_t dev = pe_set_take(E->rset, E->rpos, pick);
         E->qflags[dev] &= ~PE_Q_READY;
         uint32_t out = E->rts[dev] & ~PE_RTC_BIT;
-        if (out) pe_send(E, dev, pe_type(E, dev), pe_random_pin(E, out));
+        if (out) pe_send<W>(E, dev, pe_type(E, dev), pe_random_pin(E, out));
         else if (E->rts[dev] && !(E->qflags[dev] & PE_Q_IDLE)) pe_mark_idle(E, dev);
         return 1;
     }
@@ -352,7 +372,7 @@ static int pe_step_random(pe_engine* E) {
     if (E->inflight[dev]) return 1;      // messages are on their way to it: not idle yet
     pe_set_take(E->iset, E->ipos, i);
     E->qflags[dev] &= ~PE_Q_IDLE;
-    if (E->rts[dev] == PE_RTC_BIT) pe_device_idle(E, dev);
+    if (E->rts[dev] == PE_RTC_BIT) pe_device_idle<W>(E, dev);
     return 1;
 }
 
@@ -368,7 +388,8 @@ static uint64_t pe_round_begin(pe_engine* E) {
     return pending;
 }
 
-template <bool RANDOM>
+// W: watchers attached (chosen once per pe_run, so a run nobody watches has no check for them)
+template <bool RANDOM, bool W>
 static int pe_loop(pe_engine* E, uint64_t budget) {
     while (budget--) {
         if (pe_halted(E)) return PE_STOPPED;
@@ -377,10 +398,10 @@ static int pe_loop(pe_engine* E, uint64_t budget) {
             E->round_left = pe_round_begin<RANDOM>(E);
             if (!E->round_left) return E->stop ? PE_STOPPED : PE_IDLE;
         }
-        if (pe_watchers && __builtin_expect(E->watch & PE_W_DEBUG, 0) && pe_debug_work(E)) continue;
+        if (W && (E->watch & PE_W_DEBUG) && pe_debug_work(E)) continue;
         if (E->timed_out) pe_fail(PE_FAIL_TIMEOUT, "", 0);
         if (E->steps >= E->max_steps) pe_fail(PE_FAIL_STEPS, "", 0);
-        if (!(RANDOM ? pe_step_random(E) : pe_step_fifo(E))) return PE_IDLE;
+        if (!(RANDOM ? pe_step_random<W>(E) : pe_step_fifo<W>(E))) return PE_IDLE;
         E->steps++;
         if (PE_SUPERVISOR) E->round_left--;
         if (E->rem_off && (E->steps & 1023) == 0 && pe_outbox_full(E)) return PE_OUTBOX;
@@ -562,7 +583,9 @@ extern "C" int pe_start(pe_engine* E, double seconds) {
 
 extern "C" int pe_run(pe_engine* E, uint64_t budget, double seconds) {
     int status = pe_protected(E, seconds, [E, budget]() {
-        return E->random_order ? pe_loop<true>(E, budget) : pe_loop<false>(E, budget);
+        if (pe_watching(E))
+            return E->random_order ? pe_loop<true, true>(E, budget) : pe_loop<false, true>(E, budget);
+        return E->random_order ? pe_loop<true, false>(E, budget) : pe_loop<false, false>(E, budget);
     });
     if (status == PE_IDLE || status == PE_STOPPED) pe_trace_input(E, PE_TR_RETURN, nullptr, 0, status);
     return status;
