@@ -50,11 +50,10 @@ class Stop:
         if self.reason == "end":
             return f"the process ended ({self.status})"
         ev = self.event
-        what = ev.get("handler", "")
-        at = f"{ev.get('device')}" + (f":{ev['pin']}" if ev.get("pin") else "") if ev else "(between events)"
+        at = f"{ev['handler']} {ev['device']}" + (f":{ev['pin']}" if ev.get("pin") else "") if ev else "between events"
         msg = f" message {ev['message']}" if ev.get("message") else ""
         bp = f" at breakpoint {self.breakpoint}" if self.breakpoint is not None and self.breakpoint >= 0 else ""
-        return f"{self.reason}{bp}: region {self.region}, {what} {at}{msg} (after {self.events} events)"
+        return f"{self.reason}{bp}: region {self.region}, {at}{msg} (after {self.events} events)"
 
 
 class Session:

@@ -47,6 +47,7 @@ class DebugShell(cmd2.Cmd):
         self.prompt = f"({name}) "
         self.watches: dict[str, list[str]] = {}
         self.failed = False
+        self.reported = False                 # the result's summary was printed
         self.intro = f"{session.where()}\n`help` lists the debugger's commands; `quit` runs the process to its end."
 
     def pexcept(self, exception: BaseException, **kwargs) -> None:
@@ -100,8 +101,9 @@ class DebugShell(cmd2.Cmd):
     def do_finish(self, _: cmd2.Statement) -> None:
         """finish: clear the breakpoints and run to the end; the result's status and counts."""
         res = self.session.finish()
-        if not self.report:
+        if not self.report or self.reported:
             return
+        self.reported = True
         if "error" in res:
             self.poutput(f"Error  {res['error']}")
         self.poutput(f"Exit   {res['metrics'].get('Exit code', 0)} ({res['status']})")

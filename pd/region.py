@@ -183,7 +183,9 @@ class RegionRun:
 
     def _pause(self, where: dict) -> None:
         """Stopped (inside an event, or between them): serve the debugger
-        until it lets this region go on, or the process ends."""
+        until it lets this region go on, or the process ends.  What it sent
+        goes out first: paused, it is in the other regions' inboxes."""
+        self._flush()
         self.where = {**where, "region": self.region, "since": self.resumed_by}
         self._tell({"tell": "stopped", **self.where})
         self.pausing = True
@@ -206,8 +208,11 @@ class RegionRun:
                 self._tell({"tell": "stopped", **self.where})
             else:
                 self._pause({"reason": "pause", "events": self.agent.events() if self.agent else 0})
-        elif self.agent is None:
-            self._reply(rid, False, f"region {self.region} is not a C engine: it cannot '{op}'")
+        elif self.agent is None:                  # a Python region: no breakpoints, no device the debugger can see
+            if op in ("break", "has", "names"):
+                self._reply(rid, True, {"break": None, "has": False, "names": []}[op])
+            else:
+                self._reply(rid, False, f"region {self.region} is not a C engine: it cannot '{op}'")
         else:
             try:
                 self._reply(rid, True, self.agent.handle(op, p))

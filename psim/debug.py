@@ -21,6 +21,7 @@ import numpy as np
 
 from .build import loader_module
 from .engine import SUPERVISOR, Engine
+from .topology import EDGE
 
 # pe_event_kind (engine_base.hpp) by handler name, and pe_stop_reason
 INIT, SEND, RECV, SENT, DEVIDLE, HWIDLE = range(1, 7)
@@ -32,6 +33,7 @@ REASONS = {1: "break", 2: "step", 3: "pause"}
 ANY = 0xFFFFFFFF
 _ALL_KINDS = sum(1 << k for k in HANDLERS.values())
 _INJECTED = struct.Struct("<IIHH")          # pe_injected's head (debug.hpp)
+_RECORD = struct.Struct("<IIHH")            # pe_record (records.h)
 
 
 class DebugError(Exception):
@@ -259,16 +261,15 @@ class Agent:
                 return int(e["slot"])
         return 0
 
-    def _edges(self):
+    def _edges(self) -> np.ndarray:
         ll = loader_module()
-        L = self.engine.inst.loader
         n = self.engine.inst.n_edges
-        raw = ll.ffi.buffer(ll.ffi.cast("uint8_t*", ll.lib.pl_edges(L)), 12 * n)
-        return np.frombuffer(raw, dtype=[("dst", "<u4"), ("slot", "<u4"), ("dst_pin", "<u2"), ("flags", "<u2")])
+        return np.frombuffer(ll.ffi.buffer(ll.lib.pl_edges(self.engine.inst.loader), EDGE.itemsize * n), EDGE)
 
     def pending(self, device: str) -> list[dict]:
-        """Messages waiting for the device: injected ones, and in random order
-        those in flight (the pool); incoming remote records not yet taken."""
+        """Messages waiting for the device: injected ones, in random order
+        those in flight (the pool), and records from other regions not yet
+        taken (the inbox)."""
         dev = self.device(device)
         t = self.types[self.dev_type[dev]]
         out = [{"pin": t.inputs[pin].name, "message": t.inputs[pin].message.layout.unpack(msg), "source": src}
@@ -294,6 +295,34 @@ class Agent:
                 e = edges[int.from_bytes(raw[at:at + 4], "little")]
                 if e["dst"] == dev:
                     yield int(e["dst_pin"]), raw[at + 4:], "(in flight)"
+        yield from self._inbox(dev)
+
+    def _inbox(self, dev: int):
+        """Records from other regions not taken yet that reach `dev`."""
+        ffi, data = self.ffi, self.ffi.new("uint8_t**")
+        n = self.lib.pe_debug_inbox(self.E, data)
+        if not n:
+            return
+        raw, at = bytes(ffi.buffer(data[0], n)), 0
+        edges, out_off, max_out = self._edges(), self._out_off(), self.engine.inst.graph.max_outputs
+        ids = self.engine.inst.ids
+        while at < n:
+            src, send_index, pin, length = _RECORD.unpack_from(raw, at)
+            body = raw[at + _RECORD.size:at + _RECORD.size + length]
+            at += _RECORD.size + length
+            if src >= len(ids):
+                continue                          # from the supervisor
+            k = src * max_out + pin
+            mine = edges[out_off[k]:out_off[k + 1]]
+            if send_index != 0xFFFFFFFF:
+                mine = mine[send_index:send_index + 1]
+            for e in mine[(mine["dst"] == dev) & ((mine["flags"] & 1) == 0)]:
+                yield int(e["dst_pin"]), body, f"(from {ids[src]}, in the inbox)"
+
+    def _out_off(self) -> np.ndarray:
+        ll = loader_module()
+        keys = self.engine.inst.n_devices * self.engine.inst.graph.max_outputs
+        return np.frombuffer(ll.ffi.buffer(ll.lib.pl_out_off(self.engine.inst.loader), 4 * (keys + 1)), "<u4")
 
     def handle(self, op: str, args: dict) -> Any:
         """Answer one request; raises DebugError."""

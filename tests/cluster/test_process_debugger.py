@@ -11,7 +11,7 @@ import time
 import pytest
 
 import pcli
-from conftest import ROOT
+from conftest import ROOT, wait_for
 from psim.debug import DebugError
 
 RING = str(ROOT / "tests" / "apps" / "ring_v2.xml")
@@ -69,7 +69,9 @@ def test_split_process_stops_everywhere_at_a_conditional_breakpoint(two_pds):
         assert stop.reason == "end" and stop.status == "exit"
         res = s.result()
     assert res["state"] == "finished" and res["metrics"]["Exit code"] == 0, res.get("error")
-    assert {d: st["counter"] for d, st in res["states"].items()} == {"n0": 10, "n1": 10, "n2": 10, "n3": 10}
+    # n0 ends it at 10; with two tokens the others are where the exit found them (split, a token may be between regions)
+    assert res["states"]["n0"]["counter"] == 10
+    assert all(8 <= st["counter"] <= 10 for st in res["states"].values()), res["states"]
 
 
 def test_step_counts_are_exact_across_the_regions_events(two_pds):
@@ -82,6 +84,11 @@ def test_step_counts_are_exact_across_the_regions_events(two_pds):
         assert (stop.region, stop.events) == (1, 2)
         stop = s.step(5, region=1)                  # nothing has reached region 1 yet: it runs out of events
         assert stop.reason == "idle" and stop.events == 2
+        stop = s.step(3, region=0)                  # n0 sends, n1 receives and sends: a record for n2
+        assert (stop.events, s.state("n1")["counter"]) == (5, 1)
+        waiting = wait_for(lambda: s.pending("n2"))
+        assert waiting == [{"pin": "toggle_in", "message": {"src": 1, "dst": 0xFFFFFFFF},
+                            "source": "(from n1, in the inbox)"}]
         res = s.finish()
     assert res["state"] == "finished" and res["metrics"]["Delivered messages"] == 40
 
