@@ -13,22 +13,29 @@ from psim.run import Loaded
 BATCH = 1 << 16
 
 
-def run_split(app: str, rmap: dict, n: int) -> tuple[dict, list]:
-    engines = [Loaded(app).engine(Options(region=r), rmap) for r in range(n)]
-    for e in engines:
-        e.start()
+def shuttle(engines: list, after_round=lambda engine: None) -> None:
+    """Run started engines of one process's regions to the end, moving
+    their outboxes by hand; after_round(engine) after each engine's round."""
     for _ in range(10_000):
         status = [e.run(BATCH) for e in engines]
         moved = 0
         for e in engines:
-            for r in range(n):
+            for r in range(len(engines)):
                 records = e.outbox(r)
                 if records is not None:
                     engines[r].inject(bytes(records))
                     e.clear_outbox(r)
                     moved += 1
+            after_round(e)
         if STOPPED in status or (not moved and all(s == IDLE for s in status)):
-            break
+            return
+
+
+def run_split(app: str, rmap: dict, n: int) -> tuple[dict, list]:
+    engines = [Loaded(app).engine(Options(region=r), rmap) for r in range(n)]
+    for e in engines:
+        e.start()
+    shuttle(engines)
     states = {}
     for e in engines:
         states.update(e.states())

@@ -12,9 +12,10 @@ from lxml import etree
 
 from appcases import APPS_DIR
 from psim import psim, trace
-from psim.engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, Options
+from psim.engine import STOP_EXIT, STOP_FAIL, Options
 from psim.errors import BadInput
-from psim.run import BATCH, Loaded
+from psim.run import Loaded
+from test_regions import shuttle
 
 RING = str(APPS_DIR / "ring_v2.xml")
 CAUSAL = str(APPS_DIR / "causal_v3.xml")
@@ -125,19 +126,7 @@ def run_split_traced(app: str, rmap: dict, n: int, opts: dict, path: str) -> dic
     for e in engines:
         trace.record(e, sink)
         e.start()
-    for _ in range(10_000):
-        status = [e.run(BATCH) for e in engines]
-        moved = 0
-        for e in engines:
-            for r in range(n):
-                records = e.outbox(r)
-                if records is not None:
-                    engines[r].inject(bytes(records))
-                    e.clear_outbox(r)
-                    moved += 1
-            e.drain_trace()
-        if STOPPED in status or (not moved and all(s == IDLE for s in status)):
-            break
+    shuttle(engines, lambda e: e.drain_trace())
     outcomes = [e.outcome() for e in engines]
     errors = [e.failure(o) if o.stop == STOP_FAIL else None for e, o in zip(engines, outcomes)]
     status = "failed" if any(errors) else "exit" if any(o.stop == STOP_EXIT for o in outcomes) else "idle"
