@@ -29,7 +29,7 @@ HANDLERS = {"init": INIT, "send": SEND, "receive": RECV, "device_idle": DEVIDLE,
 ALIASES = {"oninit": "init", "onsend": "send", "onreceive": "receive", "recv": "receive",
            "ondeviceidle": "device_idle", "onhardwareidle": "hardware_idle"}
 KIND_NAMES = {v: k for k, v in HANDLERS.items()}
-REASONS = {1: "break", 2: "step", 3: "pause"}
+REASONS = {1: "break", 2: "step"}
 ANY = 0xFFFFFFFF
 _ALL_KINDS = sum(1 << k for k in HANDLERS.values())
 _INJECTED = struct.Struct("<IIHH")          # pe_injected's head (debug.hpp)
@@ -124,11 +124,11 @@ class Agent:
         inside an event, that event is the first of them."""
         self.stepping = steps is not None
         left = max((steps or 0) - (1 if self.inside else 0), 0)
-        self.lib.pe_debug_run(self.E, int(self.stepping), left, 0)
+        self.lib.pe_debug_run(self.E, int(self.stepping), left)
 
     def events(self) -> int:
         """Events this region has run (the one it is stopped at not counted)."""
-        return int(self.lib.pe_debug_events(self.E)) - (1 if self.inside else 0)
+        return int(self.lib.pe_events(self.E))
 
     def set_breaks(self, points: list[dict]) -> None:
         bps = [Breakpoint(**p) for p in points]

@@ -56,10 +56,10 @@ typedef int (*pe_stop_fn)(void* ctx, int reason, int bp, uint32_t kind, uint32_t
                           const uint8_t* msg, uint32_t size);
 void pe_debug_attach(pe_engine* E, pe_stop_fn fn, void* ctx);
 void pe_debug_breaks(pe_engine* E, const uint32_t* quads, uint32_t n);
-void pe_debug_run(pe_engine* E, int stepping, uint64_t steps, int pause);
+void pe_debug_run(pe_engine* E, int stepping, uint64_t steps);
 const char* pe_debug_inject(pe_engine* E, uint32_t dev, uint32_t pin, uint32_t slot, const uint8_t* msg, uint32_t size);
 void pe_debug_touch(pe_engine* E, uint32_t dev);
-uint64_t pe_debug_events(pe_engine* E);
+uint64_t pe_events(pe_engine* E);
 size_t pe_debug_queued(pe_engine* E, const uint8_t** data, size_t* entry);
 size_t pe_debug_pool(pe_engine* E, const uint8_t** data, size_t* entry);
 size_t pe_debug_inbox(pe_engine* E, const uint8_t** data);

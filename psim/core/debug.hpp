@@ -1,6 +1,8 @@
 // The debugger's side of the loop (docs/debugging.md): breakpoints,
-// stepping, pausing, and messages injected by hand.  Nothing here runs
-// unless a debugger attached (PE_W_DEBUG in E->watch).
+// stepping, and messages injected by hand.  Nothing here runs unless the
+// debugger has work here (PE_W_DEBUG in E->watch, pe_debug_arm): attached
+// with no breakpoint, a run goes at full speed.  Its events are counted by
+// the engine's own counters (pe_events).
 //
 // A stop is a call into the debugger (pe_stop_fn) before a handler runs:
 // the engine waits inside it, in the middle of its event, while the
@@ -11,7 +13,7 @@
 // debugger changed are handled by the loop before its next event.
 #include <deque>
 
-enum pe_stop_reason { PE_STOP_BREAK = 1, PE_STOP_STEP = 2, PE_STOP_PAUSE = 3 };
+enum pe_stop_reason { PE_STOP_BREAK = 1, PE_STOP_STEP = 2 };
 static const uint32_t PE_ANY = 0xFFFFFFFFu;
 
 typedef int (*pe_stop_fn)(void* ctx, int reason, int bp, uint32_t kind, uint32_t dev, uint32_t pin,
@@ -27,8 +29,6 @@ struct pe_debug {
     std::vector<pe_bp> bps;
     bool stepping = false;          // stop when step_left events have run
     uint64_t step_left = 0;
-    volatile int pause = 0;         // stop before the next event
-    uint64_t events = 0;            // events seen (SENT aside): where a stop is, and exact steps
     std::deque<pe_injected> queue;
     std::vector<uint32_t> touched;  // devices whose ReadyToSend must be asked again
 };
@@ -36,6 +36,13 @@ struct pe_debug {
 static bool pe_bp_matches(const pe_engine* E, const pe_bp& b, uint32_t kind, uint32_t dev, uint32_t pin) {
     return (b.kinds >> kind & 1) && (b.dev == PE_ANY || b.dev == dev) && (b.pin == PE_ANY || b.pin == pin)
         && (b.type == PE_ANY || (dev < E->n_devices && b.type == pe_type(E, dev)));
+}
+
+// Watch the events only while a breakpoint, a step or queued work needs it.
+static void pe_debug_arm(pe_engine* E) {
+    const pe_debug* d = E->debug;
+    const bool armed = !d->bps.empty() || d->stepping || !d->queue.empty() || !d->touched.empty();
+    E->watch = armed ? E->watch | PE_W_DEBUG : E->watch & ~PE_W_DEBUG;
 }
 
 static int pe_debug_call(pe_engine* E, int reason, int bp, uint32_t kind, uint32_t dev, uint32_t pin,
@@ -50,14 +57,13 @@ static int pe_debug_call(pe_engine* E, int reason, int bp, uint32_t kind, uint32
 static void pe_debug_event(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size) {
     pe_debug* d = E->debug;
     if (kind == PE_EV_SENT) return;                  // a send stops before OnSend, not after
-    d->events++;
-    if (d->pause) { d->pause = 0; pe_debug_call(E, PE_STOP_PAUSE, -1, kind, dev, pin, msg, size); return; }
     for (size_t i = 0; i < d->bps.size(); i++)
         if (pe_bp_matches(E, d->bps[i], kind, dev, pin) && pe_debug_call(E, PE_STOP_BREAK, (int)i, kind, dev, pin, msg, size))
             return;
     if (!d->stepping) return;
     if (d->step_left) { d->step_left--; return; }
     d->stepping = false;
+    pe_debug_arm(E);
     pe_debug_call(E, PE_STOP_STEP, -1, kind, dev, pin, msg, size);
 }
 
@@ -66,11 +72,12 @@ static bool pe_debug_work(pe_engine* E) {
     pe_debug* d = E->debug;
     for (uint32_t dev : d->touched) pe_update(E, dev, pe_type(E, dev));
     d->touched.clear();
-    if (d->queue.empty()) return false;
+    if (d->queue.empty()) { pe_debug_arm(E); return false; }
     pe_injected m = d->queue.front();
     d->queue.pop_front();
     pe_edge e = {m.dev, m.slot, m.pin, 0};
     pe_deliver(E, e, m.msg);
+    pe_debug_arm(E);
     return true;
 }
 

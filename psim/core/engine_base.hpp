@@ -99,6 +99,7 @@ struct pe_engine {
 
     // metrics
     uint64_t delivered, sends, cancelled, steps, devidle_calls;
+    uint64_t init_calls, hwidle_calls;     // the debugger counts events by these (pe_events)
     uint64_t remote_sent, remote_received, remote_bytes;
 
     // supervisor graphs only (supervisor.hpp)

@@ -205,6 +205,8 @@ static void pe_send_remote(pe_engine* E, uint32_t src, uint32_t pin, uint32_t se
 #include "debug.hpp"
 #include "trace.hpp"
 
+// cold: kept out of the way of the loop a run nobody watches uses
+__attribute__((cold, noinline))
 static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size,
                        const pe_edge* edge) {
     if (E->watch & PE_W_TRACE) pe_trace_event(E, kind, dev, pin, msg, size, edge);
@@ -574,6 +576,7 @@ extern "C" int pe_start(pe_engine* E, double seconds) {
             E->cur_dev = d;
             E->cur_handler = PE_H_INIT;
             pe_dispatch_init(E, t, pe_slot(E, d));
+            E->init_calls++;
         }
         for (uint32_t d = 0; d < E->n_devices && !pe_halted(E); d++)
             if (pe_local(E, d)) pe_update(E, d, pe_type(E, d));
@@ -602,6 +605,7 @@ extern "C" int pe_hardware_idle(pe_engine* E, double seconds) {
             E->cur_dev = d;
             E->cur_handler = PE_H_HWIDLE;
             pe_dispatch_hwidle(E, t, pe_slot(E, d));
+            E->hwidle_calls++;
             pe_update(E, d, t);
         }
         return E->stop ? (int)PE_STOPPED : (int)PE_BUDGET;
@@ -673,17 +677,17 @@ extern "C" void pe_debug_attach(pe_engine* E, pe_stop_fn fn, void* ctx) {
     if (!E->debug) E->debug = new pe_debug();
     E->debug->fn = fn;
     E->debug->ctx = ctx;
-    E->watch |= PE_W_DEBUG;
 }
 
 extern "C" void pe_debug_breaks(pe_engine* E, const uint32_t* quads, uint32_t n) {
     E->debug->bps.assign((const pe_bp*)quads, (const pe_bp*)quads + n);
+    pe_debug_arm(E);
 }
 
-extern "C" void pe_debug_run(pe_engine* E, int stepping, uint64_t steps, int pause) {
+extern "C" void pe_debug_run(pe_engine* E, int stepping, uint64_t steps) {
     E->debug->stepping = stepping;
     E->debug->step_left = steps;
-    E->debug->pause = pause;
+    pe_debug_arm(E);
 }
 
 extern "C" const char* pe_debug_inject(pe_engine* E, uint32_t dev, uint32_t pin, uint32_t slot,
@@ -693,12 +697,19 @@ extern "C" const char* pe_debug_inject(pe_engine* E, uint32_t dev, uint32_t pin,
     pe_injected m = {dev, slot, (uint16_t)pin, (uint16_t)size, {}};
     memcpy(m.msg, msg, size);
     E->debug->queue.push_back(m);
+    pe_debug_arm(E);
     return nullptr;
 }
 
-extern "C" uint64_t pe_debug_events(pe_engine* E) { return E->debug->events; }
+// Events run (handler calls; a stop's own event not yet): the engine's counters.
+extern "C" uint64_t pe_events(pe_engine* E) {
+    return E->init_calls + E->sends + E->delivered + E->devidle_calls + E->hwidle_calls;
+}
 
-extern "C" void pe_debug_touch(pe_engine* E, uint32_t dev) { E->debug->touched.push_back(dev); }
+extern "C" void pe_debug_touch(pe_engine* E, uint32_t dev) {
+    E->debug->touched.push_back(dev);
+    pe_debug_arm(E);
+}
 
 extern "C" size_t pe_debug_queued(pe_engine* E, const uint8_t** data, size_t* entry) {
     // the injected messages not delivered yet, as pe_injected entries
