@@ -22,6 +22,19 @@ PLAIN = [a for a in APPS if "<ExtI" not in a.read_text() and "timeout" not in op
 HEAT_FIELDS = {"v", "round"}
 
 
+@pytest.fixture
+def debug():
+    """local(), and every session it made closed at the end (a paused run's thread stopped)."""
+    made = []
+
+    def open_session(*args, **kwargs):
+        made.append(local(*args, **kwargs))
+        return made[-1]
+    yield open_session
+    for s in made:
+        s.close()
+
+
 def counters(s) -> dict:
     return {d: s.state(d)["counter"] for d in ("n0", "n1", "n2", "n3")}
 
@@ -31,8 +44,8 @@ def answer(res: dict) -> tuple:
     return res["states"], res["status"], res.get("error"), m["Exit code"], m["Delivered messages"], m["Sends"]
 
 
-def test_steps_are_exact_from_the_first_event():
-    s = local(RING)
+def test_steps_are_exact_from_the_first_event(debug):
+    s = debug(RING)
     assert s.where().reason == "start" and counters(s) == {"n0": 0, "n1": 0, "n2": 0, "n3": 0}
     stop = s.step(1)
     assert (stop.events, stop.event["handler"], stop.event["device"]) == (1, "init", "n1")
@@ -46,8 +59,8 @@ def test_steps_are_exact_from_the_first_event():
     assert s.finish()["metrics"]["Delivered messages"] == 40
 
 
-def test_a_conditional_breakpoint_stops_before_the_handler_with_its_message():
-    s = local(RING)
+def test_a_conditional_breakpoint_stops_before_the_handler_with_its_message(debug):
+    s = debug(RING)
     n = s.break_on(device="n2", pin="toggle_in", when="counter == 5")
     stop = s.cont()
     assert (stop.reason, stop.breakpoint) == ("break", n)
@@ -64,15 +77,15 @@ def test_a_conditional_breakpoint_stops_before_the_handler_with_its_message():
     ("*:toggle_in if msg.src == 2", ("receive", "n3")),
     ("type=node handler=receive if device == 'n0'", ("receive", "n0")),
 ])
-def test_breakpoints_on_types_pins_handlers_and_messages(spec, where):
-    s = local(RING)
+def test_breakpoints_on_types_pins_handlers_and_messages(spec, where, debug):
+    s = debug(RING)
     s.break_on(**vars(parse_break(spec)))
     stop = s.cont()
     assert (stop.event["handler"], stop.event["device"]) == where
 
 
-def test_changed_state_and_an_injected_message_change_the_run():
-    s = local(RING)
+def test_changed_state_and_an_injected_message_change_the_run(debug):
+    s = debug(RING)
     s.break_on(device="n2", pin="toggle_in", when="counter == 5")
     s.cont()
     s.clear()
@@ -88,9 +101,9 @@ def test_changed_state_and_an_injected_message_change_the_run():
     assert res["status"] == "exit" and res["metrics"]["Delivered messages"] < 40
 
 
-def test_messages_in_flight_are_pending_in_random_order():
+def test_messages_in_flight_are_pending_in_random_order(debug):
     opts = {"order": "random", "seed": 3}
-    s = local(APPS_DIR / "heat_v4.xml", opts)
+    s = debug(APPS_DIR / "heat_v4.xml", opts)
     s.break_on(handler="receive")
     seen = 0
     for _ in range(20):
@@ -106,11 +119,11 @@ def test_messages_in_flight_are_pending_in_random_order():
 
 @pytest.mark.parametrize("order", [{}, {"order": "random", "seed": 2}], ids=["fixed", "random"])
 @pytest.mark.parametrize("app", PLAIN, ids=lambda p: p.stem)
-def test_a_debugged_run_ends_as_an_undebugged_one(app, order):
+def test_a_debugged_run_ends_as_an_undebugged_one(app, order, debug):
     opts = {**options(app), **order}
     if order and not getattr(checker(app), "schedule_independent", True):
         opts.pop("seed", None)
-    s = local(app, opts)
+    s = debug(app, opts)
     s.break_on(device=None, when="False")                  # matched in C everywhere, never holds
     assert s.cont().reason == "end"
     assert answer(s.result()) == answer(psim(str(app), options=opts))
@@ -126,8 +139,8 @@ def test_a_debugged_run_ends_as_an_undebugged_one(app, order):
     (lambda s: s.step(0), "at least 1"),
     (lambda s: s.step(1, region=4), "no region 4"),
 ])
-def test_bad_requests_say_why_and_the_session_goes_on(call, message):
-    s = local(RING)
+def test_bad_requests_say_why_and_the_session_goes_on(call, message, debug):
+    s = debug(RING)
     with pytest.raises(DebugError, match=message.replace("(", r"\(")):
         call(s)
     assert s.step(1).events == 1
@@ -153,3 +166,14 @@ def test_psim_break_runs_to_the_breakpoint_first():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "break at breakpoint 0: region 0, send n3:toggle_out (after 18 events)" in out.stdout
+
+
+def test_the_prompt_completes_devices_and_pins():
+    from pcli.debugshell import DebugShell
+    with local(RING) as s:
+        shell = DebugShell(s)
+        assert shell.complete_break("n", "break n", 6, 7) == ["n0", "n1", "n2", "n3"]
+        assert shell.complete_break("n2:to", "break n2:to", 6, 11) == ["n2:toggle_in", "n2:toggle_out"]
+        assert shell.complete_inject("toggle_i", "inject n2 toggle_i", 10, 18) == ["toggle_in"]
+        assert shell.complete_state("n3", "state n3", 6, 8) == ["n3"]
+        s.finish()
