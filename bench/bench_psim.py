@@ -83,7 +83,7 @@ def measure_trace(path: str) -> dict:
     plain = run_loaded(Loaded(path), Options())["metrics"]
     with tempfile.TemporaryDirectory() as tmp:
         file = os.path.join(tmp, "run.ptrace")
-        traced = run_loaded(Loaded(path), Options(trace=file))["metrics"]
+        traced = run_loaded(Loaded(path, watchers=True), Options(trace=file))["metrics"]
         size = os.path.getsize(file)
         t0 = time.perf_counter()
         trace.replay(file)

@@ -313,7 +313,7 @@ def local(xml: str | Path | None = None, options: dict | Options | None = None,
     this process: its C engine runs in a thread over an in-process plane,
     paused before its first event."""
     opts = options if isinstance(options, Options) else Options.from_dict(options)
-    loaded = loaded or Loaded(xml)
+    loaded = loaded or Loaded(xml, watchers=True)
     engine = loaded.engine(opts)
     region, me = local_planes(2)
     log: list = []

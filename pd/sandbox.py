@@ -131,7 +131,7 @@ def run(channel: Channel, job: dict) -> None:
     opts = Options.from_dict(job["options"])
     nregions, debugger = job["nregions"], job.get("debugger")     # the debugger's place is not a region of devices
     try:
-        loaded = Loaded(job["app"].decode())
+        loaded = Loaded(job["app"].decode(), watchers=debugger is not None or bool(opts.trace))
         part = array("H", job["partition"]) if job["partition"] is not None else None
         engine = loaded.engine(opts, json.loads(job["rmap"]), part, nregions - (debugger is not None))
     except BadInput as e:

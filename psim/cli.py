@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rmap = json_object(args.rmap, "--rmap")
         externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
-        loaded = Loaded(args.app)
+        loaded = Loaded(args.app, watchers=bool(args.debug or args.breaks or opts.trace))
         if args.internals:
             print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
         on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None

@@ -13,9 +13,14 @@ _DIAG = re.compile(rf"^{re.escape(LINE_FILE)}:(\d+):(?:(\d+):)?\s*(error|fatal e
 MAX_ERRORS = 8
 
 
-def compile_graph(g: GraphType):
-    """(module, compile seconds); raises BadInput when a handler does not compile."""
+def compile_graph(g: GraphType, watchers: bool = False):
+    """(module, compile seconds); raises BadInput when a handler does not
+    compile.  watchers: with the event loop a debugger or a trace watches
+    (core/debug.hpp, trace.hpp); without, the module has only the plain
+    loop and compiles in half the time."""
     source, blocks = generate(g)
+    if not watchers:
+        source = "#define PE_NO_WATCHERS\n" + source
     try:
         return build.load("g", source, API)
     except build.CompileError as e:

@@ -100,6 +100,7 @@ class Agent:
     and returns when the debugger lets it go on."""
 
     def __init__(self, engine: Engine, pause: Callable[[dict], None]):
+        engine.require_watchers("debugged")
         self.engine, self.pause = engine, pause
         self.lib, self.ffi, self.E = engine.lib, engine.ffi, engine.engine
         inst = engine.inst

@@ -157,9 +157,15 @@ class Engine:
             at += size
         return out
 
+    def require_watchers(self, what: str) -> None:
+        if not self.lib.pe_has_watchers():
+            raise RuntimeError(f"this engine cannot be {what}: its module was built without watchers "
+                               "(load it with Loaded(xml, watchers=True))")
+
     def start_trace(self, on_chunk: Callable[[bytes], None]) -> None:
         """Record every event and input from now on (psim/trace.py); the
         records go to on_chunk in batches, at each drain_trace()."""
+        self.require_watchers("traced")
         self.on_trace = on_chunk
         self.lib.pe_trace_start(self.engine)
 

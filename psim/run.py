@@ -23,13 +23,14 @@ LogSink = Callable[[str, int, str], None]
 class Loaded:
     """An application read and compiled, ready to run (possibly many times)."""
 
-    def __init__(self, xml: str | Path):
+    def __init__(self, xml: str | Path, watchers: bool = False):
+        """watchers: compiled so that a debugger or a trace can watch it."""
         t0 = time.perf_counter()
         src = Source(xml)
         graph, ns = read_graph_type(src)
         loader = build.loader_module()
         with ThreadPoolExecutor(1) as pool:      # g++ runs while Python reads the instance
-            compiling = pool.submit(compile_graph, graph)
+            compiling = pool.submit(compile_graph, graph, watchers)
             try:
                 t1 = time.perf_counter()
                 self.instance: Instance = read_instance(src, graph, ns, loader.lib, loader.ffi)
@@ -240,7 +241,7 @@ def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None,
     the calling process is limited while the run lasts (psim/limits.py)."""
     opts = Options.from_dict(options)
     with limits.memory_limited(opts.memory_mb):
-        return run_loaded(Loaded(xml), opts, rmap, externals, supervisor=supervisor)
+        return run_loaded(Loaded(xml, watchers=bool(opts.trace)), opts, rmap, externals, supervisor=supervisor)
 
 
 def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, externals=None,

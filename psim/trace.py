@@ -684,7 +684,7 @@ def replay(path: str | Path, app: str | Path | None = None) -> dict:
     opts = trace.options
     results, records = {}, 0
     for region in range(trace.regions):
-        loaded = Loaded(src.path if src.name == trace.head["source"] else _text(src))
+        loaded = Loaded(src.path if src.name == trace.head["source"] else _text(src), watchers=True)
         names = Names(loaded.instance)
         if trace.regions > 1:
             rmap = {SUPERVISOR: int(trace.head["sup_region"])} if loaded.instance.graph.supervisor else {}

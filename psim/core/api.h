@@ -54,6 +54,7 @@ void pe_get_outcome(pe_engine* E, pe_outcome* out);
 /* Watchers (debug.hpp, trace.hpp) */
 typedef int (*pe_stop_fn)(void* ctx, int reason, int bp, uint32_t kind, uint32_t dev, uint32_t pin,
                           const uint8_t* msg, uint32_t size);
+int pe_has_watchers(void);
 void pe_debug_attach(pe_engine* E, pe_stop_fn fn, void* ctx);
 void pe_debug_breaks(pe_engine* E, const uint32_t* quads, uint32_t n);
 void pe_debug_run(pe_engine* E, int stepping, uint64_t steps);

@@ -83,7 +83,7 @@ static inline bool pe_halted(const pe_engine* E) {
 static void pe_watched(pe_engine* E, uint32_t kind, uint32_t dev, uint32_t pin, const uint8_t* msg, uint32_t size,
                        const pe_edge* edge);
 
-#ifdef PE_NO_WATCHERS               // bench/bench_debugger.py's baseline: the loop without them
+#ifdef PE_NO_WATCHERS               // the module of a run nobody debugs or traces (psim/compiler.py)
 static const bool pe_watchers = false;
 #else
 static const bool pe_watchers = true;
@@ -586,8 +586,10 @@ extern "C" int pe_start(pe_engine* E, double seconds) {
 
 extern "C" int pe_run(pe_engine* E, uint64_t budget, double seconds) {
     int status = pe_protected(E, seconds, [E, budget]() {
+#ifndef PE_NO_WATCHERS
         if (pe_watching(E))
             return E->random_order ? pe_loop<true, true>(E, budget) : pe_loop<false, true>(E, budget);
+#endif
         return E->random_order ? pe_loop<true, false>(E, budget) : pe_loop<false, false>(E, budget);
     });
     if (status == PE_IDLE || status == PE_STOPPED) pe_trace_input(E, PE_TR_RETURN, nullptr, 0, status);
@@ -672,6 +674,8 @@ extern "C" void pe_get_outcome(pe_engine* E, pe_outcome* o) {
 }
 
 // ---- watchers (debug.hpp, trace.hpp) ----------------------------------------------
+
+extern "C" int pe_has_watchers(void) { return pe_watchers; }
 
 extern "C" void pe_debug_attach(pe_engine* E, pe_stop_fn fn, void* ctx) {
     if (!E->debug) E->debug = new pe_debug();

@@ -121,7 +121,7 @@ def run_split_traced(app: str, rmap: dict, n: int, opts: dict, path: str) -> dic
     outboxes moved between them (tests/psim/test_regions.py's driver), every
     engine traced into one file; the regions' states and outcome."""
     sink = trace.FileSink(path)
-    engines = [Loaded(app).engine(Options(**opts, region=r), rmap, n_regions=n) for r in range(n)]
+    engines = [Loaded(app, watchers=True).engine(Options(**opts, region=r), rmap, n_regions=n) for r in range(n)]
     sink(trace.head_chunks(engines[0].inst, engines[0], engines[0].opts))
     for e in engines:
         trace.record(e, sink)
