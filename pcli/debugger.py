@@ -58,7 +58,7 @@ class Stop:
 
 class Session:
     """A debugger attached to a process over `plane`, at place `plane.region`
-    (the last), serving `n` regions of devices.  `ended()` gives the
+    (the last), serving `n` regions of devices.  `result()` gives the
     process's result once it has ended."""
 
     def __init__(self, plane, n: int, result: Callable[[], dict], on_end: Callable[[], None] = lambda: None,
@@ -103,15 +103,19 @@ class Session:
         self._request(r, "step", n=n)
         # split, a region out of work waits on the paused others: stepping is over
         self._wait(lambda: r in self.stops or (self.n > 1 and r in self._idle))
-        if r not in self.stops:
+        if r not in self.stops and not self.end:
             self._request(r, "pause")
             self._wait(lambda: r in self.stops)
-            self.stops[r].reason = "idle"
+            if r in self.stops:
+                self.stops[r].reason = "idle"
+        if self.end:
+            return self.end
         self.current = r
         return self._settled(self.stops[r])
 
     def pause(self) -> Stop:
-        """Pause every region (after cont(timeout) or another session's run)."""
+        """Pause every region (they are paused whenever a call here returns:
+        this says where they are)."""
         return self._settle(None)
 
     def _settle(self, first: Stop | None) -> Stop:
