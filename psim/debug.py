@@ -19,9 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .build import loader_module
 from .engine import SUPERVISOR, Engine
-from .topology import EDGE
+from .topology import REMOTE, Wiring
 
 # pe_event_kind (engine_base.hpp) by handler name, and pe_stop_reason
 INIT, SEND, RECV, SENT, DEVIDLE, HWIDLE = range(1, 7)
@@ -103,11 +102,9 @@ class Agent:
         engine.require_watchers("debugged")
         self.engine, self.pause = engine, pause
         self.lib, self.ffi, self.E = engine.lib, engine.ffi, engine.engine
-        inst = engine.inst
-        self.types = list(inst.graph.devices.values())
-        ll = loader_module()
-        self.dev_type = np.frombuffer(ll.ffi.buffer(ll.lib.pl_dev_types(inst.loader), 2 * inst.n_devices),
-                                      dtype=np.uint16).copy()
+        self.types = list(engine.inst.graph.devices.values())
+        self.wiring = Wiring(engine.inst)         # the engine indexed its edges already
+        self.dev_type = self.wiring.types
         self.slot = _slots(self.dev_type, len(self.types))
         self.index: dict[str, int] | None = None
         self.breakpoints: list[Breakpoint] = []
@@ -257,15 +254,9 @@ class Agent:
     def _edge_slot(self, dev: int, pin: int) -> int:
         """The edge-data slot of the first edge into (dev, pin): an injected
         message reads that edge's properties and state."""
-        for e in self._edges():
-            if e["dst"] == dev and e["dst_pin"] == pin:
-                return int(e["slot"])
-        return 0
-
-    def _edges(self) -> np.ndarray:
-        ll = loader_module()
-        n = self.engine.inst.n_edges
-        return np.frombuffer(ll.ffi.buffer(ll.lib.pl_edges(self.engine.inst.loader), EDGE.itemsize * n), EDGE)
+        edges = self.wiring.edges
+        into = np.flatnonzero((edges["dst"] == dev) & (edges["dst_pin"] == pin))
+        return int(edges["slot"][into[0]]) if len(into) else 0
 
     def pending(self, device: str) -> list[dict]:
         """Messages waiting for the device: injected ones, in random order
@@ -289,7 +280,7 @@ class Agent:
                 yield pin, raw[at:at + size], "(injected)"
         n = lib.pe_debug_pool(E, data, entry)
         if n:
-            edges = self._edges()
+            edges = self.wiring.edges
             raw = bytes(ffi.buffer(data[0], n * entry[0]))
             for k in range(n):
                 at = k * entry[0]
@@ -305,25 +296,19 @@ class Agent:
         if not n:
             return
         raw, at = bytes(ffi.buffer(data[0], n)), 0
-        edges, out_off, max_out = self._edges(), self._out_off(), self.engine.inst.graph.max_outputs
-        ids = self.engine.inst.ids
+        w, ids = self.wiring, self.engine.inst.ids
         while at < n:
             src, send_index, pin, length = _RECORD.unpack_from(raw, at)
             body = raw[at + _RECORD.size:at + _RECORD.size + length]
             at += _RECORD.size + length
             if src >= len(ids):
                 continue                          # from the supervisor
-            k = src * max_out + pin
-            mine = edges[out_off[k]:out_off[k + 1]]
+            k = w.key(src, pin)
+            mine = w.edges[w.out_off[k]:w.out_off[k + 1]]
             if send_index != 0xFFFFFFFF:
                 mine = mine[send_index:send_index + 1]
-            for e in mine[(mine["dst"] == dev) & ((mine["flags"] & 1) == 0)]:
+            for e in mine[(mine["dst"] == dev) & ((mine["flags"] & REMOTE) == 0)]:
                 yield int(e["dst_pin"]), body, f"(from {ids[src]}, in the inbox)"
-
-    def _out_off(self) -> np.ndarray:
-        ll = loader_module()
-        keys = self.engine.inst.n_devices * self.engine.inst.graph.max_outputs
-        return np.frombuffer(ll.ffi.buffer(ll.lib.pl_out_off(self.engine.inst.loader), 4 * (keys + 1)), "<u4")
 
     def handle(self, op: str, args: dict) -> Any:
         """Answer one request; raises DebugError."""

@@ -35,12 +35,12 @@ def finish_edges(inst: Instance, region: array | None, my_region: int) -> None:
                        "each once", inst.source.name, line)
 
 
-class Topology:
-    """The edges of an instance for region `my_region` of a split (arrays
-    owned by the loader: keep the instance alive while this is used)."""
+class Wiring:
+    """The loader's arrays of an instance whose edges are indexed
+    (finish_edges done), as NumPy views (owned by the loader: keep the
+    instance alive while this is used)."""
 
-    def __init__(self, inst: Instance, region: array, my_region: int):
-        finish_edges(inst, region, my_region)
+    def __init__(self, inst: Instance):
         lib, ffi = loader_module().lib, loader_module().ffi
         L, n = inst.loader, inst.n_devices
         self.max_out = inst.graph.max_outputs
@@ -52,8 +52,6 @@ class Topology:
         self.rem_off = (np.frombuffer(ffi.buffer(rem_off, 4 * (keys + 1)), "<u4") if rem_off != ffi.NULL
                         else np.zeros(keys + 1, "<u4"))
         self.rem_reg = np.frombuffer(ffi.buffer(lib.pl_rem_reg(L), 2 * int(self.rem_off[-1])), "<u2")
-        self.region = np.frombuffer(region, "<u2")
-        self.my_region = my_region
 
     def key(self, src: int, pin: int) -> int:
         return src * self.max_out + pin
@@ -67,3 +65,13 @@ class Topology:
     def remote_regions(self, src: int, pin: int) -> np.ndarray:
         k = self.key(src, pin)
         return self.rem_reg[self.rem_off[k]:self.rem_off[k + 1]]
+
+
+class Topology(Wiring):
+    """The edges of an instance for region `my_region` of a split."""
+
+    def __init__(self, inst: Instance, region: array, my_region: int):
+        finish_edges(inst, region, my_region)
+        super().__init__(inst)
+        self.region = np.frombuffer(region, "<u2")
+        self.my_region = my_region
