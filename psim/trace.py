@@ -478,18 +478,16 @@ def to_xml(path: str | Path, out: str | Path, app: str | Path | None = None) -> 
 def _fanout(inst: Instance, names: Names) -> Callable[[int, int], int]:
     """fanout(device, pin): how many edges a send goes to (an indexed pin's
     and a supervisor pin's: one)."""
-    from .build import loader_module
-    from .topology import finish_edges
+    from .topology import Wiring, finish_edges
     finish_edges(inst, None, 0)
-    ll = loader_module()
-    slots = inst.n_devices * inst.graph.max_outputs
-    out_off = ll.ffi.unpack(ll.lib.pl_out_off(inst.loader), slots + 1)
+    wiring = Wiring(inst)
+    out_off = wiring.out_off.tolist()         # a list: read once per send below
 
     def fanout(dev: int, pin: int) -> int:
         p = names.pin(dev, pin, True)
         if p is None or p.indexed or p.supervisor:
             return 1
-        k = dev * inst.graph.max_outputs + pin
+        k = wiring.key(dev, pin)
         return out_off[k + 1] - out_off[k]
     return fanout
 
