@@ -52,7 +52,7 @@ class Stop:
         ev = self.event
         at = f"{ev['handler']} {ev['device']}" + (f":{ev['pin']}" if ev.get("pin") else "") if ev else "between events"
         msg = f" message {ev['message']}" if ev.get("message") else ""
-        bp = f" at breakpoint {self.breakpoint}" if self.breakpoint is not None and self.breakpoint >= 0 else ""
+        bp = f" at breakpoint {self.breakpoint}" if self.breakpoint is not None else ""
         return f"{self.reason}{bp}: region {self.region}, {at}{msg} (after {self.events} events)"
 
 
@@ -69,7 +69,7 @@ class Session:
         negotiated), else None."""
         self.plane, self.n = plane, n
         self._result, self._on_end, self._leave, self._gone = result, on_end, leave, gone
-        self.breakpoints: list[Breakpoint] = []
+        self.breakpoints: list[Breakpoint | None] = []     # by number; None: cleared
         self.stops: dict[int, Stop] = {}
         self.current = 0
         self.end: Stop | None = None
@@ -165,7 +165,7 @@ class Session:
         self._send_breaks()
 
     def _send_breaks(self) -> None:
-        points = [bp.to_dict() if bp else {"device": "\0none"} for bp in self.breakpoints]
+        points = [{"number": i, **bp.to_dict()} for i, bp in enumerate(self.breakpoints) if bp]
         self._all("break", points=points)
 
     # ---- looking and changing ----------------------------------------------------------

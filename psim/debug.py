@@ -107,8 +107,8 @@ class Agent:
         self.dev_type = self.wiring.types
         self.slot = _slots(self.dev_type, len(self.types))
         self.index: dict[str, int] | None = None
-        self.breakpoints: list[Breakpoint] = []
-        self.quad_owner: list[int] = []
+        self.breakpoints: list[tuple[int, Breakpoint]] = []    # (the debugger's number, breakpoint)
+        self.quad_owner: list[int] = []                         # index in breakpoints of each C match
         self.inside = False                   # stopped inside an event, its handler not run yet
         self.stepping = False                 # resumed for a number of events
         self.error: BaseException | None = None
@@ -129,9 +129,10 @@ class Agent:
         return int(self.lib.pe_events(self.E))
 
     def set_breaks(self, points: list[dict]) -> None:
-        bps = [Breakpoint(**p) for p in points]
+        """The breakpoints, each {"number", and Breakpoint's fields}."""
+        bps = [(p.pop("number"), Breakpoint(**p)) for p in map(dict, points)]
         quads, owner = [], []
-        for i, bp in enumerate(bps):
+        for i, (_, bp) in enumerate(bps):
             for q in self._quads(bp):
                 quads.extend(q)
                 owner.append(i)
@@ -165,12 +166,12 @@ class Agent:
     def _on_stop(self, ctx, reason, bp, kind, dev, pin, msg, size) -> int:
         try:
             ev = self._event(kind, dev, pin, msg)
-            owner = self.quad_owner[bp] if bp >= 0 else -1
-            if owner >= 0 and not self._holds(self.breakpoints[owner], dev, ev):
+            number, point = self.breakpoints[self.quad_owner[bp]] if bp >= 0 else (None, None)
+            if point is not None and not self._holds(point, dev, ev):
                 return 0
             self.inside, self.stepping = True, False
             try:
-                self.pause({"reason": REASONS[reason], "breakpoint": owner, "event": ev, "events": self.events()})
+                self.pause({"reason": REASONS[reason], "breakpoint": number, "event": ev, "events": self.events()})
             finally:
                 self.inside = False
         except BaseException as e:               # never into C: the region raises it after the batch

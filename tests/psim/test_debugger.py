@@ -177,3 +177,12 @@ def test_the_prompt_completes_devices_and_pins():
         assert shell.complete_inject("toggle_i", "inject n2 toggle_i", 10, 18) == ["toggle_in"]
         assert shell.complete_state("n3", "state n3", 6, 8) == ["n3"]
         s.finish()
+
+
+def test_a_cleared_breakpoint_leaves_the_others_their_numbers(debug):
+    s = debug(RING)
+    s.break_on(device="n1")
+    s.break_on(device="n3", handler="receive")
+    s.clear(0)
+    stop = s.cont()
+    assert (stop.breakpoint, stop.event["device"], stop.event["handler"]) == (1, "n3", "receive")
