@@ -43,6 +43,7 @@ static inline std::string get_output_directory() {
 struct pe_orchestrator {
     void application_exit(int code) { pe_exit(code); }
     void log(int level, const char* fmt, ...) {
+        if (pe_log_skipped(level, fmt)) return;
         va_list ap;
         va_start(ap, fmt);
         pe_vlog(level, fmt, ap);
