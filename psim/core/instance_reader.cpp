@@ -51,6 +51,7 @@ struct Left {
 struct pr_reader {
     pl_loader* L;
     std::string ns, graph_type;
+    const xmlChar* ns_name = nullptr;      // the namespace as libxml2 last gave it
     bool v4;
     std::vector<std::string> type_names;
     std::vector<uint8_t> external;
@@ -124,7 +125,8 @@ void value(pr_reader* R, int kind, uint32_t index, uint64_t slot, const char* p,
 }
 
 void grow(pr_reader* R, int kind, uint32_t index) {    // one more block, the default
-    R->values[kind][index] += R->layout(kind, index).image;
+    const std::string& image = R->layout(kind, index).image;
+    if (!image.empty()) R->values[kind][index] += image;
 }
 
 void device(pr_reader* R, const xmlChar** at, int n, bool ext) {
@@ -232,7 +234,10 @@ void on_start(void* ctx, const xmlChar* local, const xmlChar*, const xmlChar* ur
     if (R->text_owner != NONE) end_text(R);
     if (R->problem.code) return;
     const char* l = (const char*)local;
-    if (!uri || R->ns != (const char*)uri) { R->last = NONE; return; }
+    if (uri != R->ns_name) {             // libxml2 interns names: one pointer per namespace, mostly
+        if (!uri || R->ns != (const char*)uri) { R->last = NONE; return; }
+        R->ns_name = uri;
+    }
     if (strcmp(l, "EdgeI") == 0) return edge(R, attrs, n_attrs);
     if (strcmp(l, "DevI") == 0) return device(R, attrs, n_attrs, false);
     if ((l[0] == 'P' || l[0] == 'S') && !l[1]) {

@@ -455,8 +455,8 @@ struct CInit {
         for (const char* q = p; q < e; q++) {
             char c = *q;
             if (c == '\'') return SIZE_MAX;     // char literals: leave to Python
-            if (depth == 0 && c == '}') return n + in_item;
-            if (c == '{') { if (depth == 0 && !in_item) { n++; } depth++; continue; }
+            if (depth == 0 && c == '}') return n;
+            if (c == '{') { n += depth == 0; depth++; in_item = false; continue; }
             if (c == '}') { depth--; continue; }
             if (depth) continue;
             if (space(c) || c == ',') { in_item = false; continue; }
