@@ -18,6 +18,7 @@
 #include <libxml/parserInternals.h>
 #include <libxml/SAX2.h>
 #include <string>
+#include <thread>
 #include <vector>
 #include "value_layout.hpp"
 
@@ -46,6 +47,30 @@ struct Left {
     std::string owner, text;
 };
 
+// Edges wait in chunks for the loader, which indexes one chunk in a thread
+// of its own while libxml2 parses the next: the loader's id lookups cost
+// about what parsing does, so the two overlap.
+constexpr size_t EDGE_CHUNK = 1 << 15;
+
+struct EdgeRecord {
+    size_t path, path_len;       // in EdgeChunk::bytes
+    int64_t send_index;
+    uint64_t line;
+    int64_t text[2];             // P, S: offset in bytes, or -1
+    size_t text_len[2];
+};
+
+struct EdgeChunk {
+    std::vector<EdgeRecord> records;
+    std::string bytes;
+    void clear() { records.clear(); bytes.clear(); }
+};
+
+struct Problem {                 // what stopped the reader, and its texts
+    pr_problem p{};
+    std::string a, b;
+};
+
 }  // namespace
 
 struct pr_reader {
@@ -65,7 +90,6 @@ struct pr_reader {
     // the element being read
     Owner last = NONE;
     uint32_t cur_index = 0;                // device type or edge kind (-1: none)
-    int32_t cur_kind = -1;
     uint64_t cur_slot = 0, cur_line = 0;
     std::string cur_name;
     // text being read: a <P>/<S> child or the instance's <Properties>
@@ -80,6 +104,11 @@ struct pr_reader {
     pr_problem problem{};
     std::string problem_a, problem_b;
     std::vector<Left> left;
+    // edges: the chunk being read, the one the loader indexes, its findings
+    EdgeChunk reading, indexing;
+    std::thread loader_thread;
+    Problem edge_problem;
+    std::vector<Left> edge_left;
 
     pv::Layout& layout(int kind, uint32_t i) {
         if (i < 64) return layouts[kind][i];
@@ -111,23 +140,26 @@ Text attr(const xmlChar** at, int n, const char* name) {
 }
 
 // A value over block `slot` of values[kind][index], or left to Python.
-void value(pr_reader* R, int kind, uint32_t index, uint64_t slot, const char* p, size_t n) {
+void value(pr_reader* R, std::vector<Left>& left, int kind, uint32_t index, uint64_t slot, const char* p, size_t n,
+           uint64_t line, const std::string& owner) {
     const pv::Layout& lay = R->layout(kind, index);
     const size_t size = lay.image.size();
     uint8_t* block = (uint8_t*)&R->values[kind][index][0] + slot * size;    // (size 0: writes nothing)
     memcpy(block, lay.image.data(), size);    // a <P> child after a P attribute starts afresh
-    if (!R->left.empty()) {                   // ... and replaces a P attribute left to Python
-        const Left& l = R->left.back();
-        if (l.kind == kind && l.index == index && l.slot == slot) R->left.pop_back();
+    if (!left.empty()) {                      // ... and replaces a P attribute left to Python
+        const Left& l = left.back();
+        if (l.kind == kind && l.index == index && l.slot == slot) left.pop_back();
     }
     if (pv::decode(lay, R->v4, p, p + n, block)) return;
-    R->left.push_back(Left{kind, index, slot, R->cur_line, R->cur_name, std::string(p, n)});
+    left.push_back(Left{kind, index, slot, line, owner, std::string(p, n)});
 }
 
 void grow(pr_reader* R, int kind, uint32_t index) {    // one more block, the default
     const std::string& image = R->layout(kind, index).image;
     if (!image.empty()) R->values[kind][index] += image;
 }
+
+void settle(pr_reader* R, bool all);
 
 void device(pr_reader* R, const xmlChar** at, int n, bool ext) {
     Text id = attr(at, n, "id"), type = attr(at, n, "type");
@@ -144,6 +176,8 @@ void device(pr_reader* R, const xmlChar** at, int n, bool ext) {
         if (t == R->type_names.size()) return fail(R, PR_E_UNKNOWN_TYPE, R->cur_name, &type, ext);
     }
     if ((bool)R->external[t] != ext) return fail(R, ext ? PR_E_NOT_EXTERNAL : PR_E_EXTERNAL, R->cur_name, &type, ext);
+    settle(R, true);                      // edges read before this device go first (the loader is not shared)
+    if (R->problem.code) return;
     uint16_t t16 = (uint16_t)t;
     const uint32_t index = pl_n_devices(R->L);
     if (pl_add_devices(R->L, id.p, id.n, &t16, 1) >= 0) return fail(R, PR_E_DUPLICATE_ID, R->cur_name, nullptr, ext);
@@ -154,8 +188,8 @@ void device(pr_reader* R, const xmlChar** at, int n, bool ext) {
     grow(R, PR_DEVICE_P, t);
     grow(R, PR_DEVICE_S, t);
     Text p = attr(at, n, "P"), s = attr(at, n, "S");
-    if (p.p) value(R, PR_DEVICE_P, t, R->cur_slot, p.p, p.n);
-    if (s.p) value(R, PR_DEVICE_S, t, R->cur_slot, s.p, s.n);
+    if (p.p) value(R, R->left, PR_DEVICE_P, t, R->cur_slot, p.p, p.n, R->cur_line, R->cur_name);
+    if (s.p) value(R, R->left, PR_DEVICE_S, t, R->cur_slot, s.p, s.n, R->cur_line, R->cur_name);
 }
 
 bool send_index(const Text& t, int64_t* out) {   // Python's int(): [ws][+-]digits[ws]
@@ -170,35 +204,86 @@ bool send_index(const Text& t, int64_t* out) {   // Python's int(): [ws][+-]digi
     return true;
 }
 
-bool has_values(pr_reader* R, int32_t kind, const Text& p, const Text& s) {
-    if (kind >= 0 || (p.blank() && s.blank())) return true;
-    fail(R, PR_E_EDGE_VALUES, R->cur_name);
-    return false;
+// The loader's half of a chunk of edges (in its thread): paths to device
+// and pin indices, and their values.  Stops at the first problem.
+void index_edges(pr_reader* R, const EdgeChunk& c) {
+    Problem& bad = R->edge_problem;
+    std::string path;
+    for (const EdgeRecord& r : c.records) {
+        if (bad.p.code) return;
+        path.assign(c.bytes, r.path, r.path_len);
+        int err = add_edge(R->L, path.data(), path.size(), r.send_index);
+        const uint64_t e = pl_n_edges(R->L) - 1;
+        const int32_t kind = err ? -1 : pl_edge_kind(R->L, e);
+        const uint64_t slot = kind >= 0 ? pl_edge_slot(R->L, e) : 0;
+        if (kind >= 0) {
+            grow(R, PR_EDGE_P, kind);
+            grow(R, PR_EDGE_S, kind);
+        }
+        for (int s = 0; s < 2 && !err; s++) {
+            if (r.text[s] < 0) continue;
+            const char* t = c.bytes.data() + r.text[s];
+            if (kind < 0 && !Text{t, r.text_len[s]}.blank()) err = -1;      // values, but nowhere to put them
+            else if (kind >= 0) value(R, R->edge_left, PR_EDGE_P + s, kind, slot, t, r.text_len[s], r.line, path);
+        }
+        if (err) {
+            bad.p.code = err < 0 ? PR_E_EDGE_VALUES : PR_E_EDGE;
+            bad.p.detail = err;
+            bad.p.line = r.line;
+            bad.a = path;
+        }
+    }
+}
+
+// Wait for the loader's thread; with `all`, index the chunk being read too.
+// An edge's problem comes before any the parser met since: it wins.
+void settle(pr_reader* R, bool all) {
+    if (R->loader_thread.joinable()) R->loader_thread.join();
+    if (all && !R->reading.records.empty()) {
+        index_edges(R, R->reading);
+        R->reading.clear();
+    }
+    if (R->edge_problem.p.code) {
+        R->problem = R->edge_problem.p;
+        R->problem_a = R->edge_problem.a;
+        R->problem_b.clear();
+        if (R->ctxt) xmlStopParser(R->ctxt);
+    }
+}
+
+void hand_over_edges(pr_reader* R) {
+    settle(R, false);
+    if (R->problem.code) return;
+    std::swap(R->reading, R->indexing);
+    R->reading.clear();
+    R->loader_thread = std::thread(index_edges, R, std::cref(R->indexing));
+}
+
+void keep_text(EdgeChunk& c, int slot, const Text& t) {
+    EdgeRecord& r = c.records.back();
+    r.text[slot] = (int64_t)c.bytes.size();
+    r.text_len[slot] = t.n;
+    c.bytes.append(t.p, t.n);
 }
 
 void edge(pr_reader* R, const xmlChar** at, int n) {
     Text path = attr(at, n, "path"), si = attr(at, n, "sendIndex");
     R->last = EDGE;
     R->cur_line = line_of(R);
-    R->cur_kind = -1;
     if (!path.p) return fail(R, PR_E_NO_PATH);
-    R->cur_name.assign(path.p, path.n);
     int64_t index = -1;
-    if (si.p && !send_index(si, &index)) return fail(R, PR_E_SEND_INDEX, R->cur_name, &si);
-    if (int err = add_edge(R->L, path.p, path.n, index)) return fail(R, PR_E_EDGE, R->cur_name, nullptr, err);
-    const uint64_t e = pl_n_edges(R->L) - 1;
-    R->cur_kind = pl_edge_kind(R->L, e);
-    if (R->cur_kind >= 0) {
-        R->cur_slot = pl_edge_slot(R->L, e);
-        grow(R, PR_EDGE_P, R->cur_kind);
-        grow(R, PR_EDGE_S, R->cur_kind);
+    if (si.p && !send_index(si, &index)) return fail(R, PR_E_SEND_INDEX, std::string(path.p, path.n), &si);
+    EdgeChunk& c = R->reading;
+    if (c.records.size() >= EDGE_CHUNK) {
+        hand_over_edges(R);
+        if (R->problem.code) return;
     }
+    c.records.push_back(EdgeRecord{c.bytes.size(), path.n, index, R->cur_line, {-1, -1}, {0, 0}});
+    c.bytes.append(path.p, path.n);
     if (!R->v4) return;
     Text p = attr(at, n, "P"), s = attr(at, n, "S");
-    if ((p.n || s.n) && has_values(R, R->cur_kind, p, s) && R->cur_kind >= 0) {
-        if (p.p) value(R, PR_EDGE_P, R->cur_kind, R->cur_slot, p.p, p.n);
-        if (s.p) value(R, PR_EDGE_S, R->cur_kind, R->cur_slot, s.p, s.n);
-    }
+    if (p.p && p.n) keep_text(c, 0, p);
+    if (s.p && s.n) keep_text(c, 1, s);
 }
 
 void end_text(pr_reader* R) {
@@ -208,11 +293,10 @@ void end_text(pr_reader* R) {
         R->graph_text[2] = R->text;
         R->graph_has[2] = true;
     } else if (owner == DEVICE) {
-        value(R, PR_DEVICE_P + R->text_slot, R->cur_index, R->cur_slot, R->text.data(), R->text.size());
+        value(R, R->left, PR_DEVICE_P + R->text_slot, R->cur_index, R->cur_slot, R->text.data(), R->text.size(),
+              R->cur_line, R->cur_name);
     } else if (owner == EDGE) {
-        Text t{R->text.data(), R->text.size()};
-        if (has_values(R, R->cur_kind, t, Text{}) && R->cur_kind >= 0)
-            value(R, PR_EDGE_P + R->text_slot, R->cur_kind, R->cur_slot, t.p, t.n);
+        keep_text(R->reading, R->text_slot, Text{R->text.data(), R->text.size()});
     }
 }
 
@@ -328,14 +412,15 @@ extern "C" int pr_feed(pr_reader* R, const char* data, size_t len, int final) {
             R->problem.line = line_of(R);
         }
     }
+    if (final || R->problem.code) settle(R, true);
     return R->problem.code;
 }
 
 extern "C" void pr_problem_of(pr_reader* R, pr_problem* out) { fill(out, R->problem, R->problem_a, R->problem_b); }
-extern "C" uint64_t pr_n_left(pr_reader* R) { return R->left.size(); }
+extern "C" uint64_t pr_n_left(pr_reader* R) { return R->left.size() + R->edge_left.size(); }
 
-extern "C" void pr_left(pr_reader* R, uint64_t i, pr_problem* out) {
-    const Left& l = R->left[i];
+extern "C" void pr_left(pr_reader* R, uint64_t i, pr_problem* out) {     // devices' first, as in the file
+    const Left& l = i < R->left.size() ? R->left[i] : R->edge_left[i - R->left.size()];
     pr_problem p{};
     p.code = l.kind;
     p.index = l.index;
@@ -366,6 +451,7 @@ extern "C" const uint32_t* pr_externals(pr_reader* R) { return R->externals.data
 extern "C" int64_t pr_halt(pr_reader* R) { return R->halt; }
 
 extern "C" void pr_destroy(pr_reader* R) {
+    if (R->loader_thread.joinable()) R->loader_thread.join();
     if (R->ctxt) xmlFreeParserCtxt(R->ctxt);
     delete R;
 }
