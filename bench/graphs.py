@@ -115,23 +115,19 @@ def write(out: TextIO, n: int, edges: Iterator[tuple[int, int]], rounds: int = 1
 
 
 HEAT_NS = "https://poets-project.org/schemas/virtual-graph-schema-v"
-HEAT_V3 = """<?xml version="1.0"?>
-<Graphs xmlns="{ns}3">
+HEAT = """<?xml version="1.0"?>
+<Graphs xmlns="{ns}{version}">
   <GraphType id="heat">
     <MessageTypes>
-      <MessageType id="temp"><Message><Scalar name="t" type="float"/></Message></MessageType>
+      <MessageType id="temp"><Message>{message}</Message></MessageType>
     </MessageTypes>
     <DeviceTypes>
       <DeviceType id="cell">
-        <Properties>
-          <Scalar name="x" type="uint16_t"/><Scalar name="y" type="uint16_t"/>
-          <Scalar name="fixed" type="bool"/><Scalar name="init" type="float"/>
-          <Array name="k" type="int8_t" length="2"/>
-        </Properties>
-        <State><Scalar name="t" type="float"/><Scalar name="seen" type="uint32_t"/></State>
+        <Properties>{props}</Properties>
+        <State>{state}</State>
         <ReadyToSend><![CDATA[ *readyToSend = 0; ]]></ReadyToSend>
         <InputPin name="in" messageTypeId="temp">
-          <Properties><Scalar name="w" type="float"/></Properties>
+          <Properties>{edge}</Properties>
           <OnReceive><![CDATA[ ]]></OnReceive>
         </InputPin>
         <OutputPin name="out" messageTypeId="temp"><OnSend><![CDATA[ ]]></OnSend></OutputPin>
@@ -141,33 +137,22 @@ HEAT_V3 = """<?xml version="1.0"?>
   <GraphInstance id="g" graphTypeId="heat">
     <DeviceInstances>
 """
-HEAT_V4 = """<?xml version="1.0"?>
-<Graphs xmlns="{ns}4">
-  <GraphType id="heat">
-    <MessageTypes>
-      <MessageType id="temp"><Message><![CDATA[ float t; ]]></Message></MessageType>
-    </MessageTypes>
-    <DeviceTypes>
-      <DeviceType id="cell">
-        <Properties><![CDATA[ uint16_t x; uint16_t y; bool fixed; float init; int8_t k[2]; ]]></Properties>
-        <State><![CDATA[ float t; uint32_t seen; ]]></State>
-        <ReadyToSend><![CDATA[ *readyToSend = 0; ]]></ReadyToSend>
-        <InputPin name="in" messageTypeId="temp">
-          <Properties><![CDATA[ float w; ]]></Properties>
-          <OnReceive><![CDATA[ ]]></OnReceive>
-        </InputPin>
-        <OutputPin name="out" messageTypeId="temp"><OnSend><![CDATA[ ]]></OnSend></OutputPin>
-      </DeviceType>
-    </DeviceTypes>
-  </GraphType>
-  <GraphInstance id="g" graphTypeId="heat">
-    <DeviceInstances>
-"""
+HEAT_TYPES = {   # message, device properties, state, edge properties
+    3: dict(message='<Scalar name="t" type="float"/>',
+            props='<Scalar name="x" type="uint16_t"/><Scalar name="y" type="uint16_t"/>'
+                  '<Scalar name="fixed" type="bool"/><Scalar name="init" type="float"/>'
+                  '<Array name="k" type="int8_t" length="2"/>',
+            state='<Scalar name="t" type="float"/><Scalar name="seen" type="uint32_t"/>',
+            edge='<Scalar name="w" type="float"/>'),
+    4: dict(message="<![CDATA[ float t; ]]>",
+            props="<![CDATA[ uint16_t x; uint16_t y; bool fixed; float init; int8_t k[2]; ]]>",
+            state="<![CDATA[ float t; uint32_t seen; ]]>", edge="<![CDATA[ float w; ]]>"),
+}
 
 
 def write_heat(out: TextIO, w: int, h: int, version: int = 3) -> int:
     """The heat mesh with values; returns the number of edges."""
-    out.write((HEAT_V4 if version >= 4 else HEAT_V3).format(ns=HEAT_NS))
+    out.write(HEAT.format(ns=HEAT_NS, version=version, **HEAT_TYPES[4 if version >= 4 else 3]))
     for y in range(h):
         row = []
         for x in range(w):
