@@ -7,7 +7,9 @@ and peak memory, for a w x w mesh (4-neighbour: w^2 devices, ~4 w^2 edges):
     .venv/bin/python bench/bench_load.py              # w = 1000: 1M devices, 4M edges
     .venv/bin/python bench/bench_load.py --size 200 --reference   # and the old Python reader
 
-Each reading runs in a fresh process, so its peak RSS is its own (the
+items/s is by the wall clock; /cpu s per CPU second of the process (both
+threads: libxml2's and the loader's), steadier on a busy machine.  Each
+reading runs in a fresh process, so its peak RSS is its own (the
 process's baseline, Python and its imports, is printed apart).  Generated
 files are kept in bench/out/.
 """
@@ -49,14 +51,22 @@ def measure(path: str, reference: bool) -> dict:
 
     loader = build.loader_module()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu()
     src = Source(path)
     graph, ns = read_graph_type(src)
     inst = (read_instance_reference if reference else read_instance)(src, graph, ns, loader.lib, loader.ffi)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, cpu() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     arrays = sum(len(a) for a in inst.props + inst.state + inst.eprops + inst.estate)
-    return dict(items=inst.n_devices + inst.n_edges, seconds=seconds, base=base, peak=peak, arrays=arrays)
+    return dict(items=inst.n_devices + inst.n_edges, seconds=seconds, cpu=cpu_seconds, base=base, peak=peak,
+                arrays=arrays)
+
+
+def cpu() -> float:
+    """CPU seconds of this process, all threads: on a busy machine a steadier
+    figure than the wall clock (which waits for a core)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def run(path: Path, reference: bool) -> dict:
@@ -80,13 +90,14 @@ def main() -> None:
         "heat v3": generate(f"heat_{w}_v3", lambda f: graphs.write_heat(f, w, w, 3)),
         "heat v4": generate(f"heat_{w}_v4", lambda f: graphs.write_heat(f, w, w, 4)),
     }
-    print(f"{'file':10} {'reader':9} {'MB':>6} {'items':>9} {'s':>6} {'items/s':>9} {'peak RSS':>9} "
-          f"{'over base':>9} {'arrays':>7}")
+    print(f"{'file':10} {'reader':7} {'MB':>5} {'items':>9} {'s':>6} {'items/s':>8} {'cpu s':>6} {'/cpu s':>7} "
+          f"{'peak RSS':>9} {'over base':>9} {'arrays':>7}")
     for name, path in files.items():
         for reference in ([False, True] if args.reference else [False]):
             r = run(path, reference)
-            print(f"{name:10} {'python' if reference else 'C':9} {path.stat().st_size / 1e6:6.0f} {r['items']:9d} "
-                  f"{r['seconds']:6.2f} {r['items'] / r['seconds'] / 1e6:8.2f}M {r['peak'] / 2**20:8.0f}M "
+            print(f"{name:10} {'python' if reference else 'C':7} {path.stat().st_size / 1e6:5.0f} {r['items']:9d} "
+                  f"{r['seconds']:6.2f} {r['items'] / r['seconds'] / 1e6:7.2f}M {r['cpu']:6.2f} "
+                  f"{r['items'] / r['cpu'] / 1e6:6.2f}M {r['peak'] / 2**20:8.0f}M "
                   f"{(r['peak'] - r['base']) / 2**20:8.0f}M {r['arrays'] / 2**20:6.0f}M", flush=True)
 
 
