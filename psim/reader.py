@@ -335,7 +335,7 @@ class _Result:
             lib.PR_E_NOT_EXTERNAL: lambda: f"device '{a}': type '{b}' is not an ExternalType",
             lib.PR_E_EXTERNAL: lambda: f"device '{a}': type '{b}' is an ExternalType: use <ExtI>",
             lib.PR_E_DUPLICATE_ID: lambda: f"duplicate device id '{a}'",
-            lib.PR_E_NO_ID: lambda: "<DevI> without an id attribute",
+            lib.PR_E_NO_ID: lambda: f"<{'ExtI' if p.detail else 'DevI'}> without an id attribute",
             lib.PR_E_NO_PATH: lambda: "<EdgeI> without a path attribute",
             lib.PR_E_SEND_INDEX: lambda: f"edge '{a}': sendIndex '{b}' is not an integer",
             lib.PR_E_EDGE: lambda: _edge_error(p.detail, a, self.g, lib, self.loader),

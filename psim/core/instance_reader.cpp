@@ -166,7 +166,7 @@ void device(pr_reader* R, const xmlChar** at, int n, bool ext) {
     R->last = DEVICE;
     R->cur_name.assign(id.p ? id.p : "", id.n);
     R->cur_line = line_of(R);
-    if (!id.p) return fail(R, PR_E_NO_ID);
+    if (!id.p) return fail(R, PR_E_NO_ID, "", nullptr, ext);
     uint32_t t = R->cur_index;
     if (!type.p || t >= R->type_names.size() || R->type_names[t].size() != type.n ||
         memcmp(R->type_names[t].data(), type.p, type.n) != 0) {

@@ -239,7 +239,8 @@ DEVICES = {     # devices to add, and what the message says
     "unknown type": ('<DevI id="z"\n type="q"/>', "unknown device type 'q'"),
     "duplicate": ('<DevI id="n0"\n type="d"/>', "duplicate device id 'n0'"),
     "external": ('<ExtI id="z" type="d"/>', "is not an ExternalType"),
-    "no id": ('<DevI type="d"/>', "without an id attribute"),
+    "no id": ('<DevI type="d"/>', "<DevI> without an id attribute"),
+    "no ExtI id": ('<ExtI type="d"/>', "<ExtI> without an id attribute"),
 }
 
 
@@ -252,7 +253,7 @@ def test_structural_errors_are_worded_and_placed_as_before(tmp_path, case):
         (text, part), old = DEVICES[case], "    </DeviceInstances>"
         text += "\n" + old
     path.write_text(path.read_text().replace(old, text))
-    if case == "no id":          # the reference reader crashed on it: the C reader's own message
+    if case in ("no id", "no ExtI id"):   # the reference reader crashed on these: the C reader's own message
         got = read(path, read_instance)
     else:
         got = same_as_reference(path)
