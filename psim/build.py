@@ -104,18 +104,25 @@ STORE: Store = CacheDir()      # a region's sandbox replaces it (pd/sandbox.py)
 
 
 @functools.cache
-def runtime_digest() -> bytes:
-    """A hash of psim's runtime (headers and loader.cpp), read once."""
-    h = hashlib.sha256()
-    for runtime in sorted(CORE.iterdir()):
-        h.update(runtime.read_bytes())
-    return h.digest()
+def _runtime() -> dict[str, bytes]:
+    """psim's runtime files (core/: headers, loader, instance reader), read
+    once, all at once: a region's sandbox reads them before it becomes its
+    user (pd/sandbox.py prepare), who may not reach them."""
+    return {f.name: f.read_bytes() for f in sorted(CORE.iterdir())}
 
 
 @functools.cache
+def runtime_digest() -> bytes:
+    """A hash of psim's runtime."""
+    h = hashlib.sha256()
+    for data in _runtime().values():
+        h.update(data)
+    return h.digest()
+
+
 def core_text(name: str) -> str:
-    """A file of psim's runtime, read once."""
-    return (CORE / name).read_text()
+    """A file of psim's runtime."""
+    return _runtime()[name].decode()
 
 
 def module_key(source: str, cdef: str, extra: tuple[str, ...] = ()) -> str:
