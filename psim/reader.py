@@ -217,11 +217,13 @@ def read_instance(src: Source, graph: GraphType, ns: str, lib, ffi) -> Instance:
     """Pass 2: the instance into flat arrays and the C loader."""
     loader = new_loader(graph, lib, ffi)
     reader = _c_reader(graph, ns, loader, lib)
+    block = bytearray(BLOCK)          # one buffer, refilled: no fresh pages per block
+    view = ffi.from_buffer(block)
     try:
         with src.open() as f:
             while True:
-                block = f.read(BLOCK)
-                if lib.pr_feed(reader, block, len(block), not block) or not block:
+                n = f.readinto(block)
+                if lib.pr_feed(reader, view, n, not n) or not n:
                     break
         return _Result(src, graph, ns, loader, reader, lib, ffi).instance()
     finally:
