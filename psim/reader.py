@@ -231,6 +231,8 @@ def read_instance(src: Source, graph: GraphType, ns: str, lib, ffi) -> Instance:
 
 
 def _c_reader(graph: GraphType, ns: str, loader, lib):
+    """A C reader for instances of `graph`, told its device types and every
+    value layout (typed.py Layout.description) once."""
     types = list(graph.devices.values())
     reader = lib.pr_create(loader, ns[1:-1].encode(), graph.version, graph.id.encode(),
                            "".join(d.id + "\n" for d in types).encode(), bytes(d.external for d in types))
