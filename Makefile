@@ -3,7 +3,8 @@
 # packages (setup.cfg), after checking for g++ and Python's venv module, and
 # with apt: redis-server for the cluster, tmux for the test that drives `top`,
 # iproute2 (network namespaces: hosts on one machine) and openssh-server
-# (an sshd per namespace) for the multi-host tests.
+# (an sshd per namespace) for the multi-host tests, libxml2-dev for psim's
+# C instance reader (psim/core/instance_reader.cpp).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -38,6 +39,7 @@ system:
 	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	[ -f /usr/include/libxml2/libxml/parser.h ] || missing="$$missing libxml2-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing (apt)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \

@@ -10,6 +10,12 @@ differs:
     pairs   2n devices, device i sending to device n + i
 
     python bench/graphs.py mesh 1000 1000 > mesh.xml
+
+`heat` writes a heat-diffusion-like w x h mesh whose every device has P and
+S values and every edge a P value (for loading benchmarks: its handlers do
+nothing), in v3 (<P>/<S> children, JSON) or v4 (P/S attributes, C
+initialisers):
+    python bench/graphs.py heat 200 200 3 > heat_v3.xml
 """
 from __future__ import annotations
 
@@ -108,9 +114,77 @@ def write(out: TextIO, n: int, edges: Iterator[tuple[int, int]], rounds: int = 1
     return count
 
 
+HEAT_NS = "https://poets-project.org/schemas/virtual-graph-schema-v"
+HEAT = """<?xml version="1.0"?>
+<Graphs xmlns="{ns}{version}">
+  <GraphType id="heat">
+    <MessageTypes>
+      <MessageType id="temp"><Message>{message}</Message></MessageType>
+    </MessageTypes>
+    <DeviceTypes>
+      <DeviceType id="cell">
+        <Properties>{props}</Properties>
+        <State>{state}</State>
+        <ReadyToSend><![CDATA[ *readyToSend = 0; ]]></ReadyToSend>
+        <InputPin name="in" messageTypeId="temp">
+          <Properties>{edge}</Properties>
+          <OnReceive><![CDATA[ ]]></OnReceive>
+        </InputPin>
+        <OutputPin name="out" messageTypeId="temp"><OnSend><![CDATA[ ]]></OnSend></OutputPin>
+      </DeviceType>
+    </DeviceTypes>
+  </GraphType>
+  <GraphInstance id="g" graphTypeId="heat">
+    <DeviceInstances>
+"""
+HEAT_TYPES = {   # message, device properties, state, edge properties
+    3: dict(message='<Scalar name="t" type="float"/>',
+            props='<Scalar name="x" type="uint16_t"/><Scalar name="y" type="uint16_t"/>'
+                  '<Scalar name="fixed" type="bool"/><Scalar name="init" type="float"/>'
+                  '<Array name="k" type="int8_t" length="2"/>',
+            state='<Scalar name="t" type="float"/><Scalar name="seen" type="uint32_t"/>',
+            edge='<Scalar name="w" type="float"/>'),
+    4: dict(message="<![CDATA[ float t; ]]>",
+            props="<![CDATA[ uint16_t x; uint16_t y; bool fixed; float init; int8_t k[2]; ]]>",
+            state="<![CDATA[ float t; uint32_t seen; ]]>", edge="<![CDATA[ float w; ]]>"),
+}
+
+
+def write_heat(out: TextIO, w: int, h: int, version: int = 3) -> int:
+    """The heat mesh with values; returns the number of edges."""
+    out.write(HEAT.format(ns=HEAT_NS, version=version, **HEAT_TYPES[4 if version >= 4 else 3]))
+    for y in range(h):
+        row = []
+        for x in range(w):
+            fixed, init = x in (0, w - 1), (x * 7 + y * 3) % 100 + 0.5
+            if version >= 4:
+                row.append(f'      <DevI id="c{y * w + x}" type="cell" P="{{{x}, {y}, {int(fixed)}, {init}f, {{1, -1}}}}" '
+                           f'S="{{{init}, 0}}"/>\n')
+            else:
+                row.append(f'      <DevI id="c{y * w + x}" type="cell"><P>"x": {x}, "y": {y}, "fixed": '
+                           f'{"true" if fixed else "false"}, "init": {init}, "k": [1, -1]</P>'
+                           f'<S>"t": {init}</S></DevI>\n')
+        out.write("".join(row))
+    out.write("    </DeviceInstances>\n    <EdgeInstances>\n")
+    count, batch = 0, []
+    for src, dst in mesh(w, h)[1]:
+        weight = 0.25 if (src + dst) % 2 else 0.125
+        batch.append(f'      <EdgeI path="c{dst}:in-c{src}:out" P="{{{weight}f}}"/>\n' if version >= 4 else
+                     f'      <EdgeI path="c{dst}:in-c{src}:out"><P>"w": {weight}</P></EdgeI>\n')
+        if len(batch) >= 1 << 16:
+            out.write("".join(batch))
+            count, batch = count + len(batch), []
+    out.write("".join(batch))
+    out.write("    </EdgeInstances>\n  </GraphInstance>\n</Graphs>\n")
+    return count + len(batch)
+
+
 def main(argv: list[str]) -> None:
     kind, *args = argv
     nums = [int(a) for a in args]
+    if kind == "heat":
+        write_heat(sys.stdout, *nums)
+        return
     graph = {"ring": ring, "mesh": mesh, "random": random_graph, "pairs": pairs}[kind](*nums)
     write(sys.stdout, *graph)
 

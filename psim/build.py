@@ -104,42 +104,50 @@ STORE: Store = CacheDir()      # a region's sandbox replaces it (pd/sandbox.py)
 
 
 @functools.cache
-def runtime_digest() -> bytes:
-    """A hash of psim's runtime (headers and loader.cpp), read once."""
-    h = hashlib.sha256()
-    for runtime in sorted(CORE.iterdir()):
-        h.update(runtime.read_bytes())
-    return h.digest()
+def _runtime() -> dict[str, bytes]:
+    """psim's runtime files (core/: headers, loader, instance reader), read
+    once, all at once: a region's sandbox reads them before it becomes its
+    user (pd/sandbox.py prepare), who may not reach them."""
+    return {f.name: f.read_bytes() for f in sorted(CORE.iterdir())}
 
 
 @functools.cache
-def core_text(name: str) -> str:
-    """A file of psim's runtime, read once."""
-    return (CORE / name).read_text()
-
-
-def module_key(source: str, cdef: str) -> str:
+def runtime_digest() -> bytes:
+    """A hash of psim's runtime."""
     h = hashlib.sha256()
-    for part in (source, cdef, " ".join(FLAGS), CXX, sys.version, cffi.__version__):
+    for data in _runtime().values():
+        h.update(data)
+    return h.digest()
+
+
+def core_text(name: str) -> str:
+    """A file of psim's runtime."""
+    return _runtime()[name].decode()
+
+
+def module_key(source: str, cdef: str, extra: tuple[str, ...] = ()) -> str:
+    h = hashlib.sha256()
+    for part in (source, cdef, " ".join(FLAGS + list(extra)), CXX, sys.version, cffi.__version__):
         h.update(part.encode())
         h.update(b"\0")
     h.update(runtime_digest())
     return h.hexdigest()[:24]
 
 
-def load(prefix: str, source: str, cdef: str):
-    """The compiled module for `source`, built on first use.  Returns
-    (module, seconds spent compiling: 0.0 when it came from the cache)."""
-    name = f"_pstack_{prefix}_{module_key(source, cdef)}"
+def load(prefix: str, source: str, cdef: str, extra: tuple[str, ...] = ()):
+    """The compiled module for `source`, built on first use; `extra`: more
+    g++ arguments (libraries), after the source.  Returns (module, seconds
+    spent compiling: 0.0 when it came from the cache)."""
+    name = f"_pstack_{prefix}_{module_key(source, cdef, extra)}"
     if name in sys.modules:
         return sys.modules[name], 0.0
     so, spent = STORE.find(name), 0.0
     if so is None:
-        so, spent = _build(name, source, cdef)
+        so, spent = _build(name, source, cdef, extra)
     return _import(name, so), spent
 
 
-def _build(name: str, source: str, cdef: str) -> tuple[Path, float]:
+def _build(name: str, source: str, cdef: str, extra: tuple[str, ...] = ()) -> tuple[Path, float]:
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=name + ".", dir=STORE.scratch()))
     try:
@@ -147,7 +155,7 @@ def _build(name: str, source: str, cdef: str) -> tuple[Path, float]:
         ffi.cdef(cdef)
         cpp = tmp / (name + ".cpp")
         make_c_source(ffi, name, source, str(cpp))
-        cmd = [CXX, *FLAGS, *(f"-I{d}" for d in INCLUDE_DIRS), str(cpp), "-o", str(tmp / so_name(name))]
+        cmd = [CXX, *FLAGS, *(f"-I{d}" for d in INCLUDE_DIRS), str(cpp), "-o", str(tmp / so_name(name)), *extra]
         done = subprocess.run(cmd, capture_output=True, text=True, pass_fds=PASS_FDS)
         if done.returncode != 0:
             raise CompileError(done.stderr)
@@ -170,7 +178,9 @@ def _import(name: str, so: Path):
 
 @functools.cache
 def loader_module():
-    """The generic instance loader (core/loader.cpp), built once and looked
-    up once per process (the lookup hashes the runtime sources)."""
-    source = '#include "loader.cpp"\n'
-    return load("loader", source, core_text("loader_api.h"))[0]
+    """The generic instance loader (core/loader.cpp) and the instance reader
+    that drives it (core/instance_reader.cpp, on libxml2), built once and
+    looked up once per process (the lookup hashes the runtime sources)."""
+    source = '#include "loader.cpp"\n#include "instance_reader.cpp"\n'
+    cdef = core_text("loader_api.h") + core_text("instance_reader.h")
+    return load("loader", source, cdef, ("-I/usr/include/libxml2", "-lxml2"))[0]

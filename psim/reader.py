@@ -3,20 +3,22 @@
 Two passes over the file, both streaming:
 1. lxml iterparse up to the end of <GraphType>: a small tree with line
    numbers, read into the model (graphtype.py);
-2. an lxml parser target (SAX-like) over the instance: no tree is built,
-   device ids and edge paths go to the C loader in large chunks, values are
-   packed straight into flat per-type arrays.  Memory stays proportional to
-   those arrays, not to the file.
+2. the C instance reader (core/instance_reader.cpp: libxml2's SAX2 push
+   parser), fed the file in 1 MB blocks: device ids and edge paths go to the
+   C loader (core/loader.cpp) element by element, P and S values are decoded
+   in C straight into flat per-type arrays, laid out as typed.py describes
+   them (Layout.description).  No Python runs per device or edge, and memory
+   stays proportional to those arrays, not to the file.
 
-Errors found in pass 2 know the offending id or path but not its line; a
-third scan, on the error path only, finds it.
+The C reader stops at the first problem and says what, where (the line lxml
+would give) and with what text; Python words the message.  A value the C
+decoder is not certain of is left to Python's packer (typed.py), which gives
+it its bytes or its error, so messages are the ones psim always gave.
 """
 from __future__ import annotations
 
 import gzip
 import io
-from array import array
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,7 +36,7 @@ NAMESPACES = {
     "https://poets-project.org/schemas/virtual-graph-schema-v3": 3,
     "https://poets-project.org/schemas/virtual-graph-schema-v4": 4,
 }
-CHUNK = 1 << 16          # devices or edges handed to the C loader at once
+BLOCK = 1 << 20          # bytes fed to the C reader at once
 HALT = "__halt__"
 
 
@@ -123,308 +125,6 @@ class Instance:
         return len(self.ids)
 
 
-class InstanceBuilder:
-    """The lxml parser target for pass 2."""
-
-    def __init__(self, src: Source, graph: GraphType, ns: str, lib, ffi):
-        self.src, self.g, self.lib, self.ffi = src, graph, lib, ffi
-        self.v4 = graph.version >= 4
-        t = {n: ns + n for n in ("DevI", "ExtI", "EdgeI", "P", "S", "M", "GraphInstance", "Properties")}
-        self.T = t
-        self.types = list(graph.devices.values())
-        self.type_index = {d.id: d.index for d in self.types}
-        self.loader = ffi.gc(lib.pl_create(_pin_table(graph).encode(), len(self.types), graph.max_outputs,
-                                           len(graph.edge_pins)), lib.pl_destroy)
-        self.inst = Instance(graph, src, "", ns, self.loader,
-                             props=[bytearray() for _ in self.types], state=[bytearray() for _ in self.types])
-        self.inst.graph_props = graph.props.default
-        self.caches: dict = {}
-        self.external_types = {d.index for d in self.types if d.external}
-        self.in_instance = False
-        self.edge_tag, self.dev_tag = ns + "EdgeI", ns + "DevI"
-        # the chunk of devices read: ids, type names, P and S (attribute or
-        # child text), which are ExtI
-        self.ids: list[str] = []
-        self.tnames: list[str] = []
-        self.dev_p: list[str | None] = []
-        self.dev_s: list[str | None] = []
-        self.dev_ext: set[int] = set()
-        # the chunk of edges read: paths, sendIndex, {index: [P, S]}
-        self.paths: list[str] = []
-        self.send_index: list[int] | None = None
-        self.edge_values: dict[int, list[str | None]] = {}
-        self.edge_pending: dict[int, list[tuple[int, bytes, bytes | None]]] = {}
-        # text being read: a P or S of the last device or edge, or the graph's Properties
-        self.last: str | None = None        # "device" or "edge": owner of a P or S child
-        self.text: list[str] | None = None
-        self.text_owner, self.text_slot = "", 0
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="pstack-loader")
-        self.jobs: list = []
-
-    # ---- parser target -----------------------------------------------------------
-    # Only start() and data(): lxml calls every method a target has for every
-    # element, and end() would double the calls.  A P or S text is complete
-    # when the next element starts.  Edges and devices, nearly every element,
-    # take a short path through a closure over locals.
-
-    def target(self):
-        edge_tag, dev_tag, other = self.edge_tag, self.dev_tag, self.other_start
-        paths, ids, tnames, dev_p, dev_s = self.paths, self.ids, self.tnames, self.dev_p, self.dev_s
-
-        def start(tag, attrib):
-            if self.text is not None:
-                self.end_text()
-            if tag == edge_tag:
-                if len(paths) >= CHUNK:
-                    self.flush_edges()
-                if len(attrib) > 1:
-                    self.edge_attributes(attrib)
-                elif self.send_index is not None:
-                    self.send_index.append(-1)
-                paths.append(attrib.get("path"))
-                self.last = "edge"
-            elif tag == dev_tag:
-                if len(ids) >= CHUNK:
-                    self.flush_devices()
-                ids.append(attrib.get("id"))
-                tnames.append(attrib.get("type"))
-                dev_p.append(attrib.get("P"))
-                dev_s.append(attrib.get("S"))
-                self.last = "device"
-            else:
-                other(tag, attrib)
-
-        self.target_start = start
-        return SimpleNamespace(start=start, data=self.data, close=self.close)
-
-    def other_start(self, tag, attrib):
-        t = self.T
-        if tag == t["P"] or tag == t["S"]:
-            if self.last:
-                self.text, self.text_owner, self.text_slot = [], self.last, int(tag == t["S"])
-        elif tag == t["ExtI"]:
-            self.target_start(self.dev_tag, attrib)
-            self.dev_ext.add(len(self.ids) - 1)
-        elif tag == t["GraphInstance"]:
-            self.begin_instance(attrib)
-        elif tag == t["Properties"] and self.in_instance and not self.inst.ids and not self.ids:
-            self.text, self.text_owner = [], "graph"
-        elif tag != t["M"]:
-            self.last = None
-
-    def data(self, text):
-        if self.text is not None:
-            self.text.append(text)
-
-    def close(self):
-        self.end_text()
-        return self.inst
-
-    def end_text(self) -> None:
-        """The P or S (or graph Properties) text being read is complete."""
-        if self.text is None:
-            return
-        text = "".join(self.text)
-        self.text = None
-        if self.text_owner == "graph":
-            if not self.v4:
-                self.inst.graph_props = self.pack(self.g.props, json_value(text), "graph properties")
-        elif self.text_owner == "device":
-            (self.dev_s if self.text_slot else self.dev_p)[-1] = text
-        else:
-            self.edge_values.setdefault(len(self.paths) - 1, [None, None])[self.text_slot] = text
-
-    # ---- elements -----------------------------------------------------------------
-
-    def begin_instance(self, attrib) -> None:
-        if self.inst.id:
-            raise self.src.bad("more than one <GraphInstance>: give one per file")
-        self.in_instance = True
-        self.inst.id = attrib.get("id", "")
-        gt = attrib.get("graphTypeId")
-        if gt != self.g.id:
-            raise self.src.bad(f"<GraphInstance id='{self.inst.id}'> has graphTypeId '{gt}', "
-                               f"but the graph type is '{self.g.id}'", self._line("GraphInstance", "id", self.inst.id))
-        if self.v4 and attrib.get("P"):
-            self.inst.graph_props = self.pack(self.g.props, c_value(attrib["P"]), "graph properties")
-
-    def device_types(self) -> array:
-        """Type index of each device in the chunk; externals checked."""
-        try:
-            tix = array("H", map(self.type_index.__getitem__, self.tnames))
-        except KeyError:
-            i = next(i for i, n in enumerate(self.tnames) if n not in self.type_index)
-            raise self.bad_device(i, f"unknown device type '{self.tnames[i]}'") from None
-        if self.external_types or self.dev_ext:
-            for i, t in enumerate(tix):
-                ext = i in self.dev_ext
-                if (t in self.external_types) != ext:
-                    raise self.bad_device(i, f"type '{self.tnames[i]}' is " +
-                                          ("not an ExternalType" if ext else "an ExternalType: use <ExtI>"))
-                if ext and self.ids[i] != HALT:
-                    self.inst.externals.append(len(self.inst.ids) + i)     # served by an application engine
-                elif ext:
-                    self.inst.halt = len(self.inst.ids) + i
-        return tix
-
-    def device_values(self, tix: array) -> None:
-        """Append the chunk's properties and state to the per-type arrays."""
-        props, state = self.inst.props, self.inst.state
-        n = len(tix)
-        if self.dev_p.count(None) == n and self.dev_s.count(None) == n:     # no values: bulk
-            for t, dt in enumerate(self.types):
-                count = tix.count(t) if len(self.types) > 1 else n
-                props[t] += dt.props.default * count
-                state[t] += dt.state.default * count
-            return
-        for i, t in enumerate(tix):
-            dt = self.types[t]
-            try:
-                props[t] += self.value(dt.props, self.dev_p[i], ("P", t))
-                state[t] += self.value(dt.state, self.dev_s[i], ("S", t))
-            except BadInput as e:
-                raise self.bad_device(i, e.detail) from None
-
-    def bad_device(self, i: int, detail: str) -> BadInput:
-        did = self.ids[i]
-        tag = "ExtI" if i in self.dev_ext else "DevI"
-        return self.bad_elem(tag, "id", did, f"device '{did}': {detail}")
-
-    def edge_attributes(self, attrib) -> None:
-        """sendIndex, and v4 P and S attributes, of an edge."""
-        si = attrib.get("sendIndex")
-        if si is not None:
-            if self.send_index is None:
-                self.send_index = [-1] * len(self.paths)
-            try:
-                self.send_index.append(int(si))
-            except ValueError:
-                path = attrib.get("path")
-                raise self.bad_elem("EdgeI", "path", path,
-                                    f"edge '{path}': sendIndex '{si}' is not an integer") from None
-        elif self.send_index is not None:
-            self.send_index.append(-1)
-        if self.v4 and (attrib.get("P") or attrib.get("S")):
-            self.edge_values[len(self.paths)] = [attrib.get("P"), attrib.get("S")]
-
-    # ---- values ---------------------------------------------------------------------
-
-    def value(self, layout, text: str | None, key) -> bytes:
-        """Packed bytes of a P or S value over the layout's defaults; cached, as
-        many devices share their values."""
-        if text is None or not text.strip():
-            return layout.default
-        cache = self.caches.setdefault(key, {})
-        packed = cache.get(text)
-        if packed is None:
-            packed = self.pack(layout, c_value(text) if self.v4 else json_value(text), None)
-            if len(cache) > 4096:
-                cache.clear()
-            cache[text] = packed
-        return packed
-
-    @staticmethod
-    def pack(layout, value, what: str | None) -> bytes:
-        try:
-            return layout.pack(value)
-        except BadInput as e:
-            raise BadInput(f"{what}: {e.detail}" if what else e.detail) from None
-
-    # ---- handing chunks to the C loader ----------------------------------------------------
-
-    # The C loader works in a thread of its own (cffi releases the GIL), so it
-    # indexes one chunk while Python parses the next.  Its errors surface at
-    # the next flush or at the end.
-
-    def later(self, fn, *args) -> None:
-        self.settle()
-        self.jobs.append(self.pool.submit(fn, *args))
-
-    def settle(self, wait: bool = False) -> None:
-        while self.jobs and (wait or self.jobs[0].done()):
-            self.jobs.pop(0).result()            # re-raises the chunk's BadInput
-
-    def flush_devices(self) -> None:
-        if not self.ids:
-            return
-        tix = self.device_types()
-        self.device_values(tix)
-        ids = self.ids[:]
-        self.inst.ids += ids
-        for chunk in (self.ids, self.tnames, self.dev_p, self.dev_s):
-            chunk.clear()       # in place: the parser target holds these lists
-        self.dev_ext.clear()
-        self.later(self._add_devices, "\n".join(ids).encode(), ids, tix)
-
-    def _add_devices(self, blob: bytes, ids: list[str], types: array) -> None:
-        dup = self.lib.pl_add_devices(self.loader, blob, len(blob), self.ffi.from_buffer("uint16_t[]", types), len(ids))
-        if dup >= 0:
-            raise self.bad_elem("DevI", "id", ids[dup], f"duplicate device id '{ids[dup]}'", occurrence=2)
-
-    def flush_edges(self) -> None:
-        self.flush_devices()
-        if not self.paths:
-            return
-        if None in self.paths:
-            e = self.inst.n_edges + self.paths.index(None)
-            raise self.src.bad("<EdgeI> without a path attribute", find_line(self.src, self.edge_tag, lambda el: True, e + 1))
-        paths = self.paths[:]
-        sidx = array("q", self.send_index) if self.send_index else None
-        job = (self._add_edges, "\n".join(paths).encode(), paths, sidx, self.edge_values, self.inst.n_edges)
-        self.inst.n_edges += len(paths)
-        self.paths.clear()      # in place: the parser target holds this list
-        self.send_index, self.edge_values = None, {}
-        self.later(*job)
-
-    def _add_edges(self, blob: bytes, paths: list[str], sidx: array | None, values: dict, base: int) -> None:
-        lib, ffi = self.lib, self.ffi
-        err = ffi.new("int*")
-        bad = lib.pl_add_edges(self.loader, blob, len(blob), ffi.from_buffer("int64_t[]", sidx) if sidx else ffi.NULL,
-                               len(paths), err)
-        if bad >= 0:
-            raise self.bad_elem("EdgeI", "path", paths[bad], _edge_error(err[0], paths[bad], self))
-        for i, (ptext, stext) in values.items():
-            self.edge_value(base + i, paths[i], ptext, stext)
-
-    def edge_value(self, e: int, path: str, ptext: str | None, stext: str | None) -> None:
-        kind = self.lib.pl_edge_kind(self.loader, e)
-        if kind < 0:
-            if (ptext or "").strip() or (stext or "").strip():
-                raise self.bad_elem("EdgeI", "path", path, f"edge '{path}' has values, but its input pin has "
-                                    "no edge properties or state")
-            return
-        pin = self.g.edge_pins[kind]
-        try:
-            p = self.value(pin.props, ptext, ("EP", kind))
-            s = self.value(pin.state, stext, ("ES", kind))
-        except BadInput as err:
-            raise self.bad_elem("EdgeI", "path", path, f"edge '{path}': {err.detail}") from None
-        self.edge_pending.setdefault(kind, []).append((self.lib.pl_edge_slot(self.loader, e), p, s))
-
-    def finish(self) -> Instance:
-        self.flush_edges()
-        self.flush_devices()
-        self.settle(wait=True)
-        if not self.inst.id and not self.inst.ids:
-            raise self.src.bad("no <GraphInstance> in file")
-        for pin in self.g.edge_pins:
-            count = self.lib.pl_kind_count(self.loader, pin.kind)
-            eprops, estate = bytearray(pin.props.default * count), bytearray(pin.state.default * count)
-            for slot, p, s in self.edge_pending.get(pin.kind, []):
-                eprops[slot * pin.props.size:(slot + 1) * pin.props.size] = p
-                estate[slot * pin.state.size:(slot + 1) * pin.state.size] = s
-            self.inst.eprops.append(eprops)
-            self.inst.estate.append(estate)
-        return self.inst
-
-    # ---- locating errors -------------------------------------------------------------
-
-    def bad_elem(self, tag: str, attr: str, value: str, detail: str, occurrence: int = 1) -> BadInput:
-        return self.src.bad(detail, self._line(tag, attr, value, occurrence))
-
-    def _line(self, tag: str, attr: str, value: str, occurrence: int = 1) -> int | None:
-        return find_line(self.src, self.T.get(tag, tag), lambda el: el.get(attr) == value, occurrence)
-
 
 def unserved_externals(inst: Instance, local: Callable[[int], bool]) -> None:
     """An engine that runs handlers in C cannot serve an external device:
@@ -462,15 +162,16 @@ def _pin_table(g: GraphType) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _edge_error(code: int, path: str, b: InstanceBuilder) -> str:
+def _edge_error(code: int, path: str, g: GraphType, lib, loader) -> str:
+    """The message for the loader's PL_E_* `code` on edge `path`."""
     dst, _, src = path.partition("-")
     dst_dev, _, dst_pin = dst.partition(":")
     src_dev, _, src_pin = src.partition(":")
-    lib = b.lib
+    types = list(g.devices.values())
 
     def type_of(dev: str) -> str:
-        index = lib.pl_find(b.loader, dev.encode(), len(dev.encode()))
-        return b.types[lib.pl_dev_types(b.loader)[index]].id
+        index = lib.pl_find(loader, dev.encode(), len(dev.encode()))
+        return types[lib.pl_dev_types(loader)[index]].id
 
     if code == lib.PL_E_PATH:
         return f"edge path '{path}' is not of the form 'dstDevice:dstPin-srcDevice:srcPin'"
@@ -483,7 +184,7 @@ def _edge_error(code: int, path: str, b: InstanceBuilder) -> str:
     if code == lib.PL_E_SRC_PIN:
         return f"edge '{path}': device type '{type_of(src_dev)}' has no output pin '{src_pin}'"
     if code == lib.PL_E_MESSAGE:
-        d, s = b.g.devices[type_of(dst_dev)].input(dst_pin), b.g.devices[type_of(src_dev)].output(src_pin)
+        d, s = g.devices[type_of(dst_dev)].input(dst_pin), g.devices[type_of(src_dev)].output(src_pin)
         return (f"edge '{path}' joins output pin '{src_pin}' (message type '{s.message.id}') to input pin "
                 f"'{dst_pin}' (message type '{d.message.id}')")
     if code == lib.PL_E_SEND_INDEX_BROADCAST:
@@ -493,18 +194,169 @@ def _edge_error(code: int, path: str, b: InstanceBuilder) -> str:
     return f"edge '{path}': sendIndex is used twice on '{src_dev}:{src_pin}'"
 
 
+
+def pack_value(layout, text: str | None, v4: bool, what: str | None = None) -> bytes:
+    """Python's packing of one P or S text (v4: a C initialiser list, else
+    JSON members) over the layout's defaults.  Raises BadInput, its detail
+    prefixed by `what`."""
+    if text is None or not text.strip():
+        return layout.default
+    try:
+        return layout.pack(c_value(text) if v4 else json_value(text))
+    except BadInput as e:
+        raise BadInput(f"{what}: {e.detail}" if what else e.detail) from None
+
+
+def new_loader(graph: GraphType, lib, ffi):
+    """An empty C loader for instances of `graph`."""
+    return ffi.gc(lib.pl_create(_pin_table(graph).encode(), len(graph.devices), graph.max_outputs,
+                                len(graph.edge_pins)), lib.pl_destroy)
+
+
 def read_instance(src: Source, graph: GraphType, ns: str, lib, ffi) -> Instance:
     """Pass 2: the instance into flat arrays and the C loader."""
-    builder = InstanceBuilder(src, graph, ns, lib, ffi)
-    parser = etree.XMLParser(target=builder.target(), huge_tree=True)
-    with src.open() as f, builder.pool:
-        try:
+    loader = new_loader(graph, lib, ffi)
+    reader = _c_reader(graph, ns, loader, lib)
+    block = bytearray(BLOCK)          # one buffer, refilled: no fresh pages per block
+    view = ffi.from_buffer(block)
+    try:
+        with src.open() as f:
             while True:
-                block = f.read(1 << 20)
-                if not block:
+                n = f.readinto(block)
+                if lib.pr_feed(reader, view, n, not n) or not n:
                     break
+        return _Result(src, graph, ns, loader, reader, lib, ffi).instance()
+    finally:
+        lib.pr_destroy(reader)
+
+
+def _c_reader(graph: GraphType, ns: str, loader, lib):
+    """A C reader for instances of `graph`, told its device types and every
+    value layout (typed.py Layout.description) once."""
+    types = list(graph.devices.values())
+    reader = lib.pr_create(loader, ns[1:-1].encode(), graph.version, graph.id.encode(),
+                           "".join(d.id + "\n" for d in types).encode(), bytes(d.external for d in types))
+    layouts = [(lib.PR_DEVICE_P, d.index, d.props) for d in types] + [(lib.PR_DEVICE_S, d.index, d.state) for d in types]
+    layouts += [(lib.PR_EDGE_P, p.kind, p.props) for p in graph.edge_pins]
+    layouts += [(lib.PR_EDGE_S, p.kind, p.state) for p in graph.edge_pins]
+    for kind, index, layout in layouts:
+        if not lib.pr_layout(reader, kind, index, layout.description().encode(), layout.default, layout.size):
+            lib.pr_destroy(reader)
+            raise RuntimeError(f"the C reader refused the description of {layout.ctype}")   # a bug of ours
+    return reader
+
+
+class _Result:
+    """What the C reader read: its problem worded, its arrays as an Instance."""
+
+    def __init__(self, src: Source, graph: GraphType, ns: str, loader, reader, lib, ffi):
+        self.src, self.g, self.ns, self.loader, self.reader, self.lib, self.ffi = src, graph, ns, loader, reader, lib, ffi
+
+    def text(self, ptr, size: int) -> str:
+        return bytes(self.ffi.buffer(ptr, size)).decode()
+
+    def graph_text(self, which: int) -> str | None:
+        size = self.ffi.new("size_t*")
+        ptr = self.lib.pr_graph_text(self.reader, which, size)
+        return None if ptr == self.ffi.NULL else self.text(ptr, size[0])
+
+    def instance(self) -> Instance:
+        lib, ffi = self.lib, self.ffi
+        left = [self.left_value(i) for i in range(lib.pr_n_left(self.reader))]   # before the problem: file order
+        problem = ffi.new("pr_problem*")
+        lib.pr_problem_of(self.reader, problem)
+        if problem.code:
+            raise self.problem(problem)
+        gid = self.graph_text(0) or ""
+        size = ffi.new("size_t*")
+        ids_blob = lib.pr_ids(self.reader, size)
+        inst = Instance(self.g, self.src, gid, self.ns, self.loader, ids=self.text(ids_blob, size[0]).split("\0")[:-1],
+                        n_edges=lib.pl_n_edges(self.loader))
+        if not inst.id and not inst.ids:
+            raise self.src.bad("no <GraphInstance> in file")
+        inst.props, inst.state = self.arrays(lib.PR_DEVICE_P, len(self.g.devices)), self.arrays(lib.PR_DEVICE_S, len(self.g.devices))
+        inst.eprops, inst.estate = self.arrays(lib.PR_EDGE_P, len(self.g.edge_pins)), self.arrays(lib.PR_EDGE_S, len(self.g.edge_pins))
+        for kind, index, slot, packed in left:
+            arrays = (inst.props, inst.state, inst.eprops, inst.estate)[kind]
+            arrays[index][slot * len(packed):(slot + 1) * len(packed)] = packed
+        halt = lib.pr_halt(self.reader)
+        inst.halt = None if halt < 0 else halt
+        n_ext = lib.pr_n_externals(self.reader)
+        inst.externals = list(ffi.unpack(lib.pr_externals(self.reader), n_ext)) if n_ext else []
+        inst.graph_props = self.graph_props()
+        return inst
+
+    def arrays(self, kind: int, count: int) -> list[bytearray]:
+        size = self.ffi.new("size_t*")
+        out = []
+        for index in range(count):
+            ptr = self.lib.pr_values(self.reader, kind, index, size)
+            out.append(bytearray(self.ffi.buffer(ptr, size[0])))
+        return out
+
+    def graph_props(self) -> bytes:
+        if self.g.version >= 4:
+            text = self.graph_text(3)
+            return pack_value(self.g.props, text, True, "graph properties") if text else self.g.props.default
+        text = self.graph_text(2)
+        return self.g.props.default if text is None else pack_value(self.g.props, text, False, "graph properties")
+
+    def left_value(self, i: int) -> tuple[int, int, int, bytes]:
+        """A value the C decoder left: packed by Python, or its error."""
+        lib = self.lib
+        v = self.ffi.new("pr_problem*")
+        lib.pr_left(self.reader, i, v)
+        owner, text = self.text(v.a, v.a_len), self.text(v.b, v.b_len)
+        device = v.code in (lib.PR_DEVICE_P, lib.PR_DEVICE_S)
+        layout = self.layout(v.code, v.index)
+        try:
+            return v.code, v.index, v.slot, pack_value(layout, text, self.g.version >= 4)
+        except BadInput as e:
+            raise self.src.bad(f"{'device' if device else 'edge'} '{owner}': {e.detail}", v.line) from None
+
+    def layout(self, kind: int, index: int):
+        lib = self.lib
+        if kind in (lib.PR_DEVICE_P, lib.PR_DEVICE_S):
+            d = list(self.g.devices.values())[index]
+            return d.props if kind == lib.PR_DEVICE_P else d.state
+        pin = self.g.edge_pins[index]
+        return pin.props if kind == lib.PR_EDGE_P else pin.state
+
+    def problem(self, p) -> BadInput:
+        lib, line = self.lib, p.line
+        a = self.text(p.a, p.a_len)
+        b = self.text(p.b, p.b_len) if p.b_present else None
+        code = p.code
+        if code == lib.PR_E_XML:
+            return _lxml_syntax(self.src) or self.src.bad(f"malformed XML: {a.strip()}", line)
+        if code == lib.PR_E_TWO_INSTANCES:
+            return self.src.bad("more than one <GraphInstance>: give one per file")
+        if code == lib.PR_E_GRAPH_TYPE:
+            return self.src.bad(f"<GraphInstance id='{self.graph_text(0) or ''}'> has graphTypeId '{self.graph_text(1)}', "
+                                f"but the graph type is '{self.g.id}'", line)
+        messages = {
+            lib.PR_E_UNKNOWN_TYPE: lambda: f"device '{a}': unknown device type '{b}'",
+            lib.PR_E_NOT_EXTERNAL: lambda: f"device '{a}': type '{b}' is not an ExternalType",
+            lib.PR_E_EXTERNAL: lambda: f"device '{a}': type '{b}' is an ExternalType: use <ExtI>",
+            lib.PR_E_DUPLICATE_ID: lambda: f"duplicate device id '{a}'",
+            lib.PR_E_NO_ID: lambda: f"<{'ExtI' if p.detail else 'DevI'}> without an id attribute",
+            lib.PR_E_NO_PATH: lambda: "<EdgeI> without a path attribute",
+            lib.PR_E_SEND_INDEX: lambda: f"edge '{a}': sendIndex '{b}' is not an integer",
+            lib.PR_E_EDGE: lambda: _edge_error(p.detail, a, self.g, lib, self.loader),
+            lib.PR_E_EDGE_VALUES: lambda: f"edge '{a}' has values, but its input pin has no edge properties or state",
+        }
+        return self.src.bad(messages[code](), line)
+
+
+def _lxml_syntax(src: Source) -> BadInput | None:
+    """lxml's wording of a malformed file (error path only): the parser is
+    the same libxml2, so it fails at the same place, but lxml words it."""
+    parser = etree.XMLParser(target=SimpleNamespace(close=lambda: None), huge_tree=True)
+    with src.open() as f:
+        try:
+            while block := f.read(BLOCK):
                 parser.feed(block)
             parser.close()
-            return builder.finish()
         except etree.XMLSyntaxError as e:
-            raise src.syntax(e) from None
+            return src.syntax(e)
+    return None

@@ -317,3 +317,38 @@ class Layout:
 
     def unpack(self, buf, off: int = 0) -> dict:
         return self.spec.decode(buf, off)
+
+    def description(self) -> str:
+        """The layout as the C instance reader decodes values into it
+        (core/value_layout.hpp): one node a line, children before their
+        parents, the root last; offsets and sizes are this module's, so the
+        layout rules live here only.
+            S <size> <code>                    scalar (struct code; 'c' = char)
+            A <size> <length> <elem>           array of node <elem>
+            T <size> <n> {<offset> <node> <name>}   tuple
+            U <size> <tag offset|-1> <n> {<node> <name>}   union"""
+        lines: list[str] = []
+        _describe(self.spec, lines, {})
+        return "\n".join(lines) + "\n"
+
+
+def _describe(t: Type, lines: list[str], seen: dict[int, int]) -> int:
+    """Append t's node (after its children's) to lines; its index."""
+    while isinstance(t, Ref):
+        t = t.target
+    if id(t) in seen:
+        return seen[id(t)]
+    if isinstance(t, Scalar):
+        line = f"S {t.size} {'c' if t.kind == 'char' else SCALARS[t.kind]}"
+    elif isinstance(t, Array):
+        line = f"A {t.size} {t.length} {_describe(t.elem, lines, seen)}"
+    elif isinstance(t, Tuple):
+        kids = [(t.offsets[n][0], _describe(m, lines, seen), n) for n, m in t.members]
+        line = f"T {t.size} {len(kids)}" + "".join(f" {o} {k} {n}" for o, k, n in kids)
+    else:
+        kids = [(_describe(m, lines, seen), n) for n, m in t.members]
+        tag = t.body if t.tag_name is not None else -1
+        line = f"U {t.size} {tag} {len(kids)}" + "".join(f" {k} {n}" for k, n in kids)
+    lines.append(line)
+    seen[id(t)] = len(lines) - 1
+    return len(lines) - 1
