@@ -75,17 +75,25 @@ def read(src: Source, graph: GraphType, ns: str, lib, ffi) -> tuple[Instance, bo
     entry = folder() / (content_key(src.path) + ".inst")
     try:
         inst = load(entry, src, graph, ns, lib, ffi)
-        os.utime(entry)                      # recently used: evicted last
+        _touch(entry)
         return inst, True
     except (OSError, ValueError, Invalid):   # missing, unreadable, corrupt or forged: read the XML
         pass
     inst = read_instance(src, graph, ns, lib, ffi)
     try:
-        store(entry, inst, lib, ffi)
+        if store(entry, inst, lib, ffi):
+            _touch(entry)
         evict(folder(), cap_bytes())
     except OSError:                          # a full or read-only cache only costs the next run a parse
         pass
     return inst, False
+
+
+def _touch(entry: Path) -> None:
+    """Mark an entry used now (eviction goes by modification time; set to the
+    nanosecond so that entries used one after the other never tie)."""
+    now = time.time_ns()
+    os.utime(entry, ns=(now, now))
 
 
 # ---- keys -----------------------------------------------------------------------------
@@ -149,8 +157,9 @@ def sections(inst: Instance, lib, ffi) -> list[tuple[str, object]]:
     return out
 
 
-def store(entry: Path, inst: Instance, lib, ffi) -> None:
-    """Write `inst` as cache file `entry` (atomically; an entry over the cap is not kept)."""
+def store(entry: Path, inst: Instance, lib, ffi) -> bool:
+    """Write `inst` as cache file `entry`, atomically; False when it is
+    larger than the whole cache may be, and not written."""
     parts = sections(inst, lib, ffi)
     table, at = [], 0
     for name, data in parts:
@@ -160,7 +169,7 @@ def store(entry: Path, inst: Instance, lib, ffi) -> None:
                        "n_edges": inst.n_edges, "key": entry.stem, "sections": table}).encode()
     body = -(-(HEAD.size + len(meta)) // ALIGN) * ALIGN
     if body + at > cap_bytes():
-        return
+        return False
     fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -173,6 +182,7 @@ def store(entry: Path, inst: Instance, lib, ffi) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+    return True
 
 
 def evict(where: Path, cap: int) -> None:
