@@ -95,7 +95,7 @@ def measure_trace(path: str) -> dict:
 
 
 def child(path: Path, cache: str, mode: str = "--one") -> dict:
-    env = dict(os.environ, PSTACK_CACHE=cache)
+    env = dict(os.environ, PSTACK_CACHE=cache, PSTACK_INSTANCE_CACHE="0")    # reads parse (bench_cache.py: cached)
     done = subprocess.run([sys.executable, __file__, mode, str(path)], env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr)
