@@ -16,7 +16,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_psim import generate  # noqa: E402
+from fresh import run_json  # noqa: E402
 
 
 def measure(path: str, what: str) -> dict:
@@ -72,11 +72,7 @@ def parts(path: str) -> dict:
 
 
 def child(path: Path, cache: str, mode: str, what: str = "loaded") -> dict:
-    env = dict(os.environ, PSTACK_CACHE=cache)
-    done = subprocess.run([sys.executable, __file__, mode, what, str(path)], env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(done.stderr)
-    return json.loads(done.stdout)
+    return run_json(__file__, [mode, what, str(path)], {"PSTACK_CACHE": cache})
 
 
 def main() -> None:

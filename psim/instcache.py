@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 from . import build
-from .errors import BadInput
 from .model import GraphType
 from .reader import Instance, Source, _pin_table, read_instance
 
