@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -113,6 +114,31 @@ def test_a_changed_file_misses(tmp_path):
     changed = Loaded(str(app))
     assert not changed.instance_cached and changed.instance.n_devices == 6
     assert psim(str(app))["metrics"]["Devices"] == 6
+
+
+def test_a_rewrite_that_keeps_size_and_mtime_misses(tmp_path):
+    """The file's hash is memoized by its identity and times: a rewrite of
+    the same size with its old mtime put back still changes its ctime."""
+    app = tmp_path / "ring.xml"
+    old = time.time() - 60
+    app.write_text(ring_app("icache", n=4) + f"<!-- {uuid.uuid4()} -->\n")
+    os.utime(app, (old, old))
+    time.sleep(instcache.MEMO_AFTER + 0.1)          # its ctime old enough too: its hash is memoized
+    memos = set((instcache.folder() / "hashes").iterdir())
+    assert not Loaded(str(app)).instance_cached and Loaded(str(app)).instance_cached
+    assert len(set((instcache.folder() / "hashes").iterdir()) - memos) == 1
+    app.write_text(ring_app("icache", n=4) + f"<!-- {uuid.uuid4()} -->\n")
+    os.utime(app, (old, old))
+    assert not Loaded(str(app)).instance_cached
+    assert Loaded(str(app)).instance_cached
+
+
+def test_a_forged_send_index_is_ignored(tmp_path):
+    app = fresh(tmp_path, "sendindex_mixed_v3")
+    expected = comparable(psim(str(app), options=options(app)))
+    forge(entry(app), "sidx", 0, struct.pack("<i", -7))
+    assert not Loaded(str(app)).instance_cached
+    assert comparable(psim(str(app), options=options(app))) == expected
 
 
 def forge(path: Path, section: str, offset: int, value: bytes) -> None:
