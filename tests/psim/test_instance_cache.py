@@ -107,10 +107,10 @@ def test_ids_of_a_cached_instance_behave_as_a_list(tmp_path):
 
 def test_a_changed_file_misses(tmp_path):
     app = tmp_path / "ring.xml"
-    app.write_text(ring_app("icache", n=4))
+    app.write_text(ring_app("icache", n=4) + f"<!-- {uuid.uuid4()} -->\n")
     assert psim(str(app))["metrics"]["Devices"] == 4
     assert Loaded(str(app)).instance_cached
-    app.write_text(ring_app("icache", n=6))
+    app.write_text(ring_app("icache", n=6) + f"<!-- {uuid.uuid4()} -->\n")
     changed = Loaded(str(app))
     assert not changed.instance_cached and changed.instance.n_devices == 6
     assert psim(str(app))["metrics"]["Devices"] == 6
