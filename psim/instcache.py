@@ -44,6 +44,7 @@ MAGIC = b"PSTKINST"
 HEAD = struct.Struct("<8sII")          # magic, format, length of the JSON table
 ALIGN = 64
 DEFAULT_CAP_MB = 4096
+MEMOS = 10000        # hash memos kept (64 bytes each)
 MEMO_AFTER = 2.0     # seconds: a file changed more recently may change again unseen (same mtime tick)
 
 
@@ -69,9 +70,12 @@ def cap_bytes() -> int:
 
 def read(src: Source, graph: GraphType, ns: str, lib, ffi) -> tuple[Instance, bool]:
     """Pass 2, or its result from the cache: (instance, whether it was cached)."""
-    if src.path is None or not enabled():
+    try:
+        entry = folder() / (content_key(src.path) + ".inst") if src.path is not None and enabled() else None
+    except OSError:                          # no cache folder to be had: parse
+        entry = None
+    if entry is None:
         return read_instance(src, graph, ns, lib, ffi), False
-    entry = folder() / (content_key(src.path) + ".inst")
     try:
         inst = load(entry, src, graph, ns, lib, ffi)
         _touch(entry)
@@ -120,11 +124,21 @@ def content_key(path: Path) -> str:
         if len(digest) != 32:
             raise ValueError(memo)
     except (OSError, ValueError):
-        with open(path, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").digest()
+        digest = _sha256(path)
         if time.time() - max(st.st_mtime, st.st_ctime) > MEMO_AFTER:
             _publish_text(memo, digest.hex())
     return hashlib.sha256(digest + code_digest()).hexdigest()[:40]
+
+
+def _sha256(path: Path) -> bytes:
+    """The file's sha256, read in large blocks into one buffer (as Python
+    3.11's hashlib.file_digest does)."""
+    h, block = hashlib.sha256(), bytearray(1 << 20)
+    view = memoryview(block)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(block):
+            h.update(view[:n])
+    return h.digest()
 
 
 def _publish_text(path: Path, text: str) -> None:
@@ -185,20 +199,35 @@ def store(entry: Path, inst: Instance, lib, ffi) -> bool:
 
 
 def evict(where: Path, cap: int) -> None:
-    """Remove the least recently used entries until the rest fit in `cap` bytes."""
-    entries = []
-    for p in where.glob("*.inst"):
-        try:
-            st = p.stat()
-        except OSError:                      # removed meanwhile
-            continue
-        entries.append((st.st_mtime_ns, st.st_size, p))
+    """Remove the least recently used entries until the rest fit in `cap`
+    bytes; the oldest hash memos beyond MEMOS; temporary files a killed
+    writer left (an hour old)."""
+    entries = _by_age(where.glob("*.inst"))
     total = sum(size for _, size, _ in entries)
-    for _, size, p in sorted(entries):
+    for _, size, p in entries:
         if total <= cap:
             break
         p.unlink(missing_ok=True)
         total -= size
+    memos = _by_age((where / "hashes").glob("[0-9a-f]*"))
+    for _, _, p in memos[:max(len(memos) - MEMOS, 0)]:
+        p.unlink(missing_ok=True)
+    stale = time.time_ns() - 3600 * 10**9
+    for mtime, _, p in _by_age([*where.glob(".tmp.*"), *(where / "hashes").glob(".tmp.*")]):
+        if mtime < stale:
+            p.unlink(missing_ok=True)
+
+
+def _by_age(paths) -> list[tuple[int, int, Path]]:
+    """(mtime in ns, size, path) of each path that still exists, oldest first."""
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:                      # removed meanwhile
+            continue
+        out.append((st.st_mtime_ns, st.st_size, p))
+    return sorted(out)
 
 
 # ---- reading ----------------------------------------------------------------------------

@@ -248,8 +248,12 @@ def test_the_cache_keeps_its_cap(tmp_path, monkeypatch):
     Loaded(str(apps[0]))
     size = entry(apps[0]).stat().st_size
     monkeypatch.setenv("PSTACK_INSTANCE_CACHE_MB", str(2.5 * size / (1 << 20)))   # room for two
+    dead = instcache.folder() / ".tmp.killed-writer"
+    dead.write_bytes(b"x" * size)
+    os.utime(dead, (time.time() - 7200, time.time() - 7200))
     for app in apps[1:]:
         Loaded(str(app))
+    assert not dead.exists()
     kept = list(instcache.folder().glob("*.inst"))
     assert sum(p.stat().st_size for p in kept) <= instcache.cap_bytes()
     assert sorted(kept) == sorted(entry(a) for a in apps[1:])            # the oldest went
