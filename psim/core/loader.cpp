@@ -335,10 +335,18 @@ static int import_devices(pl_loader* L, const pl_state* in) {
     while (size < 2 * ((size_t)n + 1)) size *= 2;
     L->table.assign(size, 0);
     const size_t mask = size - 1;
+    // home slots first (a sequential pass), so that the inserts, random
+    // accesses to a table larger than the cache, can prefetch ahead
+    std::vector<uint32_t> home(n);
     for (uint32_t d = 0; d < n; d++) {
+        const uint64_t at = L->id_at[d], end = d + 1 < n ? L->id_at[d + 1] - 1 : in->arena_len - 1;
+        home[d] = (uint32_t)(hash_bytes(&L->arena[at], end - at) & mask);
+    }
+    constexpr uint32_t AHEAD = 16;
+    for (uint32_t d = 0; d < n; d++) {
+        if (d + AHEAD < n) __builtin_prefetch(&L->table[home[d + AHEAD]], 1);
         const char* s = &L->arena[L->id_at[d]];
-        const size_t len = strlen(s);
-        size_t i = hash_bytes(s, len) & mask;
+        size_t i = home[d];
         for (; L->table[i]; i = (i + 1) & mask)
             if (strcmp(&L->arena[L->id_at[L->table[i] - 1]], s) == 0) return PL_I_DUPLICATE;
         L->table[i] = d + 1;
