@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import graphs  # noqa: E402
+from fresh import run_json  # noqa: E402
 
 OUT = HERE / "out"
 
@@ -95,11 +95,8 @@ def measure_trace(path: str) -> dict:
 
 
 def child(path: Path, cache: str, mode: str = "--one") -> dict:
-    env = dict(os.environ, PSTACK_CACHE=cache)
-    done = subprocess.run([sys.executable, __file__, mode, str(path)], env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(done.stderr)
-    return json.loads(done.stdout)
+    # reads parse here, each time: bench_cache.py measures the instance cache
+    return run_json(__file__, [mode, str(path)], {"PSTACK_CACHE": cache, "PSTACK_INSTANCE_CACHE": "0"})
 
 
 def main() -> None:
