@@ -180,11 +180,13 @@ class Control:
 
     # ---- regions -----------------------------------------------------------------------
 
-    def finish_region(self, job: Job, state: str, reason: str = "", result: dict | None = None) -> bool:
-        """Record a region's end; False if the job is stale (refused)."""
-        # orjson: a million device states serialise in a fraction of json's time
+    def finish_region(self, job: Job, state: str, reason: str = "", result: bytes | dict | None = None) -> bool:
+        """Record a region's end, with its result record (pd/results.py: the
+        packed bytes as they are, or a dict recorded as JSON); False if the
+        job is stale (refused)."""
+        record = result if isinstance(result, bytes) else orjson.dumps(result) if result else b""
         return bool(self.s["finish_region"](args=[job.pid, job.region, job.engine, job.token, state, reason,
-                                                  orjson.dumps(result) if result else ""]))
+                                                  record]))
 
     def claim(self, job: Job) -> str:
         """A daemon takes a job: 'ok', or why not ('stale', 'ended', 'elsewhere')."""
@@ -244,9 +246,21 @@ class Control:
         data = self.r.get(keys.proc_partition(self.owner(pid), pid))
         return zlib.decompress(data) if data is not None else None
 
-    def results(self, pid: int) -> dict[int, dict]:
+    def results(self, pid: int) -> dict[int, bytes]:
+        """Each region's result record as recorded (pd/results.py reads them)."""
         raw = self.r.hgetall(keys.proc_results(self.owner(pid), pid))
-        return {int(_text(k)): orjson.loads(v) for k, v in raw.items()}
+        return {int(_text(k)): v for k, v in raw.items()}
+
+    def app_head(self, pid: int, until: bytes = b"</GraphType>", chunk: int = 1 << 16) -> bytes:
+        """The application's text up to and including `until` (its graph
+        type), decompressing no more of it than that."""
+        data, z, out = self.r.get(keys.proc_app(self.owner(pid), pid)), zlib.decompressobj(), b""
+        for at in range(0, len(data), chunk):
+            out += z.decompress(data[at:at + chunk])
+            end = out.find(until)
+            if end >= 0:
+                return out[:end + len(until)]
+        return out + z.flush()
 
     # ---- logs and events -----------------------------------------------------------
 

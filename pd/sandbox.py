@@ -23,7 +23,6 @@ from array import array
 from pathlib import Path
 
 import cffi
-import orjson
 
 from broker.dataplane import DataPlane, DataPlaneError
 from psim import build, trace
@@ -36,6 +35,7 @@ from psim.run import Loaded, Outcome, drive, result
 from .channel import Channel, Closed
 from .jail import become, die_with_parent, no_new_privs
 from .limits import where
+from . import results
 from .region import RegionRun
 
 LOG_BATCH = 500
@@ -164,13 +164,15 @@ def run(channel: Channel, job: dict) -> None:
     reports.flush()
     if opts.trace:
         channel.send("trace", data=trace.end_chunk(engine, out.status, out.exit_code, out.error))
+    states = results.packed_states(engine)
+    engine.states = dict          # psim.run.result need not decode them: the record carries them packed
     res = result(loaded, engine, out, collected)
     if reports.plane:
         res["metrics"]["Dropped frames"] = reports.plane.dropped
-    # as JSON: the worker records it as it is (a million device states
-    # through msgpack into Python objects and back would cost seconds)
+    # packed (pd/results.py): the worker records it as it is, and nobody
+    # decodes a million device states unless a reader asks for them
     channel.send("done", status="failed" if out.status == "failed" else "finished",
-                 reason=failure_reason(job, out), result=orjson.dumps(res))
+                 reason=failure_reason(job, out), result=results.pack(res, states))
 
 
 def failure_reason(job: dict, out: Outcome) -> str:

@@ -33,7 +33,6 @@ import threading
 import time
 from dataclasses import asdict, replace
 
-import orjson
 import redis
 
 from broker.control import REGION_TTL_MS, TRACE_CUT, Control, Job, connect
@@ -42,6 +41,7 @@ from psim import build
 from psim.engine import Options
 from psim.limits import Limits
 
+from . import results
 from .channel import Closed
 from .jail import Jail, die_with_parent
 from .limits import Policy, Refused, where
@@ -159,8 +159,7 @@ class Keeper:
         """One message from the sandbox; True when it was the last."""
         kind = msg["t"]
         if kind == "done":
-            res = msg["result"]          # JSON: recorded as it is, never parsed here
-            self.finish(msg["status"], msg["reason"], orjson.Fragment(res) if res else None)
+            self.done(msg)
             return True
         if kind == "memory":
             self.beat.finished = True
@@ -228,7 +227,21 @@ class Keeper:
             self.traced, data = None, TRACE_CUT
         self.ctl.trace(self.job, data)
 
-    def finish(self, status: str, reason: str, res: orjson.Fragment | None = None) -> None:
+    def done(self, msg: dict) -> None:
+        """The sandbox's result: recorded as it is (pd/results.py's packed
+        record), once it is known to be well formed."""
+        res = msg["result"]
+        if res is not None and not isinstance(res, bytes):
+            res, why = None, "not bytes"
+        else:
+            why = results.check(res) if res is not None else None
+        if why:
+            self.finish("failed", f"{where(self.job.region, self.job.engine)}: the region's result is malformed "
+                                  f"({why})")
+        else:
+            self.finish(str(msg["status"]), str(msg["reason"]), res)
+
+    def finish(self, status: str, reason: str, res: bytes | None = None) -> None:
         self.beat.finished = True
         self.ctl.finish_region(self.job, "failed" if status == "failed" else "finished", reason, res)
 

@@ -1,0 +1,130 @@
+"""A region's result record: what a region's worker records (the field
+REGION of pstack:u:OWNER:p:PID:results) and pcli.result reads and merges.
+
+Two forms (docs/protocol.md, "Results"):
+
+- packed (what pd's regions record): one msgpack map
+      {"format": 1, "status", "metrics", "log"?, "error"?,
+       "states": [{"type": NAME, "devices": uint32 LE device indices,
+                   "ids": the devices' ids, "\\n"-joined, "state": their packed states}, ...]}
+  one entry per device type with devices in the region (external types
+  left out); "state" holds each device's State in the type's packed layout
+  (psim/typed.py), in "devices" order: the engine's own bytes, no per-device
+  work to make them.  Decoding needs the graph type (the application's
+  <GraphType>), and is done only when a reader asks for the states.
+- JSON: psim's result shape, states decoded (Python application engines,
+  the debugger's place).
+
+A record that is neither, or whose arrays disagree, is refused with a
+reason (check): a sandbox runs the application's handlers, so its record
+is not trusted.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+import orjson
+
+from psim.build import loader_module
+from psim.engine import Engine, unpack_states
+from psim.model import GraphType
+
+FORMAT = 1
+STATE_FIELDS = ("type", "devices", "ids", "state")
+
+
+def packed_states(engine: Engine) -> list[dict]:
+    """The final states of the engine's local devices, per device type, as
+    the packed record carries them (NumPy selects them; no per-device Python)."""
+    inst = engine.inst
+    types = list(inst.graph.devices.values())
+    n = inst.n_devices
+    if len(types) > 1 and n:
+        ll = loader_module()
+        dev_types = np.frombuffer(ll.ffi.buffer(ll.lib.pl_dev_types(inst.loader), 2 * n), np.uint16)
+    else:
+        dev_types = np.zeros(n, np.uint16)
+    local = np.frombuffer(engine.region, np.uint16)[:n] == engine.my_region if engine.region is not None else None
+    ids = np.array(inst.ids, dtype=object)
+    out = []
+    for t, dt in enumerate(types):
+        of_type = np.flatnonzero(dev_types == t)          # in slot order: the type's state array's order
+        mine = local[of_type] if local is not None else slice(None)
+        devices = of_type[mine]
+        if dt.external or not len(devices):
+            continue
+        size = dt.state.size
+        state = np.frombuffer(inst.state[t], np.uint8, len(of_type) * size).reshape(len(of_type), size)[mine]
+        out.append({"type": dt.id, "devices": devices.astype("<u4").tobytes(),
+                    "ids": "\n".join(ids[devices].tolist()).encode(), "state": state.tobytes()})
+    return out
+
+
+def pack(res: dict, states: list[dict]) -> bytes:
+    """The packed record of psim's result `res` (its "states" left out) with `states` (packed_states)."""
+    return msgpack.packb({"format": FORMAT, **{k: v for k, v in res.items() if k != "states"}, "states": states},
+                         use_bin_type=True)
+
+
+def is_json(data: bytes) -> bool:
+    return data[:1] == b"{"
+
+
+def unpack(data: bytes, region: int) -> dict:
+    """A region's record, states left as they are (a dict when JSON, the
+    packed list otherwise); ValueError naming the region if it is malformed."""
+    try:
+        rec = orjson.loads(data) if is_json(data) else msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.UnpackException) as e:
+        raise ValueError(f"region {region}'s result is malformed ({e})") from None
+    reason = _malformed(rec)
+    if reason:
+        raise ValueError(f"region {region}'s result is malformed: {reason}")
+    return rec
+
+
+def check(data: bytes) -> str | None:
+    """Why a packed record is malformed (None: it is well formed)."""
+    try:
+        return _malformed(msgpack.unpackb(data, raw=False))
+    except (ValueError, msgpack.UnpackException) as e:
+        return f"not msgpack ({e})"
+
+
+def _malformed(rec: Any) -> str | None:
+    if not isinstance(rec, dict):
+        return "not a map"
+    if not isinstance(rec.get("metrics", {}), dict) or not isinstance(rec.get("log", []), list):
+        return "metrics or log of the wrong kind"
+    states = rec.get("states", {})
+    if isinstance(states, dict):
+        return None if "format" not in rec else "packed, with states not a list"
+    if rec.get("format") != FORMAT or not isinstance(states, list):
+        return f"unknown format {rec.get('format')!r}"
+    for s in states:
+        if not isinstance(s, dict) or set(s) != set(STATE_FIELDS) or not isinstance(s["type"], str) \
+                or not all(isinstance(s[k], bytes) for k in STATE_FIELDS[1:]):
+            return "a states entry is not {type, devices, ids, state}"
+        count = len(s["devices"]) // 4
+        if len(s["devices"]) % 4 or (s["ids"].count(b"\n") + 1 if s["ids"] else 0) != count:
+            return f"type {s['type']}: {count} devices, but ids and indices disagree"
+    return None
+
+
+def decode_states(rec: dict, graph: GraphType, region: int) -> dict:
+    """{device id: {field: value}} of an unpacked record; ValueError when its
+    arrays do not fit the graph type's layouts."""
+    states = rec.get("states", {})
+    if isinstance(states, dict):
+        return states
+    out: dict = {}
+    for s in states:
+        dt = graph.devices.get(s["type"])
+        ids = s["ids"].decode().split("\n") if s["ids"] else []
+        if dt is None or len(s["state"]) != len(ids) * dt.state.size:
+            raise ValueError(f"region {region}'s result is malformed: its states of type {s['type']!r} do not fit "
+                             "the application's device types")
+        out.update(zip(ids, unpack_states(dt.state, s["state"], len(ids))))
+    return out
