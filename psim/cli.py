@@ -26,6 +26,8 @@ def parser() -> argparse.ArgumentParser:
                    help="debug, and stop at SPEC: '[DEVICE|*][:PIN] [type=T] [handler=H] [if CONDITION]', "
                         "e.g. 'n2:toggle_in if counter == 5' (repeatable)")
     p.add_argument("-t", "--temp", metavar="DIR", help="folder for compiled modules (default ~/.cache/pstack)")
+    p.add_argument("--no-instance-cache", action="store_true",
+                   help="read the instance from the XML, not from the instance cache (PSTACK_INSTANCE_CACHE=0)")
     p.add_argument("--order", choices=("fixed", "random"), help="scheduling order (default fixed)")
     p.add_argument("--seed", type=int, help="seed for --order random")
     p.add_argument("--max-steps", type=int, metavar="N", help="fail the run after N steps")
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("the following arguments are required: app")
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
+    if args.no_instance_cache:
+        os.environ["PSTACK_INSTANCE_CACHE"] = "0"
     if args.inspect:
         return inspect(args)
     from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded = Loaded(args.app, watchers=bool(args.debug or args.breaks or opts.trace))
         if args.internals:
             print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
+            print(f"Debug  instance {'from the instance cache' if loaded.instance_cached else 'read from the XML'}",
+                  file=sys.stderr)
         on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
         if args.debug or args.breaks:
             res = debug(loaded, opts, args.breaks, on_log)

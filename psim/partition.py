@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pymetis
 
-from . import build
-from .reader import Source, read_graph_type, read_instance
+from . import build, instcache
+from .reader import Source, read_graph_type
 
 
 def partition(xml: str | Path, nregions: int) -> array:
@@ -17,7 +17,7 @@ def partition(xml: str | Path, nregions: int) -> array:
     lib, ffi = loader.lib, loader.ffi
     src = Source(xml)
     graph, ns = read_graph_type(src)
-    inst = read_instance(src, graph, ns, lib, ffi)
+    inst = instcache.read(src, graph, ns, lib, ffi)[0]
     if nregions <= 1 or inst.n_devices <= 1:
         return array("H", bytes(2 * inst.n_devices))
     err = ffi.new("int*")

@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from . import build, limits, trace
+from . import build, instcache, limits, trace
 from .compiler import compile_graph
 from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, SUPERVISOR, Engine, Options
 from .errors import BadInput
-from .reader import Instance, Source, read_graph_type, read_instance, unserved_externals
+from .reader import Instance, Source, read_graph_type, unserved_externals
 
 BATCH = 1 << 20            # events per call into C
 IDLE_ROUNDS = 10           # hardware-idle rounds without a send before the run ends (as the reference)
@@ -33,7 +33,8 @@ class Loaded:
             compiling = pool.submit(compile_graph, graph, watchers)
             try:
                 t1 = time.perf_counter()
-                self.instance: Instance = read_instance(src, graph, ns, loader.lib, loader.ffi)
+                self.instance: Instance
+                self.instance, self.instance_cached = instcache.read(src, graph, ns, loader.lib, loader.ffi)
                 self.read_seconds = time.perf_counter() - t1
             finally:
                 self.module, self.compile_seconds = compiling.result()
@@ -111,7 +112,7 @@ def load_instance(xml: str | Path | Source) -> Instance:
     src = xml if isinstance(xml, Source) else Source(xml)
     graph, ns = read_graph_type(src)
     loader = build.loader_module()
-    return read_instance(src, graph, ns, loader.lib, loader.ffi)
+    return instcache.read(src, graph, ns, loader.lib, loader.ffi)[0]
 
 
 class Outcome:

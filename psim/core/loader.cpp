@@ -286,3 +286,116 @@ extern "C" int64_t pl_find_many(pl_loader* L, const char* ids, size_t len, uint3
     }
     return -1;
 }
+
+// ---- the binary instance cache (psim/instcache.py) ---------------------------
+#include <exception>
+// The loader's state before pl_finish, exported to be written to a file, and
+// imported from one.  A cache file may be corrupt or forged, so the import
+// checks everything an engine relies on, as pl_add_devices and add_edge do;
+// the slots are recomputed rather than trusted.
+
+extern "C" void pl_export(pl_loader* L, pl_state* out) {
+    out->arena = L->arena.data();
+    out->arena_len = L->arena.size();
+    out->dev_type = L->dev_type.data();
+    out->n_devices = (uint32_t)L->id_at.size();
+    out->src = L->src.data();
+    out->dst = L->dst.data();
+    out->spin = L->spin.data();
+    out->dpin = L->dpin.data();
+    out->sidx = L->has_sidx ? L->sidx.data() : nullptr;
+    out->n_edges = L->src.size();
+}
+
+// Pins of each type by index (nullptr where a type has no such pin).
+static std::vector<std::vector<const Pin*>> pins_by_index(const pl_loader* L, bool inputs) {
+    std::vector<std::vector<const Pin*>> by(L->types.size());
+    for (size_t t = 0; t < L->types.size(); t++)
+        for (const Pin& p : inputs ? L->types[t].in : L->types[t].out) {
+            if (by[t].size() <= p.index) by[t].resize(p.index + 1, nullptr);
+            by[t][p.index] = &p;
+        }
+    return by;
+}
+
+static int import_devices(pl_loader* L, const pl_state* in) {
+    const uint32_t n = in->n_devices;
+    if (n == 0 ? in->arena_len != 0 : (in->arena_len == 0 || in->arena[in->arena_len - 1] != 0)) return PL_I_IDS;
+    L->id_at.reserve(n);
+    for (uint64_t at = 0; at < in->arena_len; at += strlen(in->arena + at) + 1) {
+        if (L->id_at.size() == n) return PL_I_IDS;
+        L->id_at.push_back(at);
+    }
+    if (L->id_at.size() != n) return PL_I_IDS;
+    for (uint32_t d = 0; d < n; d++)
+        if (in->dev_type[d] >= L->types.size()) return PL_I_TYPE;
+    L->arena.assign(in->arena, in->arena + in->arena_len);
+    L->dev_type.assign(in->dev_type, in->dev_type + n);
+    size_t size = 1024;
+    while (size < 2 * ((size_t)n + 1)) size *= 2;
+    L->table.assign(size, 0);
+    const size_t mask = size - 1;
+    for (uint32_t d = 0; d < n; d++) {
+        const char* s = &L->arena[L->id_at[d]];
+        const size_t len = strlen(s);
+        size_t i = hash_bytes(s, len) & mask;
+        for (; L->table[i]; i = (i + 1) & mask)
+            if (strcmp(&L->arena[L->id_at[L->table[i] - 1]], s) == 0) return PL_I_DUPLICATE;
+        L->table[i] = d + 1;
+    }
+    return 0;
+}
+
+static int import_edges(pl_loader* L, const pl_state* in) {
+    const auto ins = pins_by_index(L, true), outs = pins_by_index(L, false);
+    const uint32_t n = in->n_devices;
+    const uint64_t m = in->n_edges;
+    for (uint64_t e = 0; e < m; e++) {
+        const uint32_t s = in->src[e], d = in->dst[e];
+        if (s >= n || d >= n) return PL_I_DEVICE;
+        const auto& ip = ins[in->dev_type[d]];
+        const auto& op = outs[in->dev_type[s]];
+        const Pin* ipin = in->dpin[e] < ip.size() ? ip[in->dpin[e]] : nullptr;
+        const Pin* opin = in->spin[e] < op.size() ? op[in->spin[e]] : nullptr;
+        if (!ipin || !opin || ipin->message != opin->message) return PL_I_PIN;
+        if (in->sidx && (in->sidx[e] < -1 || (in->sidx[e] >= 0 && !opin->kind))) return PL_I_SEND_INDEX;
+    }
+    L->src.assign(in->src, in->src + m);
+    L->dst.assign(in->dst, in->dst + m);
+    L->spin.assign(in->spin, in->spin + m);
+    L->dpin.assign(in->dpin, in->dpin + m);
+    L->has_sidx = in->sidx != nullptr;
+    if (in->sidx) L->sidx.assign(in->sidx, in->sidx + m);
+    L->slot.resize(m);
+    for (uint64_t e = 0; e < m; e++) {
+        const int32_t kind = ins[L->dev_type[L->dst[e]]][L->dpin[e]]->kind;
+        L->slot[e] = kind >= 0 ? L->kind_count[kind]++ : 0;
+    }
+    return 0;
+}
+
+static void clear_state(pl_loader* L) {
+    for (auto* v : {&L->src, &L->dst, &L->slot}) std::vector<uint32_t>().swap(*v);
+    for (auto* v : {&L->spin, &L->dpin, &L->dev_type}) std::vector<uint16_t>().swap(*v);
+    std::vector<int32_t>().swap(L->sidx);
+    std::vector<char>().swap(L->arena);
+    std::vector<uint64_t>().swap(L->id_at);
+    std::vector<uint32_t>().swap(L->table);
+    std::fill(L->kind_count.begin(), L->kind_count.end(), 0);
+    L->has_sidx = false;
+}
+
+extern "C" int pl_import(pl_loader* L, const pl_state* in) {
+    if (!L->id_at.empty() || !L->src.empty() || !L->edges.empty()) return PL_I_NOT_EMPTY;
+    int err;
+    try {
+        err = import_devices(L, in);
+        if (!err) err = import_edges(L, in);
+    } catch (const std::exception&) {
+        err = PL_I_MEMORY;
+    }
+    if (err) clear_state(L);
+    return err;
+}
+
+extern "C" const char* pl_id(pl_loader* L, uint32_t d) { return &L->arena[L->id_at[d]]; }

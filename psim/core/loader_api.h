@@ -26,3 +26,27 @@ const uint16_t* pl_rem_reg(pl_loader* L);
 int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_region, int* err);
 uint64_t pl_adjacency(pl_loader* L, int32_t* starts, int32_t* adjacent);
 int64_t pl_find_many(pl_loader* L, const char* ids, size_t len, uint32_t count, uint32_t* out);
+
+/* The loader's state before pl_finish, for the instance cache (psim/instcache.py). */
+typedef struct pl_state {
+    const char* arena;          /* the ids, each '\0'-terminated, in device order */
+    uint64_t arena_len;
+    const uint16_t* dev_type;
+    uint32_t n_devices;
+    const uint32_t* src;
+    const uint32_t* dst;
+    const uint16_t* spin;
+    const uint16_t* dpin;
+    const int32_t* sidx;        /* per edge, or -1; NULL when no edge has a sendIndex */
+    uint64_t n_edges;
+} pl_state;
+
+/* pl_import's errors: why a cache file's state was refused */
+enum {
+    PL_I_NOT_EMPTY = 1, PL_I_IDS, PL_I_TYPE, PL_I_DUPLICATE, PL_I_DEVICE, PL_I_PIN, PL_I_SEND_INDEX,
+    PL_I_MEMORY
+};
+
+void pl_export(pl_loader* L, pl_state* out);
+int pl_import(pl_loader* L, const pl_state* in);
+const char* pl_id(pl_loader* L, uint32_t d);
