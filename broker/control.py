@@ -88,14 +88,17 @@ class Control:
     # ---- a user's requests (served by pd/scheduler.py) ---------------------------------
 
     def submit(self, user: str, app: bytes, nregions: int, rcon: dict, record: dict,
-               partition: bytes | None = None) -> tuple[int, str]:
+               partition: bytes | None = None, instance: bytes | None = None) -> tuple[int, str]:
         """Ask the scheduler for a new process: its pid and incarnation token.
         `partition`: the region of every device (uint16 array bytes), when
-        regions were computed for the user.  ValueError, with the reason,
-        for a process that can never run on this cluster (nothing is kept)."""
+        regions were computed for the user; `instance`: the application's
+        binary instance form (pd/form.py), for the regions to load instead
+        of parsing.  ValueError, with the reason, for a process that can
+        never run on this cluster (nothing is kept)."""
         request = {"op": "submit", "app": self._upload(user, app), "nregions": nregions,
                    "rcon": json.dumps({str(k): v for k, v in rcon.items()}), "record": json.dumps(record),
-                   "partition": self._upload(user, partition) if partition is not None else ""}
+                   "partition": self._upload(user, partition) if partition is not None else "",
+                   "instance": self._upload(user, instance) if instance is not None else ""}
         answer = self.request(user, request)
         return int(answer["pid"]), answer["token"]
 
@@ -126,12 +129,13 @@ class Control:
 
     # the scheduler's side: acting on a request, once (False: served already)
 
-    def accept_submit(self, user: str, rid: str, uploads: list[str], nregions: int, rcon: str,
+    def accept_submit(self, user: str, rid: str, uploads: dict[str, str], nregions: int, rcon: str,
                       record: dict) -> bool:
-        args = [user, rid, secrets.token_hex(8), nregions, rcon]
+        """`uploads`: {"app": key, and "partition", "instance" when sent}."""
+        args = [user, rid, secrets.token_hex(8), nregions, rcon, " ".join(uploads)]
         for k, v in record.items():
             args += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
-        return self.s["submit"](keys=uploads, args=args) is not None
+        return self.s["submit"](keys=list(uploads.values()), args=args) is not None
 
     def accept_kill(self, user: str, rid: str, pid: int, may_kill_any: bool) -> bool:
         return self.s["kill"](args=[user, rid, pid, int(may_kill_any)]) is not None
@@ -244,6 +248,11 @@ class Control:
 
     def partition(self, pid: int) -> bytes | None:
         data = self.r.get(keys.proc_partition(self.owner(pid), pid))
+        return zlib.decompress(data) if data is not None else None
+
+    def instance(self, pid: int) -> bytes | None:
+        """The binary instance form the client sent, if any (zlib.error: not compressed as sent)."""
+        data = self.r.get(keys.proc_instance(self.owner(pid), pid))
         return zlib.decompress(data) if data is not None else None
 
     def results(self, pid: int) -> dict[int, bytes]:

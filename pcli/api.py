@@ -30,6 +30,7 @@ from psim.reader import Instance, Source, read_graph_type
 from psim.run import load_instance
 
 from pd import results as records
+from pd.form import of_file as instance_form
 
 from .engine import Engine
 
@@ -154,7 +155,9 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     src = Source(xml)                          # a file (.xml or .xml.gz) or XML text
     with src.open() as f:
         app = f.read()
-    split = partition(app.decode(), regions).tobytes() if regions > 1 else None
+    split = partition(src.path or app.decode(), regions).tobytes() if regions > 1 else None
+    # the file's instance, read (and cached) to partition it: the regions load it instead of parsing
+    form = instance_form(src.path) if split is not None and src.path is not None and not opts.get("trace") else None
     nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
     if externals is not None:                  # one more region: the external devices, in the engine
         split = bind_externals(load_instance(app.decode()), externals, nregions, rmap, split)
@@ -163,7 +166,7 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     record = {"rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}
     if paused:                                 # the debugger's place on the data plane: the last
         record["debugger"], rcon[nregions] = nregions, APP
-    pid, token = control().submit(user(), app, nregions + paused, rcon, record, split)
+    pid, token = control().submit(user(), app, nregions + paused, rcon, record, split, form)
     future = Future(pid, verbose, token=token)
     for region, eng in apps.items():
         eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0),

@@ -36,6 +36,7 @@ from .channel import Channel, Closed
 from .jail import become, die_with_parent, no_new_privs
 from .limits import where
 from . import results
+from .form import FormLoaded
 from .region import RegionRun
 
 LOG_BATCH = 500
@@ -131,7 +132,10 @@ def run(channel: Channel, job: dict) -> None:
     opts = Options.from_dict(job["options"])
     nregions, debugger = job["nregions"], job.get("debugger")     # the debugger's place is not a region of devices
     try:
-        loaded = Loaded(job["app"].decode(), watchers=debugger is not None or bool(opts.trace))
+        watchers = debugger is not None or bool(opts.trace)
+        form = job.get("instance")
+        loaded = FormLoaded(job["app"].decode(), form, Path.cwd(), watchers) if form is not None else \
+            Loaded(job["app"].decode(), watchers=watchers)
         part = array("H", job["partition"]) if job["partition"] is not None else None
         engine = loaded.engine(opts, json.loads(job["rmap"]), part, nregions - (debugger is not None))
     except BadInput as e:

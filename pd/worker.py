@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from dataclasses import asdict, replace
 
 import redis
@@ -284,7 +285,15 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
         limits = replace(limits, procs=0)        # its uid is pd's: a process limit would bind pd too
     keeper = Keeper(ctl, job, beat, jail, Policy.from_env(), rec.get("verbose") == "1")
     jail.channel.send("limits", limits=asdict(limits))    # applied before the sandbox takes the application
-    jail.channel.send("job", app=ctl.app(job.pid), partition=ctl.partition(job.pid), rmap=rec.get("rmap", "{}"),
+    # with the client's instance form, only the graph type of the XML is needed (pd/form.py); a
+    # traced run's trace names the whole application's hash
+    try:
+        form = ctl.instance(job.pid) if not opts.trace else None
+    except zlib.error:
+        ctl.finish_region(job, "failed", "the instance form sent with the application is not zlib-compressed")
+        return
+    app = ctl.app_head(job.pid) if form is not None else ctl.app(job.pid)
+    jail.channel.send("job", app=app, instance=form, partition=ctl.partition(job.pid), rmap=rec.get("rmap", "{}"),
                       nregions=nregions, region=job.region, pid=job.pid, token=job.token, engine=job.engine,
                       options=asdict(opts), verbose=keeper.verbose, host=host, curve=curve,
                       debugger=int(rec["debugger"]) if rec.get("debugger") else None)
