@@ -53,8 +53,8 @@ def test_a_forged_instance_form_fails_its_process_with_the_reason(cluster, forge
 
 
 def test_a_files_partition_is_kept_by_content_and_regions(tmp_path):
-    app = tmp_path / "ring.xml"
-    app.write_bytes(RING.read_bytes())
+    app = tmp_path / "ring.xml"                     # content of its own: its cache entries are this test's
+    app.write_bytes(RING.read_bytes() + f"<!-- {tmp_path} -->\n".encode())
     two = partition(app, 2)
     assert len(two) == 4 and set(two) == {0, 1}
     kept = list(form.instcache.folder().glob(f"partitions/{form.instcache.content_key(app)}-2.u16"))
