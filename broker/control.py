@@ -87,18 +87,20 @@ class Control:
 
     # ---- a user's requests (served by pd/scheduler.py) ---------------------------------
 
-    def submit(self, user: str, app: bytes, nregions: int, rcon: dict, record: dict,
-               partition: bytes | None = None, instance: bytes | None = None) -> tuple[int, str]:
+    def submit(self, user: str, app: bytes | str, nregions: int, rcon: dict, record: dict,
+               partition: bytes | str | None = None, instance: bytes | str | None = None) -> tuple[int, str]:
         """Ask the scheduler for a new process: its pid and incarnation token.
         `partition`: the region of every device (uint16 array bytes), when
         regions were computed for the user; `instance`: the application's
         binary instance form (pd/form.py), for the regions to load instead
-        of parsing.  ValueError, with the reason, for a process that can
-        never run on this cluster (nothing is kept)."""
-        request = {"op": "submit", "app": self._upload(user, app), "nregions": nregions,
+        of parsing.  Each is bytes, or the key of an upload() made already.
+        ValueError, with the reason, for a process that can never run on
+        this cluster (nothing is kept)."""
+        def key(data: bytes | str | None) -> str:
+            return "" if data is None else data if isinstance(data, str) else self.upload(user, data)
+        request = {"op": "submit", "app": key(app), "nregions": nregions,
                    "rcon": json.dumps({str(k): v for k, v in rcon.items()}), "record": json.dumps(record),
-                   "partition": self._upload(user, partition) if partition is not None else "",
-                   "instance": self._upload(user, instance) if instance is not None else ""}
+                   "partition": key(partition), "instance": key(instance)}
         answer = self.request(user, request)
         return int(answer["pid"]), answer["token"]
 
@@ -122,7 +124,9 @@ class Control:
             raise ValueError(answer["error"])
         return answer
 
-    def _upload(self, user: str, data: bytes) -> str:
+    def upload(self, user: str, data: bytes) -> str:
+        """Put `data` (compressed) in the user's inbox for a submission; its
+        key.  zlib and the socket let go of the GIL: uploads overlap other work."""
         key = keys.upload(user, uuid.uuid4().hex)
         self.r.set(key, zlib.compress(data, 1), ex=3600)
         return key

@@ -10,6 +10,7 @@ Functions return data; the shell prints it.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from array import array
 import json
 import time
@@ -155,9 +156,12 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     src = Source(xml)                          # a file (.xml or .xml.gz) or XML text
     with src.open() as f:
         app = f.read()
-    split = partition(src.path or app.decode(), regions).tobytes() if regions > 1 else None
-    # the file's instance, read (and cached) to partition it: the regions load it instead of parsing
-    form = instance_form(src.path) if split is not None and src.path is not None and not opts.get("trace") else None
+    ctl, me = control(), user()
+    with ThreadPoolExecutor(1) as pool:        # the XML's upload (zlib, the socket: no GIL) overlaps partitioning it
+        uploading = pool.submit(ctl.upload, me, app)
+        split, form = split_app(src, app, regions, bool(opts.get("trace")))
+        form = ctl.upload(me, form) if form is not None else None
+        app_key = uploading.result()
     nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
     if externals is not None:                  # one more region: the external devices, in the engine
         split = bind_externals(load_instance(app.decode()), externals, nregions, rmap, split)
@@ -166,12 +170,23 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     record = {"rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}
     if paused:                                 # the debugger's place on the data plane: the last
         record["debugger"], rcon[nregions] = nregions, APP
-    pid, token = control().submit(user(), app, nregions + paused, rcon, record, split, form)
+    pid, token = ctl.submit(me, app_key, nregions + paused, rcon, record, split, form)
     future = Future(pid, verbose, token=token)
     for region, eng in apps.items():
         eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0),
                  nregions if paused else None)
     return future if async_ else future.result()
+
+
+def split_app(src: Source, app: bytes, regions: int, traced: bool) -> tuple[bytes | None, bytes | None]:
+    """regions=N's partition, and the binary instance form of a file (read,
+    and cached, to partition it): the regions load that instead of parsing
+    the XML (pd/form.py).  None for what there is not (a traced run's
+    regions read the XML: its trace names the whole application)."""
+    if regions <= 1:
+        return None, None
+    split = partition(src.path or app.decode(), regions).tobytes()
+    return split, instance_form(src.path) if src.path is not None and not traced else None
 
 
 def bind_externals(inst: Instance, engine: Engine, region: int, rmap: dict, split: bytes | None) -> bytes | None:
