@@ -6,7 +6,7 @@ Two forms (docs/protocol.md, "Results"):
 - packed (what pd's regions record): one msgpack map
       {"format": 1, "status", "metrics", "log"?, "error"?,
        "states": [{"type": NAME, "devices": uint32 LE device indices,
-                   "ids": the devices' ids, "\\n"-joined, "state": their packed states}, ...]}
+                   "ids": the devices' ids, each NUL-terminated, "state": their packed states}, ...]}
   one entry per device type with devices in the region (external types
   left out); "state" holds each device's State in the type's packed layout
   (psim/typed.py), in "devices" order: the engine's own bytes, no per-device
@@ -37,19 +37,21 @@ STATE_FIELDS = ("type", "devices", "ids", "state")
 
 def packed_states(engine: Engine) -> list[dict]:
     """The final states of the engine's local devices, per device type, as
-    the packed record carries them (NumPy selects them; no per-device Python)."""
+    the packed record carries them: NumPy selects them, and their ids from
+    the C loader's arena (no per-device Python, no Python strings)."""
     inst = engine.inst
-    types = list(inst.graph.devices.values())
     n = inst.n_devices
-    if len(types) > 1 and n:
-        ll = loader_module()
-        dev_types = np.frombuffer(ll.ffi.buffer(ll.lib.pl_dev_types(inst.loader), 2 * n), np.uint16)
-    else:
-        dev_types = np.zeros(n, np.uint16)
+    if not n:
+        return []
+    ll = loader_module()
+    st = ll.ffi.new("pl_state*")
+    ll.lib.pl_export(inst.loader, st)
+    arena = np.frombuffer(ll.ffi.buffer(st.arena, st.arena_len), np.uint8)      # each id NUL-terminated
+    dev_types = np.frombuffer(ll.ffi.buffer(st.dev_type, 2 * n), np.uint16)
+    owner = np.repeat(np.arange(n, dtype=np.uint32), np.diff(np.flatnonzero(arena == 0), prepend=-1))
     local = np.frombuffer(engine.region, np.uint16)[:n] == engine.my_region if engine.region is not None else None
-    ids = np.array(inst.ids, dtype=object)
     out = []
-    for t, dt in enumerate(types):
+    for t, dt in enumerate(inst.graph.devices.values()):
         of_type = np.flatnonzero(dev_types == t)          # in slot order: the type's state array's order
         mine = local[of_type] if local is not None else slice(None)
         devices = of_type[mine]
@@ -57,8 +59,10 @@ def packed_states(engine: Engine) -> list[dict]:
             continue
         size = dt.state.size
         state = np.frombuffer(inst.state[t], np.uint8, len(of_type) * size).reshape(len(of_type), size)[mine]
+        chosen = np.zeros(n, bool)
+        chosen[devices] = True
         out.append({"type": dt.id, "devices": devices.astype("<u4").tobytes(),
-                    "ids": "\n".join(ids[devices].tolist()).encode(), "state": state.tobytes()})
+                    "ids": arena[chosen[owner]].tobytes(), "state": state.tobytes()})
     return out
 
 
@@ -108,7 +112,7 @@ def _malformed(rec: Any) -> str | None:
                 or not all(isinstance(s[k], bytes) for k in STATE_FIELDS[1:]):
             return "a states entry is not {type, devices, ids, state}"
         count = len(s["devices"]) // 4
-        if len(s["devices"]) % 4 or (s["ids"].count(b"\n") + 1 if s["ids"] else 0) != count:
+        if len(s["devices"]) % 4 or s["ids"].count(b"\0") != count or s["ids"][-1:] not in (b"", b"\0"):
             return f"type {s['type']}: {count} devices, but ids and indices disagree"
     return None
 
@@ -122,7 +126,7 @@ def decode_states(rec: dict, graph: GraphType, region: int) -> dict:
     out: dict = {}
     for s in states:
         dt = graph.devices.get(s["type"])
-        ids = s["ids"].decode().split("\n") if s["ids"] else []
+        ids = s["ids"].decode().split("\0")[:-1]
         if dt is None or len(s["state"]) != len(ids) * dt.state.size:
             raise ValueError(f"region {region}'s result is malformed: its states of type {s['type']!r} do not fit "
                              "the application's device types")

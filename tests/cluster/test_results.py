@@ -58,7 +58,7 @@ SHARED = "#include <cstdio>\n#include <cstdlib>\n#include <cstring>\n#include <u
 
 @pytest.mark.parametrize("record, why", [
     (msgpack.packb({"format": 1, "metrics": {}, "states": []})[:-3], "not msgpack"),
-    (msgpack.packb({"format": 1, "metrics": {}, "states": [{"type": "node", "devices": b"\0" * 8, "ids": b"d0",
+    (msgpack.packb({"format": 1, "metrics": {}, "states": [{"type": "node", "devices": b"\0" * 8, "ids": b"d0\0",
                                                            "state": b""}]}, use_bin_type=True),
      "ids and indices disagree"),
     (msgpack.packb({"format": 7, "states": []}), "unknown format 7"),
