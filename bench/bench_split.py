@@ -4,8 +4,10 @@
 with regions=1 and regions=2 (METIS in the client); for each, the time from
 pcli.run() to its result, split into phases:
 
-    client read+partition   pcli.run's partition() (regions > 1 only)
-    submit (upload)         compress + upload the application (and partition) + the scheduler's answer
+    client, to submitted    pcli.run() called -> the scheduler answered its submission; of which
+      partition             pcli.run's partition() (regions > 1 only: read + METIS, or the cache)
+      uploads               compressing and uploading the XML (in a thread, overlapping the
+                            partition) and the instance form, summed
     queue                   submitted -> started (process record)
     region load             the regions' "Load time (s)" (read + compile, overlapped), slowest region
       of which compile      "Compile time (s)"
@@ -13,11 +15,15 @@ pcli.run() to its result, split into phases:
     region other            started -> ended, less load and run: worker start, application to the
                             sandbox, data-plane handshake, shaping and recording the result
     result fetch/decode     ended -> run() returned: reading and merging the regions' results
+      without states        pcli.result(pid, states=False) afterwards: the same, decoding no states
 
-    .venv/bin/python bench/bench_split.py [W H ROUNDS] [--repeat N]
+    .venv/bin/python bench/bench_split.py [W H ROUNDS] [--repeat N] [--cold]
 
 Default 1000 1000 200 (1M devices, 4M edges, 800M deliveries).  The
-figures depend on the machine's load: say it (`uptime`) with them.
+client keeps the file's instance and partition in its cache
+(psim/instcache.py, psim/partition.py), so a split run after the first
+reads neither; --cold removes them before every run.  The figures depend on
+the machine's load: say it (`uptime`) with them.
 """
 from __future__ import annotations
 
@@ -37,9 +43,10 @@ import graphs  # noqa: E402
 from bench_dataplane import generate  # noqa: E402
 from broker.control import Control  # noqa: E402
 from pd import cluster, identities  # noqa: E402
+from psim import instcache  # noqa: E402
 
-PHASES = ("client read+partition", "submit (upload)", "queue", "region load", "  of which compile",
-          "region run", "region other", "result fetch/decode")
+PHASES = ("client, to submitted", "  partition", "  uploads", "queue", "region load", "  of which compile",
+          "region run", "region other", "result fetch/decode", "  without states")
 
 
 class Clock:
@@ -50,6 +57,7 @@ class Clock:
 
     @contextmanager
     def wrapping(self, owner, name: str, phase: str):
+        """Time calls of owner.name into `phase`, and note when the last one ended."""
         inner = getattr(owner, name)
 
         def timed(*args, **kw):
@@ -58,6 +66,7 @@ class Clock:
                 return inner(*args, **kw)
             finally:
                 self.spent[phase] = self.spent.get(phase, 0.0) + time.perf_counter() - t
+                self.spent[f"{phase} end"] = time.time()
         setattr(owner, name, timed)
         try:
             yield
@@ -69,22 +78,31 @@ def one_run(pcli, path: Path, regions: int) -> tuple[dict, dict[str, float], flo
     """Run the mesh in `regions`; its result, its phases, and the total seconds."""
     import pcli.api as api
     clock = Clock()
-    with clock.wrapping(api, "partition", PHASES[0]), clock.wrapping(Control, "submit", PHASES[1]):
+    with clock.wrapping(api, "partition", "partition"), clock.wrapping(Control, "upload", "uploads"), \
+            clock.wrapping(Control, "submit", "submit"):
         t0 = time.time()
         res = pcli.run(str(path), regions=regions)
         total = time.time() - t0
     assert res["state"] == "finished", res.get("reason")
     pid = max(pcli.ps(all=True))
+    t = time.perf_counter()
+    pcli.result(pid, states=False)
+    bare = time.perf_counter() - t
     rec = pcli.info(pid)
     per_region = list(res["regions"].values()) if "regions" in res else [res["metrics"]]
     load = max(m["Load time (s)"] for m in per_region)
     run = max(m["Run time (s)"] for m in per_region)
-    phases = {PHASES[0]: clock.spent.get(PHASES[0], 0.0), PHASES[1]: clock.spent[PHASES[1]],
-              PHASES[2]: rec["started"] - rec["created"], PHASES[3]: load,
-              PHASES[4]: max(m["Compile time (s)"] for m in per_region), PHASES[5]: run,
-              PHASES[6]: rec["ended"] - rec["started"] - load - run,
-              PHASES[7]: t0 + total - rec["ended"]}
-    return res, phases, total
+    values = (clock.spent["submit end"] - t0, clock.spent.get("partition", 0.0), clock.spent["uploads"],
+              rec["started"] - rec["created"], load, max(m["Compile time (s)"] for m in per_region), run,
+              rec["ended"] - rec["started"] - load - run, t0 + total - rec["ended"], bare)
+    return res, dict(zip(PHASES, values)), total
+
+
+def forget(path: Path) -> None:
+    """Remove the client's cached instance and partitions of `path`."""
+    key = instcache.content_key(path)
+    for cached in [instcache.folder() / f"{key}.inst", *instcache.folder().glob(f"partitions/{key}-*.u16")]:
+        cached.unlink(missing_ok=True)
 
 
 def report(label: str, phases: dict[str, float], total: float) -> None:
@@ -97,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("size", nargs="*", type=int, default=[1000, 1000, 200], help="W H ROUNDS")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each, alternating")
+    parser.add_argument("--cold", action="store_true", help="the client's cached instance and partition removed first")
     args = parser.parse_args()
     w, h, rounds = args.size
     mesh = generate(f"mesh-{w}x{h}-r{rounds}", graphs.mesh(w, h), rounds)
@@ -113,6 +132,8 @@ def main() -> None:
             states = {}
             for _ in range(args.repeat):
                 for regions in (1, 2):
+                    if args.cold:
+                        forget(mesh)
                     time.sleep(1.0)                 # the daemons' spare workers are ready
                     res, phases, total = one_run(pcli, mesh, regions)
                     states[regions] = res["states"]
