@@ -6,9 +6,11 @@ The graph type still comes from the application's <GraphType> (the
 handlers compile from it), so a region gets only the XML up to its end.
 
 On the wire (docs/protocol.md, "The instance form"): the cache key (40 hex
-digits), a newline, then the cache file.  A form is the user's upload and
-may be forged: instcache checks every section and index, so a bad one fails
-its own process with the reason, never the worker or pd.
+digits), a newline, then the cache file.  The worker writes the file into
+its sandbox's folder (place: no copy through the channel, and outside the
+sandbox's file-size limit), and the sandbox maps it.  A form is the user's
+upload and may be forged: instcache checks every section and index, so a
+bad one fails its own process with the reason, never the worker or pd.
 """
 from __future__ import annotations
 
@@ -36,20 +38,27 @@ def of_file(path: Path) -> bytes | None:
         return None
 
 
-def instance(form: bytes, home: Path, src: Source, graph, ns: str, loader) -> Instance:
-    """The instance a form holds (written under `home` for instcache to map),
-    with `loader` (build.loader_module()); BadInput saying why when it is not
-    a faithful one."""
+def place(form: bytes, folder: Path) -> str:
+    """Write a form's cache file into `folder` (a sandbox's); its file name.
+    BadInput when the form has no cache key."""
     key, _, body = form.partition(b"\n")
     if not KEY.fullmatch(key):
-        raise BadInput("the instance form sent with the application is malformed (no cache key)", src.name)
-    entry = home / f"{key.decode()}.inst"
+        raise BadInput("the instance form sent with the application is malformed (no cache key)")
+    entry = folder / f"{key.decode()}.inst"
     entry.write_bytes(body)
+    entry.chmod(0o644)                      # the sandbox's user reads it; the folder is its own (0700)
+    return entry.name
+
+
+def instance(entry: Path, src: Source, graph, ns: str, loader) -> Instance:
+    """The instance of the cache file `entry` (removed once mapped), with
+    `loader` (build.loader_module()); BadInput saying why when it is not a
+    faithful instance of `graph`."""
     try:
         return instcache.load(entry, src, graph, ns, loader.lib, loader.ffi)
     except (instcache.Invalid, OSError, ValueError) as e:
-        raise BadInput(f"the instance form sent with the application is not a faithful instance of it ({e})",
-                       src.name) from None
+        raise BadInput(f"the instance form sent with the application is not a faithful instance of it ({e})") \
+            from None
     finally:
         entry.unlink(missing_ok=True)       # mapped: the pages stay while the instance uses them
 
@@ -58,7 +67,7 @@ class FormLoaded(Loaded):
     """psim.run.Loaded with the instance from a form instead of pass 2:
     the same steps (graph type, g++ in a thread while the instance loads)."""
 
-    def __init__(self, head: str, form: bytes, home: Path, watchers: bool = False):
+    def __init__(self, head: str, entry: Path, watchers: bool = False):
         t0 = time.perf_counter()
         src = Source(head)
         graph, ns = read_graph_type(src)
@@ -67,7 +76,7 @@ class FormLoaded(Loaded):
             compiling = pool.submit(compile_graph, graph, watchers)
             try:
                 t1 = time.perf_counter()
-                self.instance = instance(form, home, src, graph, ns, loader)
+                self.instance = instance(entry, src, graph, ns, loader)
                 self.instance_cached = True
                 self.read_seconds = time.perf_counter() - t1
             finally:

@@ -133,8 +133,8 @@ def run(channel: Channel, job: dict) -> None:
     nregions, debugger = job["nregions"], job.get("debugger")     # the debugger's place is not a region of devices
     try:
         watchers = debugger is not None or bool(opts.trace)
-        form = job.get("instance")
-        loaded = FormLoaded(job["app"].decode(), form, Path.cwd(), watchers) if form is not None else \
+        form = job.get("instance")           # its file, which the worker put in our folder (pd/form.py)
+        loaded = FormLoaded(job["app"].decode(), Path.cwd() / Path(form).name, watchers) if form else \
             Loaded(job["app"].decode(), watchers=watchers)
         part = array("H", job["partition"]) if job["partition"] is not None else None
         engine = loaded.engine(opts, json.loads(job["rmap"]), part, nregions - (debugger is not None))

@@ -40,9 +40,11 @@ from broker.control import REGION_TTL_MS, TRACE_CUT, Control, Job, connect
 from broker.dataplane import DataPlaneError, RedisRendezvous, advertised_host, curve_wanted
 from psim import build
 from psim.engine import Options
+from psim.errors import BadInput
 from psim.limits import Limits
 
 from . import results
+from .form import place
 from .channel import Closed
 from .jail import Jail, die_with_parent
 from .limits import Policy, Refused, where
@@ -288,9 +290,9 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
     # with the client's instance form, only the graph type of the XML is needed (pd/form.py); a
     # traced run's trace names the whole application's hash
     try:
-        form = ctl.instance(job.pid) if not opts.trace else None
-    except zlib.error:
-        ctl.finish_region(job, "failed", "the instance form sent with the application is not zlib-compressed")
+        form = None if opts.trace else placed_form(ctl, job, jail)
+    except BadInput as e:
+        ctl.finish_region(job, "failed", str(e))
         return
     app = ctl.app_head(job.pid) if form is not None else ctl.app(job.pid)
     jail.channel.send("job", app=app, instance=form, partition=ctl.partition(job.pid), rmap=rec.get("rmap", "{}"),
@@ -301,6 +303,16 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
 
 
 # ---- resource limits (pd/limits.py, psim/limits.py) ----------------------------------
+
+def placed_form(ctl: Control, job: Job, jail: Jail) -> str | None:
+    """The client's instance form, if it sent one, written into the
+    sandbox's folder (pd/form.py): its file name.  BadInput if it is not one."""
+    try:
+        form = ctl.instance(job.pid)
+    except zlib.error:
+        raise BadInput("the instance form sent with the application is not zlib-compressed") from None
+    return place(form, jail.home) if form is not None else None
+
 
 def region_limits(job: Job, rec: dict) -> tuple[Options, Limits]:
     """The process's psim options, and the limits this daemon gives its region."""
