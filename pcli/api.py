@@ -10,10 +10,10 @@ Functions return data; the shell prints it.
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from array import array
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -366,14 +366,14 @@ def region_results(ctl: Control, pid: int, states: bool) -> dict[int, dict]:
     """Each region's result (pd/results.py's records); states decoded with
     the application's graph type when asked, else left out."""
     out = {r: records.unpack(data, r) for r, data in ctl.results(pid).items()}
-    graph = None
+    layouts = None                             # the graph type: read once, only if a record is packed
     for r, res in out.items():
         res.pop("format", None)
         if not states:
             res.pop("states", None)
         elif isinstance(res.get("states"), list):
-            graph = graph or read_graph_type(Source(ctl.app_head(pid).decode()))[0]
-            res["states"] = records.decode_states(res, graph, r)
+            layouts = layouts or read_graph_type(Source(ctl.app_head(pid).decode()))[0]
+            res["states"] = records.decode_states(res, layouts, r)
     return out
 
 

@@ -32,11 +32,11 @@ from psim.errors import BadInput
 from psim.limits import Limits
 from psim.run import Loaded, Outcome, drive, result
 
+from . import results
 from .channel import Channel, Closed
+from .form import FormLoaded
 from .jail import become, die_with_parent, no_new_privs
 from .limits import where
-from . import results
-from .form import FormLoaded
 from .region import RegionRun
 
 LOG_BATCH = 500

@@ -44,8 +44,8 @@ from psim.errors import BadInput
 from psim.limits import Limits
 
 from . import results
-from .form import place
 from .channel import Closed
+from .form import place
 from .jail import Jail, die_with_parent
 from .limits import Policy, Refused, where
 from .modules import ModuleCache
