@@ -126,7 +126,11 @@ def decode_states(rec: dict, graph: GraphType, region: int) -> dict:
     out: dict = {}
     for s in states:
         dt = graph.devices.get(s["type"])
-        ids = s["ids"].decode().split("\0")[:-1]
+        try:
+            ids = s["ids"].decode().split("\0")[:-1]
+        except UnicodeDecodeError:
+            raise ValueError(f"region {region}'s result is malformed: ids of type {s['type']!r} are not UTF-8") \
+                from None
         if dt is None or len(s["state"]) != len(ids) * dt.state.size:
             raise ValueError(f"region {region}'s result is malformed: its states of type {s['type']!r} do not fit "
                              "the application's device types")

@@ -70,3 +70,15 @@ def test_a_forged_result_fails_its_process_with_the_reason_and_pd_serves_on(clus
     assert res["reason"].startswith("region 0 (engine e1): the region's result is malformed (")
     assert why in res["reason"]
     assert pcli.run(RING)["metrics"]["Delivered messages"] == 40
+
+
+def test_states_that_do_not_fit_the_graph_type_fail_only_their_decoding(cluster):
+    cluster.start("e1")
+    record = msgpack.packb({"format": 1, "metrics": {"Delivered messages": 7}, "status": "idle", "log": [],
+                            "states": [{"type": "node", "devices": b"\0" * 4, "ids": b"d0\0", "state": b"\0"}]},
+                           use_bin_type=True)
+    future = pcli.run(ring_app("forged_fit", shared=SHARED, init=forging(record)), async_=True)
+    with pytest.raises(ValueError, match="region 0's result is malformed: its states of type 'node' do not fit"):
+        future.result()
+    bare = pcli.result(future.pid, states=False)
+    assert bare["state"] == "finished" and bare["metrics"]["Delivered messages"] == 7
