@@ -31,10 +31,10 @@ KEY = re.compile(rb"[0-9a-f]{40}")
 def of_file(path: Path) -> bytes | None:
     """The form of the application file at `path`, from the instance cache
     (None when it holds none: the regions parse the XML)."""
-    key = instcache.content_key(path)
     try:
+        key = instcache.content_key(path)
         return key.encode() + b"\n" + (instcache.folder() / f"{key}.inst").read_bytes()
-    except OSError:
+    except OSError:                          # no cache folder, or no entry in it
         return None
 
 

@@ -54,7 +54,10 @@ def _cache_file(src: Source, nregions: int) -> Path | None:
     """Where the partition of a file into `nregions` is kept (None: a text, or the cache is off)."""
     if src.path is None or not instcache.enabled() or nregions <= 1:
         return None
-    return instcache.folder() / "partitions" / f"{instcache.content_key(src.path)}-{nregions}.u16"
+    try:
+        return instcache.folder() / "partitions" / f"{instcache.content_key(src.path)}-{nregions}.u16"
+    except OSError:                          # no cache folder to be had: METIS each time
+        return None
 
 
 def _keep(path: Path, regions: array) -> None:
