@@ -87,15 +87,20 @@ class Control:
 
     # ---- a user's requests (served by pd/scheduler.py) ---------------------------------
 
-    def submit(self, user: str, app: bytes, nregions: int, rcon: dict, record: dict,
-               partition: bytes | None = None) -> tuple[int, str]:
+    def submit(self, user: str, app: bytes | str, nregions: int, rcon: dict, record: dict,
+               partition: bytes | str | None = None, instance: bytes | str | None = None) -> tuple[int, str]:
         """Ask the scheduler for a new process: its pid and incarnation token.
         `partition`: the region of every device (uint16 array bytes), when
-        regions were computed for the user.  ValueError, with the reason,
-        for a process that can never run on this cluster (nothing is kept)."""
-        request = {"op": "submit", "app": self._upload(user, app), "nregions": nregions,
+        regions were computed for the user; `instance`: the application's
+        binary instance form (pd/form.py), for the regions to load instead
+        of parsing.  Each is bytes, or the key of an upload() made already.
+        ValueError, with the reason, for a process that can never run on
+        this cluster (nothing is kept)."""
+        def key(data: bytes | str | None) -> str:
+            return "" if data is None else data if isinstance(data, str) else self.upload(user, data)
+        request = {"op": "submit", "app": key(app), "nregions": nregions,
                    "rcon": json.dumps({str(k): v for k, v in rcon.items()}), "record": json.dumps(record),
-                   "partition": self._upload(user, partition) if partition is not None else ""}
+                   "partition": key(partition), "instance": key(instance)}
         answer = self.request(user, request)
         return int(answer["pid"]), answer["token"]
 
@@ -119,19 +124,22 @@ class Control:
             raise ValueError(answer["error"])
         return answer
 
-    def _upload(self, user: str, data: bytes) -> str:
+    def upload(self, user: str, data: bytes) -> str:
+        """Put `data` (compressed) in the user's inbox for a submission; its
+        key.  zlib and the socket let go of the GIL: uploads overlap other work."""
         key = keys.upload(user, uuid.uuid4().hex)
         self.r.set(key, zlib.compress(data, 1), ex=3600)
         return key
 
     # the scheduler's side: acting on a request, once (False: served already)
 
-    def accept_submit(self, user: str, rid: str, uploads: list[str], nregions: int, rcon: str,
+    def accept_submit(self, user: str, rid: str, uploads: dict[str, str], nregions: int, rcon: str,
                       record: dict) -> bool:
-        args = [user, rid, secrets.token_hex(8), nregions, rcon]
+        """`uploads`: {"app": key, and "partition", "instance" when sent}."""
+        args = [user, rid, secrets.token_hex(8), nregions, rcon, " ".join(uploads)]
         for k, v in record.items():
             args += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
-        return self.s["submit"](keys=uploads, args=args) is not None
+        return self.s["submit"](keys=list(uploads.values()), args=args) is not None
 
     def accept_kill(self, user: str, rid: str, pid: int, may_kill_any: bool) -> bool:
         return self.s["kill"](args=[user, rid, pid, int(may_kill_any)]) is not None
@@ -180,11 +188,13 @@ class Control:
 
     # ---- regions -----------------------------------------------------------------------
 
-    def finish_region(self, job: Job, state: str, reason: str = "", result: dict | None = None) -> bool:
-        """Record a region's end; False if the job is stale (refused)."""
-        # orjson: a million device states serialise in a fraction of json's time
+    def finish_region(self, job: Job, state: str, reason: str = "", result: bytes | dict | None = None) -> bool:
+        """Record a region's end, with its result record (pd/results.py: the
+        packed bytes as they are, or a dict recorded as JSON); False if the
+        job is stale (refused)."""
+        record = result if isinstance(result, bytes) else orjson.dumps(result) if result else b""
         return bool(self.s["finish_region"](args=[job.pid, job.region, job.engine, job.token, state, reason,
-                                                  orjson.dumps(result) if result else ""]))
+                                                  record]))
 
     def claim(self, job: Job) -> str:
         """A daemon takes a job: 'ok', or why not ('stale', 'ended', 'elsewhere')."""
@@ -244,9 +254,26 @@ class Control:
         data = self.r.get(keys.proc_partition(self.owner(pid), pid))
         return zlib.decompress(data) if data is not None else None
 
-    def results(self, pid: int) -> dict[int, dict]:
+    def instance(self, pid: int) -> bytes | None:
+        """The binary instance form the client sent, if any (zlib.error: not compressed as sent)."""
+        data = self.r.get(keys.proc_instance(self.owner(pid), pid))
+        return zlib.decompress(data) if data is not None else None
+
+    def results(self, pid: int) -> dict[int, bytes]:
+        """Each region's result record as recorded (pd/results.py reads them)."""
         raw = self.r.hgetall(keys.proc_results(self.owner(pid), pid))
-        return {int(_text(k)): orjson.loads(v) for k, v in raw.items()}
+        return {int(_text(k)): v for k, v in raw.items()}
+
+    def app_head(self, pid: int, until: bytes = b"</GraphType>", chunk: int = 1 << 16) -> bytes:
+        """The application's text up to and including `until` (its graph
+        type), decompressing no more of it than that."""
+        data, z, out = self.r.get(keys.proc_app(self.owner(pid), pid)), zlib.decompressobj(), b""
+        for at in range(0, len(data), chunk):
+            out += z.decompress(data[at:at + chunk])
+            end = out.find(until)
+            if end >= 0:
+                return out[:end + len(until)]
+        return out + z.flush()
 
     # ---- logs and events -----------------------------------------------------------
 

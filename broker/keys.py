@@ -20,14 +20,15 @@
 A process's private keys, readable by its owner (and engines, admins) only:
     pstack:u:<owner>:p:<pid>:app        the application XML, zlib-compressed
     pstack:u:<owner>:p:<pid>:partition  region of every device (uint16 array, zlib), for regions=N
-    pstack:u:<owner>:p:<pid>:results    hash  region -> result JSON
+    pstack:u:<owner>:p:<pid>:instance   the binary instance form (pd/form.py, zlib), for regions=N
+    pstack:u:<owner>:p:<pid>:results    hash  region -> result record (pd/results.py)
     pstack:u:<owner>:p:<pid>:log        stream of log lines (capped)
     pstack:u:<owner>:p:<pid>:trace:<region>  list of the region's event trace chunks (psim/trace.py),
                                         for processes run with trace=True; expire after TRACE_TTL
 
 A user's inbox, the only keys a user writes (broker/acl.py):
     pstack:u:<user>:in:requests         stream of requests (submit, kill) for the scheduler
-    pstack:u:<user>:in:upload:<id>      an application or partition being submitted (zlib, 1 h TTL)
+    pstack:u:<user>:in:upload:<id>      an application, partition or instance form being submitted (zlib, 1 h TTL)
     pstack:u:<user>:in:reply:<req id>   list: the scheduler's answer to a request (JSON)
 
 Engines:
@@ -83,6 +84,11 @@ def proc_app(owner: str, pid: int) -> str:
 
 def proc_partition(owner: str, pid: int) -> str:
     return f"{private(owner, pid)}:partition"
+
+
+def proc_instance(owner: str, pid: int) -> str:
+    """The binary instance form the client sent (pd/form.py), if any."""
+    return f"{private(owner, pid)}:instance"
 
 
 def proc_results(owner: str, pid: int) -> str:

@@ -183,10 +183,10 @@ end
 
 -- @script submit
 -- The scheduler accepts a user's submission (request ARGV[2] of user
--- ARGV[1], served once).  KEYS[1]: the uploaded application, renamed into
--- the process; KEYS[2], if given: the uploaded partition (region of every
--- device).  ARGV: owner, request id, incarnation token, nregions, rcon
--- (JSON {region: engine}), then field, value, ...  Answers the request
+-- ARGV[1], served once).  KEYS: the uploads, renamed into the process
+-- under the names ARGV[6] lists (space-separated: app first, then partition
+-- and instance when given).  ARGV: owner, request id, incarnation token,
+-- nregions, rcon (JSON {region: engine}), names, then field, value, ...  Answers the request
 -- with {pid, token} or {error}: why the process can never run (nothing is
 -- kept).  Returns the answer, or nil when the request was served already.
 if not take_request(ARGV[1], ARGV[2]) then return nil end
@@ -197,11 +197,14 @@ if refused then
 end
 local pid = redis.call('INCR', K.pid)
 local p = proc(pid)
-for i = 6, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end   -- first: they cannot override below
+for i = 7, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end   -- first: they cannot override below
 redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[3], 'state', 'waiting', 'reason', '',
            'nregions', ARGV[4], 'rcon', ARGV[5], 'created', now())
-redis.call('RENAME', KEYS[1], private(pid) .. ':app')
-if KEYS[2] then redis.call('RENAME', KEYS[2], private(pid) .. ':partition') end
+local i = 0
+for name in string.gmatch(ARGV[6], '%S+') do
+    i = i + 1
+    redis.call('RENAME', KEYS[i], private(pid) .. ':' .. name)
+end
 redis.call('ZADD', K.procs, pid, pid)
 redis.call('RPUSH', K.queue, pid)
 event(pid, 'waiting', '')

@@ -13,6 +13,7 @@ import functools
 from array import array
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,8 +27,11 @@ from psim.engine import Options
 from psim.errors import BadInput
 from psim.inspect import graph, split_by, topology
 from psim.partition import partition
-from psim.reader import Instance, Source
+from psim.reader import Instance, Source, read_graph_type
 from psim.run import load_instance
+
+from pd import results as records
+from pd.form import of_file as instance_form
 
 from .engine import Engine
 
@@ -67,14 +71,15 @@ class Future:
     def done(self) -> bool:
         return info(self.pid)["state"] in keys.ENDED
 
-    def result(self, timeout: float | None = None) -> dict:
-        """Wait for the process to end and return its result.  A Redis
-        restart meanwhile is waited out (up to OUTAGE_SECONDS)."""
+    def result(self, timeout: float | None = None, states: bool = True) -> dict:
+        """Wait for the process to end and return its result (states=False:
+        without the devices' states, see result()).  A Redis restart
+        meanwhile is waited out (up to OUTAGE_SECONDS)."""
         deadline = time.monotonic() + timeout if timeout is not None else None
         seen, outage = "$", None
         while True:
             try:
-                res, seen = self._poll(seen)
+                res, seen = self._poll(seen, states)
                 outage = None
             except redis.ConnectionError:
                 outage = outage or time.monotonic()
@@ -87,7 +92,7 @@ class Future:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"process {self.pid} is still {info(self.pid)['state']}")
 
-    def _poll(self, seen: str) -> tuple[dict | None, str]:
+    def _poll(self, seen: str, states: bool) -> tuple[dict | None, str]:
         """The result if the process ended, else wait a little for an event."""
         ctl = control()
         if seen == "$":
@@ -100,7 +105,7 @@ class Future:
         if rec["state"] in keys.ENDED:
             if self.verbose:
                 self.print_log()
-            return result(self.pid), seen
+            return result(self.pid, states), seen
         return None, ctl.wait_event(seen, POLL_MS)
 
     def print_log(self) -> int:
@@ -151,7 +156,12 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     src = Source(xml)                          # a file (.xml or .xml.gz) or XML text
     with src.open() as f:
         app = f.read()
-    split = partition(app.decode(), regions).tobytes() if regions > 1 else None
+    ctl, me = control(), user()
+    with ThreadPoolExecutor(1) as pool:        # the XML's upload (zlib, the socket: no GIL) overlaps partitioning it
+        uploading = pool.submit(ctl.upload, me, app)
+        split, form = split_app(src, app, regions, bool(opts.get("trace")))
+        form = ctl.upload(me, form) if form is not None else None
+        app_key = uploading.result()
     nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
     if externals is not None:                  # one more region: the external devices, in the engine
         split = bind_externals(load_instance(app.decode()), externals, nregions, rmap, split)
@@ -160,12 +170,23 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     record = {"rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}
     if paused:                                 # the debugger's place on the data plane: the last
         record["debugger"], rcon[nregions] = nregions, APP
-    pid, token = control().submit(user(), app, nregions + paused, rcon, record, split)
+    pid, token = ctl.submit(me, app_key, nregions + paused, rcon, record, split, form)
     future = Future(pid, verbose, token=token)
     for region, eng in apps.items():
         eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0),
                  nregions if paused else None)
     return future if async_ else future.result()
+
+
+def split_app(src: Source, app: bytes, regions: int, traced: bool) -> tuple[bytes | None, bytes | None]:
+    """regions=N's partition, and the binary instance form of a file (read,
+    and cached, to partition it): the regions load that instead of parsing
+    the XML (pd/form.py).  None for what there is not (a traced run's
+    regions read the XML: its trace names the whole application)."""
+    if regions <= 1:
+        return None, None
+    split = partition(src.path or app.decode(), regions).tobytes()
+    return split, instance_form(src.path) if src.path is not None and not traced else None
 
 
 def bind_externals(inst: Instance, engine: Engine, region: int, rmap: dict, split: bytes | None) -> bytes | None:
@@ -283,10 +304,11 @@ def _info(rec: dict) -> dict:
     return out
 
 
-def result(pid: int) -> dict | None:
+def result(pid: int, states: bool = True) -> dict | None:
     """The result of an ended process (None while it runs): psim's result
     shape, plus "state" and "reason"; regions merged (states joined, metrics
-    summed)."""
+    summed).  states=False leaves out "states" (nothing is decoded: a
+    million devices' states cost about a second to turn into dicts)."""
     ctl = control()
     rec = ctl.process(int(pid))
     if rec is None:
@@ -294,7 +316,7 @@ def result(pid: int) -> dict | None:
     if rec["state"] not in keys.ENDED:
         return None
     try:
-        merged = merge(ctl.results(int(pid)))
+        merged = merge(region_results(ctl, int(pid), states), states)
     except redis.exceptions.NoPermissionError:
         raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
                               "result") from None
@@ -340,16 +362,35 @@ def trace(pid: int, path: str | Path) -> dict:
     return {"path": str(path), "regions": nregions, "bytes": size + len(psim_trace.MAGIC)}
 
 
-def merge(results: dict[int, dict]) -> dict:
+def region_results(ctl: Control, pid: int, states: bool) -> dict[int, dict]:
+    """Each region's result (pd/results.py's records); states decoded with
+    the application's graph type when asked, else left out."""
+    out = {r: records.unpack(data, r) for r, data in ctl.results(pid).items()}
+    layouts = None                             # the graph type: read once, only if a record is packed
+    for r, res in out.items():
+        res.pop("format", None)
+        if not states:
+            res.pop("states", None)
+        elif isinstance(res.get("states"), list):
+            layouts = layouts or read_graph_type(Source(ctl.app_head(pid).decode()))[0]
+            res["states"] = records.decode_states(res, layouts, r)
+    return out
+
+
+def merge(results: dict[int, dict], states: bool = True) -> dict:
     """One result from the results of a process's regions: states joined,
-    metrics summed, per-region metrics under "regions".  The debugger's
+    metrics summed, per-region metrics under "regions"; states=False: no
+    "states" (the regions' results have none).  The debugger's
     place (pcli/debugger.py) has no part in it."""
     results = {r: res for r, res in results.items() if not res.get("debugger")}
     if len(results) == 1:
         return dict(next(iter(results.values())))
     out: dict = {"states": {}, "metrics": {}, "log": [], "status": "idle", "regions": {}}
+    if not states:
+        del out["states"]
     for region, res in sorted(results.items()):
-        out["states"].update(res.get("states", {}))
+        if states:
+            out["states"].update(res.get("states", {}))
         out["log"] += res.get("log", [])
         metrics = res.get("metrics", {})
         out["regions"][region] = metrics

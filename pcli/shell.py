@@ -168,7 +168,7 @@ class Shell(cmd2.Cmd):
             self.poutput(str(future.pid))
             return
         future.verbose, future.echo = args.verbose, self.poutput
-        res = future.result()
+        res = future.result(states=args.json)          # the summary shows no states: none decoded for it
         self.json_out(res) if args.json else self.summary(res)
         if args.json and res.get("state") != "finished":
             self.failed = True

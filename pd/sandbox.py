@@ -23,7 +23,6 @@ from array import array
 from pathlib import Path
 
 import cffi
-import orjson
 
 from broker.dataplane import DataPlane, DataPlaneError
 from psim import build, trace
@@ -33,7 +32,9 @@ from psim.errors import BadInput
 from psim.limits import Limits
 from psim.run import Loaded, Outcome, drive, result
 
+from . import results
 from .channel import Channel, Closed
+from .form import FormLoaded
 from .jail import become, die_with_parent, no_new_privs
 from .limits import where
 from .region import RegionRun
@@ -131,7 +132,10 @@ def run(channel: Channel, job: dict) -> None:
     opts = Options.from_dict(job["options"])
     nregions, debugger = job["nregions"], job.get("debugger")     # the debugger's place is not a region of devices
     try:
-        loaded = Loaded(job["app"].decode(), watchers=debugger is not None or bool(opts.trace))
+        watchers = debugger is not None or bool(opts.trace)
+        form = job.get("instance")           # its file, which the worker put in our folder (pd/form.py)
+        loaded = FormLoaded(job["app"].decode(), Path.cwd() / Path(form).name, watchers) if form else \
+            Loaded(job["app"].decode(), watchers=watchers)
         part = array("H", job["partition"]) if job["partition"] is not None else None
         engine = loaded.engine(opts, json.loads(job["rmap"]), part, nregions - (debugger is not None))
     except BadInput as e:
@@ -164,13 +168,15 @@ def run(channel: Channel, job: dict) -> None:
     reports.flush()
     if opts.trace:
         channel.send("trace", data=trace.end_chunk(engine, out.status, out.exit_code, out.error))
+    states = results.packed_states(engine)
+    engine.states = dict          # psim.run.result need not decode them: the record carries them packed
     res = result(loaded, engine, out, collected)
     if reports.plane:
         res["metrics"]["Dropped frames"] = reports.plane.dropped
-    # as JSON: the worker records it as it is (a million device states
-    # through msgpack into Python objects and back would cost seconds)
+    # packed (pd/results.py): the worker records it as it is, and nobody
+    # decodes a million device states unless a reader asks for them
     channel.send("done", status="failed" if out.status == "failed" else "finished",
-                 reason=failure_reason(job, out), result=orjson.dumps(res))
+                 reason=failure_reason(job, out), result=results.pack(res, states))
 
 
 def failure_reason(job: dict, out: Outcome) -> str:

@@ -30,6 +30,7 @@ BLOCK_MS = 250              # also how soon a new user's inbox is read
 REAP_SECONDS = 0.5
 RECORD_FIELDS = ("rmap", "options", "verbose", "app_name", "debugger")   # what a submission may set in its record
 MAX_REGIONS = 65_535        # partitions are uint16
+UPLOADS = ("partition", "instance")     # what a submission may upload beside the application
 log = logging.getLogger("pd.scheduler")
 
 
@@ -79,8 +80,8 @@ class Scheduler:
             return self.ctl.refuse(user, rid, f"the scheduler failed on this request ({e})")
 
     def submit(self, user: str, rid: str, fields: dict[str, str]) -> bool:
-        uploads = [_upload(user, fields["app"])] + ([_upload(user, fields["partition"])]
-                                                   if fields.get("partition") else [])
+        uploads = {"app": _upload(user, fields["app"])}
+        uploads.update({name: _upload(user, fields[name]) for name in UPLOADS if fields.get(name)})
         nregions = int(fields["nregions"])
         if not 1 <= nregions <= MAX_REGIONS:
             raise Refusal(f"a process has 1 to {MAX_REGIONS} regions, not {nregions}")

@@ -31,18 +31,21 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from dataclasses import asdict, replace
 
-import orjson
 import redis
 
 from broker.control import REGION_TTL_MS, TRACE_CUT, Control, Job, connect
 from broker.dataplane import DataPlaneError, RedisRendezvous, advertised_host, curve_wanted
 from psim import build
 from psim.engine import Options
+from psim.errors import BadInput
 from psim.limits import Limits
 
+from . import results
 from .channel import Closed
+from .form import place
 from .jail import Jail, die_with_parent
 from .limits import Policy, Refused, where
 from .modules import ModuleCache
@@ -159,8 +162,7 @@ class Keeper:
         """One message from the sandbox; True when it was the last."""
         kind = msg["t"]
         if kind == "done":
-            res = msg["result"]          # JSON: recorded as it is, never parsed here
-            self.finish(msg["status"], msg["reason"], orjson.Fragment(res) if res else None)
+            self.done(msg)
             return True
         if kind == "memory":
             self.beat.finished = True
@@ -228,7 +230,21 @@ class Keeper:
             self.traced, data = None, TRACE_CUT
         self.ctl.trace(self.job, data)
 
-    def finish(self, status: str, reason: str, res: orjson.Fragment | None = None) -> None:
+    def done(self, msg: dict) -> None:
+        """The sandbox's result: recorded as it is (pd/results.py's packed
+        record), once it is known to be well formed."""
+        res = msg["result"]
+        if res is not None and not isinstance(res, bytes):
+            res, why = None, "not bytes"
+        else:
+            why = results.check(res) if res is not None else None
+        if why:
+            self.finish("failed", f"{where(self.job.region, self.job.engine)}: the region's result is malformed "
+                                  f"({why})")
+        else:
+            self.finish(str(msg["status"]), str(msg["reason"]), res)
+
+    def finish(self, status: str, reason: str, res: bytes | None = None) -> None:
         self.beat.finished = True
         self.ctl.finish_region(self.job, "failed" if status == "failed" else "finished", reason, res)
 
@@ -271,7 +287,15 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
         limits = replace(limits, procs=0)        # its uid is pd's: a process limit would bind pd too
     keeper = Keeper(ctl, job, beat, jail, Policy.from_env(), rec.get("verbose") == "1")
     jail.channel.send("limits", limits=asdict(limits))    # applied before the sandbox takes the application
-    jail.channel.send("job", app=ctl.app(job.pid), partition=ctl.partition(job.pid), rmap=rec.get("rmap", "{}"),
+    # with the client's instance form, only the graph type of the XML is needed (pd/form.py); a
+    # traced run's trace names the whole application's hash
+    try:
+        form = None if opts.trace else placed_form(ctl, job, jail)
+    except BadInput as e:
+        ctl.finish_region(job, "failed", str(e))
+        return
+    app = ctl.app_head(job.pid) if form is not None else ctl.app(job.pid)
+    jail.channel.send("job", app=app, instance=form, partition=ctl.partition(job.pid), rmap=rec.get("rmap", "{}"),
                       nregions=nregions, region=job.region, pid=job.pid, token=job.token, engine=job.engine,
                       options=asdict(opts), verbose=keeper.verbose, host=host, curve=curve,
                       debugger=int(rec["debugger"]) if rec.get("debugger") else None)
@@ -279,6 +303,16 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
 
 
 # ---- resource limits (pd/limits.py, psim/limits.py) ----------------------------------
+
+def placed_form(ctl: Control, job: Job, jail: Jail) -> str | None:
+    """The client's instance form, if it sent one, written into the
+    sandbox's folder (pd/form.py): its file name.  BadInput if it is not one."""
+    try:
+        form = ctl.instance(job.pid)
+    except zlib.error:
+        raise BadInput("the instance form sent with the application is not zlib-compressed") from None
+    return place(form, jail.home) if form is not None else None
+
 
 def region_limits(job: Job, rec: dict) -> tuple[Options, Limits]:
     """The process's psim options, and the limits this daemon gives its region."""

@@ -207,14 +207,7 @@ class Engine:
     def _decode(self, t: int, dt) -> Iterator[dict]:
         """The states of every device of type t, in order."""
         layout, data = dt.state, self.inst.state[t]
-        count = len(data) // layout.size if layout.size else self.inst.n_devices
-        if not layout.size:
-            return ({} for _ in range(count))
-        spec = layout.spec
-        if spec.flat:                    # one C-level pass over the whole array
-            names = spec.names
-            return (dict(zip(names, values)) for values in spec.struct.iter_unpack(memoryview(data)[:count * layout.size]))
-        return (layout.unpack(data, k * layout.size) for k in range(count))
+        return unpack_states(layout, data, len(data) // layout.size if layout.size else self.inst.n_devices)
 
     def failure(self, o) -> str:
         """A sentence saying why the run failed."""
@@ -276,3 +269,15 @@ class Engine:
             return None
         t = loader_module().lib.pl_dev_types(self.inst.loader)[dev]
         return list(self.inst.graph.devices.values())[t]
+
+
+def unpack_states(layout, data: bytes | bytearray | memoryview, count: int) -> Iterator[dict]:
+    """`count` packed values of `layout` (a typed.Layout) from `data`, as
+    dicts field by field (also pcli's decoding of a region's packed result)."""
+    if not layout.size:
+        return ({} for _ in range(count))
+    spec = layout.spec
+    if spec.flat:                    # one C-level pass over the whole array
+        names = spec.names
+        return (dict(zip(names, values)) for values in spec.struct.iter_unpack(memoryview(data)[:count * layout.size]))
+    return (layout.unpack(data, k * layout.size) for k in range(count))
