@@ -1,0 +1,79 @@
+"""psim --threads N: every core in one process.  The loaded instance is
+split by METIS (psim/partition.py) into N regions and run by N compiled
+engines, one region each, in N threads (cffi releases the GIL while an
+engine runs, so Python only holds it between batches).
+
+The engines share the one loaded instance: the device table, the CSR's
+offsets and the per-type property and state arrays are the instance's (an
+engine writes only its own devices' state and its own edges' state, so no
+locks), while each has its own edge flags and remote lists (RegionCSR,
+core/loader.cpp pl_region).  The final states are read once, from the
+shared arrays, when every thread is done.
+
+The threads run pd/region.py's RegionRun over broker/localplane.py, as
+pcli/standalone.py runs a C and a Python region: the region protocol is the
+cluster's, so termination (pd/termination.py), hardware-idle rounds,
+handler_exit, failures (the first region to fail gives the run its reason,
+and the others are stopped) and the supervisor (in region 0) behave as in
+a process split across hosts.  Records between threads travel per batch:
+a region's outbox for another, copied once into the plane's queue (the
+view is valid only until that engine's next call), then checked and queued
+by the receiving engine in C.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Callable
+
+from broker.localplane import LocalPlane, local_planes
+from pcli.standalone import Ends
+from pd.region import RegionRun
+
+from .engine import Engine, Options
+from .errors import BadInput
+from .partition import split
+from .reader import unserved_externals
+from .run import Loaded, LogSink, Outcome, result, run_loaded
+from .topology import RegionCSR, finish_edges
+
+
+def run_threads(loaded: Loaded, opts: Options, rmap: dict | None, on_log: LogSink | None) -> dict:
+    """Run `loaded` in opts.threads threads (at most one per device) and
+    return one result as a single engine's: states of all devices, metrics
+    summed over the threads (deliveries, sends, steps, remote records: see
+    pcli.api.merge), the per-thread metrics under "regions"."""
+    if rmap or opts.region is not None:
+        raise BadInput("--threads splits the application itself: give no region map or region")
+    if opts.trace:
+        raise BadInput("a run in threads cannot be traced: trace it in one thread (a replay runs one engine)")
+    inst = loaded.instance
+    n = min(opts.threads, inst.n_devices)
+    if n <= 1:
+        return run_loaded(loaded, replace(opts, threads=1), on_log=on_log)
+    unserved_externals(inst, lambda dev: True)
+    loaded.take()
+    finish_edges(inst, None, 0)           # the whole CSR, once: METIS reads it, every region copies its flags
+    regions = split(inst, n)
+    engines = [Engine(loaded.module, inst, opts, regions, r, n, 0, RegionCSR(inst, regions, r)) for r in range(n)]
+    logs: list[list] = [[] for _ in range(n)]
+    planes = local_planes(n)
+    ends = Ends()
+
+    def run(r: int) -> Outcome:
+        sink = on_log or (lambda d, lv, t: logs[r].append((d, lv, t)))
+        return ends.after(r, _run_region, engines[r], planes[r], sink, opts.timeout, ends.watch(r))
+
+    with ThreadPoolExecutor(n - 1, thread_name_prefix="psim-region") as pool:
+        others = [pool.submit(run, r) for r in range(1, n)]
+        outs = [run(0)] + [f.result() for f in others]
+    states = engines[0].states(everywhere=True)
+    res = ends.merged({r: result(loaded, engines[r], outs[r], logs[r], states if r == 0 else {})
+                       for r in range(n)})
+    res["metrics"]["Threads"] = n
+    return res
+
+
+def _run_region(engine: Engine, plane: LocalPlane, on_log: LogSink, timeout: float,
+                watch: Callable[[], str | None]) -> Outcome:
+    return RegionRun(engine, plane, on_log, timeout, watch=watch).run()
