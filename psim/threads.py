@@ -24,17 +24,18 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
+from broker import wire
 from broker.localplane import LocalPlane, local_planes
 from pcli.standalone import Ends
 from pd.region import RegionRun
 
-from .engine import Engine, Options
+from .engine import FAIL_TIMEOUT, Engine, Options
 from .errors import BadInput
 from .partition import split
 from .reader import unserved_externals
-from .run import Loaded, LogSink, Outcome, result, run_loaded
+from .run import Loaded, LogSink, Outcome, drain_logs, result, run_loaded
 from .topology import RegionCSR, finish_edges
 
 
@@ -56,24 +57,42 @@ def run_threads(loaded: Loaded, opts: Options, rmap: dict | None, on_log: LogSin
     finish_edges(inst, None, 0)           # the whole CSR, once: METIS reads it, every region copies its flags
     regions = split(inst, n)
     engines = [Engine(loaded.module, inst, opts, regions, r, n, 0, RegionCSR(inst, regions, r)) for r in range(n)]
-    logs: list[list] = [[] for _ in range(n)]
-    planes = local_planes(n)
+    log: list = []
+    sink = on_log or (lambda d, lv, t: log.append((d, lv, t)))      # list.append is atomic: one log for all
+    planes = [LoggedPlane(p, e, sink) for p, e in zip(local_planes(n), engines)]
     ends = Ends()
 
     def run(r: int) -> Outcome:
-        sink = on_log or (lambda d, lv, t: logs[r].append((d, lv, t)))
         return ends.after(r, _run_region, engines[r], planes[r], sink, opts.timeout, ends.watch(r))
 
     with ThreadPoolExecutor(n - 1, thread_name_prefix="psim-region") as pool:
         others = [pool.submit(run, r) for r in range(1, n)]
         outs = [run(0)] + [f.result() for f in others]
     states = engines[0].states(everywhere=True)
-    res = ends.merged({r: result(loaded, engines[r], outs[r], logs[r], states if r == 0 else {})
+    res = ends.merged({r: result(loaded, engines[r], outs[r], log if r == 0 else [], states if r == 0 else {})
                        for r in range(n)})
     res["metrics"]["Threads"] = n
+    in_handler = [out for e, out in zip(engines, outs) if out.kind == FAIL_TIMEOUT and e.outcome().fail_handler]
+    if res["status"] == "failed" and in_handler:
+        res["error"] = in_handler[0].error      # one deadline for all: say where a handler was stuck, as one engine does
     return res
 
 
 def _run_region(engine: Engine, plane: LocalPlane, on_log: LogSink, timeout: float,
                 watch: Callable[[], str | None]) -> Outcome:
     return RegionRun(engine, plane, on_log, timeout, watch=watch).run()
+
+
+class LoggedPlane(LocalPlane):
+    """A region's end of the in-process plane that hands on its engine's
+    log lines before it sends records: a line logged before a send comes
+    before every line the send causes in another thread, as with one engine."""
+
+    def __init__(self, plane: LocalPlane, engine: Engine, sink: LogSink):
+        super().__init__(plane.region, plane.inboxes)
+        self.engine, self.sink = engine, sink
+
+    def send(self, to: int, kind: int, payload: Any) -> None:
+        if kind == wire.MSG:
+            drain_logs(self.engine, self.sink)
+        super().send(to, kind, payload)
