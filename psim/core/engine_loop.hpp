@@ -422,11 +422,14 @@ static int pe_loop(pe_engine* E, uint64_t budget) {
 static const int pe_fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGXFSZ};
 static const int PE_NSIG = sizeof pe_fatal_signals / sizeof pe_fatal_signals[0];
 
+static struct sigaction pe_old_actions[PE_NSIG + 1];   // what was there before the first guard (below)
+
 static void pe_on_signal(int sig) {
     pe_engine* E = pe_cur;
-    if (!E) {                 // a thread outside the engine (another engine's guard is installed)
-        signal(sig, SIG_DFL); // the fault happens again, with the default action
-        return;
+    if (!E) {       // a thread outside any engine, while another thread's engine runs: not ours
+        for (int i = 0; i < PE_NSIG; i++)
+            if (pe_fatal_signals[i] == sig) sigaction(sig, &pe_old_actions[i], nullptr);
+        return;     // the fault happens again and meets the handler that was there (Python's faulthandler)
     }
     if (sig == SIGALRM) {
         E->timed_out = 1;
@@ -443,7 +446,6 @@ static void pe_on_signal(int sig) {
 // per thread.
 static std::mutex pe_actions_lock;
 static int pe_actions_users;
-static struct sigaction pe_old_actions[PE_NSIG + 1];
 
 static void pe_actions_enter() {
     std::lock_guard<std::mutex> hold(pe_actions_lock);
