@@ -39,6 +39,15 @@ from .run import Loaded, LogSink, Outcome, drain_logs, result, run_loaded
 from .topology import RegionCSR, finish_edges
 
 
+# Events per call into an engine.  A record for another thread leaves when
+# its sender's call returns and is taken when the receiver's returns, so
+# each crossing may wait up to two calls: the cluster's batch (run.BATCH,
+# 1M events) made the heat grid of bench/heat.py, whose boundary crosses
+# every round, slower in 2 threads than in 1; 65,536 keeps a crossing under
+# a millisecond for ~15% of the mesh's rate (performance.md, "Threads").
+THREAD_BATCH = 1 << 16
+
+
 def run_threads(loaded: Loaded, opts: Options, rmap: dict | None, on_log: LogSink | None) -> dict:
     """Run `loaded` in opts.threads threads (at most one per device) and
     return one result as a single engine's: states of all devices, metrics
@@ -80,7 +89,9 @@ def run_threads(loaded: Loaded, opts: Options, rmap: dict | None, on_log: LogSin
 
 def _run_region(engine: Engine, plane: LocalPlane, on_log: LogSink, timeout: float,
                 watch: Callable[[], str | None]) -> Outcome:
-    return RegionRun(engine, plane, on_log, timeout, watch=watch).run()
+    region = RegionRun(engine, plane, on_log, timeout, watch=watch)
+    region.batch = THREAD_BATCH
+    return region.run()
 
 
 class LoggedPlane(LocalPlane):
