@@ -51,15 +51,6 @@ def test_apps_whose_answer_depends_on_the_split_still_end_as_they_should(app):
             module.check_failure(res)                   # the app's own failure, not ours
 
 
-def test_a_fair_schedule_across_threads_still_ends():
-    """storm_v4 ends under every fair schedule; across threads its pings
-    fly much longer than in one (records wait for the other thread's batch),
-    so it gets more steps than its checker's limit."""
-    app = APPS_DIR / "storm_v4.xml"
-    for n in (2, 3):
-        check(app, threaded(app, n, max_steps=10**9))
-
-
 @pytest.mark.parametrize("app", FAILING, ids=lambda p: p.stem)
 def test_failures_are_one_engines(app):
     """The run fails with the failing region's reason, the others stopped."""
