@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed for --order random")
     p.add_argument("--max-steps", type=int, metavar="N", help="fail the run after N steps")
     p.add_argument("--timeout", type=float, metavar="S", help="fail the run after S seconds")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="run in N threads of this process, one engine each on a METIS region (default 1)")
     p.add_argument("--rmap", metavar="FILE|JSON", help="region map {device: region}, as JSON or a JSON file")
     p.add_argument("--region", type=int, help="run only this region of the region map")
     p.add_argument("--external", metavar="MODULE:FACTORY",
@@ -183,7 +185,7 @@ def debug(loaded, opts: Options, breaks: list[str], on_log) -> dict:
         shell.onecmd_plus_hooks("cont")
     shell.cmdloop()
     return session.finish()
-OPTION_FLAGS = ("level", "order", "seed", "max_steps", "timeout", "memory_mb")
+OPTION_FLAGS = ("level", "order", "seed", "max_steps", "timeout", "memory_mb", "threads")
 
 
 def options_given(args: argparse.Namespace) -> dict:

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 from . import limits
 from .build import loader_module
 from .reader import Instance
-from .topology import finish_edges
+from .topology import RegionCSR, edge_arrays, finish_edges
 
 # pe_status
 IDLE, BUDGET, STOPPED, OUTBOX = 0, 1, 2, 3
@@ -36,6 +36,7 @@ class Options:
     region: int | None = None     # run only this region of the region map
     memory_mb: int = 0            # memory for the application beyond the runner's at rest (psim/limits.py); 0: none
     trace: str | bool = False     # record an event trace (psim/trace.py): a file (psim), True (a cluster keeps it)
+    threads: int = 1              # engines in threads of this process, one METIS region each (psim/threads.py)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Options":
@@ -50,19 +51,27 @@ class Options:
             raise ValueError(f"trace must be a file name or True, not {opts.trace!r}")
         if not isinstance(opts.memory_mb, int) or isinstance(opts.memory_mb, bool) or opts.memory_mb < 0:
             raise ValueError(f"memory_mb must be a whole number of MB (0: no limit), not {opts.memory_mb!r}")
+        if not isinstance(opts.threads, int) or isinstance(opts.threads, bool) or opts.threads < 1:
+            raise ValueError(f"threads must be a whole number from 1, not {opts.threads!r}")
         return opts
 
 
 class Engine:
     def __init__(self, module, inst: Instance, opts: Options,
-                 region: array | None = None, my_region: int = 0, n_regions: int = 1, sup_region: int = 0):
+                 region: array | None = None, my_region: int = 0, n_regions: int = 1, sup_region: int = 0,
+                 csr: RegionCSR | None = None):
+        """csr: this region's own edge flags and remote lists, when several
+        engines share `inst` (psim/threads.py); without it the instance's CSR
+        is indexed for this one engine (finish_edges)."""
         self.lib, self.ffi = module.lib, module.ffi
         self.inst, self.opts = inst, opts
         self.my_region, self.n_regions = my_region, n_regions
         self.region = region
         self.sup_region = sup_region
         self.on_trace: Callable[[bytes], None] | None = None
-        finish_edges(inst, region, my_region)
+        self.csr = csr
+        if csr is None:
+            finish_edges(inst, region, my_region)
         self.engine = self.ffi.gc(self.lib.pe_create(self._init(region, my_region, n_regions)), self.lib.pe_destroy)
 
     @property
@@ -90,10 +99,10 @@ class Engine:
         init.n_devices = inst.n_devices
         init.dev_type = ptr("uint16_t*", ll.lib.pl_dev_types(L))
         init.out_off = ptr("uint32_t*", ll.lib.pl_out_off(L))
-        init.edges = ptr("void*", ll.lib.pl_edges(L))
-        rem = ll.lib.pl_rem_off(L)
-        init.rem_off = ptr("uint32_t*", rem) if rem != ll.ffi.NULL else ffi.NULL
-        init.rem_reg = ptr("uint16_t*", ll.lib.pl_rem_reg(L)) if rem != ll.ffi.NULL else ffi.NULL
+        edges, rem_off, rem_reg = self.csr.arrays() if self.csr else edge_arrays(inst)
+        init.edges = ptr("void*", edges)
+        init.rem_off = ptr("uint32_t*", rem_off) if rem_off != ll.ffi.NULL else ffi.NULL
+        init.rem_reg = ptr("uint16_t*", rem_reg) if rem_off != ll.ffi.NULL else ffi.NULL
         if region is not None:
             self._region = ffi.from_buffer("uint16_t[]", region)
             init.region = self._region
@@ -189,8 +198,9 @@ class Engine:
     def local(self, dev: int) -> bool:
         return self.region is None or self.region[dev] == self.my_region
 
-    def states(self) -> dict:
-        """Final state of every local device, field by field."""
+    def states(self, everywhere: bool = False) -> dict:
+        """Final state of every local device (every device, `everywhere`:
+        engines sharing the instance's arrays, once all have run), field by field."""
         inst = self.inst
         types = list(inst.graph.devices.values())
         loader = loader_module()
@@ -200,7 +210,7 @@ class Engine:
         for i, did in enumerate(inst.ids):
             t = dev_types[i] if dev_types is not None else 0
             state = next(decoded[t])
-            if not types[t].external and self.local(i):
+            if not types[t].external and (everywhere or self.local(i)):
                 out[did] = state
         return out
 

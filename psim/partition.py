@@ -38,11 +38,18 @@ def partition(xml: str | Path, nregions: int) -> array:
 def regions_of(inst: Instance, nregions: int) -> array:
     """METIS's split of `inst`'s device graph into `nregions`."""
     loader = build.loader_module()
-    lib, ffi = loader.lib, loader.ffi
+    if nregions > 1 and inst.n_devices > 1:
+        loader.lib.pl_finish(inst.loader, loader.ffi.NULL, 0, loader.ffi.new("int*"))
+    return split(inst, nregions)
+
+
+def split(inst: Instance, nregions: int) -> array:
+    """The region of every device of `inst`, whose edges are indexed
+    without a region map (finish_edges(inst, None, 0))."""
     if nregions <= 1 or inst.n_devices <= 1:
         return array("H", bytes(2 * inst.n_devices))
-    err = ffi.new("int*")
-    lib.pl_finish(inst.loader, ffi.NULL, 0, err)
+    loader = build.loader_module()
+    lib, ffi = loader.lib, loader.ffi
     count = lib.pl_adjacency(inst.loader, ffi.NULL, ffi.NULL)      # sizes first
     starts, adjacent = array("i", bytes(4 * (inst.n_devices + 1))), array("i", bytes(4 * count))
     lib.pl_adjacency(inst.loader, ffi.from_buffer("int32_t[]", starts), ffi.from_buffer("int32_t[]", adjacent))

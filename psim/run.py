@@ -45,14 +45,18 @@ class Loaded:
         """Region of every device from {device id: region}; unmapped devices are in region 0."""
         return region_array(self.instance, rmap)
 
+    def take(self) -> None:
+        """Claim the instance's arrays for this load's engines (one run per load)."""
+        if self.used:
+            raise RuntimeError("Loaded.engine() gives one engine per load; load again for another")
+        self.used = True
+
     def engine(self, opts: Options, rmap: dict | None = None, regions: array | None = None,
                n_regions: int | None = None) -> Engine:
         """The engine for this instance, or for region opts.region of it when
         a region map is given (`rmap` by device id, or `regions`, one entry
         per device).  Only one: it runs on the instance's own arrays."""
-        if self.used:
-            raise RuntimeError("Loaded.engine() gives one engine per load; load again for another")
-        self.used = True
+        self.take()
         if regions is None and not rmap and opts.region is None:
             unserved_externals(self.instance, lambda dev: True)
             return Engine(self.module, self.instance, opts)
@@ -201,7 +205,8 @@ def drain_logs(engine: Engine, on_log: LogSink) -> None:
     engine.drain_trace()
 
 
-def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None) -> dict:
+def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None, states: dict | None = None) -> dict:
+    """The run's result dict; `states` instead of the engine's own local ones."""
     o = engine.outcome()
     inst = loaded.instance
     metrics = {
@@ -221,7 +226,7 @@ def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None) -> di
     if engine.region is not None:
         metrics.update({"Region": engine.my_region, "Remote messages sent": o.remote_sent,
                         "Remote messages received": o.remote_received, "Remote bytes": o.remote_bytes})
-    res = {"states": engine.states(), "metrics": metrics, "status": out.status}
+    res = {"states": engine.states() if states is None else states, "metrics": metrics, "status": out.status}
     if log is not None:
         res["log"] = [list(entry) for entry in log]
     if out.error:
@@ -250,11 +255,16 @@ def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, external
     """Run a loaded application to its result (psim() and the psim command);
     log lines go to on_log, or without one into the result."""
     if externals is not None or supervisor is not None:
+        if opts.threads > 1:
+            raise BadInput("--threads runs psim's own engines: not with an application engine")
         if opts.trace:
             raise BadInput("a run with an application engine cannot be traced: a replay needs every region's "
                            "trace, and an engine's Python region records none")
         from pcli.standalone import run_with_engine      # the layer above psim: imported only for an engine
         return run_with_engine(loaded, externals, opts, rmap, on_log, supervisor)
+    if opts.threads > 1:
+        from .threads import run_threads                # brings in the region protocol: only when asked
+        return run_threads(loaded, opts, rmap, on_log)
     engine = loaded.engine(opts, rmap)
     sink = _trace_sink(loaded, engine, opts)
     log: list = []

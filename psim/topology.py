@@ -35,6 +35,31 @@ def finish_edges(inst: Instance, region: array | None, my_region: int) -> None:
                        "each once", inst.source.name, line)
 
 
+def edge_arrays(inst: Instance) -> tuple:
+    """The loader's (edges, rem_off, rem_reg) of an instance indexed by
+    finish_edges (rem_off NULL without a region map), as loader pointers."""
+    lib = loader_module().lib
+    return lib.pl_edges(inst.loader), lib.pl_rem_off(inst.loader), lib.pl_rem_reg(inst.loader)
+
+
+class RegionCSR:
+    """Region `my_region`'s own edge flags and remote lists (loader.cpp
+    pl_region), for several engines over one instance in one process
+    (psim/threads.py): the instance's CSR, indexed once without a region
+    map (finish_edges(inst, None, 0)), stays shared and whole."""
+
+    def __init__(self, inst: Instance, region: array, my_region: int):
+        ll = loader_module()
+        self.region = region                     # read while the loader builds; kept with it
+        self.handle = ll.ffi.gc(ll.lib.pl_region_create(inst.loader, ll.ffi.from_buffer("uint16_t[]", region),
+                                                        my_region), ll.lib.pl_region_destroy)
+
+    def arrays(self) -> tuple:
+        """(edges, rem_off, rem_reg), as edge_arrays gives the instance's."""
+        lib = loader_module().lib
+        return lib.pl_region_edges(self.handle), lib.pl_region_rem_off(self.handle), lib.pl_region_rem_reg(self.handle)
+
+
 class Wiring:
     """The loader's arrays of an instance whose edges are indexed
     (finish_edges done), as NumPy views (owned by the loader: keep the

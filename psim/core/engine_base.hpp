@@ -118,9 +118,11 @@ struct pe_engine {
     std::vector<char> log;
 };
 
-static pe_engine* pe_cur;          // the engine running on this module now
-static int pe_log_level;
-static sigjmp_buf pe_jmp;
+// Per thread: engines of one module may run in several threads at once
+// (psim --threads), each in its own.
+static thread_local pe_engine* pe_cur;   // the engine running in this thread now (null between calls)
+static thread_local int pe_log_level;
+static thread_local sigjmp_buf pe_jmp;
 
 struct pe_failure {};              // thrown by assert and run-time errors
 

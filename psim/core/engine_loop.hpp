@@ -23,6 +23,7 @@
 // the current round finish; the run ends before the next one.
 #include <csignal>
 #include <ctime>
+#include <mutex>
 #include <new>
 
 enum pe_status { PE_IDLE = 0, PE_BUDGET = 1, PE_STOPPED = 2, PE_OUTBOX = 3 };
@@ -421,8 +422,15 @@ static int pe_loop(pe_engine* E, uint64_t budget) {
 static const int pe_fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGXFSZ};
 static const int PE_NSIG = sizeof pe_fatal_signals / sizeof pe_fatal_signals[0];
 
+static struct sigaction pe_old_actions[PE_NSIG + 1];   // what was there before the first guard (below)
+
 static void pe_on_signal(int sig) {
     pe_engine* E = pe_cur;
+    if (!E) {       // a thread outside any engine, while another thread's engine runs: not ours
+        for (int i = 0; i < PE_NSIG; i++)
+            if (pe_fatal_signals[i] == sig) sigaction(sig, &pe_old_actions[i], nullptr);
+        return;     // the fault happens again and meets the handler that was there (Python's faulthandler)
+    }
     if (sig == SIGALRM) {
         E->timed_out = 1;
         if (E->in_critical) { E->signal_pending = 1; return; }
@@ -432,24 +440,44 @@ static void pe_on_signal(int sig) {
     siglongjmp(pe_jmp, 1);
 }
 
+// Signal actions are process-wide, but engines may run in several threads at
+// once (psim --threads): the first guard in installs pe_on_signal, the last
+// one out puts back what was there.  The alternate stack and the timer are
+// per thread.
+static std::mutex pe_actions_lock;
+static int pe_actions_users;
+
+static void pe_actions_enter() {
+    std::lock_guard<std::mutex> hold(pe_actions_lock);
+    if (pe_actions_users++) return;
+    struct sigaction sa = {};
+    sa.sa_handler = pe_on_signal;
+    sa.sa_flags = SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < PE_NSIG; i++) sigaction(pe_fatal_signals[i], &sa, &pe_old_actions[i]);
+    sigaction(SIGALRM, &sa, &pe_old_actions[PE_NSIG]);
+}
+
+static void pe_actions_leave() {
+    std::lock_guard<std::mutex> hold(pe_actions_lock);
+    if (--pe_actions_users) return;
+    for (int i = 0; i < PE_NSIG; i++) sigaction(pe_fatal_signals[i], &pe_old_actions[i], nullptr);
+    sigaction(SIGALRM, &pe_old_actions[PE_NSIG], nullptr);
+}
+
 struct pe_guard {   // signal handlers, alternate stack and timer for one pe_run
-    struct sigaction old[PE_NSIG + 1];
     stack_t old_stack;
     timer_t timer;
     bool has_timer = false;
-    static char altstack[1 << 16];
+    static thread_local char altstack[1 << 16];
 
-    pe_guard(double seconds) {
+    pe_guard(pe_engine* E, double seconds) {
         stack_t st = {};
         st.ss_sp = altstack;
         st.ss_size = sizeof altstack;
         sigaltstack(&st, &old_stack);
-        struct sigaction sa = {};
-        sa.sa_handler = pe_on_signal;
-        sa.sa_flags = SA_ONSTACK | SA_NODEFER;
-        sigemptyset(&sa.sa_mask);
-        for (int i = 0; i < PE_NSIG; i++) sigaction(pe_fatal_signals[i], &sa, &old[i]);
-        sigaction(SIGALRM, &sa, &old[PE_NSIG]);
+        pe_cur = E;
+        pe_actions_enter();
         if (seconds > 0) arm(seconds);
     }
     void arm(double seconds) {
@@ -467,12 +495,12 @@ struct pe_guard {   // signal handlers, alternate stack and timer for one pe_run
     }
     ~pe_guard() {
         if (has_timer) timer_delete(timer);
-        for (int i = 0; i < PE_NSIG; i++) sigaction(pe_fatal_signals[i], &old[i], nullptr);
-        sigaction(SIGALRM, &old[PE_NSIG], nullptr);
+        pe_actions_leave();
+        pe_cur = nullptr;
         sigaltstack(&old_stack, nullptr);
     }
 };
-char pe_guard::altstack[1 << 16];
+thread_local char pe_guard::altstack[1 << 16];
 
 static void pe_record_signal(pe_engine* E) {
     int sig = E->fail_signal;
@@ -483,10 +511,9 @@ static void pe_record_signal(pe_engine* E) {
 // Run `body` with crash protection; returns PE_STOPPED if it failed.
 template <class F>
 static int pe_protected(pe_engine* E, double seconds, F body) {
-    pe_cur = E;
     pe_log_level = E->log_level;
     if (pe_halted(E)) return PE_STOPPED;
-    pe_guard guard(seconds);
+    pe_guard guard(E, seconds);
     if (sigsetjmp(pe_jmp, 1)) {
         pe_record_signal(E);
         return PE_STOPPED;
@@ -717,7 +744,7 @@ extern "C" void pe_debug_touch(pe_engine* E, uint32_t dev) {
 
 extern "C" size_t pe_debug_queued(pe_engine* E, const uint8_t** data, size_t* entry) {
     // the injected messages not delivered yet, as pe_injected entries
-    static std::vector<pe_injected> flat;
+    static thread_local std::vector<pe_injected> flat;
     flat.assign(E->debug->queue.begin(), E->debug->queue.end());
     *data = (const uint8_t*)flat.data();
     *entry = sizeof(pe_injected);

@@ -209,6 +209,27 @@ static int64_t order_edges(pl_loader* L, std::vector<uint64_t>& order, int* err)
     return -1;
 }
 
+// One region's view of the CSR: the remote flag of each edge (its
+// destination in another region), and the distinct remote regions each
+// (device, pin) reaches, listed in rem_reg[rem_off[k]:rem_off[k + 1]].
+static void mark_remote(const pl_loader* L, const uint16_t* region, uint16_t my_region, pe_edge* edges,
+                        std::vector<uint32_t>& rem_off, std::vector<uint16_t>& rem_reg) {
+    const uint64_t keys = (uint64_t)L->id_at.size() * L->max_out;
+    rem_off.assign(keys + 1, 0);
+    rem_reg.clear();
+    std::vector<uint16_t> regs;
+    for (uint64_t k = 0; k < keys; k++) {
+        regs.clear();
+        for (uint32_t i = L->out_off[k]; i < L->out_off[k + 1]; i++) {
+            uint16_t r = region[edges[i].dst];
+            edges[i].flags = r != my_region ? PE_EDGE_REMOTE : 0;
+            if (r != my_region && std::find(regs.begin(), regs.end(), r) == regs.end()) regs.push_back(r);
+        }
+        rem_reg.insert(rem_reg.end(), regs.begin(), regs.end());
+        rem_off[k + 1] = (uint32_t)rem_reg.size();
+    }
+}
+
 extern "C" int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_region, int* err) {
     const uint64_t n_edges = L->src.size();
     const uint64_t keys = (uint64_t)L->id_at.size() * L->max_out;
@@ -226,22 +247,9 @@ extern "C" int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_r
     L->edges.resize(n_edges);
     for (uint64_t i = 0; i < n_edges; i++) {
         uint64_t e = order[i];
-        uint16_t remote = region && region[L->dst[e]] != my_region;
-        L->edges[i] = pe_edge{L->dst[e], L->slot[e], L->dpin[e], (uint16_t)(remote ? PE_EDGE_REMOTE : 0)};
+        L->edges[i] = pe_edge{L->dst[e], L->slot[e], L->dpin[e], 0};
     }
-    if (region) {   // the distinct remote regions each (device, pin) reaches
-        L->rem_off.assign(keys + 1, 0);
-        std::vector<uint16_t> regs;
-        for (uint64_t k = 0; k < keys; k++) {
-            regs.clear();
-            for (uint32_t i = L->out_off[k]; i < L->out_off[k + 1]; i++) {
-                uint16_t r = region[L->edges[i].dst];
-                if (r != my_region && std::find(regs.begin(), regs.end(), r) == regs.end()) regs.push_back(r);
-            }
-            L->rem_reg.insert(L->rem_reg.end(), regs.begin(), regs.end());
-            L->rem_off[k + 1] = (uint32_t)L->rem_reg.size();
-        }
-    }
+    if (region) mark_remote(L, region, my_region, L->edges.data(), L->rem_off, L->rem_reg);
     std::vector<uint32_t>().swap(L->src);
     std::vector<uint32_t>().swap(L->dst);
     std::vector<uint16_t>().swap(L->spin);
@@ -249,6 +257,28 @@ extern "C" int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_r
     std::vector<int32_t>().swap(L->sidx);
     return -1;
 }
+
+// Several regions of one instance in one process (psim --threads): each
+// engine needs its own edge flags and remote lists, while the device table
+// and out_off stay the loader's, shared.  Call after pl_finish without a
+// region map; pl_region_destroy when its engine is gone.
+struct pl_region {
+    std::vector<pe_edge> edges;
+    std::vector<uint32_t> rem_off;
+    std::vector<uint16_t> rem_reg;
+};
+
+extern "C" pl_region* pl_region_create(pl_loader* L, const uint16_t* region, uint16_t my_region) {
+    pl_region* R = new pl_region();
+    R->edges = L->edges;
+    mark_remote(L, region, my_region, R->edges.data(), R->rem_off, R->rem_reg);
+    return R;
+}
+
+extern "C" void pl_region_destroy(pl_region* R) { delete R; }
+extern "C" const void* pl_region_edges(pl_region* R) { return R->edges.data(); }
+extern "C" const uint32_t* pl_region_rem_off(pl_region* R) { return R->rem_off.data(); }
+extern "C" const uint16_t* pl_region_rem_reg(pl_region* R) { return R->rem_reg.data(); }
 
 // The undirected graph of devices (both directions, no self loops, no
 // repeats), for partitioners.  Call after pl_finish.

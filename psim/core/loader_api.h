@@ -1,5 +1,6 @@
 /* The C interface of the instance loader (loader.cpp), as cffi sees it. */
 typedef struct pl_loader pl_loader;
+typedef struct pl_region pl_region;
 
 enum {
     PL_E_PATH = 1, PL_E_DST_DEVICE, PL_E_SRC_DEVICE, PL_E_DST_PIN, PL_E_SRC_PIN,
@@ -24,6 +25,11 @@ const void* pl_edges(pl_loader* L);
 const uint32_t* pl_rem_off(pl_loader* L);
 const uint16_t* pl_rem_reg(pl_loader* L);
 int64_t pl_finish(pl_loader* L, const uint16_t* region, uint16_t my_region, int* err);
+pl_region* pl_region_create(pl_loader* L, const uint16_t* region, uint16_t my_region);
+void pl_region_destroy(pl_region* R);
+const void* pl_region_edges(pl_region* R);
+const uint32_t* pl_region_rem_off(pl_region* R);
+const uint16_t* pl_region_rem_reg(pl_region* R);
 uint64_t pl_adjacency(pl_loader* L, int32_t* starts, int32_t* adjacent);
 int64_t pl_find_many(pl_loader* L, const char* ids, size_t len, uint32_t count, uint32_t* out);
 
