@@ -15,15 +15,12 @@ bad one fails its own process with the reason, never the worker or pd.
 from __future__ import annotations
 
 import re
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from psim import build, instcache
-from psim.compiler import compile_graph
+from psim import instcache
 from psim.errors import BadInput
-from psim.reader import Instance, Source, read_graph_type
-from psim.run import Loaded
+from psim.reader import Instance, Source
+from psim.run import InstanceReader
 
 KEY = re.compile(rb"[0-9a-f]{40}")
 
@@ -50,12 +47,12 @@ def place(form: bytes, folder: Path) -> str:
     return entry.name
 
 
-def instance(entry: Path, src: Source, graph, ns: str, loader) -> Instance:
+def instance(entry: Path, src: Source, graph, ns: str, lib, ffi) -> Instance:
     """The instance of the cache file `entry` (removed once mapped), with
-    `loader` (build.loader_module()); BadInput saying why when it is not a
+    the loader's lib and ffi; BadInput saying why when it is not a
     faithful instance of `graph`."""
     try:
-        return instcache.load(entry, src, graph, ns, loader.lib, loader.ffi)
+        return instcache.load(entry, src, graph, ns, lib, ffi)
     except (instcache.Invalid, OSError, ValueError) as e:
         raise BadInput(f"the instance form sent with the application is not a faithful instance of it ({e})") \
             from None
@@ -63,23 +60,7 @@ def instance(entry: Path, src: Source, graph, ns: str, loader) -> Instance:
         entry.unlink(missing_ok=True)       # mapped: the pages stay while the instance uses them
 
 
-class FormLoaded(Loaded):
-    """psim.run.Loaded with the instance from a form instead of pass 2:
-    the same steps (graph type, g++ in a thread while the instance loads)."""
-
-    def __init__(self, head: str, entry: Path, watchers: bool = False):
-        t0 = time.perf_counter()
-        src = Source(head)
-        graph, ns = read_graph_type(src)
-        loader = build.loader_module()           # before g++'s thread: in a sandbox both ask the worker for modules
-        with ThreadPoolExecutor(1) as pool:
-            compiling = pool.submit(compile_graph, graph, watchers)
-            try:
-                t1 = time.perf_counter()
-                self.instance = instance(entry, src, graph, ns, loader)
-                self.instance_cached = True
-                self.read_seconds = time.perf_counter() - t1
-            finally:
-                self.module, self.compile_seconds = compiling.result()
-        self.load_seconds = time.perf_counter() - t0
-        self.used = False
+def from_form(entry: Path) -> InstanceReader:
+    """psim.run.Loaded's `read`: the instance of the form's cache file
+    `entry` instead of pass 2 of the XML."""
+    return lambda src, graph, ns, lib, ffi: (instance(entry, src, graph, ns, lib, ffi), True)

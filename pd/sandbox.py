@@ -34,7 +34,7 @@ from psim.run import Loaded, Outcome, drive, result
 
 from . import results
 from .channel import Channel, Closed
-from .form import FormLoaded
+from .form import from_form
 from .jail import become, die_with_parent, no_new_privs
 from .limits import where
 from .region import RegionRun
@@ -134,8 +134,8 @@ def run(channel: Channel, job: dict) -> None:
     try:
         watchers = debugger is not None or bool(opts.trace)
         form = job.get("instance")           # its file, which the worker put in our folder (pd/form.py)
-        loaded = FormLoaded(job["app"].decode(), Path.cwd() / Path(form).name, watchers) if form else \
-            Loaded(job["app"].decode(), watchers=watchers)
+        read = from_form(Path.cwd() / Path(form).name) if form else None
+        loaded = Loaded(job["app"].decode(), watchers=watchers, read=read)
         part = array("H", job["partition"]) if job["partition"] is not None else None
         engine = loaded.engine(opts, json.loads(job["rmap"]), part, nregions - (debugger is not None))
     except BadInput as e:
@@ -169,8 +169,7 @@ def run(channel: Channel, job: dict) -> None:
     if opts.trace:
         channel.send("trace", data=trace.end_chunk(engine, out.status, out.exit_code, out.error))
     states = results.packed_states(engine)
-    engine.states = dict          # psim.run.result need not decode them: the record carries them packed
-    res = result(loaded, engine, out, collected)
+    res = result(loaded, engine, out, collected, states={})    # not decoded: the record carries them packed
     if reports.plane:
         res["metrics"]["Dropped frames"] = reports.plane.dropped
     # packed (pd/results.py): the worker records it as it is, and nobody

@@ -18,13 +18,16 @@ BATCH = 1 << 20            # events per call into C
 IDLE_ROUNDS = 10           # hardware-idle rounds without a send before the run ends (as the reference)
 
 LogSink = Callable[[str, int, str], None]
+InstanceReader = Callable[[Source, object, str, object, object], "tuple[Instance, bool]"]   # (src, graph, ns, lib, ffi)
 
 
 class Loaded:
     """An application read and compiled, ready to run (possibly many times)."""
 
-    def __init__(self, xml: str | Path, watchers: bool = False):
-        """watchers: compiled so that a debugger or a trace can watch it."""
+    def __init__(self, xml: str | Path, watchers: bool = False, read: InstanceReader | None = None):
+        """watchers: compiled so that a debugger or a trace can watch it.
+        read: where the instance comes from (default: the instance cache,
+        else pass 2 of the XML); (instance, came from a cache)."""
         t0 = time.perf_counter()
         src = Source(xml)
         graph, ns = read_graph_type(src)
@@ -34,7 +37,7 @@ class Loaded:
             try:
                 t1 = time.perf_counter()
                 self.instance: Instance
-                self.instance, self.instance_cached = instcache.read(src, graph, ns, loader.lib, loader.ffi)
+                self.instance, self.instance_cached = (read or instcache.read)(src, graph, ns, loader.lib, loader.ffi)
                 self.read_seconds = time.perf_counter() - t1
             finally:
                 self.module, self.compile_seconds = compiling.result()
