@@ -21,22 +21,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import graphs  # noqa: E402
 import realapps  # noqa: E402
 
-OUT = HERE / "out"
 PSIM = Path(sys.executable).parent / "psim"
 APPS = [("heat", 200, 200, 50), ("ising", 250, 250, 100)]     # the heat mesh; Ising of 63k devices
 
 
 def generate(app: str, w: int, h: int, rounds: int) -> Path:
-    path = OUT / f"{app}-{w}x{h}-r{rounds}.xml"
-    if not path.exists():
-        OUT.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            realapps.write(f, app, w, h, rounds)
-        tmp.rename(path)
-    return path
+    return graphs.generated(f"{app}-{w}x{h}-r{rounds}", lambda f: realapps.write(f, app, w, h, rounds))
 
 
 def run_once(path: Path, extra: list[str]) -> dict:

@@ -32,17 +32,10 @@ import graphs  # noqa: E402
 from broker.credentials import read_url_file  # noqa: E402
 from pd import cluster, identities  # noqa: E402
 
-OUT = HERE / "out"
 
 
 def generate(name: str, graph, rounds: int) -> Path:
-    path = OUT / f"{name}.xml"
-    if not path.exists():
-        OUT.mkdir(exist_ok=True)
-        with open(path.with_suffix(".tmp"), "w") as f:
-            graphs.write(f, *graph, rounds=rounds)
-        path.with_suffix(".tmp").rename(path)
-    return path
+    return graphs.generated(name, lambda f: graphs.write(f, *graph, rounds=rounds))
 
 
 def timed(pcli, path: Path, **kw) -> tuple[dict, float]:

@@ -29,18 +29,6 @@ sys.path.insert(0, str(HERE))
 
 import graphs  # noqa: E402
 
-OUT = HERE / "out"
-
-
-def generate(name: str, write) -> Path:
-    path = OUT / f"{name}.xml"
-    if not path.exists():
-        OUT.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            write(f)
-        tmp.rename(path)
-    return path
 
 
 def measure(path: str, reference: bool) -> dict:
@@ -86,9 +74,9 @@ def main() -> None:
         return
     w = args.size
     files = {
-        "bare": generate(f"mesh_{w}", lambda f: graphs.write(f, *graphs.mesh(w, w))),
-        "heat v3": generate(f"heat_{w}_v3", lambda f: graphs.write_heat(f, w, w, 3)),
-        "heat v4": generate(f"heat_{w}_v4", lambda f: graphs.write_heat(f, w, w, 4)),
+        "bare": graphs.generated(f"mesh_{w}", lambda f: graphs.write(f, *graphs.mesh(w, w))),
+        "heat v3": graphs.generated(f"heat_{w}_v3", lambda f: graphs.write_heat(f, w, w, 3)),
+        "heat v4": graphs.generated(f"heat_{w}_v4", lambda f: graphs.write_heat(f, w, w, 4)),
     }
     print(f"{'file':10} {'reader':7} {'MB':>5} {'items':>9} {'s':>6} {'items/s':>8} {'cpu s':>6} {'/cpu s':>7} "
           f"{'peak RSS':>9} {'over base':>9} {'arrays':>7}")

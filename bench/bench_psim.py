@@ -27,18 +27,10 @@ sys.path.insert(0, str(HERE))
 import graphs  # noqa: E402
 from fresh import run_json  # noqa: E402
 
-OUT = HERE / "out"
 
 
 def generate(name: str, kind: str, *args: int) -> Path:
-    path = OUT / f"{name}.xml"
-    if not path.exists():
-        OUT.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            graphs.write(f, *getattr(graphs, kind)(*args))
-        tmp.rename(path)
-    return path
+    return graphs.generated(name, lambda f: graphs.write(f, *getattr(graphs, kind)(*args)))
 
 
 def measure(path: str) -> dict:

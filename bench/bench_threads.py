@@ -29,26 +29,14 @@ sys.path.insert(0, str(HERE))
 import graphs  # noqa: E402
 import heat  # noqa: E402
 
-OUT = HERE / "out"
-
-
-def generate(name: str, write) -> Path:
-    path = OUT / f"{name}.xml"
-    if not path.exists():
-        OUT.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            write(f)
-        tmp.rename(path)
-    return path
 
 
 def apps(small: bool) -> dict[str, Path]:
     side, mesh_rounds, heat_rounds = (300, 200, 100) if small else (1000, 10, 20)
     return {
-        f"mesh {side}x{side} r{mesh_rounds}": generate(
+        f"mesh {side}x{side} r{mesh_rounds}": graphs.generated(
             f"threads_mesh_{side}_{mesh_rounds}", lambda f: graphs.write(f, *graphs.mesh(side, side), rounds=mesh_rounds)),
-        f"heat {side}x{side} r{heat_rounds}": generate(
+        f"heat {side}x{side} r{heat_rounds}": graphs.generated(
             f"threads_heat_{side}_{heat_rounds}", lambda f: heat.write(f, side, side, heat_rounds)),
     }
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import random
 import sys
-from typing import Iterator, TextIO
+from pathlib import Path
+from typing import Callable, Iterator, TextIO
 
 GRAPH_TYPE = """<?xml version="1.0"?>
 <Graphs xmlns="https://poets-project.org/schemas/virtual-graph-schema-v3">
@@ -89,6 +90,22 @@ def random_graph(n: int, degree: int, seed: int = 1) -> tuple[int, Iterator[tupl
 
 def pairs(n: int) -> tuple[int, Iterator[tuple[int, int]]]:
     return 2 * n, ((i, n + i) for i in range(n))
+
+
+OUT = Path(__file__).resolve().parent / "out"      # generated apps, kept between runs (git-ignored)
+
+
+def generated(name: str, write: Callable[[TextIO], object]) -> Path:
+    """bench/out/NAME.xml, written by write(file) the first time; written
+    aside and renamed, so an interrupted run leaves no half file."""
+    path = OUT / f"{name}.xml"
+    if not path.exists():
+        OUT.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            write(f)
+        tmp.rename(path)
+    return path
 
 
 def write(out: TextIO, n: int, edges: Iterator[tuple[int, int]], rounds: int = 10) -> int:
