@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or args.breaks:
             res = debug(loaded, opts, args.breaks, on_log)
         else:
-            res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor)
+            res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2

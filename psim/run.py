@@ -254,9 +254,11 @@ def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None,
 
 
 def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, externals=None,
-               on_log: LogSink | None = None, supervisor=None) -> dict:
+               on_log: LogSink | None = None, supervisor=None, states: bool = True) -> dict:
     """Run a loaded application to its result (psim() and the psim command);
-    log lines go to on_log, or without one into the result."""
+    log lines go to on_log, or without one into the result.  states=False:
+    the result's states are left empty by a plain run, not decoded (psim -q
+    prints none, and decoding a million is seconds)."""
     if externals is not None or supervisor is not None:
         if opts.threads > 1:
             raise BadInput("--threads runs psim's own engines: not with an application engine")
@@ -275,7 +277,7 @@ def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, external
     if sink:
         sink(trace.end_chunk(engine, out.status, out.exit_code, out.error))
         sink.close()
-    return result(loaded, engine, out, log)
+    return result(loaded, engine, out, log, None if states else {})
 
 
 def _trace_sink(loaded: Loaded, engine: Engine, opts: Options) -> "trace.FileSink | None":
