@@ -163,6 +163,7 @@ print(json.dumps({
     "venv": has("venv") and has("ensurepip"),
     "headers": os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")),
     "compiler": shutil.which("g++") is not None,
+    "libxml2": os.path.exists("/usr/include/libxml2/libxml/parser.h"),
     "systemd": os.path.isdir("/run/systemd/system"),
 }))
 """
@@ -263,6 +264,9 @@ class Host:
             problems.append(f"{py} lacks Python.h, needed to compile handlers (Debian: python3-dev)")
         if not facts["compiler"]:
             problems.append("g++ is missing, needed to compile handlers (Debian: apt-get install g++)")
+        if not facts.get("libxml2"):
+            problems.append("libxml2's headers are missing, needed to build psim's instance reader "
+                            "(Debian: apt-get install libxml2-dev)")
         if self.opts.systemd and not facts["systemd"]:
             problems.append("--systemd: systemd is not running on this host")
         if self.opts.systemd and not facts["root"]:
