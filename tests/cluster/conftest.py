@@ -54,7 +54,14 @@ def kill_tree(proc: subprocess.Popen | psutil.Process, sig=signal.SIGKILL) -> No
 
 def gone(procs: list[psutil.Process]) -> bool:
     """None of these processes runs any more."""
-    return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+    return not any(_running(p) for p in procs)
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:           # it went between the two questions
+        return False
 
 
 class RedisServer:
