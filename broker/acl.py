@@ -159,7 +159,7 @@ def whoami(r: redis.Redis) -> str:
 
 
 def may_kill_any(role: str | None, secured: bool, force: bool) -> bool:
-    """Whether a user may kill processes it does not own (everyone may kill
-    its own): an admin may; in open mode anyone may with force, since
-    nothing is proven there anyway."""
+    """Whether a user may kill, or purge, processes it does not own
+    (everyone may its own): an admin may; in open mode anyone may with
+    force, since nothing is proven there anyway."""
     return role == "admin" or (force and not secured)

@@ -30,6 +30,10 @@ REGION_TTL_MS = 3000        # a region worker silent for this long is dead
 START_TTL_MS = 10_000       # a claimed region's worker must beat within this (a new Python starting up)
 REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to heartbeat again
 REQUEST_TIMEOUT = 30.0      # seconds a client waits for the scheduler's answer
+SUBMIT_LEASE = 30.0         # seconds a submission's client may go without word before the process fails
+RESULT_TTL = 7 * 86_400     # seconds an ended process is kept, unless $PSTACK_RESULT_TTL says otherwise
+EXPIRE_BATCH = 100          # ended processes purged per reap at most
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 APP = "@app"                # rcon's value for a region run by its owner's application engine (pcli.Engine)
 APP_OPS = ("app_claim", "app_beat", "app_finish", "app_log")     # its requests
 
@@ -69,6 +73,39 @@ def connect(url: str | None = None, password: str | None = None, patience: float
                                 health_check_interval=10, **extra)
 
 
+def duration(text: str) -> float:
+    """Seconds in "3600", "90s", "30m", "12h" or "7d"; ValueError naming the text otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration (seconds, or a number with s, m, h or d: 90m, 12h, 7d)")
+    return float(m[1]) * UNITS[m[2]]
+
+
+def result_ttl() -> float:
+    """How long an ended process (record, result, log) is kept before it is
+    purged: $PSTACK_RESULT_TTL (a duration), else RESULT_TTL; 0 keeps it
+    for ever.  ValueError for a value that is not a duration."""
+    text = os.environ.get("PSTACK_RESULT_TTL", "")
+    try:
+        return duration(text) if text else RESULT_TTL
+    except ValueError as e:
+        raise ValueError(f"PSTACK_RESULT_TTL: {e}") from None
+
+
+def phase(rec: dict) -> str:
+    """What a process is doing (keys.py: its phases), from its record as
+    Control.process gives it: its end state; while its client submits it,
+    the client's phase; queued; then the least advanced phase of its
+    regions that run on engines (application engines report none)."""
+    if rec["state"] in keys.ENDED:
+        return rec["state"]
+    if rec["state"] == "waiting":
+        return rec.get("phase") or "queued"
+    regions = [r for r, eng in rec["regions"].items() if eng != APP]
+    phases = [rec.get(f"phase:{r}", "starting") for r in regions]
+    return min(phases, key=keys.REGION_PHASES.index, default="running")
+
+
 def _load_scripts(r: redis.Redis) -> dict:
     here = Path(__file__).parent
     prelude, *parts = re.split(r"^-- @script (\w+)\n", (here / "scripts.lua").read_text(), flags=re.M)
@@ -87,27 +124,63 @@ class Control:
 
     # ---- a user's requests (served by pd/scheduler.py) ---------------------------------
 
+    def create(self, user: str, nregions: int, rcon: dict, record: dict, phase: str = "uploading",
+               lease: float = SUBMIT_LEASE) -> tuple[int, str]:
+        """Ask the scheduler for a new process, before its application is
+        uploaded: its pid and incarnation token.  It waits in `phase`
+        (keys.CLIENT_PHASES) until submit(); without word from this client
+        (prepare(), submit()) for `lease` seconds it fails.  ValueError,
+        with the reason, for a process that can never run on this cluster
+        (nothing is kept)."""
+        answer = self.request(user, {"op": "create", "nregions": nregions, "phase": phase, "lease": lease,
+                                     "rcon": json.dumps({str(k): v for k, v in rcon.items()}),
+                                     "record": json.dumps(record)})
+        return int(answer["pid"]), answer["token"]
+
+    def prepare(self, user: str, pid: int, phase: str, **counts: int) -> None:
+        """Tell the scheduler how far the submission of `pid` got (its
+        phase; devices, edges when known), which renews its lease."""
+        self.request(user, {"op": "prepare", "pid": pid, "phase": phase, "counts": json.dumps(counts)})
+
     def submit(self, user: str, app: bytes | str, nregions: int, rcon: dict, record: dict,
                partition: bytes | str | None = None, instance: bytes | str | None = None) -> tuple[int, str]:
-        """Ask the scheduler for a new process: its pid and incarnation token.
+        """create() and queue() in one go: a new process's pid and incarnation token."""
+        pid, token = self.create(user, nregions, rcon, record)
+        self.queue(user, pid, app, partition, instance)
+        return pid, token
+
+    def queue(self, user: str, pid: int, app: bytes | str, partition: bytes | str | None = None,
+              instance: bytes | str | None = None) -> None:
+        """Queue a process made by create(), with its application.
         `partition`: the region of every device (uint16 array bytes), when
         regions were computed for the user; `instance`: the application's
         binary instance form (pd/form.py), for the regions to load instead
         of parsing.  Each is bytes, or the key of an upload() made already.
-        ValueError, with the reason, for a process that can never run on
-        this cluster (nothing is kept)."""
+        ValueError with the reason when it cannot be (it ended meanwhile:
+        killed, or its lease ran out)."""
         def key(data: bytes | str | None) -> str:
             return "" if data is None else data if isinstance(data, str) else self.upload(user, data)
-        request = {"op": "submit", "app": key(app), "nregions": nregions,
-                   "rcon": json.dumps({str(k): v for k, v in rcon.items()}), "record": json.dumps(record),
-                   "partition": key(partition), "instance": key(instance)}
-        answer = self.request(user, request)
-        return int(answer["pid"]), answer["token"]
+        self.request(user, {"op": "submit", "pid": pid, "app": key(app), "partition": key(partition),
+                            "instance": key(instance)})
 
-    def kill(self, user: str, pid: int, force: bool = False) -> str:
-        """Ask the scheduler to kill a process: 'killed', 'ended' (already),
-        'nosuch' or 'notyours'."""
-        return self.request(user, {"op": "kill", "pid": pid, "force": int(force)})["outcome"]
+    def purge(self, user: str, pids: tuple[int, ...] = (), everyone: bool = False, before: float | None = None,
+              force: bool = False) -> dict:
+        """Ask the scheduler to purge ended processes: `pids`, else the
+        user's (everyone's) ended before `before` (epoch seconds; None: any
+        time).  {"purged": [pid, ...], "refused": {pid: nosuch | notyours |
+        STATE}}, or {"denied": 1}: everyone's, without the right."""
+        answer = self.request(user, {"op": "purge", "pids": " ".join(map(str, pids)), "force": int(force),
+                                     "whose": "all" if everyone else "mine",
+                                     "before": "" if before is None else repr(before)})
+        if answer.get("denied"):
+            return {"denied": 1}
+        return {"purged": list(answer.get("purged") or []),         # Lua's empty table comes as {}
+                "refused": {int(k): v for k, v in (answer.get("refused") or {}).items()}}
+
+    def kill(self, user: str, pid: int, force: bool = False, why: str = "") -> str:
+        """Ask the scheduler to kill a process (`why`: for its reason):
+        'killed', 'ended' (already), 'nosuch' or 'notyours'."""
+        return self.request(user, {"op": "kill", "pid": pid, "force": int(force), "why": why})["outcome"]
 
     def request(self, user: str, fields: dict, timeout: float = REQUEST_TIMEOUT) -> dict:
         """Put a request in the user's inbox and wait for the scheduler's
@@ -133,16 +206,30 @@ class Control:
 
     # the scheduler's side: acting on a request, once (False: served already)
 
-    def accept_submit(self, user: str, rid: str, uploads: dict[str, str], nregions: int, rcon: str,
-                      record: dict) -> bool:
-        """`uploads`: {"app": key, and "partition", "instance" when sent}."""
-        args = [user, rid, secrets.token_hex(8), nregions, rcon, " ".join(uploads)]
+    def accept_create(self, user: str, rid: str, nregions: int, rcon: str, record: dict, phase: str,
+                      lease: float) -> bool:
+        args = [user, rid, secrets.token_hex(8), nregions, rcon, phase, lease]
         for k, v in record.items():
             args += [k, v if isinstance(v, (str, int, float)) else json.dumps(v)]
-        return self.s["submit"](keys=list(uploads.values()), args=args) is not None
+        return self.s["create"](args=args) is not None
 
-    def accept_kill(self, user: str, rid: str, pid: int, may_kill_any: bool) -> bool:
-        return self.s["kill"](args=[user, rid, pid, int(may_kill_any)]) is not None
+    def accept_prepare(self, user: str, rid: str, pid: int, phase: str, counts: dict[str, int]) -> bool:
+        args: list = [user, rid, pid, phase]
+        for k, v in counts.items():
+            args += [k, v]
+        return self.s["prepare"](args=args) is not None
+
+    def accept_submit(self, user: str, rid: str, pid: int, uploads: dict[str, str]) -> bool:
+        """`uploads`: {"app": key, and "partition", "instance" when sent}."""
+        return self.s["submit"](keys=list(uploads.values()), args=[user, rid, pid, " ".join(uploads)]) is not None
+
+    def accept_purge(self, user: str, rid: str, pids: list[int], may_purge_any: bool, everyone: bool,
+                     before: float | None) -> bool:
+        args = [user, rid, int(may_purge_any), "all" if everyone else "mine", "" if before is None else before]
+        return self.s["purge"](args=args + pids) is not None
+
+    def accept_kill(self, user: str, rid: str, pid: int, may_kill_any: bool, why: str = "") -> bool:
+        return self.s["kill"](args=[user, rid, pid, int(may_kill_any), why]) is not None
 
     def refuse(self, user: str, rid: str, why: str) -> bool:
         return self.s["refuse"](args=[user, rid, why]) is not None
@@ -188,13 +275,16 @@ class Control:
 
     # ---- regions -----------------------------------------------------------------------
 
-    def finish_region(self, job: Job, state: str, reason: str = "", result: bytes | dict | None = None) -> bool:
+    def finish_region(self, job: Job, state: str, reason: str = "", result: bytes | dict | None = None,
+                      **progress) -> bool:
         """Record a region's end, with its result record (pd/results.py: the
-        packed bytes as they are, or a dict recorded as JSON); False if the
-        job is stale (refused)."""
+        packed bytes as they are, or a dict recorded as JSON) and its last
+        progress fields (as region_beat's); False if the job is stale (refused)."""
         record = result if isinstance(result, bytes) else orjson.dumps(result) if result else b""
-        return bool(self.s["finish_region"](args=[job.pid, job.region, job.engine, job.token, state, reason,
-                                                  record]))
+        args = [job.pid, job.region, job.engine, job.token, state, reason, record]
+        for k, v in progress.items():
+            args += [k, v]
+        return bool(self.s["finish_region"](args=args))
 
     def claim(self, job: Job) -> str:
         """A daemon takes a job: 'ok', or why not ('stale', 'ended', 'elsewhere')."""
@@ -325,10 +415,16 @@ class Control:
     def unregister(self, name: str, daemon: str, reason: str) -> None:
         self.s["unregister"](args=[name, daemon, reason])
 
-    def reap(self) -> int:
-        """Fail the processes of engines whose heartbeat expired, and of
-        claimed regions whose worker stopped heartbeating."""
-        return int(self.s["reap"](args=[REAP_GRACE_MS]))
+    def index_ended(self) -> int:
+        """Ended processes of an older pstack (not in keys.ENDED_AT) join it: how many."""
+        return int(self.s["index_ended"]())
+
+    def reap(self, result_ttl: float = 0) -> int:
+        """Fail the processes of engines whose heartbeat expired, of claimed
+        regions whose worker stopped heartbeating, and of submissions whose
+        client went silent; purge processes that ended more than
+        `result_ttl` seconds ago (0: none), EXPIRE_BATCH at most."""
+        return int(self.s["reap"](args=[REAP_GRACE_MS, result_ttl, EXPIRE_BATCH]))
 
     def engines(self) -> list[dict]:
         names = sorted(_text(n) for n in self.r.smembers(keys.ENGINES))

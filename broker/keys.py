@@ -1,12 +1,19 @@
 """Every Redis key pstack uses, in one place.
 
     pstack:pid                      counter of process ids
-    pstack:procs                    zset  pid -> submit time (all processes)
+    pstack:procs                    zset  pid -> pid (all processes, until purged)
+    pstack:submitting               zset  pid -> deadline (epoch s): processes their client is still
+                                          submitting (partitioning, uploading); failed when it passes
+    pstack:ended                    zset  pid -> end time (epoch s) of ended processes: what purge and
+                                          the results' expiry (PSTACK_RESULT_TTL) go through
     pstack:queue                    list  waiting pids, first come first served
     pstack:events                   stream of {pid, state, reason} (capped)
     pstack:stats                    hash  counters: stale_jobs, stale_writes (refused by fencing)
     pstack:proc:<pid>               hash  the process record: pid, owner, token (incarnation),
-                                          state, reason, nregions, rcon, times, ... (made whole by submit)
+                                          state, reason, nregions, rcon, times, ... (made whole by
+                                          create); while submitting: phase (partitioning | uploading)
+                                          and lease (s); per region R: phase:R (REGION_PHASES),
+                                          delivered:R, dropped:R, worker:R
     pstack:proc:<pid>:regions       hash  region -> engine running it
     pstack:proc:<pid>:endpoints     hash  region -> ZeroMQ address of its PULL socket
     pstack:proc:<pid>:curve         hash  region -> "curve KEY" or "plain KEY": whether its PULL socket
@@ -27,7 +34,8 @@ A process's private keys, readable by its owner (and engines, admins) only:
                                         for processes run with trace=True; expire after TRACE_TTL
 
 A user's inbox, the only keys a user writes (broker/acl.py):
-    pstack:u:<user>:in:requests         stream of requests (submit, kill) for the scheduler
+    pstack:u:<user>:in:requests         stream of requests (create, prepare, submit, kill, purge, ...)
+                                        for the scheduler
     pstack:u:<user>:in:upload:<id>      an application, partition or instance form being submitted (zlib, 1 h TTL)
     pstack:u:<user>:in:reply:<req id>   list: the scheduler's answer to a request (JSON)
 
@@ -57,8 +65,16 @@ ENGINES = f"{PREFIX}:engines"
 KNOWN = f"{PREFIX}:known"
 USERS = f"{PREFIX}:users"
 
+SUBMITTING = f"{PREFIX}:submitting"
+ENDED_AT = f"{PREFIX}:ended"
+
 STATES = ("waiting", "running", "finished", "failed", "killed")
 ENDED = ("finished", "failed", "killed")
+# What a process is doing (api.info's "phase"), in order: the client's phases (the record's
+# "phase" field), queued, then its regions' (each region's "phase:R", the least advanced
+# one's is the process's), then its end state.
+CLIENT_PHASES = ("partitioning", "uploading")
+REGION_PHASES = ("starting", "loading", "running", "collecting", "done")
 
 
 def proc(pid: int) -> str:

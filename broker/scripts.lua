@@ -8,7 +8,8 @@
 local P = 'pstack'
 local K = {pid = P .. ':pid', procs = P .. ':procs', queue = P .. ':queue',
            events = P .. ':events', engines = P .. ':engines', stats = P .. ':stats',
-           known = P .. ':known', apps = P .. ':apps'}
+           known = P .. ':known', apps = P .. ':apps', submitting = P .. ':submitting',
+           ended = P .. ':ended'}
 -- rcon's value for a region its owner's application engine (pcli.Engine)
 -- runs: it takes no engine slot; the owner claims it through the scheduler.
 local APP = '@app'
@@ -77,6 +78,14 @@ local function release(name, pid, region)
     redis.call('LREM', e .. ':taken', 0, job_entry(pid, region))
 end
 
+-- the record's end state; the time it ended, for purge and the results' expiry
+local function mark_ended(pid, state, reason)
+    local t = now()
+    redis.call('HSET', proc(pid), 'state', state, 'reason', reason or '', 'ended', t)
+    redis.call('ZADD', K.ended, t, pid)
+    event(pid, state, reason)
+end
+
 -- end a process and all its regions, once; daemons stop what still runs
 local function end_process(pid, state, reason)
     local p = proc(pid)
@@ -85,10 +94,37 @@ local function end_process(pid, state, reason)
     if cur == 'waiting' then redis.call('LREM', K.queue, 0, pid) end
     local regions = redis.call('HGETALL', p .. ':regions')
     for i = 1, #regions, 2 do release(regions[i + 1], pid, regions[i]) end
-    redis.call('HSET', p, 'state', state, 'reason', reason or '', 'ended', now())
-    redis.call('HDEL', p, 'position', 'expected_start')      -- queue notes
-    event(pid, state, reason)
+    redis.call('ZREM', K.submitting, pid)
+    redis.call('HDEL', p, 'position', 'expected_start', 'phase', 'lease')   -- queue and submission notes
+    mark_ended(pid, state, reason)
     return 1
+end
+
+-- DEL keys, a thousand at a time (unpack's stack is limited)
+local function delete(names)
+    for i = 1, #names, 1000 do
+        redis.call('DEL', unpack(names, i, math.min(i + 999, #names)))
+    end
+end
+
+-- Every key of an ended process, gone (broker/keys.py lists them: a new key
+-- of a process must be added here).
+local function purge_process(pid)
+    local p = proc(pid)
+    local rec = redis.call('HMGET', p, 'owner', 'nregions')
+    if rec[1] then
+        local own = P .. ':u:' .. rec[1] .. ':p:' .. pid
+        local doomed = {p, p .. ':regions', p .. ':endpoints', p .. ':curve', p .. ':claims', own .. ':app',
+                        own .. ':partition', own .. ':instance', own .. ':results', own .. ':log'}
+        for r = 0, tonumber(rec[2] or '1') - 1 do
+            doomed[#doomed + 1] = beat_key(pid, r)
+            doomed[#doomed + 1] = own .. ':trace:' .. r
+        end
+        delete(doomed)
+    end
+    redis.call('ZREM', K.procs, pid)
+    redis.call('ZREM', K.ended, pid)
+    redis.call('ZREM', K.submitting, pid)
 end
 
 -- A region's end: its result (JSON or ''), its slot back; the process ends
@@ -97,14 +133,14 @@ end
 local function finish(pid, region, name, state, reason, result)
     local p = proc(pid)
     if result ~= '' then redis.call('HSET', private(pid) .. ':results', region, result) end
+    redis.call('HSET', p, 'phase:' .. region, 'done')
     release(name, pid, region)
     local cur = redis.call('HGET', p, 'state')
     if cur and not ENDED[cur] then
         if state ~= 'finished' then
             end_process(pid, state, reason)
         elseif redis.call('HLEN', private(pid) .. ':results') >= tonumber(redis.call('HGET', p, 'nregions')) then
-            redis.call('HSET', p, 'state', 'finished', 'reason', reason, 'ended', now())
-            event(pid, 'finished', reason)
+            mark_ended(pid, 'finished', reason)
         end
     end
 end
@@ -156,6 +192,41 @@ local function reap_apps()
     return n
 end
 
+-- Processes whose client stopped submitting them (no word within its lease)
+-- fail; they were never queued, so they held nobody up.
+local function reap_submissions()
+    local t = tonumber(now())
+    local late = redis.call('ZRANGEBYSCORE', K.submitting, '-inf', t)
+    for _, pid in ipairs(late) do
+        local lease = redis.call('HGET', proc(pid), 'lease') or '?'
+        end_process(pid, 'failed', 'its client stopped before the submission was complete (no word from it for '
+                    .. lease .. ' s)')
+        redis.call('ZREM', K.submitting, pid)
+    end
+    return #late
+end
+
+-- Ended processes older than ttl seconds (0: kept for ever), at most `most`
+-- of them: purged.
+local function expire_ended(ttl, most)
+    if ttl <= 0 then return 0 end
+    local old = redis.call('ZRANGEBYSCORE', K.ended, '-inf', tonumber(now()) - ttl, 'LIMIT', 0, most)
+    for _, pid in ipairs(old) do purge_process(pid) end
+    return #old
+end
+
+-- why user may not go on submitting process pid, or nil
+local function not_submitting(user, pid)
+    local rec = redis.call('HMGET', proc(pid), 'owner', 'state', 'reason')
+    if not rec[1] then return 'no process ' .. pid end
+    if rec[1] ~= user then return 'process ' .. pid .. ' belongs to ' .. rec[1] end
+    if ENDED[rec[2]] then
+        return 'process ' .. pid .. ' ' .. rec[2] .. ' before its submission was complete: ' .. (rec[3] or '')
+    end
+    if not redis.call('ZSCORE', K.submitting, pid) then return 'process ' .. pid .. ' was submitted already' end
+    return nil
+end
+
 -- seconds since redis-server started: after a restart, heartbeats get a
 -- grace period before anyone is reaped for missing them
 local function uptime()
@@ -181,35 +252,68 @@ local function not_app_region(user, pid, region)
     return nil
 end
 
--- @script submit
--- The scheduler accepts a user's submission (request ARGV[2] of user
--- ARGV[1], served once).  KEYS: the uploads, renamed into the process
--- under the names ARGV[6] lists (space-separated: app first, then partition
--- and instance when given).  ARGV: owner, request id, incarnation token,
--- nregions, rcon (JSON {region: engine}), names, then field, value, ...  Answers the request
--- with {pid, token} or {error}: why the process can never run (nothing is
--- kept).  Returns the answer, or nil when the request was served already.
+-- @script create
+-- The scheduler makes a process for a user's submission (request ARGV[2]
+-- of user ARGV[1], served once), before its client partitions and uploads
+-- it: the pid exists at once, in phase ARGV[6] (partitioning | uploading).
+-- ARGV: owner, request id, incarnation token, nregions, rcon (JSON
+-- {region: engine}), phase, lease (s: the client's word must come within
+-- it, or the process fails), then field, value, ...  Answers {pid, token},
+-- or {error}: why the process can never run (nothing is kept).
 if not take_request(ARGV[1], ARGV[2]) then return nil end
 local refused = refusal(tonumber(ARGV[4]), cjson.decode(ARGV[5]))
-if refused then
-    redis.call('DEL', unpack(KEYS))
-    return answer(ARGV[1], ARGV[2], {error = 'refused: ' .. refused})
-end
+if refused then return answer(ARGV[1], ARGV[2], {error = 'refused: ' .. refused}) end
 local pid = redis.call('INCR', K.pid)
 local p = proc(pid)
-for i = 7, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end   -- first: they cannot override below
+for i = 8, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end   -- first: they cannot override below
+local t = now()
 redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[3], 'state', 'waiting', 'reason', '',
-           'nregions', ARGV[4], 'rcon', ARGV[5], 'created', now())
+           'nregions', ARGV[4], 'rcon', ARGV[5], 'created', t, 'phase', ARGV[6], 'lease', ARGV[7])
+redis.call('ZADD', K.procs, pid, pid)
+redis.call('ZADD', K.submitting, tonumber(t) + tonumber(ARGV[7]), pid)
+event(pid, 'waiting', '')
+return answer(ARGV[1], ARGV[2], {pid = pid, token = ARGV[3]})
+
+-- @script prepare
+-- The client of a process being submitted says how far it got, which
+-- renews its lease.  ARGV: user, request id, pid, phase, then field, value,
+-- ... (devices, edges: what the client knows).  Answers {done = 1} or {error}.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local pid = ARGV[3]
+local why = not_submitting(ARGV[1], pid)
+if why then return answer(ARGV[1], ARGV[2], {error = why}) end
+local p = proc(pid)
+redis.call('ZADD', K.submitting, tonumber(now()) + tonumber(redis.call('HGET', p, 'lease')), pid)
+redis.call('HSET', p, 'phase', ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
+return answer(ARGV[1], ARGV[2], {done = 1})
+
+-- @script submit
+-- The client's uploads are in: the process made by create joins the queue.
+-- KEYS: the uploads, renamed into the process under the names ARGV[4]
+-- lists (space-separated: app first, then partition and instance when
+-- given).  ARGV: user, request id, pid, names.  Answers {pid, token} or
+-- {error} (the process ended meanwhile, say killed: the uploads are
+-- dropped).  Returns the answer, or nil when the request was served already.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local pid = ARGV[3]
+local why = not_submitting(ARGV[1], pid)
+if why then
+    redis.call('DEL', unpack(KEYS))
+    return answer(ARGV[1], ARGV[2], {error = why})
+end
+local p = proc(pid)
 local i = 0
-for name in string.gmatch(ARGV[6], '%S+') do
+for name in string.gmatch(ARGV[4], '%S+') do
     i = i + 1
     redis.call('RENAME', KEYS[i], private(pid) .. ':' .. name)
 end
-redis.call('ZADD', K.procs, pid, pid)
+redis.call('ZREM', K.submitting, pid)
+redis.call('HDEL', p, 'phase', 'lease')
+redis.call('HSET', p, 'submitted', now())
 redis.call('RPUSH', K.queue, pid)
-event(pid, 'waiting', '')
 schedule()
-return answer(ARGV[1], ARGV[2], {pid = pid, token = ARGV[3]})
+return answer(ARGV[1], ARGV[2], {pid = tonumber(pid), token = redis.call('HGET', p, 'token')})
 
 -- @script refuse
 -- The scheduler turns down a malformed request.  ARGV: user, request id, why.
@@ -218,8 +322,12 @@ return answer(ARGV[1], ARGV[2], {error = ARGV[3]})
 
 -- @script finish_region
 -- ARGV: pid, region, engine, token, state (finished | failed | killed),
--- reason, result JSON or ''.  Returns 0 for a stale worker (refused).
+-- reason, result JSON or '', then field, value, ... for the process record
+-- (the region's final progress: its counts are whole even when the
+-- process ends before its next heartbeat).  Returns 0 for a stale worker
+-- (refused).
 if fenced(ARGV[1], ARGV[4], 'stale_writes') then return 0 end
+for i = 8, #ARGV, 2 do redis.call('HSET', proc(ARGV[1]), ARGV[i], ARGV[i + 1]) end
 finish(ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6], ARGV[7])
 schedule()
 return 1
@@ -281,7 +389,8 @@ return 1
 -- @script kill
 -- The scheduler acts on a user's kill request (served once).  ARGV: user,
 -- request id, pid, whether the user may kill others' processes (1 or 0:
--- broker/acl.py decides).  Answers {outcome}: nosuch | notyours | killed | ended.
+-- broker/acl.py decides), why ('' or the client's words, for the reason).
+-- Answers {outcome}: nosuch | notyours | killed | ended.
 if not take_request(ARGV[1], ARGV[2]) then return nil end
 local pid, user = ARGV[3], ARGV[1]
 local owner = redis.call('HGET', proc(pid), 'owner')
@@ -290,7 +399,7 @@ if not owner then
     outcome = 'nosuch'
 elseif owner ~= user and ARGV[4] ~= '1' then
     outcome = 'notyours'
-elseif end_process(pid, 'killed', 'killed by ' .. user) == 1 then
+elseif end_process(pid, 'killed', 'killed by ' .. user .. ((ARGV[5] or '') ~= '' and ': ' .. ARGV[5] or '')) == 1 then
     schedule()
     outcome = 'killed'
 end
@@ -329,9 +438,13 @@ return 1
 -- @script reap
 -- Engines whose heartbeat expired: their processes fail with a reason, the
 -- engines are forgotten; then claimed regions whose worker stopped
--- heartbeating fail their process.  Nothing is reaped in the first
--- ARGV[1] ms after Redis (re)started, while daemons and workers find it
--- again.  Returns how many engines were reaped.
+-- heartbeating fail their process, and so do submissions whose client
+-- went silent; ended processes older than ARGV[2] s (0: none) are purged,
+-- ARGV[3] at most.  Nothing is reaped in the first ARGV[1] ms after Redis
+-- (re)started, while daemons and workers find it again.  Returns how many
+-- engines were reaped.
+expire_ended(tonumber(ARGV[2]), tonumber(ARGV[3]))
+reap_submissions()
 if uptime() * 1000 < tonumber(ARGV[1]) then return 0 end
 local n, ended = 0, 0
 for _, name in ipairs(redis.call('SMEMBERS', K.engines)) do
@@ -415,3 +528,55 @@ local why = not_app_region(ARGV[1], ARGV[3], ARGV[4])
 if why and why ~= 'ended' then return answer(ARGV[1], ARGV[2], {error = why}) end
 append_log(ARGV[3], ARGV[5], 6)
 return answer(ARGV[1], ARGV[2], {done = 1})
+
+-- @script purge
+-- The scheduler acts on a user's purge request (served once): ended
+-- processes' records, results and logs go.  ARGV: user, request id, whether
+-- the user may purge others' processes (1 or 0: broker/acl.py decides),
+-- whose (mine | all), ended before (epoch s; '' for any time), then pids
+-- (none: every ended process of `whose` ended before that time).  Answers
+-- {purged = [pid, ...], refused = {pid = nosuch | notyours | STATE}}, or
+-- {denied = 1} for `all` without the right.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+local user, anyone = ARGV[1], ARGV[3] == '1'
+local purged, refused = {}, {}
+if #ARGV >= 6 then
+    for i = 6, #ARGV do
+        local pid = ARGV[i]
+        local rec = redis.call('HMGET', proc(pid), 'owner', 'state')
+        if not rec[1] then
+            refused[pid] = 'nosuch'
+        elseif rec[1] ~= user and not anyone then
+            refused[pid] = 'notyours'
+        elseif not ENDED[rec[2]] then
+            refused[pid] = rec[2]
+        else
+            purge_process(pid)
+            purged[#purged + 1] = tonumber(pid)
+        end
+    end
+else
+    if ARGV[4] == 'all' and not anyone then return answer(user, ARGV[2], {denied = 1}) end
+    local before = ARGV[5] == '' and '+inf' or '(' .. ARGV[5]
+    for _, pid in ipairs(redis.call('ZRANGEBYSCORE', K.ended, '-inf', before)) do
+        if ARGV[4] == 'all' or redis.call('HGET', proc(pid), 'owner') == user then
+            purge_process(pid)
+            purged[#purged + 1] = tonumber(pid)
+        end
+    end
+end
+return answer(user, ARGV[2], {purged = purged, refused = refused})
+
+-- @script index_ended
+-- Ended processes recorded before pstack:ended was kept (an older pstack)
+-- join it, so that purge and the results' expiry find them.  Each
+-- scheduler runs it once, at its start.  Returns how many joined.
+local n = 0
+for _, pid in ipairs(redis.call('ZRANGE', K.procs, 0, -1)) do
+    local rec = redis.call('HMGET', proc(pid), 'state', 'ended')
+    if ENDED[rec[1]] and not redis.call('ZSCORE', K.ended, pid) then
+        redis.call('ZADD', K.ended, rec[2] or now(), pid)
+        n = n + 1
+    end
+end
+return n
