@@ -109,9 +109,10 @@ class Reports:
             self.channel.send("log", entries=self.buf)
             self.buf = []
 
-    def progress(self, engine: Engine) -> None:
+    def progress(self, engine: Engine, final: bool = False) -> None:
+        """The counts so far, at most every PROGRESS_SECONDS; `final`: now."""
         now = time.monotonic()
-        if now >= self.next_progress:
+        if final or now >= self.next_progress:
             self.next_progress = now + PROGRESS_SECONDS
             self.channel.send("progress", delivered=engine.outcome().delivered,
                               dropped=self.plane.dropped if self.plane else 0)
@@ -166,6 +167,8 @@ def run(channel: Channel, job: dict) -> None:
     else:
         out = drive(engine, on_log, opts, reports.progress)
     reports.flush()
+    reports.progress(engine, final=True)       # the counts recorded with the result are the whole run's
+    channel.send("collecting")
     if opts.trace:
         channel.send("trace", data=trace.end_chunk(engine, out.status, out.exit_code, out.error))
     states = results.packed_states(engine)

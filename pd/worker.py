@@ -73,7 +73,7 @@ class Heartbeat(threading.Thread):
         self.job, self.daemon = job, daemon
         # every key is here from the start: the main thread only changes values
         self.progress = {f"worker:{job.region}": os.getpid(), f"delivered:{job.region}": 0,
-                         f"dropped:{job.region}": 0}
+                         f"dropped:{job.region}": 0, f"phase:{job.region}": "loading"}
         self.peer_done_since: float | None = None
         self.finished = False                 # this region recorded its result
 
@@ -212,9 +212,13 @@ class Keeper:
         elif kind == "progress":
             self.beat.progress[f"delivered:{job.region}"] = int(msg["delivered"])
             self.beat.progress[f"dropped:{job.region}"] = int(msg["dropped"])
-        elif kind == "loaded" and job.region == 0:
-            self.ctl.proc_set(job, graph_type=str(msg["graph_type"]), devices=int(msg["devices"]),
-                              edges=int(msg["edges"]))
+        elif kind == "collecting":
+            self.beat.progress[f"phase:{job.region}"] = "collecting"
+        elif kind == "loaded":
+            self.beat.progress[f"phase:{job.region}"] = "running"
+            if job.region == 0:
+                self.ctl.proc_set(job, graph_type=str(msg["graph_type"]), devices=int(msg["devices"]),
+                                  edges=int(msg["edges"]))
         elif kind == "started":
             self.running = True
         elif kind == "trace":
@@ -246,7 +250,8 @@ class Keeper:
 
     def finish(self, status: str, reason: str, res: bytes | None = None) -> None:
         self.beat.finished = True
-        self.ctl.finish_region(self.job, "failed" if status == "failed" else "finished", reason, res)
+        counts = {k: v for k, v in self.beat.progress.items() if k.startswith(("delivered:", "dropped:"))}
+        self.ctl.finish_region(self.job, "failed" if status == "failed" else "finished", reason, res, **counts)
 
     def death_reason(self) -> str:
         """The sandbox ended without its result: a limit it hit (SIGXCPU,
