@@ -117,14 +117,17 @@ def _malformed(rec: Any) -> str | None:
     return None
 
 
-def decode_states(rec: dict, graph: GraphType, region: int) -> dict:
-    """{device id: {field: value}} of an unpacked record; ValueError when its
+def decode_states(rec: dict, graph: GraphType, region: int, first: int | None = None) -> dict:
+    """{device id: {field: value}} of an unpacked record (its first `first`
+    devices, when given: nothing more is decoded); ValueError when its
     arrays do not fit the graph type's layouts."""
     states = rec.get("states", {})
     if isinstance(states, dict):
         return states
     out: dict = {}
     for s in states:
+        if first is not None and len(out) >= first:
+            break
         dt = graph.devices.get(s["type"])
         try:
             ids = s["ids"].decode().split("\0")[:-1]
@@ -134,5 +137,6 @@ def decode_states(rec: dict, graph: GraphType, region: int) -> dict:
         if dt is None or len(s["state"]) != len(ids) * dt.state.size:
             raise ValueError(f"region {region}'s result is malformed: its states of type {s['type']!r} do not fit "
                              "the application's device types")
-        out.update(zip(ids, unpack_states(dt.state, s["state"], len(ids))))
+        keep = len(ids) if first is None else min(len(ids), first - len(out))
+        out.update(zip(ids[:keep], unpack_states(dt.state, s["state"][:keep * dt.state.size], keep)))
     return out
