@@ -3,6 +3,7 @@
     run(xml, rmap={}, rcon={}, verbose=False, level=1, async_=False, **options)
     block(future_or_list), ps(), kill(pid, force=False), engines(), info(pid), result(pid)
     graph(xml), info(pid, regions=True)      what an application is made of, how a process splits it
+    processes(all, user, states), purge(pids, all, older_than, force)
 
 The connection comes from $PSTACK_REDIS (default redis://localhost:6379/0).
 Functions return data; the shell prints it.
@@ -10,17 +11,20 @@ Functions return data; the shell prints it.
 from __future__ import annotations
 
 import functools
+import itertools
+import threading
 from array import array
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import redis
 
 from broker import acl, keys
-from broker.control import APP, TRACE_CUT, Control, connect
+from broker.control import APP, SUBMIT_LEASE, TRACE_CUT, Control, connect, phase
 from broker.credentials import redis_url
 from psim import trace as psim_trace
 from psim.engine import Options
@@ -35,13 +39,27 @@ from pd.form import of_file as instance_form
 
 from .engine import Engine
 
-__all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "graph", "trace",
-           "Future"]
+__all__ = ["Engine", "run", "block", "ps", "kill", "purge", "engines", "info", "result", "processes", "graph",
+           "trace", "Future"]
 
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
 POLL_MS = 500
 OUTAGE_SECONDS = 30            # how long a waiting client rides out an unreachable Redis
+RENEW_SECONDS = SUBMIT_LEASE / 6     # how often a submitting client renews its lease
+
+
+class NotYours(PermissionError):
+    """Another user's process, which this user may not act on; the message
+    names the flag that would let it (force=True in Python, -f in the shell)."""
+
+    def __init__(self, pid: int, owner: str, action: str, flag: str = "force=True"):
+        self.pid, self.owner, self.action = pid, owner, action
+        super().__init__(self.message(flag))
+
+    def message(self, flag: str) -> str:
+        return (f"process {self.pid} belongs to {self.owner}: only its owner or an admin may {self.action} it "
+                f"(on an open cluster: {flag})")
 
 
 def control() -> Control:
@@ -120,8 +138,13 @@ class Future:
 
 
 def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, verbose: bool = False,
-        level: int = 1, async_: bool = False, **options: Any):
+        level: int = 1, async_: bool = False, on_pid: Callable[[int], None] | None = None, **options: Any):
     """Start a process.  Returns its result dict, or a Future when async_.
+
+    The pid exists before the application is partitioned and uploaded (in
+    phase partitioning, then uploading, in ps and info): on_pid(pid) is
+    called then.  If this call fails or is interrupted before the process
+    is queued, the process is killed with the reason.
 
     rmap: {device id: region} (unmapped devices are in region 0); or
     regions=N: N balanced regions with few cut edges (METIS); rcon:
@@ -157,25 +180,75 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     with src.open() as f:
         app = f.read()
     ctl, me = control(), user()
-    with ThreadPoolExecutor(1) as pool:        # the XML's upload (zlib, the socket: no GIL) overlaps partitioning it
-        uploading = pool.submit(ctl.upload, me, app)
-        split, form = split_app(src, app, regions, bool(opts.get("trace")))
-        form = ctl.upload(me, form) if form is not None else None
-        app_key = uploading.result()
     nregions = max([*rmap.values(), *rcon.keys(), regions - 1, 0]) + 1
+    inst = None
     if externals is not None:                  # one more region: the external devices, in the engine
-        split = bind_externals(load_instance(app.decode()), externals, nregions, rmap, split)
+        inst = load_instance(app.decode())
+        if regions <= 1:                       # they go into the region map, which create() records
+            bind_externals(inst, externals, nregions, rmap, None)
         apps[nregions], rcon[nregions] = externals, APP
         nregions += 1
     record = {"rmap": rmap, "options": opts, "verbose": int(verbose), "app_name": src.name}
     if paused:                                 # the debugger's place on the data plane: the last
         record["debugger"], rcon[nregions] = nregions, APP
-    pid, token = ctl.submit(me, app_key, nregions + paused, rcon, record, split, form)
+    first = "partitioning" if regions > 1 else "uploading"
+    pid, token = ctl.create(me, nregions + paused, rcon, record, first)
+    if on_pid:
+        on_pid(pid)
+    with submitting(ctl, me, pid, first) as tell:
+        with ThreadPoolExecutor(1) as pool:    # the XML's upload (zlib, the socket: no GIL) overlaps partitioning it
+            uploading = pool.submit(ctl.upload, me, app)
+            split, form = split_app(src, app, regions, bool(opts.get("trace")))
+            if split is not None:
+                tell("uploading", devices=len(split) // 2)
+                if inst is not None:
+                    split = bind_externals(inst, externals, nregions - 1, rmap, split)
+            form = ctl.upload(me, form) if form is not None else None
+            app_key = uploading.result()
+        ctl.queue(me, pid, app_key, split, form)
     future = Future(pid, verbose, token=token)
     for region, eng in apps.items():
         eng.bind(future, region, app, rmap, split, nregions, float(opts.get("timeout") or 0),
                  nregions if paused else None)
     return future if async_ else future.result()
+
+
+@contextmanager
+def submitting(ctl: Control, me: str, pid: int, first: str) -> Iterator[Callable[..., None]]:
+    """While process `pid` is being submitted: its lease renewed every
+    RENEW_SECONDS (in a thread: partitioning holds this one), and tell(phase,
+    **counts) to say how far it got.  If the block fails (or is
+    interrupted), the process is killed with the reason."""
+    state = {"phase": first, "counts": {}}
+    lock, stop = threading.Lock(), threading.Event()
+
+    def tell(phase: str, **counts: int) -> None:
+        with lock:
+            state.update(phase=phase, counts=counts)
+        ctl.prepare(me, pid, phase, **counts)
+
+    def renew() -> None:
+        while not stop.wait(RENEW_SECONDS):
+            with lock:
+                phase, counts = state["phase"], state["counts"]
+            try:
+                ctl.prepare(me, pid, phase, **counts)
+            except (ValueError, redis.RedisError, TimeoutError):
+                return                         # ended (killed), or no Redis: the submission says so
+    renewer = threading.Thread(target=renew, daemon=True, name=f"lease {pid}")
+    renewer.start()
+    try:
+        yield tell
+    except BaseException as e:
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e) or type(e).__name__
+        try:
+            ctl.kill(me, pid, why=f"its submission failed: {why}"[:300])
+        except (ValueError, redis.RedisError, TimeoutError):
+            pass                               # its lease runs out: the scheduler fails it
+        raise
+    finally:
+        stop.set()
+        renewer.join()
 
 
 def split_app(src: Source, app: bytes, regions: int, traced: bool) -> tuple[bytes | None, bytes | None]:
@@ -224,23 +297,54 @@ def ps(all: bool = False) -> list[int]:
     return [p for p, s in zip(pids, ctl.states(pids)) if s not in keys.ENDED]
 
 
-def processes(all: bool = False) -> list[dict]:
-    """info() of every waiting and running process (all=True: every process)."""
+def processes(all: bool = False, user: str | None = None, states: Iterable[str] = ()) -> list[dict]:
+    """info() of every waiting and running process (all=True: every
+    process); only `user`'s, and only those in `states` (any of
+    keys.STATES; an ended one implies all), when given."""
+    states = set(states)
+    if states - set(keys.STATES):
+        raise ValueError(f"unknown state {', '.join(sorted(states - set(keys.STATES)))} "
+                         f"(states: {', '.join(keys.STATES)})")
     ctl = control()
-    records = (ctl.process(pid) for pid in ps(all=all))
-    return [_info(rec) for rec in records if rec is not None]      # one may vanish (purged) meanwhile
+    pids = ctl.pids()
+    if states or not all:
+        wanted = states or set(keys.STATES) - set(keys.ENDED)
+        pids = [p for p, s in zip(pids, ctl.states(pids)) if s in wanted]
+    records = (ctl.process(pid) for pid in pids)
+    return [_info(rec) for rec in records                         # one may vanish (purged) meanwhile
+            if rec is not None and user in (None, rec["owner"])]
 
 
 def kill(pid: int, force: bool = False) -> bool:
     """Kill a process: your own; an admin, anyone's.  On an open cluster
-    (no identities) another user's process needs force=True."""
+    (no identities) another user's process needs force=True (NotYours
+    otherwise)."""
     outcome = control().kill(user(), pid, force)
     if outcome == "nosuch":
         raise ValueError(f"no process {pid}")
     if outcome == "notyours":
-        raise PermissionError(f"process {pid} belongs to {control().owner(pid)}: only its owner or an admin "
-                              "may kill it (on an open cluster: force=True)")
+        raise NotYours(pid, control().owner(pid), "kill")
     return outcome == "killed"
+
+
+def purge(pids: Iterable[int] = (), all: bool = False, older_than: float | None = None,
+          force: bool = False) -> dict:
+    """Remove ended processes (record, result, log): `pids`; else your
+    ended processes (all=True: everyone's, for an admin, or with force=True
+    on an open cluster), those that ended more than `older_than` seconds ago
+    when given.  {"purged": [pid, ...], "refused": {pid: why}}; NotYours for
+    all=True without the right.  Ended processes also expire by themselves
+    ($PSTACK_RESULT_TTL on the scheduler, default 7 days)."""
+    pids = tuple(int(p) for p in pids)
+    if pids and (all or older_than is not None):
+        raise ValueError("purge takes pids, or all/older_than, not both")
+    before = time.time() - older_than if older_than is not None else None
+    got = control().purge(user(), pids, all, before, force)
+    if "denied" in got:
+        raise PermissionError("only an admin may purge every user's processes (on an open cluster: force=True)")
+    why = {"nosuch": "no such process", "notyours": "not yours (its owner or an admin may purge it)"}
+    got["refused"] = {pid: why.get(w, f"still {w}") for pid, w in got["refused"].items()}
+    return got
 
 
 def engines() -> list[dict]:
@@ -289,7 +393,8 @@ def _record(ctl: Control, pid: int) -> dict:
 
 
 def _info(rec: dict) -> dict:
-    out = {"pid": int(rec["pid"]), "owner": rec["owner"], "state": rec["state"], "reason": rec.get("reason", ""),
+    out = {"pid": int(rec["pid"]), "owner": rec["owner"], "state": rec["state"], "phase": phase(rec),
+           "reason": rec.get("reason", ""),
            "app": rec.get("app_name", ""), "graph_type": rec.get("graph_type", ""),
            "devices": int(rec.get("devices", 0)), "edges": int(rec.get("edges", 0)),
            "regions": int(rec["nregions"]), "engines": rec["regions"],
@@ -304,11 +409,12 @@ def _info(rec: dict) -> dict:
     return out
 
 
-def result(pid: int, states: bool = True) -> dict | None:
+def result(pid: int, states: bool | int = True) -> dict | None:
     """The result of an ended process (None while it runs): psim's result
     shape, plus "state" and "reason"; regions merged (states joined, metrics
     summed).  states=False leaves out "states" (nothing is decoded: a
-    million devices' states cost about a second to turn into dicts)."""
+    million devices' states cost about a second to turn into dicts);
+    states=N keeps the first N devices of each region (in its order)."""
     ctl = control()
     rec = ctl.process(int(pid))
     if rec is None:
@@ -316,7 +422,7 @@ def result(pid: int, states: bool = True) -> dict | None:
     if rec["state"] not in keys.ENDED:
         return None
     try:
-        merged = merge(region_results(ctl, int(pid), states), states)
+        merged = merge(region_results(ctl, int(pid), states), states is not False)
     except redis.exceptions.NoPermissionError:
         raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
                               "result") from None
@@ -362,18 +468,22 @@ def trace(pid: int, path: str | Path) -> dict:
     return {"path": str(path), "regions": nregions, "bytes": size + len(psim_trace.MAGIC)}
 
 
-def region_results(ctl: Control, pid: int, states: bool) -> dict[int, dict]:
+def region_results(ctl: Control, pid: int, states: bool | int) -> dict[int, dict]:
     """Each region's result (pd/results.py's records); states decoded with
-    the application's graph type when asked, else left out."""
+    the application's graph type when asked (the first N of each region
+    for states=N), else left out."""
     out = {r: records.unpack(data, r) for r, data in ctl.results(pid).items()}
     layouts = None                             # the graph type: read once, only if a record is packed
     for r, res in out.items():
         res.pop("format", None)
-        if not states:
+        first = None if states is True else int(states)
+        if states is False:
             res.pop("states", None)
         elif isinstance(res.get("states"), list):
             layouts = layouts or read_graph_type(Source(ctl.app_head(pid).decode()))[0]
-            res["states"] = records.decode_states(res, layouts, r)
+            res["states"] = records.decode_states(res, layouts, r, first)
+        elif first is not None and "states" in res:
+            res["states"] = dict(itertools.islice(res["states"].items(), first))
     return out
 
 
