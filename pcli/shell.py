@@ -2,7 +2,7 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, block, result, info, log, trace, engines, inspect, top, test, debug; py (a
+Commands: run, ps, kill, purge, block, result, info, log, trace, engines, inspect, top, test, debug; py (a
 Python interpreter with the API imported), run_pyscript, run_script,
 history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import itertools
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import cmd2
 import redis
@@ -25,6 +27,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from broker.control import duration
 from broker.credentials import CredentialsError, refuse_on_command_line
 from psim.cli import json_object
 from psim.debug import DebugError
@@ -39,6 +42,8 @@ def history_path() -> str:
     return os.environ.get("PCLI_HISTORY") or str(Path.home() / ".pcli_history")
 
 CATEGORY = "pstack"
+SHOWN_STATES = 10          # devices whose states `result` shows without --states
+JSON_BATCH = 4096          # pieces of JSON written at a time
 USER_ERRORS = (ValueError, PermissionError, OSError, TimeoutError, redis.RedisError, BadInput)
 
 
@@ -61,8 +66,27 @@ def pid_choices() -> list[str]:
         return []
 
 
-def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id") -> None:
-    parser.add_argument("pid", type=int, help=help, choices_provider=pid_choices)
+def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id", nargs: str | None = None) -> None:
+    parser.add_argument("pid", type=int, help=help, choices_provider=pid_choices, nargs=nargs)
+
+
+def comma_list(text: str) -> list[str]:
+    return [w for w in text.split(",") if w]
+
+
+def duration_arg(text: str) -> float:
+    try:
+        return duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def json_chunks(data) -> Iterator[str]:
+    """`data` as indented JSON, in pieces of JSON_BATCH of the encoder's
+    chunks: a million devices' states are never one string."""
+    chunks = json.JSONEncoder(indent=2, sort_keys=True).iterencode(data)
+    while batch := "".join(itertools.islice(chunks, JSON_BATCH)):
+        yield batch
 
 
 def json_arg(parser: Cmd2ArgumentParser) -> None:
@@ -116,6 +140,16 @@ class Shell(cmd2.Cmd):
     def json_out(self, data) -> None:
         self.poutput(json.dumps(data, indent=2, sort_keys=True))
 
+    def json_stream(self, data) -> None:
+        """json_out for what may be big (a result's states): written as it is encoded."""
+        for piece in json_chunks(data):
+            self.stdout.write(piece)
+        self.stdout.write("\n")
+        self.stdout.flush()
+
+    def preloop(self) -> None:
+        self.interactive = True                # cmdloop, at a prompt: Ctrl-C may ask
+
     def _save_context(self, data: cmd2.plugin.PostcommandData) -> cmd2.plugin.PostcommandData:
         if data.statement.command in ("py", "run_pyscript"):
             context.save({k: v for k, v in self.py_locals.items() if k not in api.__all__})
@@ -162,16 +196,46 @@ class Shell(cmd2.Cmd):
         options = {k: v for k, v in (("order", args.order), ("seed", args.seed), ("timeout", args.timeout),
                                      ("max_steps", args.max_steps), ("regions", args.regions),
                                      ("memory_mb", args.memory_mb), ("trace", args.trace)) if v}
-        future = api.run(args.app, rmap=json_object(args.rmap, "--rmap"), rcon=json_object(args.rcon, "--rcon"),
-                         level=args.level, verbose=args.verbose, async_=True, paused=args.paused, **options)
-        if args.async_ or args.paused:
-            self.poutput(str(future.pid))
+        background, made = args.async_ or args.paused, []
+
+        def on_pid(pid: int) -> None:         # before the upload: a big application takes a while
+            made.append(pid)
+            if background:
+                self.poutput(str(pid))
+        try:
+            future = api.run(args.app, rmap=json_object(args.rmap, "--rmap"), rcon=json_object(args.rcon, "--rcon"),
+                             level=args.level, verbose=args.verbose, async_=True, paused=args.paused,
+                             on_pid=on_pid, **options)
+        except KeyboardInterrupt:             # api.run killed it
+            self.fail(f"run: interrupted; process {made[0]} killed before it was queued" if made
+                      else "run: interrupted")
+            return
+        if background:
             return
         future.verbose, future.echo = args.verbose, self.poutput
-        res = future.result(states=args.json)          # the summary shows no states: none decoded for it
-        self.json_out(res) if args.json else self.summary(res)
+        try:
+            res = future.result(states=args.json)      # the summary shows no states: none decoded for it
+        except KeyboardInterrupt:
+            self.interrupted(future.pid)
+            return
+        self.json_stream(res) if args.json else self.summary(res)
         if args.json and res.get("state") != "finished":
             self.failed = True
+
+    def interrupted(self, pid: int) -> None:
+        """Ctrl-C while waiting for process `pid`: at a prompt, ask whether
+        to kill it; in a script (-c, piped), kill it.  Its pid is said either way."""
+        self.failed = True
+        if getattr(self, "interactive", False) and self.stdin.isatty():
+            try:
+                keep = self.read_input(f"kill process {pid}? [y/N] ").strip().lower() not in ("y", "yes")
+            except (EOFError, KeyboardInterrupt):
+                keep = True
+            if keep:
+                self.poutput(f"process {pid} goes on: block {pid} / kill {pid}")
+                return
+        outcome = "killed" if api.kill(pid) else "had already ended"
+        self.poutput(f"process {pid} {outcome}")
 
     debug_parser = Cmd2ArgumentParser(description="Debug a process started with `run --paused` "
                                                   "(docs/debugging.md): a prompt of its own, `help` lists its commands.")
@@ -198,6 +262,10 @@ class Shell(cmd2.Cmd):
 
     ps_parser = Cmd2ArgumentParser(description="List waiting and running processes (every user's).")
     ps_parser.add_argument("-a", "--all", action="store_true", help="ended processes too")
+    ps_parser.add_argument("--user", metavar="NAME", help="only NAME's processes (me: yours)")
+    ps_parser.add_argument("--state", metavar="STATE[,STATE]", action="append", type=comma_list, default=[],
+                           help="only processes in these states (repeatable): waiting, running, finished, "
+                                "failed, killed")
     json_arg(ps_parser)
 
     @with_category(CATEGORY)
@@ -205,7 +273,8 @@ class Shell(cmd2.Cmd):
     @command
     def do_ps(self, args) -> None:
         """List processes."""
-        infos = api.processes(all=args.all)
+        who = api.user() if args.user == "me" else args.user
+        infos = api.processes(all=args.all, user=who, states=[s for group in args.state for s in group])
         if args.json:
             self.json_out(infos)
         else:
@@ -214,17 +283,52 @@ class Shell(cmd2.Cmd):
                 if queue_note(i):
                     self.poutput(f"pid {i['pid']}: {queue_note(i)}")
 
-    kill_parser = Cmd2ArgumentParser(description="Kill a process.")
-    pid_arg(kill_parser)
+    kill_parser = Cmd2ArgumentParser(description="Kill processes (each is tried; fails if one could not be).")
+    pid_arg(kill_parser, "process ids", nargs="+")
     kill_parser.add_argument("-f", "--force", action="store_true", help="on an open cluster (no identities): kill another user's process; on a secured one, owners and admins may kill")
 
     @with_category(CATEGORY)
     @with_argparser(kill_parser)
     @command
     def do_kill(self, args) -> None:
-        """Kill a process."""
-        if not api.kill(args.pid, force=args.force):
-            self.fail(f"kill: process {args.pid} had already ended")
+        """Kill processes."""
+        for pid in args.pid:
+            try:
+                if not api.kill(pid, force=args.force):
+                    self.fail(f"kill: process {pid} had already ended")
+            except api.NotYours as e:
+                self.fail(f"kill: {e.message('kill -f')}")
+            except USER_ERRORS as e:
+                self.fail(f"kill: {e}")
+
+    purge_parser = Cmd2ArgumentParser(description="Remove ended processes (record, result, log): your own, the "
+                                                  "given pids, or everyone's (--all: an admin; on an open "
+                                                  "cluster with -f). They also expire by themselves "
+                                                  "(PSTACK_RESULT_TTL, default 7d).")
+    pid_arg(purge_parser, "process ids (default: all your ended processes)", nargs="*")
+    purge_parser.add_argument("--all", action="store_true", help="every user's ended processes")
+    purge_parser.add_argument("--older-than", type=duration_arg, metavar="DURATION",
+                              help="only those that ended longer ago than this (3600, 90m, 12h, 7d)")
+    purge_parser.add_argument("-f", "--force", action="store_true",
+                              help="on an open cluster (no identities): others' processes too")
+
+    @with_category(CATEGORY)
+    @with_argparser(purge_parser)
+    @command
+    def do_purge(self, args) -> None:
+        """Remove ended processes."""
+        if args.pid and (args.all or args.older_than is not None):
+            raise ValueError("give pids, or --all / --older-than, not both")
+        try:
+            got = api.purge(args.pid, all=args.all, older_than=args.older_than, force=args.force)
+        except PermissionError:
+            raise PermissionError("only an admin may purge every user's processes (on an open cluster: "
+                                  "purge --all -f)") from None
+        n = len(got["purged"])
+        self.poutput(f"purged {n} process{'es' if n != 1 else ''}"
+                     + (f": {' '.join(map(str, got['purged']))}" if got["purged"] and args.pid else ""))
+        for pid, why in got["refused"].items():
+            self.fail(f"purge: process {pid}: {why}")
 
     block_parser = Cmd2ArgumentParser(description="Wait for a process to end.")
     pid_arg(block_parser)
@@ -236,8 +340,10 @@ class Shell(cmd2.Cmd):
         """Wait for a process."""
         self.summary(api.block(args.pid))
 
-    result_parser = Cmd2ArgumentParser(description="The result of an ended process.")
+    result_parser = Cmd2ArgumentParser(description="The result of an ended process: a summary with the first "
+                                                   f"{SHOWN_STATES} devices' states, unless --states or --json.")
     pid_arg(result_parser)
+    result_parser.add_argument("--states", action="store_true", help="every device's state, one a line")
     json_arg(result_parser)
 
     @with_category(CATEGORY)
@@ -245,15 +351,23 @@ class Shell(cmd2.Cmd):
     @command
     def do_result(self, args) -> None:
         """Show a process's result."""
-        res = api.result(args.pid)
+        whole = args.states or args.json
+        res = api.result(args.pid, states=True if whole else SHOWN_STATES)
         if res is None:
             self.fail(f"result: process {args.pid} is still {api.info(args.pid)['state']}")
-        elif args.json:
-            self.json_out(res)
-        else:
-            self.summary(res)
-            for dev, state in res.get("states", {}).items():
-                self.poutput(f"  {dev}: {json.dumps(state)}")
+            return
+        if args.json:
+            self.json_stream(res)
+            return
+        self.summary(res)
+        states = res.get("states", {})
+        shown = iter(states.items()) if whole else itertools.islice(states.items(), SHOWN_STATES)
+        for batch in iter(lambda: list(itertools.islice(shown, JSON_BATCH)), []):
+            self.stdout.write("".join(f"  {dev}: {json.dumps(state)}\n" for dev, state in batch))
+        total = res.get("metrics", {}).get("Devices", len(states))
+        if not whole and total > SHOWN_STATES:
+            self.poutput(f"  ... {total - SHOWN_STATES} more devices: result {args.pid} --states, or "
+                         f"result {args.pid} --json")
 
     info_parser = Cmd2ArgumentParser(description="A process's record: state, reason, owner, engines, sizes.")
     pid_arg(info_parser)
