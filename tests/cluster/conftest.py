@@ -2,6 +2,7 @@
 temporary folder, and pd daemons, all cleaned up however the test ends."""
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -162,6 +163,25 @@ def cluster(redis_server, tmp_path, monkeypatch):
     daemons = Daemons(redis_server.url, tmp_path)
     yield daemons
     daemons.stop_all()
+
+
+@pytest.fixture
+def shell(cluster, tmp_path, monkeypatch):
+    """A pcli Shell on a cluster with engine e1 (2 slots): shell.do(line)
+    runs a command and returns what it printed."""
+    from pcli.shell import Shell
+    monkeypatch.setenv("PCLI_CONTEXT", str(tmp_path / "context.json"))
+    cluster.start("e1", slots=2)
+    out = io.StringIO()
+    sh = Shell(history=False, stdout=out, color=False, quiet=True)
+
+    def do(line: str) -> str:
+        out.seek(0)
+        out.truncate()
+        sh.onecmd_plus_hooks(line)
+        return out.getvalue()
+    sh.do = do
+    return sh
 
 
 @pytest.fixture

@@ -17,22 +17,6 @@ from tinyapp import forever_app
 RING = str(APPS_DIR / "ring_v2.xml")
 
 
-@pytest.fixture
-def shell(cluster, tmp_path, monkeypatch):
-    monkeypatch.setenv("PCLI_CONTEXT", str(tmp_path / "context.json"))
-    cluster.start("e1", slots=2)
-    out = io.StringIO()
-    sh = Shell(history=False, stdout=out, color=False, quiet=True)
-
-    def do(line: str) -> str:
-        out.seek(0)
-        out.truncate()
-        sh.onecmd_plus_hooks(line)
-        return out.getvalue()
-    sh.do = do
-    return sh
-
-
 def pcli_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pcli", *args], input=stdin, capture_output=True, text=True,
                           timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
