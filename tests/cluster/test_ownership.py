@@ -89,6 +89,7 @@ def test_the_scheduler_refuses_forged_requests(secured):
     with pytest.raises(ValueError, match="is not an upload of user bob"):
         bob.request("bob", forged)
     with pytest.raises(ValueError, match="a submission sets only"):
-        bob.request("bob", dict(forged, app=keys.upload("bob", "0" * 32), record='{"owner": "alice"}'))
+        bob.request("bob", {"op": "create", "nregions": 1, "rcon": "{}", "record": '{"owner": "alice"}',
+                            "phase": "uploading", "lease": 30})
     with pytest.raises(ValueError, match="unknown request"):
-        bob.request("bob", {"op": "purge"})
+        bob.request("bob", {"op": "reboot"})
