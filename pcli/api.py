@@ -49,17 +49,17 @@ OUTAGE_SECONDS = 30            # how long a waiting client rides out an unreacha
 RENEW_SECONDS = SUBMIT_LEASE / 6     # how often a submitting client renews its lease
 
 
-class NotYours(PermissionError):
-    """Another user's process, which this user may not act on; the message
-    names the flag that would let it (force=True in Python, -f in the shell)."""
+class NotAllowed(PermissionError):
+    """What this user may not do to others' processes; the message names
+    what would allow it on an open cluster: force=True here, the shell's
+    own flag there (message())."""
 
-    def __init__(self, pid: int, owner: str, action: str, flag: str = "force=True"):
-        self.pid, self.owner, self.action = pid, owner, action
-        super().__init__(self.message(flag))
+    def __init__(self, what: str):
+        self.what = what
+        super().__init__(self.message("force=True"))
 
     def message(self, flag: str) -> str:
-        return (f"process {self.pid} belongs to {self.owner}: only its owner or an admin may {self.action} it "
-                f"(on an open cluster: {flag})")
+        return f"{self.what} (on an open cluster: {flag})"
 
 
 def control() -> Control:
@@ -193,18 +193,12 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
         record["debugger"], rcon[nregions] = nregions, APP
     first = "partitioning" if regions > 1 else "uploading"
     pid, token = ctl.create(me, nregions + paused, rcon, record, first)
-    if on_pid:
-        on_pid(pid)
     with submitting(ctl, me, pid, first) as tell:
-        with ThreadPoolExecutor(1) as pool:    # the XML's upload (zlib, the socket: no GIL) overlaps partitioning it
-            uploading = pool.submit(ctl.upload, me, app)
-            split, form = split_app(src, app, regions, bool(opts.get("trace")))
-            if split is not None:
-                tell("uploading", devices=len(split) // 2)
-                if inst is not None:
-                    split = bind_externals(inst, externals, nregions - 1, rmap, split)
-            form = ctl.upload(me, form) if form is not None else None
-            app_key = uploading.result()
+        if on_pid:
+            on_pid(pid)
+        app_key, split, form = send_app(ctl, me, src, app, regions, bool(opts.get("trace")), tell)
+        if inst is not None and split is not None:
+            split = bind_externals(inst, externals, nregions - 1, rmap, split)
         ctl.queue(me, pid, app_key, split, form)
     future = Future(pid, verbose, token=token)
     for region, eng in apps.items():
@@ -249,6 +243,19 @@ def submitting(ctl: Control, me: str, pid: int, first: str) -> Iterator[Callable
     finally:
         stop.set()
         renewer.join()
+
+
+def send_app(ctl: Control, me: str, src: Source, app: bytes, regions: int, traced: bool,
+             tell: Callable[..., None]) -> tuple[str, bytes | None, str | None]:
+    """The application uploaded, its partition (split_app: told as soon as
+    it is known) and its instance form's upload key."""
+    with ThreadPoolExecutor(1) as pool:        # the XML's upload (zlib, the socket: no GIL) overlaps partitioning it
+        uploading = pool.submit(ctl.upload, me, app)
+        split, form = split_app(src, app, regions, traced)
+        if split is not None:
+            tell("uploading", devices=len(split) // 2)
+        form_key = ctl.upload(me, form) if form is not None else None
+        return uploading.result(), split, form_key
 
 
 def split_app(src: Source, app: bytes, regions: int, traced: bool) -> tuple[bytes | None, bytes | None]:
@@ -317,13 +324,13 @@ def processes(all: bool = False, user: str | None = None, states: Iterable[str] 
 
 def kill(pid: int, force: bool = False) -> bool:
     """Kill a process: your own; an admin, anyone's.  On an open cluster
-    (no identities) another user's process needs force=True (NotYours
+    (no identities) another user's process needs force=True (NotAllowed
     otherwise)."""
     outcome = control().kill(user(), pid, force)
     if outcome == "nosuch":
         raise ValueError(f"no process {pid}")
     if outcome == "notyours":
-        raise NotYours(pid, control().owner(pid), "kill")
+        raise NotAllowed(f"process {pid} belongs to {control().owner(pid)}: only its owner or an admin may kill it")
     return outcome == "killed"
 
 
@@ -332,8 +339,8 @@ def purge(pids: Iterable[int] = (), all: bool = False, older_than: float | None 
     """Remove ended processes (record, result, log): `pids`; else your
     ended processes (all=True: everyone's, for an admin, or with force=True
     on an open cluster), those that ended more than `older_than` seconds ago
-    when given.  {"purged": [pid, ...], "refused": {pid: why}}; NotYours for
-    all=True without the right.  Ended processes also expire by themselves
+    when given.  {"purged": [pid, ...], "refused": {pid: why}}; NotAllowed
+    for all=True without the right.  Ended processes also expire by themselves
     ($PSTACK_RESULT_TTL on the scheduler, default 7 days)."""
     pids = tuple(int(p) for p in pids)
     if pids and (all or older_than is not None):
@@ -341,7 +348,7 @@ def purge(pids: Iterable[int] = (), all: bool = False, older_than: float | None 
     before = time.time() - older_than if older_than is not None else None
     got = control().purge(user(), pids, all, before, force)
     if "denied" in got:
-        raise PermissionError("only an admin may purge every user's processes (on an open cluster: force=True)")
+        raise NotAllowed("only an admin may purge every user's processes")
     why = {"nosuch": "no such process", "notyours": "not yours (its owner or an admin may purge it)"}
     got["refused"] = {pid: why.get(w, f"still {w}") for pid, w in got["refused"].items()}
     return got
