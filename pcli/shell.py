@@ -296,7 +296,7 @@ class Shell(cmd2.Cmd):
             try:
                 if not api.kill(pid, force=args.force):
                     self.fail(f"kill: process {pid} had already ended")
-            except api.NotYours as e:
+            except api.NotAllowed as e:
                 self.fail(f"kill: {e.message('kill -f')}")
             except USER_ERRORS as e:
                 self.fail(f"kill: {e}")
@@ -321,9 +321,8 @@ class Shell(cmd2.Cmd):
             raise ValueError("give pids, or --all / --older-than, not both")
         try:
             got = api.purge(args.pid, all=args.all, older_than=args.older_than, force=args.force)
-        except PermissionError:
-            raise PermissionError("only an admin may purge every user's processes (on an open cluster: "
-                                  "purge --all -f)") from None
+        except api.NotAllowed as e:
+            raise PermissionError(e.message("purge --all -f")) from None
         n = len(got["purged"])
         self.poutput(f"purged {n} process{'es' if n != 1 else ''}"
                      + (f": {' '.join(map(str, got['purged']))}" if got["purged"] and args.pid else ""))
