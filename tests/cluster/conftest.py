@@ -18,6 +18,7 @@ import redis
 
 import netns
 from broker import acl
+from pcli.shell import Shell
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,7 +170,6 @@ def cluster(redis_server, tmp_path, monkeypatch):
 def shell(cluster, tmp_path, monkeypatch):
     """A pcli Shell on a cluster with engine e1 (2 slots): shell.do(line)
     runs a command and returns what it printed."""
-    from pcli.shell import Shell
     monkeypatch.setenv("PCLI_CONTEXT", str(tmp_path / "context.json"))
     cluster.start("e1", slots=2)
     out = io.StringIO()

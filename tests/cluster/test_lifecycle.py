@@ -132,7 +132,7 @@ def test_kill_several_and_the_shells_flag(shell, tmp_path, monkeypatch, capsys):
     assert not shell.failed and pcli.info(theirs)["state"] == "killed"
 
 
-def test_purge_own_given_and_everyones(shell, tmp_path, monkeypatch, redis_server):
+def test_purge_own_given_and_everyones(shell, tmp_path, monkeypatch, redis_server, capsys):
     forever = write(tmp_path / "f.xml", forever_app("purged"))
     monkeypatch.setenv("PSTACK_USER", "bob")
     shell.do(f"run {RING}")                                                   # 1, bob's
@@ -145,8 +145,12 @@ def test_purge_own_given_and_everyones(shell, tmp_path, monkeypatch, redis_serve
     assert shell.failed and pcli.ps(all=True) == [1, 2, running]
     assert shell.do("purge").strip() == "purged 1 process"                    # alice's ended one: 2
     assert pcli.ps(all=True) == [1, running]
+    capsys.readouterr()
     shell.do("purge --all")
     assert shell.failed and pcli.ps(all=True) == [1, running]                 # everyone's: -f on an open cluster
+    assert "(on an open cluster: purge --all -f)" in capsys.readouterr().err
+    with pytest.raises(PermissionError, match="force=True"):
+        pcli.purge(all=True)
     pcli.kill(running)
     assert shell.do("purge --all -f").strip() == "purged 2 processes"
     assert pcli.ps(all=True) == [] and shell.do("ps -a").splitlines()[1:] == []
