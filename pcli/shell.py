@@ -202,6 +202,7 @@ class Shell(cmd2.Cmd):
             made.append(pid)
             if background:
                 self.poutput(str(pid))
+                self.stdout.flush()           # to a pipe too: whoever reads it may use it now
         try:
             future = api.run(args.app, rmap=json_object(args.rmap, "--rmap"), rcon=json_object(args.rcon, "--rcon"),
                              level=args.level, verbose=args.verbose, async_=True, paused=args.paused,
