@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 import redis
@@ -43,6 +44,23 @@ def test_phases_from_submission_to_the_end(cluster):
     pcli.kill(pid)
     assert pcli.block(waiting)["state"] == "finished"
     assert phase(pid) == "killed" and phase(waiting.pid) == "finished"
+
+
+def test_run_async_prints_the_pid_before_the_upload(cluster, tmp_path):
+    cluster.start("e1", slots=2)
+    # 200k devices, a tag of its own (no partition cached): the client partitions and uploads it for
+    # about 0.2 s after it prints the pid, which is read and looked up in a few ms
+    app = write(tmp_path / "ring.xml", ring_app(uuid.uuid4().hex[:12], n=200_000))
+    proc = subprocess.Popen([sys.executable, "-m", "pcli", "-c", f"run --async --regions 2 {app}"],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        pid = int(proc.stdout.readline())
+        assert phase(pid) in ("partitioning", "uploading")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert pcli.block(pid)["state"] == "finished" and pcli.info(pid)["devices"] == 200_000
 
 
 def test_a_submission_whose_client_goes_silent_fails_and_blocks_nobody(cluster):
