@@ -13,8 +13,10 @@ import redis
 
 import pcli
 from appcases import APPS_DIR
+from broker import acl
 from conftest import ROOT, Scheduler, wait_for
 from psim.errors import BadInput
+from test_ownership import as_user
 from tinyapp import forever_app, ring_app
 
 RING = str(APPS_DIR / "ring_v2.xml")            # 4 devices, 40 messages delivered
@@ -175,6 +177,26 @@ def test_purge_own_given_and_everyones(shell, tmp_path, monkeypatch, redis_serve
     left = [k for k in redis.Redis.from_url(redis_server.url).keys("pstack:*")
             if b":p:" in k or b"pstack:proc:" in k]
     assert left == []                                                         # nothing of theirs is left
+
+
+def test_purge_and_submission_on_a_secured_cluster(secured, monkeypatch):
+    as_user(monkeypatch, secured.urls, "alice")
+    alices = pcli.run(ring_app("alice"), async_=True)
+    as_user(monkeypatch, secured.urls, "bob")
+    bobs = pcli.run(ring_app("bob"), async_=True)
+    pcli.block(bobs)
+    made, _ = pcli.api.control().create("bob", 1, {}, {}, "uploading")
+    as_user(monkeypatch, secured.urls, "alice")
+    pcli.block(alices)
+    with pytest.raises(ValueError, match=f"process {made} belongs to bob"):
+        pcli.api.control().queue("alice", made, b"<not/>")
+    assert pcli.purge([bobs.pid])["refused"] == {bobs.pid: "not yours (its owner or an admin may purge it)"}
+    with pytest.raises(PermissionError, match="only an admin"):
+        pcli.purge(all=True, force=True)                  # force means nothing on a secured cluster
+    as_user(monkeypatch, secured.urls, acl.ADMIN)
+    pcli.kill(made)
+    assert sorted(pcli.purge(all=True)["purged"]) == sorted([alices.pid, bobs.pid, made])
+    assert pcli.ps(all=True) == []
 
 
 def test_ended_processes_expire(cluster, redis_server, tmp_path, monkeypatch):
