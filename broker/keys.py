@@ -74,7 +74,7 @@ ENDED = ("finished", "failed", "killed")
 # "phase" field), queued, then its regions' (each region's "phase:R", the least advanced
 # one's is the process's), then its end state.
 CLIENT_PHASES = ("partitioning", "uploading")
-REGION_PHASES = ("starting", "loading", "running", "collecting", "done")
+REGION_PHASES = ("starting", "loading", "compiling", "running", "collecting", "done")
 
 
 def proc(pid: int) -> str:

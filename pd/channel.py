@@ -10,6 +10,7 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import threading
 from typing import Any
 
 import msgpack
@@ -25,12 +26,14 @@ class Closed(EOFError):
 class Channel:
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.sending = threading.Lock()            # a sandbox's compile thread asks for modules meanwhile
 
     def send(self, kind: str, **fields: Any) -> None:
         data = msgpack.packb({"t": kind, **fields}, use_bin_type=True)
         try:
-            self.sock.sendall(_LEN.pack(len(data)))
-            self.sock.sendall(data)                # apart: an application can be hundreds of MB
+            with self.sending:
+                self.sock.sendall(_LEN.pack(len(data)))
+                self.sock.sendall(data)            # apart: an application can be hundreds of MB
         except (BrokenPipeError, ConnectionResetError):
             raise Closed("the other side is gone") from None
 

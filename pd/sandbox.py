@@ -25,12 +25,12 @@ from pathlib import Path
 import cffi
 
 from broker.dataplane import DataPlane, DataPlaneError
-from psim import build, trace
+from psim import build, instcache, trace
 from psim import limits as rlimits
 from psim.engine import FAIL_FILE_SIZE, FAIL_MEMORY, Engine, Options
 from psim.errors import BadInput
 from psim.limits import Limits
-from psim.run import Loaded, Outcome, drive, result
+from psim.run import InstanceReader, Loaded, Outcome, drive, result
 
 from . import results
 from .channel import Channel, Closed
@@ -135,8 +135,8 @@ def run(channel: Channel, job: dict) -> None:
     try:
         watchers = debugger is not None or bool(opts.trace)
         form = job.get("instance")           # its file, which the worker put in our folder (pd/form.py)
-        read = from_form(Path.cwd() / Path(form).name) if form else None
-        loaded = Loaded(job["app"].decode(), watchers=watchers, read=read)
+        read = from_form(Path.cwd() / Path(form).name) if form else instcache.read
+        loaded = Loaded(job["app"].decode(), watchers=watchers, read=reporting(channel, read))
         part = array("H", job["partition"]) if job["partition"] is not None else None
         engine = loaded.engine(opts, json.loads(job["rmap"]), part, nregions - (debugger is not None))
     except BadInput as e:
@@ -179,6 +179,17 @@ def run(channel: Channel, job: dict) -> None:
     # decodes a million device states unless a reader asks for them
     channel.send("done", status="failed" if out.status == "failed" else "finished",
                  reason=failure_reason(job, out), result=results.pack(res, states))
+
+
+def reporting(channel: Channel, read: InstanceReader) -> InstanceReader:
+    """The instance reader `read`, telling the worker when it is done: what
+    is left of loading then is the compile of the handlers (a thread of
+    Loaded's, which began with the read)."""
+    def reading(*args):
+        got = read(*args)
+        channel.send("compiling")
+        return got
+    return reading
 
 
 def failure_reason(job: dict, out: Outcome) -> str:

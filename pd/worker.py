@@ -212,8 +212,8 @@ class Keeper:
         elif kind == "progress":
             self.beat.progress[f"delivered:{job.region}"] = int(msg["delivered"])
             self.beat.progress[f"dropped:{job.region}"] = int(msg["dropped"])
-        elif kind == "collecting":
-            self.beat.progress[f"phase:{job.region}"] = "collecting"
+        elif kind in ("compiling", "collecting"):
+            self.beat.progress[f"phase:{job.region}"] = kind
         elif kind == "loaded":
             self.beat.progress[f"phase:{job.region}"] = "running"
             if job.region == 0:
