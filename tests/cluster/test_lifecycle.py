@@ -68,7 +68,7 @@ def test_run_async_prints_the_pid_before_the_upload(cluster, tmp_path):
 def test_a_submission_whose_client_goes_silent_fails_and_blocks_nobody(cluster):
     cluster.start("e1")
     ctl = pcli.api.control()
-    pid, _ = ctl.create(pcli.api.user(), 1, {}, {"app_name": "silent.xml"}, "uploading", lease=1)
+    pid, _ = ctl.create(pcli.api.user(), 1, {}, {"app_name": "silent.xml"}, "uploading", lease=3)
     assert phase(pid) == "uploading" and pid in pcli.ps()
     assert pcli.run(RING)["state"] == "finished"              # not in the queue: it holds nobody up
     wait_for(lambda: pcli.info(pid)["state"] == "failed", timeout=10)
@@ -200,7 +200,7 @@ def test_purge_and_submission_on_a_secured_cluster(secured, monkeypatch):
 
 
 def test_ended_processes_expire(cluster, redis_server, tmp_path, monkeypatch):
-    monkeypatch.setenv("PSTACK_RESULT_TTL", "1s")
+    monkeypatch.setenv("PSTACK_RESULT_TTL", "2s")          # time enough to read the result first
     redis_server.scheduler.stop()
     redis_server.scheduler = Scheduler(redis_server.url, tmp_path)
     cluster.start("e1")
