@@ -81,7 +81,7 @@ def duration_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def json_chunks(data) -> Iterator[str]:
+def json_chunks(data: object) -> Iterator[str]:
     """`data` as indented JSON, in pieces of JSON_BATCH of the encoder's
     chunks: a million devices' states are never one string."""
     chunks = json.JSONEncoder(indent=2, sort_keys=True).iterencode(data)
@@ -140,7 +140,7 @@ class Shell(cmd2.Cmd):
     def json_out(self, data) -> None:
         self.poutput(json.dumps(data, indent=2, sort_keys=True))
 
-    def json_stream(self, data) -> None:
+    def json_stream(self, data: object) -> None:
         """json_out for what may be big (a result's states): written as it is encoded."""
         for piece in json_chunks(data):
             self.stdout.write(piece)
