@@ -7,9 +7,11 @@ import os
 import sys
 import traceback
 
-from . import limits
+from . import limits, progress
 from .engine import Options
 from .errors import BadInput
+
+INTERRUPTED = 130        # run.INTERRUPTED, without importing the engine's modules before PSTACK_CACHE is set
 
 
 def parser() -> argparse.ArgumentParser:
@@ -20,6 +22,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the exit code and metrics")
     p.add_argument("-r", "--result", action="store_true", help="print the result as JSON")
     p.add_argument("--internals", action="store_true", help="show internal tracebacks and where modules are built")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="show reading, compiling and running on stderr (default: when stderr is a terminal, "
+                        "but not with -q or -r)")
     p.add_argument("--debug", action="store_true",
                    help="open the debugger's prompt, paused before the first event (docs/debugging.md)")
     p.add_argument("--break", dest="breaks", action="append", default=[], metavar="SPEC",
@@ -69,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PSTACK_INSTANCE_CACHE"] = "0"
     if args.inspect:
         return inspect(args)
-    from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
     if args.replay or args.events:
         return _traced(args)
     given = options_given(args)
@@ -81,24 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return _check(args, given)
     limits.apply(limits.Limits(memory_mb=opts.memory_mb))     # imports done: what is in use now is psim's
+    debugging = bool(args.debug or args.breaks)
+    shown = progress.reporter(not debugging and progress.wanted(args.progress, args.quiet or args.result))
     try:
-        rmap = json_object(args.rmap, "--rmap")
-        externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
-        loaded = Loaded(args.app, watchers=bool(args.debug or args.breaks or opts.trace))
-        if args.internals:
-            print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
-            print(f"Debug  instance {'from the instance cache' if loaded.instance_cached else 'read from the XML'}",
-                  file=sys.stderr)
-        on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
-        if args.debug or args.breaks:
-            res = debug(loaded, opts, args.breaks, on_log)
+        try:
+            res = _run(args, opts, debugging, shown)
+        finally:
+            shown.close()
+        if args.result:
+            print(json.dumps(res))
         else:
-            res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet)
+            _print_human(res, args.quiet)
+        return _status(res)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:     # before the run (reading, compiling), or a second Ctrl-C after it
+        print("psim: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except MemoryError:        # in Python: reading the instance or shaping the result
         print(f"psim: memory limit of {opts.memory_mb} MB exceeded (in psim, not a handler)"
               if opts.memory_mb else "psim: out of memory", file=sys.stderr)
@@ -108,11 +112,23 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"psim: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         return 3
-    if args.result:
-        print(json.dumps(res))
-    else:
-        _print_human(res, args.quiet)
-    return _status(res)
+
+
+def _run(args: argparse.Namespace, opts: Options, debugging: bool, shown: progress.Quiet) -> dict:
+    """Load and run (or debug) the application: its result."""
+    from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
+    rmap = json_object(args.rmap, "--rmap")
+    externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
+    loaded = Loaded(args.app, watchers=bool(debugging or opts.trace), progress=shown)
+    if args.internals:
+        print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
+        print(f"Debug  instance {'from the instance cache' if loaded.instance_cached else 'read from the XML'}",
+              file=sys.stderr)
+    on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
+    if debugging:
+        return debug(loaded, opts, args.breaks, on_log)
+    return run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet,
+                      progress=shown)
 
 
 def _traced(args) -> int:
@@ -152,6 +168,8 @@ def _report(res: dict, args) -> None:
 
 
 def _status(res: dict) -> int:
+    if res["status"] == "interrupted":
+        return INTERRUPTED
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
 
 
@@ -207,6 +225,11 @@ def _check(args: argparse.Namespace, given: dict) -> int:
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        res = {"status": "interrupted"}
+    if res["status"] == "interrupted":         # nothing to check: the run did not end
+        print("psim: interrupted", file=sys.stderr)
+        return INTERRUPTED
     verdicts = checker.verdicts(res)
     for v in verdicts:
         print(f"{'PASS' if v.passed else 'FAIL'}  {v.name}" + (f": {v.message}" if v.message else ""))
