@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import traceback
+from importlib.metadata import PackageNotFoundError, version
 
 from . import limits, progress
 from .engine import Options
@@ -13,9 +14,40 @@ from .errors import BadInput
 
 INTERRUPTED = 130        # run.INTERRUPTED, without importing the engine's modules before PSTACK_CACHE is set
 
+EPILOG = """\
+exit status:
+  0    the application called handler_exit(0) (or an equivalent), or ended idle;
+       --check: every check passed; --replay: the recorded run's, as above
+  1    it exited with a non-zero code or failed (assert, crash, timeout, step
+       limit, memory); --check: a check failed; --replay: the run diverged
+  2    bad input: a bad application file, option, region map, trace or
+       MODULE:FACTORY (the message names it)
+  3    an internal error of psim (--internals shows its traceback)
+  130  interrupted (Ctrl-C); -r still prints what the run had then
+
+environment:
+  PSTACK_CACHE               folder for compiled modules and the instance cache
+                             (default ~/.cache/pstack; -t DIR sets it)
+  PSTACK_INSTANCE_CACHE      0: read every instance from its XML (--no-instance-cache)
+  PSTACK_INSTANCE_CACHE_MB   the instance cache's size, in MB (default 4096)
+  CXX                        the C++ compiler for the handlers (default g++)
+  TMP                        where a supervisor's get_output_directory() makes its folder
+
+docs/psim.md is the user guide.
+"""
+
+
+def package_version() -> str:
+    try:
+        return version("pstack")
+    except PackageNotFoundError:           # run from a checkout that was never installed
+        return "unknown (not installed)"
+
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).")
+    p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"psim (pstack) {package_version()}")
     p.add_argument("app", nargs="?", help="application file (.xml or .xml.gz); with --check, by default the one "
                                           "beside the checker file; with --replay or --events, the trace's own")
     p.add_argument("-l", "--level", type=int, help="log level: show handler_log lines up to N (default 1)")
@@ -68,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (args.app or args.check or args.replay or args.events):
         p.error("the following arguments are required: app")
+    if args.region is not None and not args.rmap:
+        p.error("--region N runs one region of a region map: give --rmap too")
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
     if args.no_instance_cache:

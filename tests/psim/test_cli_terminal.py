@@ -1,10 +1,11 @@
-"""psim on a terminal: its progress on stderr and Ctrl-C, through the
-installed `psim` command."""
+"""psim on a terminal: its progress on stderr, Ctrl-C, --version, --help,
+and the usage errors, through the installed `psim` command."""
 from __future__ import annotations
 
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,50 @@ def test_no_progress_without_a_terminal_unless_asked():
     assert asked.returncode == 0
     assert "running" in asked.stderr and "40 deliveries" in asked.stderr
     assert json.loads(asked.stdout)["status"] == "exit"
+
+
+def test_version_is_the_packages():
+    done = subprocess.run([PSIM, "--version"], capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"psim (pstack) {version('pstack')}"
+
+
+ENV = re.compile(r"""os\.environ(?:\.get\(|\[)["'](\w+)|getenv\("(\w+)"\)""")     # a variable read, in Python or C
+
+
+def test_help_lists_the_exit_codes_and_every_environment_variable_psim_reads():
+    done = subprocess.run([PSIM, "--help"], capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 0
+    epilog = done.stdout.split("exit status:", 1)[1]
+    for code in ("0", "1", "2", "3", "130"):
+        assert re.search(rf"^  {code} ", epilog, re.M), code
+    read = {a or b for source in (REPO / "psim").rglob("*") if source.suffix in (".py", ".h", ".hpp", ".cpp")
+            for a, b in ENV.findall(source.read_text())}
+    assert {"PSTACK_CACHE", "PSTACK_INSTANCE_CACHE", "PSTACK_INSTANCE_CACHE_MB"} <= read
+    for name in read:
+        assert re.search(rf"^  {name} ", epilog.split("environment:", 1)[1], re.M), name
+
+
+def test_region_without_a_region_map_is_a_usage_error():
+    done = subprocess.run([PSIM, str(APPS / "ring_v2.xml"), "--region", "1"], capture_output=True, text=True,
+                          timeout=DEADLINE)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines()[-1] == "psim: error: --region N runs one region of a region map: give --rmap too"
+
+
+def test_a_failed_run_prints_error_then_exit_as_the_guide_shows():
+    done = subprocess.run([PSIM, str(APPS / "assert_v3.xml"), "-q"], capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Error  assertion") and lines[1].startswith("Exit   1 (failed)")
+    guide = (REPO / "docs" / "psim.md").read_text()
+    assert guide.index("\n    Error  ") < guide.index("\n    Exit   ")
+
+
+def test_graphs_without_arguments_prints_usage():
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "graphs.py")], capture_output=True, text=True,
+                          timeout=DEADLINE)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("usage: python bench/graphs.py")
