@@ -180,14 +180,14 @@ def idle_rounds(graph) -> bool:
     return graph.supervisor is not None or any(d.on_hardware_idle is not None for d in graph.devices.values())
 
 
-def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Sequence[BatchHook] = ()) -> Outcome:
+def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: BatchHook | None = None) -> Outcome:
     """Run to the end.  Hardware idle: when nothing is ready or in flight,
     OnHardwareIdle runs everywhere, by the IdleRounds rule, when the app
-    has idle rounds (idle_rounds); else it ends at the first idle.  Every
-    hook of on_batch runs after every batch of events, in order, with the
-    engine (progress, a rate series...).  Ctrl-C (KeyboardInterrupt) ends
-    the run "interrupted" within about a slice (Slices), the engine as it
-    was after its last batch."""
+    has idle rounds (idle_rounds); else it ends at the first idle.
+    on_batch(engine) runs after every batch of events (progress; several
+    hooks: each()).  Ctrl-C (KeyboardInterrupt) is seen within about a
+    slice (Slices) and raised as Interrupted, with the outcome so far: the
+    engine is as it was after its last batch."""
     t0 = time.perf_counter()
     deadline = t0 + opts.timeout if opts.timeout else None
     has_hwidle = idle_rounds(engine.inst.graph)
@@ -205,8 +205,8 @@ def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Sequence[Bat
                 status = engine.run(1, 1e-6)       # the engine records the timeout
                 continue
             status = slices.run(engine, remaining())
-            for hook in on_batch:
-                hook(engine)
+            if on_batch:
+                on_batch(engine)
             if status != IDLE:
                 continue
             if not has_hwidle or not idle.next_round(engine.outcome().sends):
@@ -215,12 +215,30 @@ def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Sequence[Bat
             status = engine.hardware_idle(remaining())
         drain_logs(engine, on_log)
     except KeyboardInterrupt:
-        return Outcome("interrupted", INTERRUPTED, None, idle.rounds, time.perf_counter() - t0)
+        raise Interrupted(Outcome("interrupted", INTERRUPTED, None, idle.rounds, time.perf_counter() - t0)) from None
     seconds = time.perf_counter() - t0
     o = engine.outcome()
     if o.stop == STOP_EXIT:
         return Outcome("exit", o.exit_code, None, idle.rounds, seconds)
     return failed(engine, idle.rounds, seconds) or Outcome("idle", 0, None, idle.rounds, seconds)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during drive(): still a KeyboardInterrupt to callers that do
+    not look for it (a cluster's worker); run_loaded makes a result of its
+    outcome."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__()
+        self.outcome = outcome
+
+
+def each(hooks: Sequence[BatchHook]) -> BatchHook:
+    """One on_batch hook that runs `hooks` in order."""
+    def run_each(engine: Engine) -> None:
+        for hook in hooks:
+            hook(engine)
+    return run_each
 
 
 class Slices:
@@ -337,7 +355,10 @@ def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, external
     sink = _trace_sink(loaded, engine, opts)
     log: list = []
     running = progress.running()
-    out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts, [running, *on_batch])
+    try:
+        out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts, each([running, *on_batch]))
+    except Interrupted as e:
+        out = e.outcome
     running.end(out.status)
     if sink:
         if out.status != "interrupted":          # an interrupted trace has no end: replayed as far as it goes

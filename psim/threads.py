@@ -37,7 +37,7 @@ from .errors import BadInput
 from .partition import split
 from .reader import unserved_externals
 from .progress import QUIET, Quiet
-from .run import INTERRUPTED, BatchHook, Loaded, LogSink, Outcome, Slices, drain_logs, result, run_loaded
+from .run import INTERRUPTED, BatchHook, Loaded, LogSink, Outcome, Slices, drain_logs, each, result, run_loaded
 from .topology import RegionCSR, finish_edges
 
 
@@ -79,7 +79,7 @@ def run_threads(loaded: Loaded, opts: Options, rmap: dict | None, on_log: LogSin
     planes = [LoggedPlane(p, e, sink) for p, e in zip(local_planes(n), engines)]
     ends = Ends()
     running = progress.running()
-    hooks = [running, *on_batch]
+    hooks = each([running, *on_batch])
 
     def run(r: int) -> Outcome:
         return ends.after(r, _run_region, engines[r], planes[r], sink, opts.timeout, ends.watch(r), hooks)
@@ -108,20 +108,20 @@ def run_threads(loaded: Loaded, opts: Options, rmap: dict | None, on_log: LogSin
 
 
 def _run_region(engine: Engine, plane: LocalPlane, on_log: LogSink, timeout: float,
-                watch: Callable[[], str | None], hooks: list[BatchHook]) -> Outcome:
+                watch: Callable[[], str | None], on_batch: BatchHook) -> Outcome:
     region = RegionRun(engine, plane, on_log, timeout, watch=watch)
-    region.on_batch = Sized(region, hooks)
+    region.on_batch = Sized(region, on_batch)
     return region.run()
 
 
 class Sized:
     """A region's on_batch: its batches sized as drive's (run.Slices), up
     to THREAD_BATCH, so that Ctrl-C is seen soon in region 0 and the others
-    see its end soon; then the run's hooks.  The time between two calls is
-    one batch's (and its records'), a full one when the engine ran all of it."""
+    see its end soon; then the run's on_batch.  The time between two calls
+    is one batch's (and its records'), a full one when the engine ran all of it."""
 
-    def __init__(self, region: RegionRun, hooks: list[BatchHook]):
-        self.region, self.hooks = region, hooks
+    def __init__(self, region: RegionRun, on_batch: BatchHook):
+        self.region, self.on_batch = region, on_batch
         self.slices = Slices(THREAD_BATCH)
         region.batch = self.slices.size
         self.steps, self.t = 0, time.perf_counter()
@@ -130,8 +130,7 @@ class Sized:
         now, steps = time.perf_counter(), engine.outcome().steps
         self.slices.ran(now - self.t, steps - self.steps >= self.region.batch)
         self.region.batch, self.steps, self.t = self.slices.size, steps, now
-        for hook in self.hooks:
-            hook(engine)
+        self.on_batch(engine)
 
 
 class LoggedPlane(LocalPlane):
