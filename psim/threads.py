@@ -118,7 +118,8 @@ class Sized:
     """A region's on_batch: its batches sized as drive's (run.Slices), up
     to THREAD_BATCH, so that Ctrl-C is seen soon in region 0 and the others
     see its end soon; then the run's on_batch.  The time between two calls
-    is one batch's (and its records'), a full one when the engine ran all of it."""
+    is one batch's (and its records'); only full batches (the engine ran
+    all it was given) size the next."""
 
     def __init__(self, region: RegionRun, on_batch: BatchHook):
         self.region, self.on_batch = region, on_batch
@@ -128,7 +129,8 @@ class Sized:
 
     def __call__(self, engine: Engine) -> None:
         now, steps = time.perf_counter(), engine.outcome().steps
-        self.slices.ran(now - self.t, steps - self.steps >= self.region.batch)
+        if steps - self.steps >= self.region.batch:      # not the calls that ran out of work, which waited too
+            self.slices.ran(now - self.t, True)
         self.region.batch, self.steps, self.t = self.slices.size, steps, now
         self.on_batch(engine)
 
