@@ -96,6 +96,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:   # Ctrl-C where no result is to be had: reading, compiling, --inspect, --replay...
+        print("psim: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     p = parser()
     args = p.parse_args(argv)
     if not (args.app or args.check or args.replay or args.events):
@@ -134,9 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:     # before the run (reading, compiling), or a second Ctrl-C after it
-        print("psim: interrupted", file=sys.stderr)
-        return INTERRUPTED
     except MemoryError:        # in Python: reading the instance or shaping the result
         print(f"psim: memory limit of {opts.memory_mb} MB exceeded (in psim, not a handler)"
               if opts.memory_mb else "psim: out of memory", file=sys.stderr)
@@ -259,8 +264,6 @@ def _check(args: argparse.Namespace, given: dict) -> int:
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        res = {"status": "interrupted"}
     if res["status"] == "interrupted":         # nothing to check: the run did not end
         print("psim: interrupted", file=sys.stderr)
         return INTERRUPTED
