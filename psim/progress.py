@@ -82,9 +82,12 @@ class Live(Quiet):
         from rich.console import Console          # rich only when shown: a quiet run does not import it
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         console = Console(stderr=True, force_terminal=True)      # --progress asks for it even into a pipe
+        # lines printed meanwhile go above the phases when both are the terminal; else stdout keeps them
+        one_screen = sys.stdout.isatty() and sys.stderr.isatty()
         self.bar = Progress(SpinnerColumn(finished_text="[green]✓"), TextColumn("{task.description}"),
                             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console,
-                            transient=True, refresh_per_second=8, redirect_stdout=sys.stdout.isatty())
+                            transient=True, refresh_per_second=8, redirect_stdout=one_screen,
+                            redirect_stderr=one_screen)
         self.bar.start()
 
     def phase(self, name: str, size: int | None = None) -> Phase:
@@ -143,7 +146,11 @@ class LiveRunning(LivePhase, Running):
 
 
 def counted(devices: int, edges: int) -> str:
-    return f"{devices:,} devices, {edges:,} edges"
+    return f"{plural(devices, 'device')}, {plural(edges, 'edge')}"
+
+
+def plural(n: int, thing: str) -> str:
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"
 
 
 def rate(per_second: float) -> str:
