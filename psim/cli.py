@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:   # Ctrl-C where no result is to be had: reading, compiling, --inspect, --replay...
         print("psim: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:     # `psim ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the exit's flush fails silently
+        return 1
 
 
 def _main(argv: list[str] | None) -> int:
@@ -142,6 +145,8 @@ def _main(argv: list[str] | None) -> int:
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise                  # not psim's fault: main() handles it
     except MemoryError:        # in Python: reading the instance or shaping the result
         print(f"psim: memory limit of {opts.memory_mb} MB exceeded (in psim, not a handler)"
               if opts.memory_mb else "psim: out of memory", file=sys.stderr)

@@ -46,14 +46,20 @@ class Source:
     def __init__(self, xml: str | Path):
         text = str(xml)
         self.data: bytes | None = None
-        if isinstance(xml, str) and text.lstrip().startswith("<"):
+        # XML text, or (a file's text that is not XML, e.g. a worker's copy
+        # of what a client sent) lines no path has: the parse names the fault
+        if isinstance(xml, str) and (text.lstrip("\ufeff \t\r\n").startswith("<") or "\n" in text):
             self.data = text.encode()
             self.name = "<string>"
             self.path = None
         else:
             self.path = Path(text)
             self.name = self.path.name
-            if not self.path.is_file():
+            try:
+                found = self.path.is_file()
+            except OSError as e:          # e.g. a name too long for a path
+                raise BadInput(f"{text[:80]}: {e.strerror}") from None
+            if not found:
                 raise BadInput(f"{text}: no such file")
 
     @property

@@ -232,3 +232,15 @@ def test_graphs_without_arguments_prints_usage():
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("usage: python bench/graphs.py")
+
+
+def test_a_reader_that_stops_early_ends_psim_without_a_traceback(tmp_path):
+    app = tmp_path / "ring.xml"
+    app.write_text(ring_app("pipe_reader", n=5000))        # some 300 KB of State lines: more than a pipe holds
+    psim = subprocess.Popen([PSIM, str(app)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = psim.stdout.readline()                         # `psim app | head -1`
+    psim.stdout.close()
+    err = psim.stderr.read().decode()
+    assert psim.wait(timeout=DEADLINE) == 1
+    assert first.startswith(b"Log") or first.startswith(b"Exit") or first.startswith(b"Metric"), first
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
