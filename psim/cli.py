@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 
-from . import limits
+from . import limits, plots
 from .engine import Options
 from .errors import BadInput
 
@@ -55,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
                                                     "every event against it")
     p.add_argument("--events", metavar="FILE", help="print the trace FILE's records, one JSON object a line")
     p.add_argument("--xml", metavar="OUT", help="with --events: write graph-schema's event log XML to OUT instead")
+    plots.add_arguments(p)
     return p
 
 
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PSTACK_INSTANCE_CACHE"] = "0"
     if args.inspect:
         return inspect(args)
+    if plots.region_picture(args):
+        return _region_picture(args)
     from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
     if args.replay or args.events:
         return _traced(args)
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rmap = json_object(args.rmap, "--rmap")
         externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
+        wanted = plots.Wanted(args)
         loaded = Loaded(args.app, watchers=bool(args.debug or args.breaks or opts.trace))
         if args.internals:
             print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
@@ -93,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or args.breaks:
             res = debug(loaded, opts, args.breaks, on_log)
         else:
-            res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet)
+            res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet,
+                             on_batch=wanted.start(loaded))
+        drawn = wanted.draw(loaded, res, with_series=args.result)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
@@ -112,7 +118,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
     else:
         _print_human(res, args.quiet)
+        for line in drawn if not args.quiet else []:
+            print(line)
     return _status(res)
+
+
+def _region_picture(args: argparse.Namespace) -> int:
+    """psim --snapshot-png FILE --partition N | --rmap MAP: the split drawn, nothing run."""
+    try:
+        print(plots.draw_regions(args))
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _traced(args) -> int:

@@ -254,11 +254,13 @@ def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None,
 
 
 def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, externals=None,
-               on_log: LogSink | None = None, supervisor=None, states: bool = True) -> dict:
+               on_log: LogSink | None = None, supervisor=None, states: bool = True,
+               on_batch: Callable[[Engine], None] | None = None) -> dict:
     """Run a loaded application to its result (psim() and the psim command);
     log lines go to on_log, or without one into the result.  states=False:
     the result's states are left empty by a plain run, not decoded (psim -q
-    prints none, and decoding a million is seconds)."""
+    prints none, and decoding a million is seconds).  on_batch: drive()'s,
+    for a run in one engine (threads and application engines call none)."""
     if externals is not None or supervisor is not None:
         if opts.threads > 1:
             raise BadInput("--threads runs psim's own engines: not with an application engine")
@@ -273,7 +275,7 @@ def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, external
     engine = loaded.engine(opts, rmap)
     sink = _trace_sink(loaded, engine, opts)
     log: list = []
-    out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts)
+    out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts, on_batch)
     if sink:
         sink(trace.end_chunk(engine, out.status, out.exit_code, out.error))
         sink.close()
