@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--field", metavar="NAME", help="with --snapshot-png: the state (or property) field to colour by")
     p.add_argument("--partition", type=int, metavar="N",
                    help="with --snapshot-png: colour by METIS's split into N regions (as --threads N splits)")
-    p.add_argument("--xy", metavar="X,Y", help="the two properties that place a device (default x,y or coords[2])")
+    p.add_argument("--xy", metavar="X,Y", type=xy_names,
+                   help="the two properties that place a device (default x,y or coords[2])")
 
 
 def region_picture(args: argparse.Namespace) -> bool:
@@ -34,12 +35,11 @@ def region_picture(args: argparse.Namespace) -> bool:
     return bool(args.snapshot_png) and not args.field
 
 
-def _xy(args: argparse.Namespace) -> tuple[str, str] | None:
-    if not args.xy:
-        return None
-    names = tuple(n.strip() for n in args.xy.split(","))
+def xy_names(text: str) -> tuple[str, str]:
+    """--xy X,Y (psim's and pcli picture's): two property names."""
+    names = tuple(n.strip() for n in text.split(","))
     if len(names) != 2 or not all(names):
-        raise BadInput(f"--xy {args.xy}: give two property names, X,Y")
+        raise argparse.ArgumentTypeError(f"{text!r}: give two property names, X,Y")
     return names
 
 
@@ -51,7 +51,7 @@ def draw_regions(args: argparse.Namespace) -> str:
     if args.partition is not None and args.rmap:
         raise BadInput("--partition N or --rmap MAP, not both")
     pictures.check_file(args.snapshot_png)
-    xy = _xy(args)
+    xy = args.xy
     if args.partition is not None:
         from .partition import partition
         if args.partition < 1:
@@ -81,7 +81,7 @@ class Wanted:
         for path in (self.plot, self.snapshot):
             if path:
                 pictures.check_file(path)
-        self.xy = _xy(args)
+        self.xy = args.xy
         self.sampler: EngineSampler | None = None
 
     def start(self, loaded) -> EngineSampler | None:
