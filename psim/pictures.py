@@ -81,6 +81,7 @@ def rates(path: str | Path, curves: dict[str, np.ndarray], title: str, regions: 
         names = list(curves)
         axes[1].bar(names, [c[-1, 1] if len(c) else 0 for c in curves.values()], color="tab:blue")
         axes[1].set(ylabel="delivered", title="load per region")
+        axes[1].yaxis.set_major_formatter(EngFormatter())
     _save(fig, path)
 
 
