@@ -66,6 +66,14 @@ def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id") -> None:
     parser.add_argument("pid", type=int, help=help, choices_provider=pid_choices)
 
 
+def picture_args(description: str) -> Cmd2ArgumentParser:
+    """The parser of a picture command (plot, picture): PID FILE."""
+    parser = Cmd2ArgumentParser(description=description)
+    pid_arg(parser)
+    parser.add_argument("file", help="picture file to write (.png or .svg)", completer=cmd2.Cmd.path_complete)
+    return parser
+
+
 def json_arg(parser: Cmd2ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
@@ -383,10 +391,8 @@ class Shell(cmd2.Cmd):
         from .top import top
         top()
 
-    plot_parser = Cmd2ArgumentParser(description="Plot a process's messages delivered per second, per region and "
-                                                 "in total, with each region's load, to FILE (.png or .svg).")
-    pid_arg(plot_parser)
-    plot_parser.add_argument("file", help="picture file to write", completer=cmd2.Cmd.path_complete)
+    plot_parser = picture_args("Plot a process's messages delivered per second, per region and in total, with "
+                               "each region's load, to FILE (.png or .svg).")
 
     @with_category(CATEGORY)
     @with_argparser(plot_parser)
@@ -396,11 +402,8 @@ class Shell(cmd2.Cmd):
         from .pictures import plot               # matplotlib and NumPy: only when drawing
         self.poutput(plot(args.pid, args.file))
 
-    picture_parser = Cmd2ArgumentParser(description="Draw an ended process's devices at their coordinates to FILE "
-                                                    "(.png or .svg), coloured by a field of their final state "
-                                                    "(--field) or by their region (--regions).")
-    pid_arg(picture_parser)
-    picture_parser.add_argument("file", help="picture file to write", completer=cmd2.Cmd.path_complete)
+    picture_parser = picture_args("Draw an ended process's devices at their coordinates to FILE (.png or .svg), "
+                                  "coloured by a field of their final state (--field) or by their region (--regions).")
     colour = picture_parser.add_mutually_exclusive_group(required=True)
     colour.add_argument("--field", metavar="NAME", help="the state (or property) field to colour by, e.g. temp, "
                                                         "s.a, hist[2]")
