@@ -5,12 +5,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import pcli
 from conftest import ROOT, wait_for
-from pictureapps import assert_left_and_right, grid_app, halves, hot_and_cold, png, region_colours, write
+from pictureapps import assert_left_and_right, grid_app, halves, hot_and_cold, png, region_colours, where_colour, write
 from tinyapp import forever_app
 
 W, H = 12, 8
@@ -56,6 +57,23 @@ def test_heat_map_and_partition_of_an_ended_process(split_grid, tmp_path):
     assert f"{W * H} devices in {tmp_path / 'heat.png'}" in out.stdout
     assert_left_and_right(png(tmp_path / "heat.png"), *hot_and_cold())
     assert_left_and_right(png(tmp_path / "split.png"), *region_colours(2))
+
+
+def test_partition_of_a_split_process_is_metis_as_psim_draws_it(cluster, tmp_path):
+    # regions=2: the process travels with its instance form, which picture reads instead of the XML
+    cluster.start("e1", slots=2)
+    app = write(tmp_path / "grid.xml", grid_app(W, H))
+    pid = pcli.run(str(app), regions=2, async_=True).pid
+    pcli.block(pid)
+    out = pcli_c(f"picture {pid} {tmp_path / 'cluster.png'} --regions")
+    assert out.returncode == 0, out.stderr
+    psim = subprocess.run([str(Path(sys.executable).parent / "psim"), "--snapshot-png", str(tmp_path / "psim.png"),
+                           "--partition", "2", str(app)], capture_output=True, text=True, timeout=120)
+    assert psim.returncode == 0, psim.stderr
+    drawn = [png(tmp_path / name) for name in ("cluster.png", "psim.png")]
+    for colour in region_colours(2):
+        counts = [where_colour(pixels, colour)[0] for pixels in drawn]
+        assert counts[0] > 10_000 and abs(counts[0] - counts[1]) < counts[0] / 50, counts
 
 
 @pytest.mark.parametrize("command, message", [
