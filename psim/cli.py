@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (args.app or args.check or args.replay or args.events):
         p.error("the following arguments are required: app")
+    if plots.misused(args):
+        p.error(plots.misused(args))
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
     if args.no_instance_cache:

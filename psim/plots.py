@@ -30,6 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the two properties that place a device (default x,y or coords[2])")
 
 
+def misused(args: argparse.Namespace) -> str | None:
+    """Why the picture options given do not go together (None: they do)."""
+    if (args.plot or args.snapshot_png) and (args.inspect or args.check or args.replay or args.events):
+        return "--plot and --snapshot-png draw a run: not with --inspect, --check, --replay or --events"
+    if args.field and not args.snapshot_png:
+        return "--field names what --snapshot-png FILE colours by: give the file too"
+    if args.partition is not None and not (args.snapshot_png and not args.field):
+        return "--partition N draws a split without running: give --snapshot-png FILE and no --field"
+    return None
+
+
 def region_picture(args: argparse.Namespace) -> bool:
     """Is this run a picture of regions only (--snapshot-png without --field)?"""
     return bool(args.snapshot_png) and not args.field
@@ -74,10 +85,6 @@ class Wanted:
 
     def __init__(self, args: argparse.Namespace):
         self.plot, self.snapshot, self.field = args.plot, args.snapshot_png, args.field
-        if args.field and not args.snapshot_png:
-            raise BadInput("--field names what --snapshot-png FILE colours by: give the file too")
-        if args.partition is not None:
-            raise BadInput("--partition draws a split without running: give --snapshot-png FILE and no --field")
         for path in (self.plot, self.snapshot):
             if path:
                 pictures.check_file(path)

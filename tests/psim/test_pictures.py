@@ -83,11 +83,15 @@ def test_partition_picture_of_metis(grid, tmp_path):
     (["--snapshot-png", "p.png", "--partition", "0"], "--partition 0: a number of regions from 1"),
     (["--snapshot-png", "p.png", "--field", "temp", "--xy", "x,z"], "no device type has the coordinate "
                                                                      "properties x,z (numeric properties: x, y)"),
+    (["--snapshot-png", "p.png", "--field", "temp", "--partition", "2"], "--partition N draws a split without "
+                                                                          "running"),
+    (["--plot", "p.png", "--inspect"], "--plot and --snapshot-png draw a run: not with --inspect"),
+    (["--snapshot-png", "p.png", "--field", "temp", "--xy", "x"], "argument --xy: 'x': give two property names"),
 ])
 def test_bad_requests_fail_with_the_reason(grid, tmp_path, args, message):
     out = psim(*args, grid, check=False)
     assert out.returncode == 2 and message in out.stderr, out.stderr
-    assert out.stderr.count("\n") == 1 and not list(tmp_path.glob("p.*"))
+    assert out.stderr.splitlines()[-1].startswith("psim: ") and not list(tmp_path.glob("p.*"))
 
 
 def test_devices_without_coordinates_name_the_properties_there_are(tmp_path):
