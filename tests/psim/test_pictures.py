@@ -11,7 +11,6 @@ import pytest
 from pictureapps import assert_left_and_right, grid_app, halves, hot_and_cold, png, region_colours, write
 from psim.series import Series
 
-ROOT = Path(__file__).resolve().parents[2]
 PSIM = Path(sys.executable).parent / "psim"
 
 
