@@ -105,17 +105,12 @@ class Placed:
         self.types = list(inst.graph.devices.values())
         dev_types = types_in(inst)
         self.of_type = [np.flatnonzero(dev_types == t) for t in range(len(self.types))]   # slot order
-        self.coords = {t: coordinate_fields(dt, xy) for t, dt in enumerate(self.types) if not dt.external}
-        if not any(self.coords.values()):
-            raise BadInput(self._no_coordinates(xy), inst.source.name)
-
-    def _no_coordinates(self, xy) -> str:
-        props = sorted({n for t in self.coords for n in field_names(self.types[t].props)})
-        shown = ", ".join(props) or "none"
-        if xy is not None:
-            return f"no device type has the coordinate properties {xy[0]},{xy[1]} (numeric properties: {shown})"
-        return ("no device type has coordinates (properties x and y, or coords[2]); its numeric properties: "
-                f"{shown} (name two with --xy X,Y)")
+        drawn = [dt for dt in self.types if not dt.external]
+        # the types with coordinates, and the two property fields that hold them
+        self.coords = {t: c for t, dt in enumerate(self.types)
+                       if not dt.external and (c := coordinate_fields(dt, xy)) is not None}
+        if not self.coords:
+            raise BadInput(_no_coordinates(drawn, xy), inst.source.name)
 
     def place(self, t: int, slots: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
         """x and y of the devices of type t in `slots` (positions in the type's arrays)."""
@@ -128,9 +123,7 @@ class Placed:
         type -> (device indices, their packed states), else the instance's
         own), else from its properties."""
         parts = []
-        for t, coords in self.coords.items():
-            if coords is None:
-                continue
+        for t in self.coords:
             dt = self.types[t]
             if states is None:
                 devices, data = self.of_type[t], self.inst.state[t]
@@ -153,7 +146,7 @@ class Placed:
     def check_field(self, name: str) -> None:
         """BadInput naming the fields there are, unless a device type with
         coordinates has a numeric field `name` (state or property)."""
-        placed = [self.types[t] for t, c in self.coords.items() if c is not None]
+        placed = [self.types[t] for t in self.coords]
         fields = {f for dt in placed for f, _, _ in [*leaves(dt.state.spec), *leaves(dt.props.spec)]}
         if name not in fields:
             shown = sorted({f for dt in placed for f in field_names(dt.state) + field_names(dt.props)})
@@ -162,12 +155,15 @@ class Placed:
 
     def regions(self, region_of: np.ndarray) -> Points:
         """Each placed device's region (`region_of`: one per device)."""
-        parts = []
-        for t, coords in self.coords.items():
-            if coords is not None:
-                devices = self.of_type[t]
-                parts.append((*self.place(t), region_of[devices], devices))
-        return _joined(parts)
+        return _joined([(*self.place(t), region_of[self.of_type[t]], self.of_type[t]) for t in self.coords])
+
+
+def _no_coordinates(types: list[DeviceType], xy: tuple[str, str] | None) -> str:
+    shown = ", ".join(sorted({n for dt in types for n in field_names(dt.props)})) or "none"
+    if xy is not None:
+        return f"no device type has the coordinate properties {xy[0]},{xy[1]} (numeric properties: {shown})"
+    return ("no device type has coordinates (properties x and y, or coords[2]); the numeric properties: "
+            f"{shown} (name two with --xy X,Y)")
 
 
 def _joined(parts: list[tuple]) -> Points:

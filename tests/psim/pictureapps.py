@@ -30,19 +30,24 @@ GRID = """<?xml version="1.0"?>
   </GraphInstance>
 </Graphs>
 """
-XY = '<Scalar name="x" type="uint32_t"/><Scalar name="y" type="uint32_t"/>'
-NO_XY = '<Scalar name="row" type="uint32_t"/><Scalar name="col" type="uint32_t"/>'
+# where a cell is: its properties, and the values of cell (x, y)
+PLACES = {
+    "xy": ('<Scalar name="x" type="uint32_t"/><Scalar name="y" type="uint32_t"/>', '"x": {x}, "y": {y}'),
+    "coords": ('<Array name="coords" type="float" length="2"/>', '"coords": [{x}, {y}]'),
+    "none": ('<Scalar name="row" type="uint32_t"/><Scalar name="col" type="uint32_t"/>', '"row": {x}, "col": {y}'),
+}
 
 
-def grid_app(w: int, h: int, coordinates: bool = True) -> str:
+def grid_app(w: int, h: int, place: str = "xy") -> str:
     """A w x h grid whose cells are hot (temp 100) in the left half and cold
     (0) in the right; each cell sends twice to its right-hand neighbour
-    (2 w h deliveries), which leaves temp as it was."""
-    names = ("x", "y") if coordinates else ("row", "col")
-    devices = "".join(f'<DevI id="c{x}_{y}" type="cell"><P>"{names[0]}": {x}, "{names[1]}": {y}</P>'
+    (2 w h deliveries), which leaves temp as it was.  place: how the cells'
+    properties say where they are (PLACES)."""
+    props, values = PLACES[place]
+    devices = "".join(f'<DevI id="c{x}_{y}" type="cell"><P>{values.format(x=x, y=y)}</P>'
                       f'<S>"temp": {100 if x < w // 2 else 0}</S></DevI>' for y in range(h) for x in range(w))
     edges = "".join(f'<EdgeI path="c{(x + 1) % w}_{y}:in-c{x}_{y}:out"/>' for y in range(h) for x in range(w))
-    return GRID.format(props=XY if coordinates else NO_XY, devices=devices, edges=edges)
+    return GRID.format(props=props, devices=devices, edges=edges)
 
 
 def halves(w: int, h: int) -> dict[str, int]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pictureapps import assert_left_and_right, grid_app, halves, hot_and_cold, png, region_colours, write
+from pictureapps import (assert_left_and_right, grid_app, halves, hot_and_cold, png, region_colours, where_colour,
+                         write)
 from psim.series import Series
 
 PSIM = Path(sys.executable).parent / "psim"
@@ -50,12 +51,22 @@ def test_heat_map_colours_each_device_by_its_field(grid, tmp_path):
     assert "<svg" in (tmp_path / "heat.svg").read_text()
 
 
+def test_coordinates_from_a_coords_array(tmp_path):
+    app = write(tmp_path / "coords.xml", grid_app(12, 8, place="coords"))
+    picture = tmp_path / "heat.png"
+    psim("-q", "--snapshot-png", picture, "--field", "temp", app)
+    assert_left_and_right(png(picture), *hot_and_cold())
+
+
 def test_scattered_devices_are_drawn_as_points(tmp_path):
-    # every other column only: not a grid of cells, but points
+    # column 1 moved to x = 40: the x values are not evenly spaced, so no grid of cells but a dot a device
     app = write(tmp_path / "sparse.xml", grid_app(12, 8).replace('"x": 1,', '"x": 40,'))
     picture = tmp_path / "sparse.png"
     psim("-q", "--snapshot-png", picture, "--field", "temp", app)
-    png(picture)
+    pixels = png(picture)
+    for colour in hot_and_cold():
+        count, _ = where_colour(pixels, colour)
+        assert 1000 < count < pixels.shape[0] * pixels.shape[1] / 10, count      # dots, not an image
 
 
 def test_partition_picture_of_a_region_map(grid, tmp_path):
@@ -94,10 +105,10 @@ def test_bad_requests_fail_with_the_reason(grid, tmp_path, args, message):
 
 
 def test_devices_without_coordinates_name_the_properties_there_are(tmp_path):
-    app = write(tmp_path / "rows.xml", grid_app(4, 2, coordinates=False))
+    app = write(tmp_path / "rows.xml", grid_app(4, 2, place="none"))
     out = psim("--snapshot-png", tmp_path / "p.png", "--field", "temp", app, check=False)
     assert out.returncode == 2
-    assert ("no device type has coordinates (properties x and y, or coords[2]); its numeric properties: col, row "
+    assert ("no device type has coordinates (properties x and y, or coords[2]); the numeric properties: col, row "
             "(name two with --xy X,Y)") in out.stderr
     psim("-q", "--snapshot-png", tmp_path / "p.png", "--field", "temp", "--xy", "row,col", app)
     png(tmp_path / "p.png")
