@@ -20,9 +20,11 @@ SPARSE = 4                         # a grid may have up to this many cells per d
 
 
 def check_file(path: str | Path) -> None:
-    """BadInput unless the file's suffix says PNG or SVG."""
+    """BadInput unless the file's suffix says PNG or SVG, in a folder there is."""
     if Path(path).suffix.lower() not in SUFFIXES:
         raise BadInput(f"{path}: a picture's file name ends in .png or .svg")
+    if not Path(path).absolute().parent.is_dir():
+        raise BadInput(f"{path}: no such folder")
 
 
 def _figure(rows: int = 1, heights: tuple[int, ...] = (1,)):
@@ -34,7 +36,10 @@ def _figure(rows: int = 1, heights: tuple[int, ...] = (1,)):
 
 def _save(fig, path: str | Path) -> None:
     check_file(path)
-    fig.savefig(path)
+    try:
+        fig.savefig(path)
+    except OSError as e:
+        raise BadInput(f"{path}: cannot write the picture ({e.strerror or e})") from None
 
 
 # ---- rates --------------------------------------------------------------------------
@@ -76,7 +81,8 @@ def rates(path: str | Path, curves: dict[str, np.ndarray], title: str, regions: 
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(EngFormatter())
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if ax.get_legend_handles_labels()[0]:            # a region with only its start point draws no line
+        ax.legend(loc="best")
     if len(axes) > 1:
         names = list(curves)
         axes[1].bar(names, [c[-1, 1] if len(c) else 0 for c in curves.values()], color="tab:blue")

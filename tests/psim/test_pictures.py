@@ -88,6 +88,7 @@ def test_partition_picture_of_metis(grid, tmp_path):
                                                      "with coordinates; their numeric fields: n, temp, x, y"),
     (["--snapshot-png", "p.jpg", "--field", "temp"], "p.jpg: a picture's file name ends in .png or .svg"),
     (["--plot", "p.gif"], "p.gif: a picture's file name ends in .png or .svg"),
+    (["--plot", "nowhere/p.png"], "nowhere/p.png: no such folder"),
     (["--field", "temp"], "--field names what --snapshot-png FILE colours by"),
     (["--snapshot-png", "p.png"], "--snapshot-png draws a field (--field NAME) or regions"),
     (["--snapshot-png", "p.png", "--partition", "0"], "--partition 0: a number of regions from 1"),
