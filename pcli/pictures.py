@@ -56,17 +56,15 @@ def picture(pid: int, path: str | Path, field: str | None = None, regions: bool 
     if rec["state"] not in keys.ENDED:
         raise ValueError(f"process {pid} is still {rec['state']}: its picture is drawn from its result, once it ends")
     try:
-        raw = ctl.results(int(pid))
-        inst = _instance(ctl, int(pid), rec.get("app_name"))
+        by_region = {r: records.unpack(data, r) for r, data in ctl.results(int(pid)).items()}
+        by_region = {r: res for r, res in by_region.items() if not res.get("debugger")}
+        if not by_region:
+            raise ValueError(f"process {pid} ended with no result to draw ({rec.get('reason') or rec['state']})")
+        placed = Placed(_instance(ctl, int(pid), rec.get("app_name")), xy)
     except redis.exceptions.NoPermissionError:
         raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its result") \
             from None
-    placed = Placed(inst, xy)
-    by_region = {r: records.unpack(data, r) for r, data in raw.items()}
-    by_region = {r: res for r, res in by_region.items() if not res.get("debugger")}
-    if not by_region:
-        raise ValueError(f"process {pid} ended with no result to draw ({rec.get('reason') or rec['state']})")
-    name = f"process {pid} ({rec.get('app_name') or inst.id})"
+    name = f"process {pid} ({rec.get('app_name') or placed.inst.id})"
     if regions:
         points = _regions(placed, by_region)
         count = int(rec["nregions"]) - bool(rec.get("debugger"))

@@ -89,7 +89,7 @@ def test_bad_requests_fail_with_the_reason(split_grid, tmp_path, command, messag
     assert not list(tmp_path.glob("p.*"))
 
 
-def test_a_running_process_is_plotted_but_not_pictured(cluster, tmp_path):
+def test_a_running_process_is_plotted_but_not_pictured_nor_once_killed(cluster, tmp_path):
     cluster.start("e1")
     future = pcli.run(forever_app("pictured"), async_=True)
     try:
@@ -102,3 +102,5 @@ def test_a_running_process_is_plotted_but_not_pictured(cluster, tmp_path):
         png(tmp_path / "live.png")
     finally:
         pcli.kill(future.pid)
+    out = pcli_c(f"picture {future.pid} {tmp_path / 'p.png'} --field n")       # a forever app ends with no result
+    assert out.returncode == 1 and f"process {future.pid} ended with no result to draw (killed by" in out.stderr
