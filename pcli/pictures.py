@@ -19,6 +19,7 @@ from pd import form as forms
 from pd import results as records
 from psim import build, pictures
 from psim.errors import BadInput
+from psim.inspect import topology
 from psim.reader import Instance, Source, read_graph_type
 from psim.run import load_instance
 from psim.snapshot import Placed, Points, types_in
@@ -60,7 +61,8 @@ def picture(pid: int, path: str | Path, field: str | None = None, regions: bool 
         by_region = {r: res for r, res in by_region.items() if not res.get("debugger")}
         if not by_region:
             raise ValueError(f"process {pid} ended with no result to draw ({rec.get('reason') or rec['state']})")
-        placed = Placed(_instance(ctl, int(pid), rec.get("app_name")), xy)
+        inst = _instance(ctl, int(pid), rec.get("app_name"))
+        placed = Placed(inst, xy, lambda: topology(inst))
     except redis.exceptions.NoPermissionError:
         raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its result") \
             from None
@@ -68,11 +70,11 @@ def picture(pid: int, path: str | Path, field: str | None = None, regions: bool 
     if regions:
         points = _regions(placed, by_region)
         count = int(rec["nregions"]) - bool(rec.get("debugger"))
-        pictures.devices(path, points, f"{name}: {count} region(s)", "region", count)
+        pictures.devices(path, points, f"{name}: {count} region(s)", "region", count, placed.links())
     else:
         placed.check_field(field)
         points = placed.field(field, _states(placed, by_region))
-        pictures.devices(path, points, f"{name}: {field}", field)
+        pictures.devices(path, points, f"{name}: {field}", field, placed.links())
     return f"picture of process {pid}: {len(points.x)} devices in {path}"
 
 

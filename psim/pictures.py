@@ -113,11 +113,15 @@ def grid(points: Points) -> tuple[np.ndarray, tuple[float, float, float, float]]
     return image, (xs[0] - dx / 2, xs[-1] + dx / 2, ys[0] - dy / 2, ys[-1] + dy / 2)
 
 
-def devices(path: str | Path, points: Points, title: str, label: str, categories: int = 0) -> None:
+def devices(path: str | Path, points: Points, title: str, label: str, categories: int = 0,
+            links: np.ndarray | None = None) -> None:
     """The devices at their coordinates (y up) coloured by their value: a
     colour scale, or `categories` colours (regions 0..categories-1).  A
-    regular grid is drawn as an image, other points as dots."""
+    regular grid is drawn as an image, other points as dots.  links: the
+    devices were laid out from their edges, these line segments: drawn
+    under the dots, without axes (the coordinates mean nothing)."""
     import matplotlib
+    from matplotlib.collections import LineCollection
     if not len(points.x):
         raise BadInput("no devices to draw")
     fig, (ax,) = _figure()
@@ -127,14 +131,17 @@ def devices(path: str | Path, points: Points, title: str, label: str, categories
     else:
         cmap = matplotlib.colormaps[HEAT_COLOURS].with_extremes(bad="lightgrey")
         scale = {"cmap": cmap}
-    as_image = grid(points)
+    as_image = grid(points) if links is None else None
+    if links is not None:
+        ax.add_collection(LineCollection(links, colors="0.75", linewidths=0.8, zorder=0))
+        ax.set_axis_off()
     if as_image is not None:
         image, extent = as_image
         drawn = ax.imshow(image, origin="lower", extent=extent, interpolation="nearest", **scale)
     else:
-        size = float(np.clip(20_000 / len(points.x), 0.5, 60))
-        drawn = ax.scatter(points.x, points.y, c=points.value, s=size, marker="s", linewidths=0,
-                           rasterized=len(points.x) > 10_000, **scale)
+        size = float(np.clip(20_000 / len(points.x), 0.5, 60 if links is None else 200))
+        drawn = ax.scatter(points.x, points.y, c=points.value, s=size, marker="s" if links is None else "o",
+                           linewidths=0, rasterized=len(points.x) > 10_000, **scale)
         ax.set_aspect("equal", adjustable="datalim")
     bar = fig.colorbar(drawn, ax=ax, label=label, shrink=0.9)
     if categories:

@@ -15,6 +15,7 @@ from . import pictures
 from .errors import BadInput
 from .series import EngineSampler
 from .snapshot import Placed
+from .topology import Wiring
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,9 +74,11 @@ def draw_regions(args: argparse.Namespace) -> str:
         from .cli import json_object
         inst = load_instance(args.app)
         regions = np.asarray(region_array(inst, json_object(args.rmap, "--rmap")))
-    points = Placed(inst, xy).regions(regions)
+    from .inspect import topology
+    placed = Placed(inst, xy, lambda: topology(inst))
+    points = placed.regions(regions)
     count = int(regions.max(initial=0)) + 1
-    pictures.devices(args.snapshot_png, points, f"{inst.id}: {count} region(s)", "region", count)
+    pictures.devices(args.snapshot_png, points, f"{inst.id}: {count} region(s)", "region", count, placed.links())
     return f"Picture {len(points.x)} devices in {count} region(s) drawn to {args.snapshot_png}"
 
 
@@ -96,7 +99,8 @@ class Wanted:
         (BadInput now, not after a long run), and the run's on_batch
         observer (None: no plot), whose clock starts now."""
         if self.snapshot:
-            self.placed = Placed(loaded.instance, self.xy)
+            # the edges are indexed once the run has made its engine
+            self.placed = Placed(loaded.instance, self.xy, lambda: Wiring(loaded.instance))
             self.placed.check_field(self.field)
         self.sampler = EngineSampler() if self.plot else None
         return self.sampler
@@ -116,6 +120,6 @@ class Wanted:
             out.append(f"Plot   {len(points)} points drawn to {self.plot}")
         if self.snapshot:
             points = self.placed.field(self.field)
-            pictures.devices(self.snapshot, points, f"{name}: {self.field}", self.field)
+            pictures.devices(self.snapshot, points, f"{name}: {self.field}", self.field, links=self.placed.links())
             out.append(f"Picture {len(points.x)} devices drawn to {self.snapshot}")
         return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import pcli
+from appcases import APPS_DIR
 from conftest import ROOT, wait_for
 from pictureapps import assert_left_and_right, grid_app, halves, hot_and_cold, png, region_colours, where_colour, write
 from tinyapp import forever_app
@@ -74,6 +75,16 @@ def test_partition_of_a_split_process_is_metis_as_psim_draws_it(cluster, tmp_pat
     for colour in region_colours(2):
         counts = [where_colour(pixels, colour)[0] for pixels in drawn]
         assert counts[0] > 10_000 and abs(counts[0] - counts[1]) < counts[0] / 50, counts
+
+
+def test_a_process_without_coordinates_is_laid_out(cluster, tmp_path):
+    cluster.start("e1", slots=2)
+    rmap = write(tmp_path / "rmap.json", '{"n2": 1, "n3": 1}')
+    out = pcli_c(f"run --rmap {rmap} {APPS_DIR / 'ring_v2.xml'}", f"picture 1 {tmp_path / 'ring.png'} --regions")
+    assert out.returncode == 0 and "4 devices in" in out.stdout, out.stderr
+    pixels = png(tmp_path / "ring.png")
+    for colour in region_colours(2):                                  # two dots of each region's colour
+        assert where_colour(pixels, colour)[0] > 1000
 
 
 @pytest.mark.parametrize("command, message", [

@@ -85,7 +85,7 @@ def test_partition_picture_of_metis(grid, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--snapshot-png", "p.png", "--field", "nope"], "no field 'nope' in the state or properties of the devices "
-                                                     "with coordinates; their numeric fields: n, temp, x, y"),
+                                                     "drawn; their numeric fields: temp, n, x, y"),
     (["--snapshot-png", "p.jpg", "--field", "temp"], "p.jpg: a picture's file name ends in .png or .svg"),
     (["--plot", "p.gif"], "p.gif: a picture's file name ends in .png or .svg"),
     (["--plot", "nowhere/p.png"], "nowhere/p.png: no such folder"),
@@ -105,14 +105,25 @@ def test_bad_requests_fail_with_the_reason(grid, tmp_path, args, message):
     assert out.stderr.splitlines()[-1].startswith("psim: ") and not list(tmp_path.glob("p.*"))
 
 
-def test_devices_without_coordinates_name_the_properties_there_are(tmp_path):
-    app = write(tmp_path / "rows.xml", grid_app(4, 2, place="none"))
+def test_small_graphs_without_coordinates_are_laid_out_from_their_edges(tmp_path):
+    # 4 rows of 6 cells, each row a ring of its own: 4 rings side by side, 3 hot and 3 cold cells in each
+    app = write(tmp_path / "rows.xml", grid_app(6, 4, place="none"))
+    picture = tmp_path / "rings.png"
+    psim("-q", "--snapshot-png", picture, "--field", "temp", app)
+    pixels = png(picture)
+    hot, cold = (where_colour(pixels, colour)[0] for colour in hot_and_cold())
+    assert hot > 2000 and abs(hot - cold) < hot / 5, (hot, cold)         # 12 dots each (a little more of the
+    assert hot < pixels.shape[0] * pixels.shape[1] / 10                     # cold one is in the colour bar)
+
+
+def test_big_graphs_without_coordinates_name_the_properties_there_are(tmp_path):
+    app = write(tmp_path / "rows.xml", grid_app(40, 26, place="none"))     # 1040 devices: too many to lay out
     out = psim("--snapshot-png", tmp_path / "p.png", "--field", "temp", app, check=False)
     assert out.returncode == 2
-    assert ("no device type has coordinates (properties x and y, or coords[2]); the numeric properties: col, row "
-            "(name two with --xy X,Y)") in out.stderr
+    assert ("no device type has coordinates (properties x and y, or coords[2]), and over 1000 devices are too many "
+            "to lay out from their edges; the numeric properties: row, col (name two with --xy X,Y)") in out.stderr
     psim("-q", "--snapshot-png", tmp_path / "p.png", "--field", "temp", "--xy", "row,col", app)
-    png(tmp_path / "p.png")
+    assert_left_and_right(png(tmp_path / "p.png"), *hot_and_cold())
 
 
 def test_a_long_series_keeps_at_most_its_cap_spread_over_the_run():
