@@ -288,6 +288,19 @@ class Control:
         """One more chunk of a region's event trace (psim/trace.py)."""
         self.s["trace"](args=[job.pid, job.token, job.region, TRACE_TTL, data])
 
+    def rate(self, job: Job, points: bytes, whole: bool) -> None:
+        """More of a region's delivered count over time (psim/series.py's
+        packed points), or all of it anew (`whole`)."""
+        self.s["rate"](args=[job.pid, job.token, job.region, "set" if whole else "append", points])
+
+    def rates(self, pid: int, nregions: int) -> dict[int, bytes]:
+        """Each region's packed points (regions that recorded none left out)."""
+        owner = self.owner(pid)
+        pipe = self.r.pipeline()
+        for region in range(nregions):
+            pipe.get(keys.proc_rate(owner, pid, region))
+        return {r: data for r, data in enumerate(pipe.execute()) if data}
+
     def read_trace(self, pid: int, region: int, page: int = 64) -> Iterator[bytes]:
         """The chunks of a region's event trace, a page at a time."""
         key = keys.proc_trace(self.owner(pid), pid, region)

@@ -278,6 +278,15 @@ redis.call('RPUSH', key, ARGV[5])
 redis.call('EXPIRE', key, ARGV[4])
 return 1
 
+-- @script rate
+-- ARGV: pid, token, region, 'append' or 'set', points: a region's
+-- delivered count over time (keys.py proc_rate, psim/series.py's packed
+-- points), appended to, or replaced when the region thinned them.
+if fenced(ARGV[1], ARGV[2], 'stale_writes') then return 0 end
+local key = private(ARGV[1]) .. ':rate:' .. ARGV[3]
+if ARGV[4] == 'set' then redis.call('SET', key, ARGV[5]) else redis.call('APPEND', key, ARGV[5]) end
+return 1
+
 -- @script kill
 -- The scheduler acts on a user's kill request (served once).  ARGV: user,
 -- request id, pid, whether the user may kill others' processes (1 or 0:

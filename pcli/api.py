@@ -3,6 +3,7 @@
     run(xml, rmap={}, rcon={}, verbose=False, level=1, async_=False, **options)
     block(future_or_list), ps(), kill(pid, force=False), engines(), info(pid), result(pid)
     graph(xml), info(pid, regions=True)      what an application is made of, how a process splits it
+    series(pid)                              each region's delivered count over time (pcli plot)
 
 The connection comes from $PSTACK_REDIS (default redis://localhost:6379/0).
 Functions return data; the shell prints it.
@@ -29,6 +30,7 @@ from psim.inspect import graph, split_by, topology
 from psim.partition import partition
 from psim.reader import Instance, Source, read_graph_type
 from psim.run import load_instance
+from psim.series import unpack as unpack_series
 
 from pd import results as records
 from pd.form import of_file as instance_form
@@ -36,7 +38,7 @@ from pd.form import of_file as instance_form
 from .engine import Engine
 
 __all__ = ["Engine", "run", "block", "ps", "kill", "engines", "info", "result", "processes", "graph", "trace",
-           "Future"]
+           "series", "Future"]
 
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
@@ -327,6 +329,21 @@ def result(pid: int, states: bool = True) -> dict | None:
         merged.setdefault("error", merged["reason"])
         merged["metrics"].setdefault("Exit code", 1)
     return merged
+
+
+def series(pid: int) -> dict[int, list[tuple[float, int]]]:
+    """Each region's delivered count over time, running or ended:
+    {region: [(seconds since the epoch, delivered so far), ...]}, from when
+    the region had loaded to its result, at most ~1000 points a region
+    (psim/series.py); regions served by a Python engine record none."""
+    ctl = control()
+    rec = _record(ctl, pid)
+    try:
+        packed = ctl.rates(int(pid), int(rec["nregions"]))
+    except redis.exceptions.NoPermissionError:
+        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
+                              "series") from None
+    return {r: [(float(t), int(n)) for t, n in unpack_series(data)] for r, data in packed.items()}
 
 
 def trace(pid: int, path: str | Path) -> dict:

@@ -2,9 +2,9 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, block, result, info, log, trace, engines, inspect, top, test, debug; py (a
-Python interpreter with the API imported), run_pyscript, run_script,
-history, help.  `-c` runs commands and exits (status 1 if one fails);
+Commands: run, ps, kill, block, result, info, log, trace, engines, inspect, top, test, debug, plot,
+picture; py (a Python interpreter with the API imported), run_pyscript,
+run_script, history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from psim.cli import json_object
 from psim.debug import DebugError
 from psim.errors import BadInput
 from psim.inspect import render, render_split, table
+from psim.plots import xy_names
 from . import api, apptest, context
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
@@ -63,6 +64,14 @@ def pid_choices() -> list[str]:
 
 def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id") -> None:
     parser.add_argument("pid", type=int, help=help, choices_provider=pid_choices)
+
+
+def picture_args(description: str) -> Cmd2ArgumentParser:
+    """The parser of a picture command (plot, picture): PID FILE."""
+    parser = Cmd2ArgumentParser(description=description)
+    pid_arg(parser)
+    parser.add_argument("file", help="picture file to write (.png or .svg)", completer=cmd2.Cmd.path_complete)
+    return parser
 
 
 def json_arg(parser: Cmd2ArgumentParser) -> None:
@@ -381,6 +390,34 @@ class Shell(cmd2.Cmd):
         """Live view of engines and processes."""
         from .top import top
         top()
+
+    plot_parser = picture_args("Plot a process's messages delivered per second, per region and in total, with "
+                               "each region's load, to FILE (.png or .svg).")
+
+    @with_category(CATEGORY)
+    @with_argparser(plot_parser)
+    @command
+    def do_plot(self, args) -> None:
+        """Plot a process's message rate."""
+        from .pictures import plot               # matplotlib and NumPy: only when drawing
+        self.poutput(plot(args.pid, args.file))
+
+    picture_parser = picture_args("Draw an ended process's devices at their coordinates to FILE (.png or .svg), "
+                                  "coloured by a field of their final state (--field) or by their region (--regions).")
+    colour = picture_parser.add_mutually_exclusive_group(required=True)
+    colour.add_argument("--field", metavar="NAME", help="the state (or property) field to colour by, e.g. temp, "
+                                                        "s.a, hist[2]")
+    colour.add_argument("--regions", action="store_true", help="colour by the region that ran each device")
+    picture_parser.add_argument("--xy", metavar="X,Y", type=xy_names,
+                                help="the two properties that place a device (default x,y or coords[2])")
+
+    @with_category(CATEGORY)
+    @with_argparser(picture_parser)
+    @command
+    def do_picture(self, args) -> None:
+        """Draw a process's devices."""
+        from .pictures import picture            # matplotlib and NumPy: only when drawing
+        self.poutput(picture(args.pid, args.file, args.field, args.regions, args.xy))
 
 
 def unwrapped(renderable) -> str:

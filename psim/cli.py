@@ -8,7 +8,7 @@ import sys
 import traceback
 from importlib.metadata import PackageNotFoundError, version
 
-from . import limits, progress
+from . import limits, plots, progress
 from .engine import Options
 from .errors import BadInput
 
@@ -92,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
                                                     "every event against it")
     p.add_argument("--events", metavar="FILE", help="print the trace FILE's records, one JSON object a line")
     p.add_argument("--xml", metavar="OUT", help="with --events: write graph-schema's event log XML to OUT instead")
+    plots.add_arguments(p)
     return p
 
 
@@ -113,12 +114,16 @@ def _main(argv: list[str] | None) -> int:
         p.error("the following arguments are required: app")
     if args.region is not None and not args.rmap:
         p.error("--region N runs one region of a region map: give --rmap too")
+    if plots.misused(args):
+        p.error(plots.misused(args))
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
     if args.no_instance_cache:
         os.environ["PSTACK_INSTANCE_CACHE"] = "0"
     if args.inspect:
         return inspect(args)
+    if plots.region_picture(args):
+        return _region_picture(args)
     if args.replay or args.events:
         return _traced(args)
     given = options_given(args)
@@ -133,14 +138,17 @@ def _main(argv: list[str] | None) -> int:
     debugging = bool(args.debug or args.breaks)
     shown = progress.reporter(not debugging and progress.wanted(args.progress, args.quiet or args.result))
     try:
+        wanted = plots.Wanted(args)
         try:
-            res = _run(args, opts, debugging, shown)
+            res, drawn = _run(args, opts, debugging, shown, wanted)
         finally:
             shown.close()
         if args.result:
             print(json.dumps(res))
         else:
             _print_human(res, args.quiet)
+            for line in drawn if not args.quiet else []:
+                print(line)
         return _status(res)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
@@ -158,8 +166,10 @@ def _main(argv: list[str] | None) -> int:
         return 3
 
 
-def _run(args: argparse.Namespace, opts: Options, debugging: bool, shown: progress.Quiet) -> dict:
-    """Load and run (or debug) the application: its result."""
+def _run(args: argparse.Namespace, opts: Options, debugging: bool, shown: progress.Quiet,
+         wanted: plots.Wanted) -> tuple[dict, list[str]]:
+    """Load and run (or debug) the application: its result, and a line for
+    each picture drawn of it."""
     from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
     rmap = json_object(args.rmap, "--rmap")
     externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
@@ -170,9 +180,22 @@ def _run(args: argparse.Namespace, opts: Options, debugging: bool, shown: progre
               file=sys.stderr)
     on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
     if debugging:
-        return debug(loaded, opts, args.breaks, on_log)
-    return run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet,
-                      progress=shown)
+        res = debug(loaded, opts, args.breaks, on_log)
+    else:
+        sampler = wanted.start(loaded)
+        res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet,
+                         progress=shown, on_batch=[sampler] if sampler else [])
+    return res, wanted.draw(loaded, res, with_series=args.result)
+
+
+def _region_picture(args: argparse.Namespace) -> int:
+    """psim --snapshot-png FILE --partition N | --rmap MAP: the split drawn, nothing run."""
+    try:
+        print(plots.draw_regions(args))
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _traced(args) -> int:
