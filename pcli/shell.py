@@ -17,10 +17,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import cmd2
 import redis
 from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
+from cmd2.py_bridge import PyBridge
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
@@ -30,7 +32,7 @@ from psim.cli import json_object
 from psim.debug import DebugError
 from psim.errors import BadInput
 from psim.inspect import render, render_split, table
-from . import api, apptest, context
+from . import api, apptest, context, pyshell
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
 
@@ -53,12 +55,12 @@ def command(fn):
     return wrapper
 
 
-def pid_choices() -> list[str]:
-    """Tab completion of pids."""
+def pid_choices(shell: cmd2.Cmd) -> cmd2.Choices:
+    """Tab completion of pids (cmd2 passes the shell)."""
     try:
-        return [str(p) for p in api.ps(all=True)]
+        return cmd2.Choices.from_values(api.ps(all=True), is_sorted=True)
     except redis.RedisError:
-        return []
+        return cmd2.Choices.from_values([])
 
 
 def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id") -> None:
@@ -78,16 +80,18 @@ class Shell(cmd2.Cmd):
                                                 "Ctrl-D quits.", **kwargs)
         self.prompt = "pcli> "
         self.failed = False
+        self.fail_status = 1             # the exit status of `pcli -c` when a command fails (a pyscript's own)
+        self.keep_history, self.color = history, color
         if not color:
             self.allow_style = cmd2.rich_utils.AllowStyle.NEVER
         self.py_locals = {**context.load(), **{name: getattr(api, name) for name in api.__all__}}
+        self.python_running = False
         self.register_precmd_hook(self._reset_failed)
-        self.register_postcmd_hook(self._save_context)
 
     # ---- failures: whatever prints an error marks the command failed ----------------------
 
     def _reset_failed(self, data: cmd2.plugin.PrecommandData) -> cmd2.plugin.PrecommandData:
-        self.failed = False
+        self.failed, self.fail_status = False, 1
         return data
 
     def perror(self, *args, **kwargs) -> None:
@@ -116,11 +120,6 @@ class Shell(cmd2.Cmd):
     def json_out(self, data) -> None:
         self.poutput(json.dumps(data, indent=2, sort_keys=True))
 
-    def _save_context(self, data: cmd2.plugin.PostcommandData) -> cmd2.plugin.PostcommandData:
-        if data.statement.command in ("py", "run_pyscript"):
-            context.save({k: v for k, v in self.py_locals.items() if k not in api.__all__})
-        return data
-
     def summary(self, res: dict) -> None:
         """A result in a few lines; the command fails if the process did."""
         m = res.get("metrics", {})
@@ -131,6 +130,51 @@ class Shell(cmd2.Cmd):
                 self.poutput(f"  {name}: {m[name]}")
         if res.get("state") != "finished" or m.get("Exit code", 0) != 0 or res.get("status") == "failed":
             self.failed = True
+
+    # ---- Python: py and run_pyscript share the session's namespace (pcli/pyshell.py) ----
+
+    py_parser = Cmd2ArgumentParser(description="Python with the API imported; app(\"command\") runs a shell "
+                                               "command. At a terminal ptpython, else the plain interpreter "
+                                               "on the lines that follow until quit() or their end.")
+
+    @with_argparser(py_parser)
+    def do_py(self, args) -> bool | None:
+        """Run Python."""
+        history = f"{history_path()}-py" if self.keep_history else None
+        return self.python(lambda namespace: pyshell.interact(namespace, self.stdin, history, self.color))
+
+    pyscript_parser = Cmd2ArgumentParser(description="Run a Python script in the shell's namespace; the command "
+                                                     "fails if it raises (status 1) or calls sys.exit(N), N > 0.")
+    pyscript_parser.add_argument("script_path", help="the script", completer=cmd2.Cmd.path_complete)
+    pyscript_parser.add_argument("script_arguments", nargs=argparse.REMAINDER, help="its sys.argv[1:]")
+
+    @with_argparser(pyscript_parser)
+    def do_run_pyscript(self, args) -> bool | None:
+        """Run a Python script."""
+        path = os.path.expanduser(args.script_path)
+        return self.python(lambda namespace: pyshell.run_file(namespace, path, args.script_arguments))
+
+    def python(self, run: Callable[[dict], int]) -> bool | None:
+        """RUN(namespace) with app() and print() for the shell; the command
+        fails with its exit status; plain variables are saved for the next
+        session.  True if app("quit") asked the shell to stop."""
+        if self.python_running:
+            self.fail("Python is running already: app() cannot start another")
+            return None
+        bridge = PyBridge(self)
+        self.python_running = True
+        try:
+            with pyshell.given(self.py_locals, app=bridge, print=pyshell.printer(self),
+                               quit=pyshell.leave, exit=pyshell.leave):
+                status = run(self.py_locals)
+        finally:
+            self.python_running = False
+            context.save(self.py_locals)
+        self.failed, self.fail_status = bool(status), status or 1   # the script's outcome, not its app() calls'
+        return bridge.stop
+
+    def in_pyscript(self) -> bool:
+        return self.python_running
 
     # ---- commands ---------------------------------------------------------------------
 
@@ -409,10 +453,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["PSTACK_REDIS"] = refuse_on_command_line(args.redis, "--redis")
         except CredentialsError as e:
             raise SystemExit(f"pcli: {e}") from None
-    scripted = args.commands or (not sys.stdin.isatty() and sys.stdin.readlines())
-    shell = Shell(color=not args.nocolor, quiet=args.quiet or bool(scripted),
-                  history=not scripted)
-    if not scripted:
+    scripted = scripted_lines(args.commands)
+    shell = Shell(color=not args.nocolor, quiet=args.quiet or scripted is not None, history=scripted is None)
+    if scripted is None:
         shell.cmdloop()
         return shell.exit_code
     for line in scripted:
@@ -420,9 +463,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         shell.failed = False
         stop = shell.onecmd_plus_hooks(line.rstrip("\n"))
-        if shell.failed or shell.exit_code or stop:
-            return 1 if (shell.failed or shell.exit_code) else 0
+        if shell.failed or shell.exit_code:
+            return shell.fail_status if shell.failed else 1
+        if stop:
+            return 0
     return 0
+
+
+def scripted_lines(commands: list[str] | None) -> Iterator[str] | None:
+    """The -c commands, else stdin's lines when it is not a terminal, read one
+    at a time (a `py` among them reads the lines after it); None: interactive."""
+    if commands:
+        return iter(commands)
+    if sys.stdin.isatty():
+        return None
+    return iter(sys.stdin.readline, "")
 
 
 if __name__ == "__main__":
