@@ -27,7 +27,9 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from broker.credentials import CredentialsError, refuse_on_command_line
+from broker import config
+from broker.control import unreachable
+from broker.credentials import CredentialsError, redis_url, refuse_on_command_line
 from psim.cli import json_object
 from psim.debug import DebugError
 from psim.errors import BadInput
@@ -50,6 +52,8 @@ def command(fn):
     def wrapper(self, args):
         try:
             return fn(self, args)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            self.fail(f"{fn.__name__[3:]}: {unreachable(redis_url(), e)}")
         except USER_ERRORS as e:
             self.fail(f"{fn.__name__[3:]}: {e}")
     return wrapper
@@ -187,7 +191,7 @@ class Shell(cmd2.Cmd):
     run_parser.add_argument("--verbose", action="store_true", help="print log lines as they come")
     run_parser.add_argument("--paused", action="store_true",
                             help="start paused before the first event and print the pid: then `debug PID`")
-    run_parser.add_argument("--level", type=int, default=1, help="log level (default 1)")
+    run_parser.add_argument("--level", type=int, help="log level (default 1, or the configuration file's)")
     run_parser.add_argument("--order", choices=("fixed", "random"), help="scheduling order")
     run_parser.add_argument("--seed", type=int, help="seed for --order random")
     run_parser.add_argument("--timeout", type=float, help="fail the process after S seconds")
@@ -443,6 +447,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no banner")
     p.add_argument("-c", dest="commands", action="append", metavar="COMMAND",
                    help="run COMMAND and exit (repeatable); status 1 if one fails")
+    config.describe(p, {"0": "every command succeeded (or the session ended)",
+                        "1": "a command failed: the ones after it were not run",
+                        "N": "a run_pyscript script's sys.exit(N)", "2": "bad arguments to pcli"},
+                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_PASSWORD", "PSTACK_CONFIG", "PSTACK_USER", "PCLI_HISTORY", "PCLI_CONTEXT",
+                     "PSTACK_CACHE"))
     return p
 
 
