@@ -35,22 +35,35 @@ VARIABLES = (ENV_URL, ENV_FILE, ENV_PASSWORD, config.ENV_CONFIG)   # where a pro
 
 def redis_url() -> str:
     """The URL to use (see the module's docstring)."""
+    return url_and_source()[0]
+
+
+def url_and_source() -> tuple[str, str]:
+    """The URL to use, and where it was found."""
     if os.environ.get(ENV_URL):
-        return os.environ[ENV_URL]
+        return os.environ[ENV_URL], f"${ENV_URL}"
     if os.environ.get(ENV_FILE):
-        return read_url_file(Path(os.environ[ENV_FILE]))
+        return read_url_file(Path(os.environ[ENV_FILE])), f"${ENV_FILE}: {os.environ[ENV_FILE]}"
     configured = config.redis_setting("url")
     if configured:
-        return configured
+        return configured, f"{config.path()} [redis] url"
     own = USER_FILE.expanduser()
     if own.exists():
-        return read_url_file(own)
-    return DEFAULT
+        return read_url_file(own), str(own)
+    return DEFAULT, "the default"
 
 
 def redis_password() -> str | None:
     """The password for a URL that holds none (see the module's docstring)."""
-    return os.environ.get(ENV_PASSWORD) or config.redis_setting("password")
+    return password_and_source()[0]
+
+
+def password_and_source() -> tuple[str | None, str]:
+    """That password, and where it was found."""
+    if os.environ.get(ENV_PASSWORD):
+        return os.environ[ENV_PASSWORD], f"${ENV_PASSWORD}"
+    configured = config.redis_setting("password")
+    return configured, f"{config.path()} [redis] password" if configured else "none"
 
 
 def given_url() -> str | None:

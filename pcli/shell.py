@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
+from urllib.parse import urlsplit
 
 import cmd2
 import redis
@@ -29,7 +30,8 @@ from rich.table import Table
 
 from broker import config
 from broker.control import unreachable
-from broker.credentials import CredentialsError, redis_url, refuse_on_command_line
+from broker.credentials import (CredentialsError, password_and_source, redact, redis_url, refuse_on_command_line,
+                                url_and_source)
 from psim.cli import json_object
 from psim.debug import DebugError
 from psim.errors import BadInput
@@ -420,6 +422,26 @@ class Shell(cmd2.Cmd):
         if not report.ok:
             self.failed = True
 
+    config_parser = Cmd2ArgumentParser(description="The configuration in effect: the configuration file, the "
+                                                   "Redis URL and password (hidden) and where each came from, "
+                                                   "and run's defaults.")
+    json_arg(config_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(config_parser)
+    @command
+    def do_config(self, args) -> None:
+        """Show the configuration in effect."""
+        settings = effective_configuration()
+        if args.json:
+            self.json_out(settings)
+            return
+        run = ", ".join(f"{k}={v!r}" for k, v in settings["run"].items()) or "none (the built-in defaults)"
+        self.poutput(f"configuration file: {settings['file']}" + ("" if settings["file_exists"] else " (none there)"))
+        self.poutput(f"         Redis URL: {settings['redis_url']}  (from {settings['redis_url_from']})")
+        self.poutput(f"    Redis password: {settings['password']}")
+        self.poutput(f"      run defaults: {run}")
+
     top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; q quits.")
 
     @with_category(CATEGORY)
@@ -429,6 +451,19 @@ class Shell(cmd2.Cmd):
         """Live view of engines and processes."""
         from .top import top
         top()
+
+
+def effective_configuration() -> dict:
+    """What pcli goes by, and where each setting came from (no secret shown)."""
+    url, url_from = url_and_source()
+    if urlsplit(url).password is not None:
+        password = "*** (in the URL)"
+    else:
+        secret, source = password_and_source()
+        password = f"*** ({source})" if secret else "none"
+    file = config.path()
+    return {"file": str(file), "file_exists": file.exists(), "redis_url": redact(url), "redis_url_from": url_from,
+            "password": password, "run": config.run_defaults()}
 
 
 def unwrapped(renderable) -> str:

@@ -69,6 +69,21 @@ def test_run_defaults_from_the_file_and_flags_over_them(cluster, tmp_path):
     assert options(second) == {"level": 2, "order": "fixed", "seed": 9, "max_steps": 100000}
 
 
+def test_config_shows_the_settings_and_where_they_came_from(tmp_path):
+    config = write(tmp_path / "config.toml", '[redis]\nurl = "redis://bob@head:6379/0"\npassword = "hush"\n'
+                                             '[run]\nseed = 5\n')
+    shown = pcli(config, "config")
+    assert shown.returncode == 0 and "hush" not in shown.stdout, shown.stderr
+    assert shown.stdout.splitlines() == [f"configuration file: {config}",
+                                         f"         Redis URL: redis://bob@head:6379/0  (from {config} [redis] url)",
+                                         f"    Redis password: *** ({config} [redis] password)",
+                                         "      run defaults: seed=5"]
+    url = "redis://carol:secret@other:6380/0"
+    settings = json.loads(pcli(config, "config --json", PSTACK_REDIS=url).stdout)
+    assert settings == {"file": str(config), "file_exists": True, "redis_url": "redis://carol:***@other:6380/0",
+                        "redis_url_from": "$PSTACK_REDIS", "password": "*** (in the URL)", "run": {"seed": 5}}
+
+
 def test_bad_files_name_the_file_and_the_line_or_key(tmp_path):
     cases = {'[run]\nseed = \n': "Invalid value (at line 2, column 8)",
              '[run]\nsed = 5\n': "[run] sed: unknown key (known: level, order, seed, timeout, max_steps, "
