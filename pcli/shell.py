@@ -485,8 +485,8 @@ def parser() -> argparse.ArgumentParser:
     config.describe(p, {"0": "every command succeeded (or the session ended)",
                         "1": "a command failed: the ones after it were not run",
                         "N": "a run_pyscript script's sys.exit(N)", "2": "bad arguments to pcli"},
-                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_PASSWORD", "PSTACK_CONFIG", "PSTACK_USER", "PCLI_HISTORY", "PCLI_CONTEXT",
-                     "PSTACK_CACHE"))
+                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_PASSWORD", "PSTACK_CONFIG", "PSTACK_USER",
+                     "PCLI_HISTORY", "PCLI_CONTEXT", "PSTACK_CACHE"))
     return p
 
 

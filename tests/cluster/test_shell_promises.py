@@ -61,6 +61,12 @@ def test_py_lines_on_stdin_are_kept_for_the_next_session(env):
     assert again.stdout.strip() == "42 ['a', 'b'] False"    # a module is not a plain variable
 
 
+def test_a_variable_too_big_to_keep_is_left_out(env):
+    assert pcli_run(env, "-c", "py", stdin="small = 1\nhuge = 'x' * (2 << 20)\n").returncode == 0
+    again = pcli_run(env, "-c", "py", stdin="print(small, 'huge' in dir())\n")
+    assert again.stdout.strip() == "1 False", again.stderr
+
+
 def test_a_py_line_that_raises_fails_the_command(env):
     out = pcli_run(env, "-c", "py", stdin="kept = 1\n1 / 0\n")
     assert out.returncode == 1 and "ZeroDivisionError" in out.stderr
