@@ -135,8 +135,10 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     the engine's default; more than an engine's maximum fails the
     process; trace=True: record every event of every region, for
     trace(pid, FILE) and `psim --replay FILE`).  Options not given (level:
-    1) come from the configuration file's [run] table (broker/config.py)."""
-    options = {**config.run_defaults(), **({"level": level} if level is not None else {}), **options}
+    1) come from the configuration file's [run] table (broker/config.py),
+    but for its regions when an rmap is given."""
+    defaults = {k: v for k, v in config.run_defaults().items() if not (k == "regions" and rmap)}
+    options = {**defaults, **({"level": level} if level is not None else {}), **options}
     level = options.pop("level", 1)
     async_ = bool(options.pop("async", async_))
     externals = options.pop("externals", None)

@@ -56,17 +56,21 @@ def test_the_environment_comes_before_the_file(cluster, tmp_path):
 
 
 def test_run_defaults_from_the_file_and_flags_over_them(cluster, tmp_path):
-    cluster.start("e1")
-    config = write(tmp_path / "config.toml", '[run]\norder = "random"\nseed = 5\nlevel = 2\nmax_steps = 100000\n')
+    cluster.start("e1", slots=2)
+    config = write(tmp_path / "config.toml", '[run]\norder = "random"\nseed = 5\nlevel = 2\nmax_steps = 100000\n'
+                                             'regions = 2\n')
     url = os.environ["PSTACK_REDIS"]
     out = pcli(config, f"run {RING} --async", PSTACK_REDIS=url)
     assert out.returncode == 0, out.stderr
     first = int(out.stdout.split()[-1])
-    out = pcli(config, f"run {RING} --async --seed 9 --order fixed", PSTACK_REDIS=url)
+    rmap = json.dumps({"n1": 0})
+    out = pcli(config, f"run {RING} --async --seed 9 --order fixed --rmap '{rmap}'", PSTACK_REDIS=url)
     second = int(out.stdout.split()[-1])
-    options = lambda pid: json.loads(pcli(config, f"info {pid} --json", PSTACK_REDIS=url).stdout)["options"]  # noqa: E731
-    assert options(first) == {"level": 2, "order": "random", "seed": 5, "max_steps": 100000}
-    assert options(second) == {"level": 2, "order": "fixed", "seed": 9, "max_steps": 100000}
+    info = lambda pid: json.loads(pcli(config, f"info {pid} --json", PSTACK_REDIS=url).stdout)  # noqa: E731
+    assert info(first)["options"] == {"level": 2, "order": "random", "seed": 5, "max_steps": 100000}
+    assert info(first)["regions"] == 2
+    assert info(second)["options"] == {"level": 2, "order": "fixed", "seed": 9, "max_steps": 100000}
+    assert info(second)["regions"] == 1                    # a region map given: the file's regions yield
 
 
 def test_config_shows_the_settings_and_where_they_came_from(tmp_path):
