@@ -75,6 +75,8 @@ def connect(url: str | None = None, password: str | None = None, patience: float
 def unreachable(url: str, e: redis.ConnectionError | redis.TimeoutError) -> str:
     """What went wrong reaching the Redis at URL, in one line (its secret hidden)."""
     cause = e.__context__
+    if isinstance(e, redis.AuthenticationError):
+        return f"Redis at {redact(url)} refused the identity: {e}"
     if isinstance(e, redis.TimeoutError):
         why = "it did not answer in time"
     elif isinstance(cause, socket.gaierror):
