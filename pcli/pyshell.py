@@ -116,8 +116,7 @@ def _ptpython(namespace: dict, history: str | None, color: bool) -> None:
     def configure(repl) -> None:
         repl.confirm_exit = False             # Ctrl-D leaves at once, as in the plain interpreter
         repl.enable_syntax_highlighting = color
-    embed(globals=namespace, locals=namespace, configure=configure, history_filename=history,
-          title="pcli py")
+    embed(globals=namespace, locals=namespace, configure=configure, history_filename=history)
 
 
 def printer(shell: cmd2.Cmd) -> Callable:
