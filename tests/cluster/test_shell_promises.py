@@ -134,15 +134,24 @@ def test_version(program):
     assert out.returncode == 0 and out.stdout.strip() == f"{program} {version('pstack')}"
 
 
+def timed(env: dict, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    """pcli's outcome, and the seconds it took beyond starting up (measured
+    with a command that needs no Redis: a loaded machine slows both)."""
+    start = time.monotonic()
+    pcli_run(env, "-c", "help engines")
+    start_up = time.monotonic() - start
+    start = time.monotonic()
+    out = pcli_run(env, *args)
+    return out, time.monotonic() - start - start_up
+
+
 def test_no_redis_fails_fast_with_the_url_redacted(env):
     url = f"redis://alice:s3cret@127.0.0.1:{free_port()}/0"      # nothing listens there
-    start = time.monotonic()
-    out = pcli_run(dict(env, PSTACK_REDIS=url), "-c", "engines")
-    took = time.monotonic() - start
+    out, took = timed(dict(env, PSTACK_REDIS=url), "-c", "engines")
     assert out.returncode == 1
     assert out.stderr.strip() == (f"engines: cannot reach Redis at {url.replace('s3cret', '***')}: "
                                   "connection refused")
-    assert took < 2.0, took
+    assert took < 1.0, took                     # no retries, no waiting
 
 
 def test_a_redis_that_does_not_answer_fails_within_seconds(env):
@@ -151,9 +160,7 @@ def test_a_redis_that_does_not_answer_fails_within_seconds(env):
         host.listen(0)
         url = f"redis://127.0.0.1:{host.getsockname()[1]}/0"
         with socket.create_connection(host.getsockname()):
-            start = time.monotonic()
-            out = pcli_run(dict(env, PSTACK_REDIS=url), "-c", "engines")
-            took = time.monotonic() - start
+            out, took = timed(dict(env, PSTACK_REDIS=url), "-c", "engines")
     assert out.returncode == 1
     assert out.stderr.strip() == f"engines: cannot reach Redis at {url}: it did not answer in time"
-    assert took < 4.0, took                     # the connect timeout (2 s) and pcli's start-up
+    assert took < 3.0, took                     # the connect timeout (2 s), once
