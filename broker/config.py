@@ -27,7 +27,7 @@ import os
 import stat
 import sys
 import textwrap
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -127,10 +127,18 @@ def run_defaults() -> dict:
     return dict(load().get("run", {}))
 
 
+def pstack_version() -> str:
+    """The installed pstack's version (a source tree on PYTHONPATH has none)."""
+    try:
+        return version("pstack")
+    except PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def describe(parser: argparse.ArgumentParser, exits: dict[str, str], variables: tuple[str, ...]) -> None:
     """Give a program's parser --version and an epilog listing its exit
     statuses and the environment variables it reads."""
-    parser.add_argument("--version", action="version", version=f"{parser.prog} {version('pstack')}")
+    parser.add_argument("--version", action="version", version=f"{parser.prog} {pstack_version()}")
     width = max(len(name) for name in variables)
     lines = ["exit status:", *(f"  {code:<3} {meaning}" for code, meaning in exits.items()), "", "environment:",
              *(f"  {name:<{width}}  {ENVIRONMENT[name]}" for name in variables)]
