@@ -13,6 +13,7 @@ import uuid
 import zlib
 from pathlib import Path
 from typing import Iterator, NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 import redis
@@ -62,13 +63,14 @@ def connect(url: str | None = None, password: str | None = None, patience: float
     loading (a restart), for about that long, before it raises.  `timeout`:
     seconds to wait for a reply (and to connect, up to CONNECT_SECONDS)."""
     extra = {}
-    password = password or redis_password()
+    url = url or redis_url()
+    password = password or (None if urlsplit(url).password else redis_password())    # the URL's wins
     if password:
         extra["password"] = password
     if patience:
         extra["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=int(patience / 0.5) + 4,
                                supported_errors=(redis.ConnectionError, redis.TimeoutError))
-    return redis.Redis.from_url(url or redis_url(), socket_connect_timeout=min(timeout, CONNECT_SECONDS),
+    return redis.Redis.from_url(url, socket_connect_timeout=min(timeout, CONNECT_SECONDS),
                                 socket_timeout=timeout, health_check_interval=10, **extra)
 
 

@@ -46,6 +46,9 @@ def test_url_and_password_from_the_file(secured, tmp_path):
     assert wrong.returncode == 1 and alice.password not in wrong.stderr
     assert wrong.stderr.startswith(f"engines: Redis at {bare} refused the identity: invalid username-password pair")
 
+    write(config, "[redis\n")      # broken, but a URL with its secret in the environment needs nothing from it
+    assert pcli(config, "engines", PSTACK_REDIS=secured.urls["alice"]).returncode == 0
+
 
 def test_the_environment_comes_before_the_file(cluster, tmp_path):
     cluster.start("e1")
