@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import secrets
+import socket
 import time
 import uuid
 import zlib
 from pathlib import Path
 from typing import Iterator, NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 import redis
@@ -20,7 +21,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import keys
-from .credentials import redis_url
+from .credentials import redact, redis_password, redis_url
 
 LOG_CAP = 100_000           # log lines kept per process
 TRACE_TTL = 86_400          # seconds a process's event trace is kept after its last chunk
@@ -30,6 +31,7 @@ REGION_TTL_MS = 3000        # a region worker silent for this long is dead
 START_TTL_MS = 10_000       # a claimed region's worker must beat within this (a new Python starting up)
 REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to heartbeat again
 REQUEST_TIMEOUT = 30.0      # seconds a client waits for the scheduler's answer
+CONNECT_SECONDS = 2.0       # to open a connection: a reachable Redis accepts in milliseconds, even far away
 APP = "@app"                # rcon's value for a region run by its owner's application engine (pcli.Engine)
 APP_OPS = ("app_claim", "app_beat", "app_finish", "app_log")     # its requests
 
@@ -55,18 +57,37 @@ class Job(NamedTuple):
 def connect(url: str | None = None, password: str | None = None, patience: float = 0.0,
             timeout: float = 5.0) -> redis.Redis:
     """A client for the pstack Redis: `url`, else $PSTACK_REDIS, else localhost;
-    the password from the URL, `password` or $PSTACK_PASSWORD.  With
+    the password from the URL, `password`, $PSTACK_PASSWORD or the
+    configuration file (broker/credentials.py).  With
     `patience` (seconds), a command retries while Redis is unreachable or
     loading (a restart), for about that long, before it raises.  `timeout`:
-    seconds to connect, and to wait for a reply."""
+    seconds to wait for a reply (and to connect, up to CONNECT_SECONDS)."""
     extra = {}
-    if password or os.environ.get("PSTACK_PASSWORD"):
-        extra["password"] = password or os.environ["PSTACK_PASSWORD"]
+    url = url or redis_url()
+    password = password or (None if urlsplit(url).password else redis_password())    # the URL's wins
+    if password:
+        extra["password"] = password
     if patience:
         extra["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=int(patience / 0.5) + 4,
                                supported_errors=(redis.ConnectionError, redis.TimeoutError))
-    return redis.Redis.from_url(url or redis_url(), socket_connect_timeout=timeout, socket_timeout=timeout,
-                                health_check_interval=10, **extra)
+    return redis.Redis.from_url(url, socket_connect_timeout=min(timeout, CONNECT_SECONDS),
+                                socket_timeout=timeout, health_check_interval=10, **extra)
+
+
+def unreachable(url: str, e: redis.ConnectionError | redis.TimeoutError) -> str:
+    """What went wrong reaching the Redis at URL, in one line (its secret hidden)."""
+    cause = e.__context__
+    if isinstance(e, redis.AuthenticationError):
+        return f"Redis at {redact(url)} refused the identity: {e}"
+    if isinstance(e, redis.TimeoutError):
+        why = "it did not answer in time"
+    elif isinstance(cause, socket.gaierror):
+        why = f"unknown host ({cause.strerror})"
+    elif isinstance(cause, OSError) and cause.strerror:
+        why = cause.strerror.lower()                     # connection refused, no route to host, ...
+    else:
+        why = str(e)
+    return f"cannot reach Redis at {redact(url)}: {why}"
 
 
 def _load_scripts(r: redis.Redis) -> dict:

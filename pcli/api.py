@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import redis
 
-from broker import acl, keys
+from broker import acl, config, keys
 from broker.control import APP, TRACE_CUT, Control, connect
 from broker.credentials import redis_url
 from psim import trace as psim_trace
@@ -122,7 +122,7 @@ class Future:
 
 
 def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, verbose: bool = False,
-        level: int = 1, async_: bool = False, **options: Any):
+        level: int | None = None, async_: bool = False, **options: Any):
     """Start a process.  Returns its result dict, or a Future when async_.
 
     rmap: {device id: region} (unmapped devices are in region 0); or
@@ -136,7 +136,12 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     memory_mb: the memory in MB each region's application may use, else
     the engine's default; more than an engine's maximum fails the
     process; trace=True: record every event of every region, for
-    trace(pid, FILE) and `psim --replay FILE`)."""
+    trace(pid, FILE) and `psim --replay FILE`).  Options not given (level:
+    1) come from the configuration file's [run] table (broker/config.py),
+    but for its regions when an rmap is given."""
+    defaults = {k: v for k, v in config.run_defaults().items() if not (k == "regions" and rmap)}
+    options = {**defaults, **({"level": level} if level is not None else {}), **options}
+    level = options.pop("level", 1)
     async_ = bool(options.pop("async", async_))
     externals = options.pop("externals", None)
     paused = bool(options.pop("paused", False))

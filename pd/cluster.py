@@ -54,7 +54,7 @@ import psutil
 import redis
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
-from broker import credentials
+from broker import config, credentials
 from broker.control import Control, connect
 from broker.credentials import CredentialsError, redact, write_private
 from broker.dataplane import is_loopback, parse_ip
@@ -690,6 +690,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                                    f"`{prog} unit start /srv/pstack --pds 4 > /etc/systemd/system/pstack.service`")
     p.add_argument("host", nargs=argparse.REMAINDER, metavar="start|worker DIR ...",
                    help="the command the unit runs, with its options")
+    config.describe(parser, {"0": "done", "1": "the command failed (status: a program is not running; "
+                                               "check: a pair of engines failed)", "2": "bad arguments"},
+                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_CONFIG", "PSTACK_DATA_HOST", "PSTACK_CURVE"))
     return parser
 
 

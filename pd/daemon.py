@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import psutil
 import redis
 
-from broker import keys
+from broker import config, keys
 from broker.control import HEARTBEAT_TTL_MS, Control, Job, connect
 from broker.credentials import CredentialsError, redact, redis_url, refuse_on_command_line
 
@@ -241,6 +241,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"processes and threads of a region's handlers (default {PROCS}; 0: no limit; "
                    "only when pd runs as root)")
     p.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
+    config.describe(p, {"0": "stopped (SIGTERM, SIGINT)", "1": "its engine name is taken by a live daemon",
+                        "2": "bad arguments or an unusable Redis URL or configuration file"},
+                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_PASSWORD", "PSTACK_CONFIG", "PSTACK_DATA_HOST", "PSTACK_CURVE",
+                     "PSTACK_TRACE_MB", "PSTACK_CACHE", "PSTACK_INSTANCE_CACHE", "PSTACK_INSTANCE_CACHE_MB"))
     return p
 
 

@@ -11,7 +11,7 @@ import pytest
 import pcli
 from appcases import APPS_DIR
 from conftest import ROOT, wait_for
-from pcli.shell import Shell, pid_choices
+from pcli.shell import Shell
 from tinyapp import forever_app
 
 RING = str(APPS_DIR / "ring_v2.xml")
@@ -119,13 +119,6 @@ print("n1 saw", block(f)["states"]["n1"]["seen"])
     assert "n1 saw 10" in shell.do(f"run_pyscript {script}")
 
 
-def test_py_context_persists(shell, tmp_path):
-    shell.py_locals["answer"] = 42
-    shell.do("run_pyscript " + str(_write(tmp_path / "n.py", "assert ps is not None\n")))
-    again = Shell(history=False, stdout=io.StringIO(), quiet=True)
-    assert again.py_locals["answer"] == 42 and again.py_locals["run"] is pcli.run
-
-
 def test_pcli_c_and_stdin_exit_statuses(cluster):
     cluster.start("e1")
     ok = pcli_cli("-c", f"run {RING}", "-c", "ps -a --json")
@@ -174,10 +167,8 @@ def _write(path, text: str):
     return path
 
 
-def test_pid_completion_and_history_across_sessions(cluster, tmp_path):
+def test_history_across_sessions(cluster, tmp_path):      # pid completion: test_shell_promises.py
     cluster.start("e1")
-    pcli.run(RING)
-    assert pid_choices() == ["1"]
     history = tmp_path / "history"
     env = dict(os.environ, PCLI_HISTORY=str(history), PYTHONPATH=str(ROOT))
     first = subprocess.run([sys.executable, "-c", "from pcli.shell import Shell; import io; "
