@@ -1,6 +1,7 @@
 """How processes and engines read in a table: shared by the shell and top."""
 from __future__ import annotations
 
+import math
 import time
 
 PROCESS_COLUMNS = ("PID", "USER", "STATE", "REG", "ELAPSED", "GRAPH", "DEVICES", "EDGES", "DELIVERED", "MSG/S")
@@ -62,13 +63,44 @@ def engine_row(e: dict) -> tuple[str, ...]:
     return (e["name"], e["host"], e["kind"], f"{e['used']}/{e['slots']}", f"{e['cpu']:.0f}", mem, beat)
 
 
-def rates(before: dict[int, tuple[float, int]], infos: list[dict], now: float) -> dict[int, float]:
-    """Messages per second of each process since the last look; updates `before`."""
-    out = {}
-    for info in infos:
-        pid, delivered = info["pid"], info["delivered"]
-        if pid in before:
-            t, d = before[pid]
-            out[pid] = (delivered - d) / (now - t) if now > t else 0.0
-        before[pid] = (now, delivered)
-    return out
+def shown_state(info: dict) -> str:
+    """A process's phase where its record has one (loading, running, ...), else its state."""
+    return info.get("phase") or info["state"]
+
+
+def engine_names(regions: dict[int, str], width: int) -> str:
+    """The engines running a process's regions, in region order, cut to
+    `width` with a count of the rest: "e1,e2", "e1,e2+5"; "-" when unplaced."""
+    names = list(dict.fromkeys(n for _, n in sorted(regions.items()) if n))
+    shown = ",".join(names)
+    if len(shown) <= width:
+        return shown or "-"
+    for k in range(len(names) - 1, 0, -1):
+        shown = f"{','.join(names[:k])}+{len(names) - k}"
+        if len(shown) <= width:
+            return shown
+    return f"{len(names)} engines"[:width]
+
+
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar `width` cells wide, filled to `fraction` (0..1) in eighths of a cell."""
+    filled = round(max(0.0, min(1.0, fraction)) * width * 8)
+    whole, part = divmod(filled, 8)
+    return ("█" * whole + (EIGHTHS[part] if part else "")).ljust(width, "░")
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """The last `width` values as block heights scaled to their maximum
+    (a zero is a blank), newest on the right."""
+    values = values[-width:] if width > 0 else []
+    top = max(values, default=0)
+    if top <= 0:
+        return " " * width
+    cells = (" " if v <= 0 else SPARKS[math.ceil(v / top * len(SPARKS)) - 1] for v in values)
+    return "".join(cells).rjust(width)

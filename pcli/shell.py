@@ -65,6 +65,17 @@ def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id") -> None:
     parser.add_argument("pid", type=int, help=help, choices_provider=pid_choices)
 
 
+def screen_size(text: str) -> tuple[int, int]:
+    """"100x30" -> (100, 30)"""
+    try:
+        width, height = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not WIDTHxHEIGHT, e.g. 100x30") from None
+    if width < 20 or height < 5:
+        raise argparse.ArgumentTypeError(f"'{text}': at least 20x5")
+    return width, height
+
+
 def json_arg(parser: Cmd2ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
@@ -372,15 +383,25 @@ class Shell(cmd2.Cmd):
         if not report.ok:
             self.failed = True
 
-    top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; q quits.")
+    top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; h lists the keys, q quits.")
+    top_parser.add_argument("--snapshot", metavar="FILE", completer=cmd2.Cmd.path_complete,
+                            help="save one frame to FILE (.png, .svg or .txt) instead")
+    top_parser.add_argument("--size", type=screen_size, default=(100, 30), metavar="WxH",
+                            help="of the snapshot, in characters (default 100x30)")
+    top_parser.add_argument("--seconds", type=float, default=3.0, metavar="S",
+                            help="of looking before the snapshot, to measure message rates (default 3)")
 
     @with_category(CATEGORY)
     @with_argparser(top_parser)
     @command
     def do_top(self, args) -> None:
         """Live view of engines and processes."""
-        from .top import top
-        top()
+        from . import top
+        if args.snapshot:
+            top.snapshot(Path(args.snapshot), *args.size, args.seconds)
+            self.poutput(f"top: saved {args.snapshot}")
+        else:
+            top.top()
 
 
 def unwrapped(renderable) -> str:
