@@ -57,10 +57,18 @@ def queue_note(info: dict) -> str:
     return note
 
 
+def host_memory(e: dict) -> str:
+    """An engine's host's memory, used/total."""
+    return f"{memory(e['mem'])}/{memory(e['mem_total'])}" if e["mem_total"] else "-"
+
+
+def beat(e: dict) -> str:
+    """How long ago an engine's daemon heartbeat, or "dead"."""
+    return f"{e['heartbeat_age']:.1f}s" if e["alive"] else "dead"
+
+
 def engine_row(e: dict) -> tuple[str, ...]:
-    mem = f"{memory(e['mem'])}/{memory(e['mem_total'])}" if e["mem_total"] else "-"
-    beat = f"{e['heartbeat_age']:.1f}s" if e["alive"] else "dead"
-    return (e["name"], e["host"], e["kind"], f"{e['used']}/{e['slots']}", f"{e['cpu']:.0f}", mem, beat)
+    return (e["name"], e["host"], e["kind"], f"{e['used']}/{e['slots']}", f"{e['cpu']:.0f}", host_memory(e), beat(e))
 
 
 def shown_state(info: dict) -> str:

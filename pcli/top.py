@@ -1,15 +1,17 @@
 """`top`: a full-screen live view of engines and processes (curses).
 
-Looks at the cluster twice a second; the screen itself is pcli/topscreen.py's
-(data and view -> lines), drawn here, and redrawn at once on a key or a
-resize.  While Redis is unreachable it keeps the last look on screen, says
-so, and retries.  `snapshot` renders one frame to a file instead.
+A thread looks at the cluster twice a second; the screen itself is
+pcli/topscreen.py's (data and view -> lines), drawn here ten times a
+second and at once on a key.  While Redis is unreachable it keeps the last
+look on screen, says so, and retries.  `snapshot` renders one frame to a file instead.
 """
 from __future__ import annotations
 
 import curses
 import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,10 +22,34 @@ from .snapshot import saver
 from .topscreen import SORTABLE, Data, View, rows, screen, selected
 
 REFRESH_SECONDS = 0.5
+KEY_WAIT_MS = 100                                   # between looks at new data, while no key comes
 PAGE = 10                                           # rows PgUp / PgDn move by
 ENTER, ESCAPE, BACKSPACES = ("\n", "\r", curses.KEY_ENTER), "\x1b", ("\x7f", "\b", curses.KEY_BACKSPACE)
 MOVES = {curses.KEY_UP: -1, curses.KEY_DOWN: 1, curses.KEY_PPAGE: -PAGE, curses.KEY_NPAGE: PAGE,
          curses.KEY_HOME: -10**9, curses.KEY_END: 10**9}
+
+
+def fetch() -> tuple[list[dict], list[dict]] | str:
+    """The engines and processes now, or why Redis did not tell (one line)."""
+    try:
+        return api.engines(), api.processes()
+    except redis.RedisError as e:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+class Looker(threading.Thread):
+    """fetch() every REFRESH_SECONDS, off the screen's thread: an unreachable
+    Redis can hold a command for seconds, and keys must not wait on it."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="top-looker")
+        self.looks: queue.SimpleQueue = queue.SimpleQueue()      # (what fetch() saw, when)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.looks.put((fetch(), time.monotonic()))
+            self.stopping.wait(REFRESH_SECONDS)
 
 
 class Top:
@@ -32,13 +58,13 @@ class Top:
     def __init__(self) -> None:
         self.data, self.view = Data(), View()
 
-    def look(self) -> None:
-        try:
-            engines, infos = api.engines(), api.processes()
-        except redis.RedisError as e:
-            self.data.error = str(e).splitlines()[0] if str(e) else type(e).__name__
+    def apply(self, seen: tuple[list[dict], list[dict]] | str, when: float) -> None:
+        """What fetch() saw at `when` (time.monotonic()): the new data, or why there is none."""
+        if isinstance(seen, str):
+            self.data.error = seen
             return
-        self.data.rates.look(infos, time.monotonic())
+        engines, infos = seen
+        self.data.rates.look(infos, when)
         self.data.engines, self.data.infos, self.data.at, self.data.error = engines, infos, time.time(), ""
 
     def press(self, key: str | int) -> bool:
@@ -106,9 +132,10 @@ class Top:
             self.view.status = f"u: {e}"
 
     def move(self, step: int) -> None:
-        pids = [p.info["pid"] for p in rows(self.data, self.view)]
+        shown = rows(self.data, self.view)
+        pids = [p.info["pid"] for p in shown]
         if pids:
-            here = pids.index(selected(rows(self.data, self.view), self.view))
+            here = pids.index(selected(shown, self.view))
             self.view.selected = pids[max(0, min(len(pids) - 1, here + step))]
 
 
@@ -155,20 +182,23 @@ def loop(win, top: Top) -> None:
         pass
     curses.set_escdelay(25)
     looks = attributes()
-    next_look = 0.0
-    while True:
-        if time.monotonic() >= next_look:
-            top.look()
-            next_look = time.monotonic() + REFRESH_SECONDS
-        height, width = follow_size(win)
-        draw(win, screen(top.data, top.view, width, height), looks)
-        win.timeout(max(1, int((next_look - time.monotonic()) * 1000)))
-        try:
-            key = win.get_wch()
-        except curses.error:                             # no key before the next look
-            continue
-        if not top.press(key):
-            return
+    looker = Looker()
+    looker.start()
+    try:
+        while True:
+            while not looker.looks.empty():
+                top.apply(*looker.looks.get())
+            height, width = follow_size(win)
+            draw(win, screen(top.data, top.view, width, height), looks)
+            win.timeout(KEY_WAIT_MS)
+            try:
+                key = win.get_wch()
+            except curses.error:                         # no key: look for new data
+                continue
+            if not top.press(key):
+                return
+    finally:
+        looker.stopping.set()
 
 
 def top() -> None:
@@ -182,7 +212,7 @@ def snapshot(path: Path, width: int, height: int, seconds: float) -> None:
     view = Top()
     deadline = time.monotonic() + seconds
     while True:
-        view.look()
+        view.apply(fetch(), time.monotonic())
         if time.monotonic() >= deadline:
             break
         time.sleep(REFRESH_SECONDS)

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from .format import bar, count, duration, elapsed, engine_names, memory, queue_note, shown_state, sparkline
+from .format import (bar, beat, count, duration, elapsed, engine_names, host_memory, memory, queue_note, shown_state,
+                     sparkline)
 from .rates import Rates
 
 Line = tuple[str, str]       # text, style: title, heading, row, selected, note, status, keys
@@ -31,11 +32,11 @@ Keys
   h or ?                  this help; any key returns
   q                       quit
 
-Engines: SLOTS are the regions running of those it runs at once; CPU% and
-RSS are its workers' (100% is one core busy); HOST CPU and HOST MEM its
-host's.  Processes: ENGINES run their regions; MSG/S is the messages
-delivered per second, smoothed over the last few seconds; HISTORY its
-last minute or two, newest on the right.""".splitlines()
+Engines: SLOTS, the regions it runs of those it may run at once; CPU% and
+RSS, its workers' (100 is one core busy); HOST CPU and HOST MEM, its
+host's.  Processes: ENGINES run their regions; MSG/S, the messages
+delivered per second, smoothed over the last few seconds; HISTORY, MSG/S
+over the last minute or two, newest on the right.""".splitlines()
 
 
 @dataclass
@@ -101,9 +102,8 @@ ENGINE_COLUMNS = (
     Column("CPU%", 6, lambda e, w: f"{e.get('workers_cpu', 0):.0f}", right=True),
     Column("RSS", 7, lambda e, w: memory(e.get("workers_mem", 0)), rank=1, right=True),
     Column("HOST CPU", 8, lambda e, w: f"{e['cpu']:.0f}%", rank=3, right=True),
-    Column("HOST MEM", 13, lambda e, w: f"{memory(e['mem'])}/{memory(e['mem_total'])}" if e["mem_total"] else "-",
-           rank=3, right=True),
-    Column("BEAT", 5, lambda e, w: f"{e['heartbeat_age']:.1f}s" if e["alive"] else "dead", rank=1, right=True),
+    Column("HOST MEM", 13, lambda e, w: host_memory(e), rank=3, right=True),
+    Column("BEAT", 5, lambda e, w: beat(e), rank=1, right=True),
 )
 
 
