@@ -222,7 +222,7 @@ def process_lines(data: Data, view: View, width: int, room: int) -> list[Line]:
         body.append((line([c.cell(p, c.width) for c in columns], columns),
                      "selected" if p.info["pid"] == chosen else "row"))
         if queue_note(p.info):
-            body.append(((NOTE_INDENT + queue_note(p.info))[:width], "note"))
+            body.append((NOTE_INDENT + queue_note(p.info), "note"))
         if p.info["pid"] == chosen:
             last = len(body)
     start = max(0, last - room)
@@ -230,17 +230,17 @@ def process_lines(data: Data, view: View, width: int, room: int) -> list[Line]:
 
 
 def screen(data: Data, view: View, width: int, height: int) -> list[Line]:
-    """Exactly `height` lines (fewer on a screen too small for the frame),
-    none longer than `width` - 1: the last cell of a terminal is left alone."""
-    width -= 1
-    bottom = [(status(data, view)[:width], "status"), (KEYS[:width], "keys")]
-    top = [(title(data, view)[:width], "title"), ("", "row")]
+    """Exactly `height` lines, none longer than `width` - 1 (the last cell of
+    a terminal is left alone); the status and key lines are always the last."""
+    width = max(0, width - 1)
+    bottom = [(status(data, view), "status"), (KEYS, "keys")][-height:] if height > 0 else []
+    top = [(title(data, view), "title"), ("", "row")]
     if view.help:
-        body = [(text[:width], "row") for text in HELP]
+        body = [(text, "row") for text in HELP]
     else:
         body = engine_lines(data, width, max(2, (height - 10) // 2)) + [("", "row")]
         body += process_lines(data, view, width, max(0, height - len(top) - len(body) - len(bottom) - 1))
     room = max(0, height - len(bottom))
     out = (top + body)[:room]
-    out += [("", "row")] * (room - len(out))
-    return out + bottom[-height:] if height > 0 else []
+    out += [("", "row")] * (room - len(out)) + bottom
+    return [(text[:width], style) for text, style in out]

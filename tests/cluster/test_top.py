@@ -13,6 +13,7 @@ import pytest
 import pcli
 from conftest import ROOT, wait_for
 from pcli.rates import Rates
+from pcli.topscreen import KEYS, Data, View, screen
 from tinyapp import forever_app, ring_app
 
 PCLI = str(Path(sys.executable).parent / "pcli")
@@ -174,6 +175,8 @@ def test_top_on_a_bigger_terminal_and_through_a_redis_outage(busy, top_80x24, re
     alice, bob = busy
     term = top_80x24
     term.wait(lambda s: row(s, alice) and "DEVICES" not in s)
+    term.tmux("resize-window", "-t", "top", "-x", "30", "-y", "6")             # too small for the frame
+    term.wait(lambda s: s.splitlines()[-1:] == [KEYS[:29]])
     term.tmux("resize-window", "-t", "top", "-x", "140", "-y", "40")
     # more columns, and the rate history takes the width left (newest on the right)
     wide = lambda s: any(ln.startswith(f"{alice} ") and len(ln) == 139 for ln in s.splitlines())   # noqa: E731
@@ -188,6 +191,15 @@ def test_top_on_a_bigger_terminal_and_through_a_redis_outage(busy, top_80x24, re
     term.wait(lambda s: "Redis unreachable" not in s and row(s, alice).get("PHASE") == "running")
     term.keys("q")
     term.wait(lambda s: "pcli>" in s)
+
+
+def test_every_frame_fits_its_screen(busy):
+    data = Data(pcli.engines(), pcli.processes())
+    views = (View(), View(help=True), View(typing="x"), View(confirm=1), View(sort="MSG/S", reverse=True))
+    for view, width, height in itertools.product(views, (1, 2, 10, 30, 79, 80, 81, 200), (0, 1, 2, 3, 5, 8, 24, 60)):
+        lines = screen(data, view, width, height)
+        assert len(lines) == height and all(len(text) < max(width, 1) for text, _ in lines), (width, height)
+        assert height < 2 or lines[-1] == (KEYS[:width - 1], "keys")
 
 
 def pcli_c(*commands: str) -> subprocess.CompletedProcess:
