@@ -63,7 +63,7 @@ def host_memory(e: dict) -> str:
 
 
 def beat(e: dict) -> str:
-    """How long ago an engine's daemon heartbeat, or "dead"."""
+    """The age of an engine's last heartbeat, or "dead"."""
     return f"{e['heartbeat_age']:.1f}s" if e["alive"] else "dead"
 
 

@@ -66,7 +66,7 @@ def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id") -> None:
 
 
 def screen_size(text: str) -> tuple[int, int]:
-    """"100x30" -> (100, 30)"""
+    """WIDTHxHEIGHT, e.g. "100x30", as (100, 30)."""
     try:
         width, height = (int(n) for n in text.lower().split("x"))
     except ValueError:

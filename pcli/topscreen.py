@@ -58,6 +58,11 @@ class Column:
     grows: bool = False                     # takes the width left over
 
 
+def application(info: dict) -> str:
+    """A process's graph type once loaded, else the file it came from."""
+    return info.get("graph_type") or info.get("app") or "-"
+
+
 def _info(name: str) -> Callable[[Proc, int], str]:
     return lambda p, w: str(p.info[name])
 
@@ -75,8 +80,7 @@ PROCESS_COLUMNS = (
     Column("REG", 3, _info("regions"), rank=2, right=True, key=lambda p: p.info["regions"]),
     Column("ELAPSED", 7, lambda p, w: duration(elapsed(p.info)), rank=1, right=True,
            key=lambda p: elapsed(p.info) or -1.0),
-    Column("APP", 12, lambda p, w: p.info.get("graph_type") or p.info.get("app") or "-", rank=4,
-           key=lambda p: p.info.get("graph_type") or p.info.get("app") or ""),
+    Column("APP", 12, lambda p, w: application(p.info), rank=4, key=lambda p: application(p.info)),
     Column("DEVICES", 7, _sized("devices"), rank=5, right=True, key=lambda p: p.info["devices"]),
     Column("EDGES", 7, _sized("edges"), rank=5, right=True, key=lambda p: p.info["edges"]),
     Column("DELIVERED", 10, lambda p, w: count(p.info["delivered"]), rank=2, right=True,
@@ -192,7 +196,9 @@ def status(data: Data, view: View) -> str:
     if view.typing is not None:
         return f"filter: {view.typing}_   (Enter applies, Esc cancels)"
     if view.confirm is not None:
-        return f"kill process {view.confirm}? y/n"
+        info = next((i for i in data.infos if i["pid"] == view.confirm), None)     # it may have ended since
+        whose = f" ({info['owner']}, {application(info)})" if info else ""
+        return f"kill process {view.confirm}{whose}? y/n"
     if data.error:
         seen = time.strftime(" (shown: as of %H:%M:%S)", time.localtime(data.at)) if data.at else ""
         return f"Redis unreachable, retrying: {data.error}{seen}"

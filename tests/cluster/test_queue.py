@@ -91,9 +91,9 @@ def test_a_process_that_cannot_run_now_waits_with_a_reason_and_blocks_nobody(clu
     assert f"pid {pinned.pid}: #1 waiting for engine e2 (not running)" in shell_output("ps")
     shown = shell_output(f"info {pinned.pid}")
     assert "  position: 1\n" in shown and "reason: waiting for engine e2 (not running)\n" in shown
-    shown = [text for text, _ in screen(Data(pcli.engines(), pcli.processes()), View(), 80, 24)]
-    assert "      #2 waiting for 2 slots (running engines have 1)" in shown
-    assert all(len(text) < 80 for text in shown)
+    frame = [text for text, _ in screen(Data(pcli.engines(), pcli.processes()), View(), 80, 24)]
+    assert "      #2 waiting for 2 slots (running engines have 1)" in frame
+    assert all(len(text) < 80 for text in frame)
 
     cluster.start("e2")
     assert pinned.result(timeout=60)["state"] == "finished"

@@ -155,12 +155,12 @@ def test_top_keys_sort_filter_mine_help_kill_and_quit(busy, top_80x24):
     term.wait(lambda s: "reverse the sort" not in s and row(s, alice))
 
     term.keys("Down", "k")                                          # bob's: not alice's to kill
-    term.wait(lambda s: f"kill process {bob}? y/n" in s)
+    term.wait(lambda s: f"kill process {bob} (bob, " in s and ")? y/n" in s)
     term.keys("y")
     term.wait(lambda s: f"kill: process {bob} belongs to bob" in s)
     assert pcli.info(bob)["state"] == "waiting"
     term.keys("Up", "k")
-    term.wait(lambda s: f"kill process {alice}? y/n" in s)
+    term.wait(lambda s: f"kill process {alice} (alice, " in s and ")? y/n" in s)
     term.keys("n")
     term.wait(lambda s: f"process {alice} not killed" in s)
     term.keys("k", "y")
