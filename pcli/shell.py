@@ -65,17 +65,6 @@ def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id") -> None:
     parser.add_argument("pid", type=int, help=help, choices_provider=pid_choices)
 
 
-def screen_size(text: str) -> tuple[int, int]:
-    """WIDTHxHEIGHT, e.g. "100x30", as (100, 30)."""
-    try:
-        width, height = (int(n) for n in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not WIDTHxHEIGHT, e.g. 100x30") from None
-    if width < 20 or height < 5:
-        raise argparse.ArgumentTypeError(f"'{text}': at least 20x5")
-    return width, height
-
-
 def json_arg(parser: Cmd2ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
@@ -386,7 +375,7 @@ class Shell(cmd2.Cmd):
     top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; h lists the keys, q quits.")
     top_parser.add_argument("--snapshot", metavar="FILE", completer=cmd2.Cmd.path_complete,
                             help="save one frame to FILE (.png, .svg or .txt) instead")
-    top_parser.add_argument("--size", type=screen_size, default=(100, 30), metavar="WxH",
+    top_parser.add_argument("--size", default="100x30", metavar="WxH",
                             help="of the snapshot, in characters (default 100x30)")
     top_parser.add_argument("--seconds", type=float, default=3.0, metavar="S",
                             help="of looking before the snapshot, to measure message rates (default 3)")
@@ -398,7 +387,7 @@ class Shell(cmd2.Cmd):
         """Live view of engines and processes."""
         from . import top
         if args.snapshot:
-            top.snapshot(Path(args.snapshot), *args.size, args.seconds)
+            top.snapshot(Path(args.snapshot), args.size, args.seconds)
             self.poutput(f"top: saved {args.snapshot}")
         else:
             top.top()

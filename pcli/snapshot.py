@@ -17,6 +17,17 @@ CHAR_WIDTH, LINE_HEIGHT = 0.602, 1.3  # of the font size: DejaVu Sans Mono's adv
 PAD = 0.15                             # inches round the text
 
 
+def size(text: str) -> tuple[int, int]:
+    """A snapshot's size in characters: WIDTHxHEIGHT, e.g. "100x30", as (100, 30)."""
+    try:
+        width, height = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"'{text}' is not WIDTHxHEIGHT, e.g. 100x30") from None
+    if width < 20 or height < 5:
+        raise ValueError(f"a snapshot of {text} is too small: 20x5 at least")
+    return width, height
+
+
 def saver(path: Path) -> Callable[[list[Line], int, Path], None]:
     """The function that saves a snapshot as `path` names (by its suffix)."""
     savers = {".png": save_png, ".svg": save_svg, ".txt": save_text}

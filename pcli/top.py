@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from . import api
-from .snapshot import saver
+from .snapshot import saver, size
 from .topscreen import SORTABLE, Data, View, rows, screen, selected
 
 REFRESH_SECONDS = 0.5
@@ -205,10 +205,10 @@ def top() -> None:
     curses.wrapper(loop, Top())
 
 
-def snapshot(path: Path, width: int, height: int, seconds: float) -> None:
+def snapshot(path: Path, shape: str, seconds: float) -> None:
     """Look for `seconds` (rates need a few looks), then save one frame of
-    width x height characters to `path` (.png, .svg or .txt)."""
-    save = saver(path)
+    `shape` ("100x30" characters) to `path` (.png, .svg or .txt)."""
+    save, (width, height) = saver(path), size(shape)
     view = Top()
     deadline = time.monotonic() + seconds
     while True:

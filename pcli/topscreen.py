@@ -71,6 +71,11 @@ def _sized(name: str) -> Callable[[Proc, int], str]:
     return lambda p, w: count(p.info[name]) if p.info[name] else "-"
 
 
+def _rate(p: Proc) -> str:
+    """A running process's messages per second ("-" until measured)."""
+    return count(p.rate) if p.rate is not None and p.info["state"] == "running" else "-"
+
+
 PROCESS_COLUMNS = (
     Column("PID", 5, _info("pid"), key=lambda p: p.info["pid"]),
     Column("USER", 8, _info("owner"), key=lambda p: p.info["owner"]),
@@ -85,9 +90,7 @@ PROCESS_COLUMNS = (
     Column("EDGES", 7, _sized("edges"), rank=5, right=True, key=lambda p: p.info["edges"]),
     Column("DELIVERED", 10, lambda p, w: count(p.info["delivered"]), rank=2, right=True,
            key=lambda p: p.info["delivered"]),
-    Column("MSG/S", 7, lambda p, w: count(p.rate) if p.rate is not None and p.info["state"] == "running" else "-",
-           right=True,
-           key=lambda p: -1.0 if p.rate is None else p.rate),
+    Column("MSG/S", 7, lambda p, w: _rate(p), right=True, key=lambda p: -1.0 if p.rate is None else p.rate),
     Column("HISTORY", 10, lambda p, w: sparkline(p.history, w), rank=3, grows=True),
 )
 SORTABLE = [c.name for c in PROCESS_COLUMNS if c.key]
@@ -103,8 +106,8 @@ ENGINE_COLUMNS = (
     Column("HOST", 10, lambda e, w: e["host"], rank=2),
     Column("KIND", 4, lambda e, w: e["kind"], rank=4),
     Column("SLOTS", 12, _slots),
-    Column("CPU%", 6, lambda e, w: f"{e.get('workers_cpu', 0):.0f}", right=True),
-    Column("RSS", 7, lambda e, w: memory(e.get("workers_mem", 0)), rank=1, right=True),
+    Column("CPU%", 6, lambda e, w: f"{e['workers_cpu']:.0f}", right=True),
+    Column("RSS", 7, lambda e, w: memory(e["workers_mem"]), rank=1, right=True),
     Column("HOST CPU", 8, lambda e, w: f"{e['cpu']:.0f}%", rank=3, right=True),
     Column("HOST MEM", 13, lambda e, w: host_memory(e), rank=3, right=True),
     Column("BEAT", 5, lambda e, w: beat(e), rank=1, right=True),

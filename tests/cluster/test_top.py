@@ -228,7 +228,9 @@ def test_bad_snapshot_arguments_are_one_line_errors(cluster, tmp_path):
     bad = pcli_c(f"top --snapshot {tmp_path / 'top.jpg'}")
     assert bad.returncode == 1 and "top: a snapshot is saved as .png, .svg, .txt; not as 'top.jpg'" in bad.stderr
     bad = pcli_c(f"top --snapshot {tmp_path / 'top.txt'} --size 100by30")
-    assert bad.returncode == 1 and "'100by30' is not WIDTHxHEIGHT, e.g. 100x30" in bad.stderr
+    assert bad.returncode == 1 and "top: '100by30' is not WIDTHxHEIGHT, e.g. 100x30" in bad.stderr
+    bad = pcli_c(f"top --snapshot {tmp_path / 'top.txt'} --size 10x3")
+    assert bad.returncode == 1 and "top: a snapshot of 10x3 is too small: 20x5 at least" in bad.stderr
     assert not (tmp_path / "top.txt").exists()
 
 
