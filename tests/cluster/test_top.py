@@ -111,9 +111,9 @@ def test_top_shows_engines_processes_and_rates_at_80x24(busy, top_80x24):
     assert (row(screen, bob)["ENGINES"], row(screen, bob)["REG"], row(screen, bob)["MSG/S"]) == ("-", "2", "-")
     assert "      #1 waiting for 2 slots (1 free)" in screen
     assert screen.splitlines()[-1].startswith("q quit  ↑↓ select  s/</> sort  r reverse  / filter")
-    # the engine: a slot bar, half full, and its worker's CPU (an endless loop: near one core)
+    # the engine: a slot bar, half full, and its worker's CPU (an endless loop: busy, whatever else runs here)
     engine = lambda s: next((ln for ln in s.splitlines() if ln.startswith("e1 ")), "").split()   # noqa: E731
-    screen = term.wait(lambda s: len(engine(s)) > 4 and float(engine(s)[4]) > 20)
+    screen = term.wait(lambda s: len(engine(s)) > 4 and float(engine(s)[4]) > 5)
     assert engine(screen)[2:4] == ["████░░░░", "1/2"]
 
     # the rate: once measured it stays up between heartbeats, and its history fills
@@ -211,7 +211,7 @@ def pcli_c(*commands: str) -> subprocess.CompletedProcess:
 def test_snapshots_as_text_png_and_svg(busy, tmp_path):
     alice, bob = busy
     text, png, svg = tmp_path / "top.txt", tmp_path / "top.png", tmp_path / "top.svg"
-    done = pcli_c(f"top --snapshot {text} --size 120x30 --seconds 2", f"top --snapshot {png} --seconds 0",
+    done = pcli_c(f"top --snapshot {text} --size 120x30 --seconds 3", f"top --snapshot {png} --seconds 0",
                   f"top --snapshot {svg} --size 80x24 --seconds 0")
     assert done.returncode == 0, done.stderr
     lines = text.read_text().splitlines()
