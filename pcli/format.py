@@ -1,10 +1,11 @@
-"""How processes and engines read in a table: shared by the shell and top."""
+"""How processes and engines read: the shell's tables (ps, engines), and the
+cells and marks top shares with them (pcli/topscreen.py)."""
 from __future__ import annotations
 
 import math
 import time
 
-PROCESS_COLUMNS = ("PID", "USER", "STATE", "REG", "ELAPSED", "GRAPH", "DEVICES", "EDGES", "DELIVERED", "MSG/S")
+PROCESS_COLUMNS = ("PID", "USER", "STATE", "REG", "ELAPSED", "GRAPH", "DEVICES", "EDGES", "DELIVERED")
 ENGINE_COLUMNS = ("ENGINE", "HOST", "KIND", "SLOTS", "CPU%", "MEM", "BEAT")
 
 
@@ -39,11 +40,11 @@ def elapsed(info: dict) -> float | None:
     return (info.get("ended") or time.time()) - info["started"]
 
 
-def process_row(info: dict, rate: float | None = None) -> tuple[str, ...]:
+def process_row(info: dict) -> tuple[str, ...]:
     graph = info.get("graph_type") or info.get("app") or "-"
     return (str(info["pid"]), info["owner"], info["state"], str(info["regions"]), duration(elapsed(info)),
             graph, count(info["devices"]) if info["devices"] else "-", count(info["edges"]) if info["edges"] else "-",
-            count(info["delivered"]), count(rate) if rate is not None else "-")
+            count(info["delivered"]))
 
 
 def queue_note(info: dict) -> str:

@@ -209,7 +209,7 @@ class Shell(cmd2.Cmd):
         if args.json:
             self.json_out(infos)
         else:
-            self.table(PROCESS_COLUMNS[:-1], [process_row(i)[:-1] for i in infos])
+            self.table(PROCESS_COLUMNS, [process_row(i) for i in infos])
             for i in infos:
                 if queue_note(i):
                     self.poutput(f"pid {i['pid']}: {queue_note(i)}")
