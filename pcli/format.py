@@ -40,10 +40,14 @@ def elapsed(info: dict) -> float | None:
     return (info.get("ended") or time.time()) - info["started"]
 
 
+def application(info: dict) -> str:
+    """A process's graph type once loaded, else the file it came from."""
+    return info.get("graph_type") or info.get("app") or "-"
+
+
 def process_row(info: dict) -> tuple[str, ...]:
-    graph = info.get("graph_type") or info.get("app") or "-"
     return (str(info["pid"]), info["owner"], info["state"], str(info["regions"]), duration(elapsed(info)),
-            graph, count(info["devices"]) if info["devices"] else "-", count(info["edges"]) if info["edges"] else "-",
+            application(info), count(info["devices"]) if info["devices"] else "-", count(info["edges"]) if info["edges"] else "-",
             count(info["delivered"]))
 
 

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from .format import (bar, beat, count, duration, elapsed, engine_names, host_memory, memory, queue_note, shown_state,
-                     sparkline)
+from .format import (application, bar, beat, count, duration, elapsed, engine_names, host_memory, memory,
+                     queue_note, shown_state, sparkline)
 from .rates import Rates
 
 Line = tuple[str, str]       # text, style: title, heading, row, selected, note, status, keys
@@ -56,11 +56,6 @@ class Column:
     right: bool = False
     key: Callable | None = None             # the sort key; None: not sortable
     grows: bool = False                     # takes the width left over
-
-
-def application(info: dict) -> str:
-    """A process's graph type once loaded, else the file it came from."""
-    return info.get("graph_type") or info.get("app") or "-"
 
 
 def _info(name: str) -> Callable[[Proc, int], str]:
