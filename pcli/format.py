@@ -45,10 +45,14 @@ def application(info: dict) -> str:
     return info.get("graph_type") or info.get("app") or "-"
 
 
+def sized(n: int) -> str:
+    """A count of devices or edges: "-" until the application is loaded."""
+    return count(n) if n else "-"
+
+
 def process_row(info: dict) -> tuple[str, ...]:
     return (str(info["pid"]), info["owner"], info["state"], str(info["regions"]), duration(elapsed(info)),
-            application(info), count(info["devices"]) if info["devices"] else "-", count(info["edges"]) if info["edges"] else "-",
-            count(info["delivered"]))
+            application(info), sized(info["devices"]), sized(info["edges"]), count(info["delivered"]))
 
 
 def queue_note(info: dict) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .format import (application, bar, beat, count, duration, elapsed, engine_names, host_memory, memory,
-                     queue_note, shown_state, sparkline)
+                     queue_note, shown_state, sized, sparkline)
 from .rates import Rates
 
 Line = tuple[str, str]       # text, style: title, heading, row, selected, note, status, keys
@@ -62,10 +62,6 @@ def _info(name: str) -> Callable[[Proc, int], str]:
     return lambda p, w: str(p.info[name])
 
 
-def _sized(name: str) -> Callable[[Proc, int], str]:
-    return lambda p, w: count(p.info[name]) if p.info[name] else "-"
-
-
 def _rate(p: Proc) -> str:
     """A running process's messages per second ("-" until measured)."""
     return count(p.rate) if p.rate is not None and p.info["state"] == "running" else "-"
@@ -81,8 +77,8 @@ PROCESS_COLUMNS = (
     Column("ELAPSED", 7, lambda p, w: duration(elapsed(p.info)), rank=1, right=True,
            key=lambda p: elapsed(p.info) or -1.0),
     Column("APP", 12, lambda p, w: application(p.info), rank=4, key=lambda p: application(p.info)),
-    Column("DEVICES", 7, _sized("devices"), rank=5, right=True, key=lambda p: p.info["devices"]),
-    Column("EDGES", 7, _sized("edges"), rank=5, right=True, key=lambda p: p.info["edges"]),
+    Column("DEVICES", 7, lambda p, w: sized(p.info["devices"]), rank=5, right=True, key=lambda p: p.info["devices"]),
+    Column("EDGES", 7, lambda p, w: sized(p.info["edges"]), rank=5, right=True, key=lambda p: p.info["edges"]),
     Column("DELIVERED", 10, lambda p, w: count(p.info["delivered"]), rank=2, right=True,
            key=lambda p: p.info["delivered"]),
     Column("MSG/S", 7, lambda p, w: _rate(p), right=True, key=lambda p: -1.0 if p.rate is None else p.rate),
