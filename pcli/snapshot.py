@@ -6,7 +6,8 @@ import io
 from pathlib import Path
 from typing import Callable
 
-Line = tuple[str, str]                 # text, style (pcli/topscreen.py)
+from .topscreen import Line
+
 BACKGROUND, FOREGROUND = "#1e1e2e", "#d9e0ee"
 # style: foreground, background (None: the screen's), bold
 LOOKS = {"title": ("#f5e0dc", None, True), "heading": ("#1e1e2e", "#a6adc8", True),
