@@ -353,8 +353,10 @@ class Control:
     def register(self, name: str, host: str, kind: str, slots: int, daemon: str) -> bool:
         return bool(self.s["register"](args=[name, host, kind, slots, daemon, HEARTBEAT_TTL_MS]))
 
-    def heartbeat(self, name: str, daemon: str, cpu: float, mem: int, mem_total: int) -> bool:
-        return bool(self.s["heartbeat"](args=[name, daemon, HEARTBEAT_TTL_MS, cpu, mem, mem_total]))
+    def heartbeat(self, name: str, daemon: str, cpu: float, mem: int, mem_total: int,
+                  workers_cpu: float = 0.0, workers_mem: int = 0) -> bool:
+        return bool(self.s["heartbeat"](args=[name, daemon, HEARTBEAT_TTL_MS, cpu, mem, mem_total,
+                                              workers_cpu, workers_mem]))
 
     def unregister(self, name: str, daemon: str, reason: str) -> None:
         self.s["unregister"](args=[name, daemon, reason])
@@ -382,6 +384,7 @@ class Control:
                 "slots": int(rec.get("slots", 0)), "used": int(rec.get("used", 0)),
                 "cpu": float(rec.get("cpu", 0)), "mem": int(float(rec.get("mem", 0))),
                 "mem_total": int(float(rec.get("mem_total", 0))),
+                "workers_cpu": float(rec.get("workers_cpu", 0)), "workers_mem": int(float(rec.get("workers_mem", 0))),
                 "heartbeat_age": round(now - float(rec.get("beat", now)), 3),
                 "alive": raw[2 * i + 1] > 0,
             })

@@ -325,7 +325,8 @@ schedule()
 return 1
 
 -- @script heartbeat
--- ARGV: name, daemon id, ttl ms, cpu %, memory used, memory total.
+-- ARGV: name, daemon id, ttl ms, cpu %, memory used, memory total, and
+-- optionally its workers' cpu % (of one core, summed) and resident memory.
 -- Returns 0 when the engine must register again (e.g. Redis restarted).
 local e = engine(ARGV[1])
 if redis.call('HGET', e, 'daemon') ~= ARGV[2] or redis.call('SISMEMBER', K.engines, ARGV[1]) == 0 then
@@ -333,6 +334,7 @@ if redis.call('HGET', e, 'daemon') ~= ARGV[2] or redis.call('SISMEMBER', K.engin
 end
 redis.call('SET', e .. ':alive', ARGV[2], 'PX', ARGV[3])
 redis.call('HSET', e, 'cpu', ARGV[4], 'mem', ARGV[5], 'mem_total', ARGV[6], 'beat', now())
+if ARGV[8] then redis.call('HSET', e, 'workers_cpu', ARGV[7], 'workers_mem', ARGV[8]) end
 return 1
 
 -- @script reap

@@ -251,7 +251,8 @@ def kill(pid: int, force: bool = False) -> bool:
 
 
 def engines() -> list[dict]:
-    """Registered engines: name, host, kind, slots, used, cpu, mem, heartbeat_age, alive."""
+    """Registered engines: name, host, kind, slots, used, cpu, mem, mem_total (the host's),
+    workers_cpu, workers_mem (its workers', docs/protocol.md), heartbeat_age, alive."""
     return control().engines()
 
 

@@ -268,7 +268,7 @@ class Shell(cmd2.Cmd):
         if args.json:
             self.json_out(infos)
         else:
-            self.table(PROCESS_COLUMNS[:-1], [process_row(i)[:-1] for i in infos])
+            self.table(PROCESS_COLUMNS, [process_row(i) for i in infos])
             for i in infos:
                 if queue_note(i):
                     self.poutput(f"pid {i['pid']}: {queue_note(i)}")
@@ -451,15 +451,25 @@ class Shell(cmd2.Cmd):
         self.poutput(f"    Redis password: {settings['password']}")
         self.poutput(f"      run defaults: {run}")
 
-    top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; q quits.")
+    top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; h lists the keys, q quits.")
+    top_parser.add_argument("--snapshot", metavar="FILE", completer=cmd2.Cmd.path_complete,
+                            help="save one frame to FILE (.png, .svg or .txt) instead")
+    top_parser.add_argument("--size", default="100x30", metavar="WxH",
+                            help="of the snapshot, in characters (default 100x30)")
+    top_parser.add_argument("--seconds", type=float, default=3.0, metavar="S",
+                            help="of looking before the snapshot, to measure message rates (default 3)")
 
     @with_category(CATEGORY)
     @with_argparser(top_parser)
     @command
     def do_top(self, args) -> None:
         """Live view of engines and processes."""
-        from .top import top
-        top()
+        from . import top
+        if args.snapshot:
+            top.snapshot(Path(args.snapshot), args.size, args.seconds)
+            self.poutput(f"top: saved {args.snapshot}")
+        else:
+            top.top()
 
     plot_parser = picture_args("Plot a process's messages delivered per second, per region and in total, with "
                                "each region's load, to FILE (.png or .svg).")
