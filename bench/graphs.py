@@ -19,6 +19,7 @@ initialisers):
 """
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 from pathlib import Path
@@ -196,13 +197,30 @@ def write_heat(out: TextIO, w: int, h: int, version: int = 3) -> int:
     return count + len(batch)
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python bench/graphs.py",
+                                description="Write a generated graph-schema application to stdout (benchmarks).",
+                                epilog="e.g. python bench/graphs.py mesh 1000 1000 > mesh.xml")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, args, text in (("ring", ["n"], "n devices, each to the next"),
+                             ("mesh", ["w", "h"], "w x h 2D grid, 4-neighbour (both directions)"),
+                             ("random", ["n", "degree"], "n devices, each with `degree` random out-edges"),
+                             ("pairs", ["n"], "2n devices, device i sending to device n + i"),
+                             ("heat", ["w", "h"], "w x h heat mesh with P and S values, in schema v3 or v4")):
+        sub = kinds.add_parser(kind, help=text)
+        for name in args:
+            sub.add_argument(name, type=int)
+    kinds.choices["heat"].add_argument("version", type=int, nargs="?", choices=(3, 4), default=3)
+    return p
+
+
 def main(argv: list[str]) -> None:
-    kind, *args = argv
-    nums = [int(a) for a in args]
+    args = vars(parser().parse_args(argv))
+    kind = args.pop("kind")
     if kind == "heat":
-        write_heat(sys.stdout, *nums)
+        write_heat(sys.stdout, **args)
         return
-    graph = {"ring": ring, "mesh": mesh, "random": random_graph, "pairs": pairs}[kind](*nums)
+    graph = {"ring": ring, "mesh": mesh, "random": random_graph, "pairs": pairs}[kind](*args.values())
     write(sys.stdout, *graph)
 
 

@@ -8,11 +8,13 @@ import json
 import os
 import re
 import secrets
+import socket
 import time
 import uuid
 import zlib
 from pathlib import Path
 from typing import Iterator, NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 import redis
@@ -20,7 +22,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import keys
-from .credentials import redis_url
+from .credentials import redact, redis_password, redis_url
 
 LOG_CAP = 100_000           # log lines kept per process
 TRACE_TTL = 86_400          # seconds a process's event trace is kept after its last chunk
@@ -34,6 +36,7 @@ SUBMIT_LEASE = 30.0         # seconds a submission's client may go without word 
 RESULT_TTL = 7 * 86_400     # seconds an ended process is kept, unless $PSTACK_RESULT_TTL says otherwise
 EXPIRE_BATCH = 100          # ended processes purged per reap at most
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+CONNECT_SECONDS = 2.0       # to open a connection: a reachable Redis accepts in milliseconds, even far away
 APP = "@app"                # rcon's value for a region run by its owner's application engine (pcli.Engine)
 APP_OPS = ("app_claim", "app_beat", "app_finish", "app_log")     # its requests
 
@@ -59,18 +62,37 @@ class Job(NamedTuple):
 def connect(url: str | None = None, password: str | None = None, patience: float = 0.0,
             timeout: float = 5.0) -> redis.Redis:
     """A client for the pstack Redis: `url`, else $PSTACK_REDIS, else localhost;
-    the password from the URL, `password` or $PSTACK_PASSWORD.  With
+    the password from the URL, `password`, $PSTACK_PASSWORD or the
+    configuration file (broker/credentials.py).  With
     `patience` (seconds), a command retries while Redis is unreachable or
     loading (a restart), for about that long, before it raises.  `timeout`:
-    seconds to connect, and to wait for a reply."""
+    seconds to wait for a reply (and to connect, up to CONNECT_SECONDS)."""
     extra = {}
-    if password or os.environ.get("PSTACK_PASSWORD"):
-        extra["password"] = password or os.environ["PSTACK_PASSWORD"]
+    url = url or redis_url()
+    password = password or (None if urlsplit(url).password else redis_password())    # the URL's wins
+    if password:
+        extra["password"] = password
     if patience:
         extra["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=int(patience / 0.5) + 4,
                                supported_errors=(redis.ConnectionError, redis.TimeoutError))
-    return redis.Redis.from_url(url or redis_url(), socket_connect_timeout=timeout, socket_timeout=timeout,
-                                health_check_interval=10, **extra)
+    return redis.Redis.from_url(url, socket_connect_timeout=min(timeout, CONNECT_SECONDS),
+                                socket_timeout=timeout, health_check_interval=10, **extra)
+
+
+def unreachable(url: str, e: redis.ConnectionError | redis.TimeoutError) -> str:
+    """What went wrong reaching the Redis at URL, in one line (its secret hidden)."""
+    cause = e.__context__
+    if isinstance(e, redis.AuthenticationError):
+        return f"Redis at {redact(url)} refused the identity: {e}"
+    if isinstance(e, redis.TimeoutError):
+        why = "it did not answer in time"
+    elif isinstance(cause, socket.gaierror):
+        why = f"unknown host ({cause.strerror})"
+    elif isinstance(cause, OSError) and cause.strerror:
+        why = cause.strerror.lower()                     # connection refused, no route to host, ...
+    else:
+        why = str(e)
+    return f"cannot reach Redis at {redact(url)}: {why}"
 
 
 def duration(text: str) -> float:
@@ -378,6 +400,19 @@ class Control:
         """One more chunk of a region's event trace (psim/trace.py)."""
         self.s["trace"](args=[job.pid, job.token, job.region, TRACE_TTL, data])
 
+    def rate(self, job: Job, points: bytes, whole: bool) -> None:
+        """More of a region's delivered count over time (psim/series.py's
+        packed points), or all of it anew (`whole`)."""
+        self.s["rate"](args=[job.pid, job.token, job.region, "set" if whole else "append", points])
+
+    def rates(self, pid: int, nregions: int) -> dict[int, bytes]:
+        """Each region's packed points (regions that recorded none left out)."""
+        owner = self.owner(pid)
+        pipe = self.r.pipeline()
+        for region in range(nregions):
+            pipe.get(keys.proc_rate(owner, pid, region))
+        return {r: data for r, data in enumerate(pipe.execute()) if data}
+
     def read_trace(self, pid: int, region: int, page: int = 64) -> Iterator[bytes]:
         """The chunks of a region's event trace, a page at a time."""
         key = keys.proc_trace(self.owner(pid), pid, region)
@@ -409,8 +444,10 @@ class Control:
     def register(self, name: str, host: str, kind: str, slots: int, daemon: str) -> bool:
         return bool(self.s["register"](args=[name, host, kind, slots, daemon, HEARTBEAT_TTL_MS]))
 
-    def heartbeat(self, name: str, daemon: str, cpu: float, mem: int, mem_total: int) -> bool:
-        return bool(self.s["heartbeat"](args=[name, daemon, HEARTBEAT_TTL_MS, cpu, mem, mem_total]))
+    def heartbeat(self, name: str, daemon: str, cpu: float, mem: int, mem_total: int,
+                  workers_cpu: float = 0.0, workers_mem: int = 0) -> bool:
+        return bool(self.s["heartbeat"](args=[name, daemon, HEARTBEAT_TTL_MS, cpu, mem, mem_total,
+                                              workers_cpu, workers_mem]))
 
     def unregister(self, name: str, daemon: str, reason: str) -> None:
         self.s["unregister"](args=[name, daemon, reason])
@@ -444,6 +481,7 @@ class Control:
                 "slots": int(rec.get("slots", 0)), "used": int(rec.get("used", 0)),
                 "cpu": float(rec.get("cpu", 0)), "mem": int(float(rec.get("mem", 0))),
                 "mem_total": int(float(rec.get("mem_total", 0))),
+                "workers_cpu": float(rec.get("workers_cpu", 0)), "workers_mem": int(float(rec.get("workers_mem", 0))),
                 "heartbeat_age": round(now - float(rec.get("beat", now)), 3),
                 "alive": raw[2 * i + 1] > 0,
             })

@@ -5,8 +5,12 @@ The URL is looked up, first found wins, in
 
     $PSTACK_REDIS            the URL itself
     $PSTACK_REDIS_FILE       a file holding it (the daemons: DIR/engine.url)
+    [redis] url              of the configuration file (broker/config.py)
     ~/.config/pstack/redis.url   a user's own file
     redis://localhost:6379/0 a local development Redis
+
+and the password, when the URL holds none, in $PSTACK_PASSWORD, else the
+configuration file's [redis] password.
 
 A file may hold the bare URL or the `PSTACK_REDIS=URL` line `pstack-cluster
 adduser` prints.  A file that others may read or write is refused: its
@@ -19,26 +23,47 @@ import stat
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from . import config
+from .config import ConfigError as CredentialsError      # one error for every file settings come from
+
 DEFAULT = "redis://localhost:6379/0"
 ENV_URL, ENV_FILE = "PSTACK_REDIS", "PSTACK_REDIS_FILE"
 USER_FILE = Path("~/.config/pstack/redis.url")
-VARIABLES = (ENV_URL, ENV_FILE, "PSTACK_PASSWORD")   # where a process may inherit someone's secret from
-
-
-class CredentialsError(PermissionError):
-    """A credentials file that cannot be used; the message says how to fix it."""
+ENV_PASSWORD = "PSTACK_PASSWORD"
+VARIABLES = (ENV_URL, ENV_FILE, ENV_PASSWORD, config.ENV_CONFIG)   # where a process may inherit someone's secret from
 
 
 def redis_url() -> str:
     """The URL to use (see the module's docstring)."""
+    return url_and_source()[0]
+
+
+def url_and_source() -> tuple[str, str]:
+    """The URL to use, and where it was found."""
     if os.environ.get(ENV_URL):
-        return os.environ[ENV_URL]
+        return os.environ[ENV_URL], f"${ENV_URL}"
     if os.environ.get(ENV_FILE):
-        return read_url_file(Path(os.environ[ENV_FILE]))
+        return read_url_file(Path(os.environ[ENV_FILE])), f"${ENV_FILE}: {os.environ[ENV_FILE]}"
+    configured = config.redis_setting("url")
+    if configured:
+        return configured, f"{config.path()} [redis] url"
     own = USER_FILE.expanduser()
     if own.exists():
-        return read_url_file(own)
-    return DEFAULT
+        return read_url_file(own), str(own)
+    return DEFAULT, "the default"
+
+
+def redis_password() -> str | None:
+    """The password for a URL that holds none (see the module's docstring)."""
+    return password_and_source()[0]
+
+
+def password_and_source() -> tuple[str | None, str]:
+    """That password, and where it was found."""
+    if os.environ.get(ENV_PASSWORD):
+        return os.environ[ENV_PASSWORD], f"${ENV_PASSWORD}"
+    configured = config.redis_setting("password")
+    return configured, f"{config.path()} [redis] password" if configured else "none"
 
 
 def given_url() -> str | None:
@@ -57,9 +82,7 @@ def read_url_file(path: Path) -> str:
         text = path.read_text()
     except OSError as e:
         raise CredentialsError(f"cannot read the Redis URL from {path}: {e.strerror or e}") from None
-    if mode & 0o077:
-        raise CredentialsError(f"{path} holds a Redis password but others may read it (mode {mode:04o}): "
-                               f"make it private with: chmod 600 {path}")
+    config.refuse_if_shared(path, mode)
     url = text.strip().removeprefix(f"{ENV_URL}=")
     if not url:
         raise CredentialsError(f"{path} is empty: it should hold a redis:// URL")

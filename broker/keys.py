@@ -24,6 +24,9 @@
     pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
     pstack:users                    hash  user name -> role (user | admin)
 
+(Every key of a process, its record's and these, goes when it is purged or expires:
+scripts.lua's purge_process lists them; a new one must be added there.)
+
 A process's private keys, readable by its owner (and engines, admins) only:
     pstack:u:<owner>:p:<pid>:app        the application XML, zlib-compressed
     pstack:u:<owner>:p:<pid>:partition  region of every device (uint16 array, zlib), for regions=N
@@ -32,6 +35,9 @@ A process's private keys, readable by its owner (and engines, admins) only:
     pstack:u:<owner>:p:<pid>:log        stream of log lines (capped)
     pstack:u:<owner>:p:<pid>:trace:<region>  list of the region's event trace chunks (psim/trace.py),
                                         for processes run with trace=True; expire after TRACE_TTL
+    pstack:u:<owner>:p:<pid>:rate:<region>   string: the region's delivered count over time, (seconds
+                                        since the epoch, count) pairs of little-endian doubles, at
+                                        most ~1000 (psim/series.py), for pcli plot
 
 A user's inbox, the only keys a user writes (broker/acl.py):
     pstack:u:<user>:in:requests         stream of requests (create, prepare, submit, kill, purge, ...)
@@ -117,6 +123,10 @@ def proc_log(owner: str, pid: int) -> str:
 
 def proc_trace(owner: str, pid: int, region: int) -> str:
     return f"{private(owner, pid)}:trace:{region}"
+
+
+def proc_rate(owner: str, pid: int, region: int) -> str:
+    return f"{private(owner, pid)}:rate:{region}"
 
 
 def inbox_prefix(user: str) -> str:

@@ -119,6 +119,7 @@ local function purge_process(pid)
         for r = 0, tonumber(rec[2] or '1') - 1 do
             doomed[#doomed + 1] = beat_key(pid, r)
             doomed[#doomed + 1] = own .. ':trace:' .. r
+            doomed[#doomed + 1] = own .. ':rate:' .. r
         end
         delete(doomed)
     end
@@ -386,6 +387,15 @@ redis.call('RPUSH', key, ARGV[5])
 redis.call('EXPIRE', key, ARGV[4])
 return 1
 
+-- @script rate
+-- ARGV: pid, token, region, 'append' or 'set', points: a region's
+-- delivered count over time (keys.py proc_rate, psim/series.py's packed
+-- points), appended to, or replaced when the region thinned them.
+if fenced(ARGV[1], ARGV[2], 'stale_writes') then return 0 end
+local key = private(ARGV[1]) .. ':rate:' .. ARGV[3]
+if ARGV[4] == 'set' then redis.call('SET', key, ARGV[5]) else redis.call('APPEND', key, ARGV[5]) end
+return 1
+
 -- @script kill
 -- The scheduler acts on a user's kill request (served once).  ARGV: user,
 -- request id, pid, whether the user may kill others' processes (1 or 0:
@@ -425,7 +435,8 @@ schedule()
 return 1
 
 -- @script heartbeat
--- ARGV: name, daemon id, ttl ms, cpu %, memory used, memory total.
+-- ARGV: name, daemon id, ttl ms, cpu %, memory used, memory total, and
+-- optionally its workers' cpu % (of one core, summed) and resident memory.
 -- Returns 0 when the engine must register again (e.g. Redis restarted).
 local e = engine(ARGV[1])
 if redis.call('HGET', e, 'daemon') ~= ARGV[2] or redis.call('SISMEMBER', K.engines, ARGV[1]) == 0 then
@@ -433,6 +444,7 @@ if redis.call('HGET', e, 'daemon') ~= ARGV[2] or redis.call('SISMEMBER', K.engin
 end
 redis.call('SET', e .. ':alive', ARGV[2], 'PX', ARGV[3])
 redis.call('HSET', e, 'cpu', ARGV[4], 'mem', ARGV[5], 'mem_total', ARGV[6], 'beat', now())
+if ARGV[8] then redis.call('HSET', e, 'workers_cpu', ARGV[7], 'workers_mem', ARGV[8]) end
 return 1
 
 -- @script reap

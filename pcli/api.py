@@ -4,6 +4,7 @@
     block(future_or_list), ps(), kill(pid, force=False), engines(), info(pid), result(pid)
     graph(xml), info(pid, regions=True)      what an application is made of, how a process splits it
     processes(all, user, states), purge(pids, all, older_than, force)
+    series(pid)                              each region's delivered count over time (pcli plot)
 
 The connection comes from $PSTACK_REDIS (default redis://localhost:6379/0).
 Functions return data; the shell prints it.
@@ -23,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import redis
 
-from broker import acl, keys
+from broker import acl, config, keys
 from broker.control import APP, SUBMIT_LEASE, TRACE_CUT, Control, connect, phase
 from broker.credentials import redis_url
 from psim import trace as psim_trace
@@ -33,6 +34,7 @@ from psim.inspect import graph, split_by, topology
 from psim.partition import partition
 from psim.reader import Instance, Source, read_graph_type
 from psim.run import load_instance
+from psim.series import unpack as unpack_series
 
 from pd import results as records
 from pd.form import of_file as instance_form
@@ -40,7 +42,7 @@ from pd.form import of_file as instance_form
 from .engine import Engine
 
 __all__ = ["Engine", "run", "block", "ps", "kill", "purge", "engines", "info", "result", "processes", "graph",
-           "trace", "Future"]
+           "trace", "series", "Future"]
 
 _controls: dict[str, Control] = {}
 SHARED = ("Devices", "Edges", "Hardware idle rounds", "Load time (s)", "Compile time (s)", "Run time (s)")
@@ -138,7 +140,8 @@ class Future:
 
 
 def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, verbose: bool = False,
-        level: int = 1, async_: bool = False, on_pid: Callable[[int], None] | None = None, **options: Any):
+        level: int | None = None, async_: bool = False, on_pid: Callable[[int], None] | None = None,
+        **options: Any):
     """Start a process.  Returns its result dict, or a Future when async_.
 
     The pid exists before the application is partitioned and uploaded (in
@@ -157,7 +160,12 @@ def run(xml: str | Path, rmap: dict | None = None, rcon: dict | None = None, ver
     memory_mb: the memory in MB each region's application may use, else
     the engine's default; more than an engine's maximum fails the
     process; trace=True: record every event of every region, for
-    trace(pid, FILE) and `psim --replay FILE`)."""
+    trace(pid, FILE) and `psim --replay FILE`).  Options not given (level:
+    1) come from the configuration file's [run] table (broker/config.py),
+    but for its regions when an rmap is given."""
+    defaults = {k: v for k, v in config.run_defaults().items() if not (k == "regions" and rmap)}
+    options = {**defaults, **({"level": level} if level is not None else {}), **options}
+    level = options.pop("level", 1)
     async_ = bool(options.pop("async", async_))
     externals = options.pop("externals", None)
     paused = bool(options.pop("paused", False))
@@ -355,7 +363,8 @@ def purge(pids: Iterable[int] = (), all: bool = False, older_than: float | None 
 
 
 def engines() -> list[dict]:
-    """Registered engines: name, host, kind, slots, used, cpu, mem, heartbeat_age, alive."""
+    """Registered engines: name, host, kind, slots, used, cpu, mem, mem_total (the host's),
+    workers_cpu, workers_mem (its workers', docs/protocol.md), heartbeat_age, alive."""
     return control().engines()
 
 
@@ -440,6 +449,21 @@ def result(pid: int, states: bool | int = True) -> dict | None:
         merged.setdefault("error", merged["reason"])
         merged["metrics"].setdefault("Exit code", 1)
     return merged
+
+
+def series(pid: int) -> dict[int, list[tuple[float, int]]]:
+    """Each region's delivered count over time, running or ended:
+    {region: [(seconds since the epoch, delivered so far), ...]}, from when
+    the region had loaded to its result, at most ~1000 points a region
+    (psim/series.py); regions served by a Python engine record none."""
+    ctl = control()
+    rec = _record(ctl, pid)
+    try:
+        packed = ctl.rates(int(pid), int(rec["nregions"]))
+    except redis.exceptions.NoPermissionError:
+        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
+                              "series") from None
+    return {r: [(float(t), int(n)) for t, n in unpack_series(data)] for r, data in packed.items()}
 
 
 def trace(pid: int, path: str | Path) -> dict:

@@ -1,10 +1,15 @@
 """The py command's persistent context: plain variables (numbers, strings,
-lists, dicts of them) kept between sessions in ~/.pcli_context.json."""
+lists, dicts of them) kept between sessions in ~/.pcli_context.json.  A
+variable whose JSON passes MAX_BYTES is not kept (a whole result with its
+states could be hundreds of MB, written after every py)."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+MAX_BYTES = 1 << 20
+
 
 def path() -> Path:
     return Path(os.environ.get("PCLI_CONTEXT") or Path.home() / ".pcli_context.json")
@@ -24,10 +29,11 @@ def save(variables: dict) -> None:
         if name.startswith("_"):
             continue
         try:
-            json.dumps(value)
+            text = json.dumps(value)
         except (TypeError, ValueError):
             continue                 # modules, functions, objects: not kept
-        kept[name] = value
+        if len(text) <= MAX_BYTES:
+            kept[name] = value
     target = path()
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(kept))

@@ -2,9 +2,9 @@
 
     pcli [--redis URL] [-n] [-q] [-c COMMAND ...]
 
-Commands: run, ps, kill, purge, block, result, info, log, trace, engines, inspect, top, test, debug; py (a
-Python interpreter with the API imported), run_pyscript, run_script,
-history, help.  `-c` runs commands and exits (status 1 if one fails);
+Commands: run, ps, kill, purge, block, result, info, log, trace, engines, inspect, top, test, debug,
+plot, picture; py (a Python interpreter with the API imported), run_pyscript,
+run_script, history, help.  `-c` runs commands and exits (status 1 if one fails);
 commands piped on stdin run the same way.
 """
 from __future__ import annotations
@@ -18,22 +18,27 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
 
 import cmd2
 import redis
 from cmd2 import Cmd2ArgumentParser, with_argparser, with_category
+from cmd2.py_bridge import PyBridge
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from broker.control import duration
-from broker.credentials import CredentialsError, refuse_on_command_line
+from broker import config
+from broker.control import duration, unreachable
+from broker.credentials import (CredentialsError, password_and_source, redact, redis_url, refuse_on_command_line,
+                                url_and_source)
 from psim.cli import json_object
 from psim.debug import DebugError
 from psim.errors import BadInput
 from psim.inspect import render, render_split, table
-from . import api, apptest, context
+from psim.plots import xy_names
+from . import api, apptest, context, pyshell
 from .format import ENGINE_COLUMNS, PROCESS_COLUMNS, engine_row, process_row, queue_note
 
 
@@ -53,17 +58,19 @@ def command(fn):
     def wrapper(self, args):
         try:
             return fn(self, args)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            self.fail(f"{fn.__name__[3:]}: {unreachable(redis_url(), e)}")
         except USER_ERRORS as e:
             self.fail(f"{fn.__name__[3:]}: {e}")
     return wrapper
 
 
-def pid_choices() -> list[str]:
-    """Tab completion of pids."""
+def pid_choices(shell: cmd2.Cmd) -> cmd2.Choices:
+    """Tab completion of pids (cmd2 passes the shell)."""
     try:
-        return [str(p) for p in api.ps(all=True)]
+        return cmd2.Choices.from_values(api.ps(all=True), is_sorted=True)
     except redis.RedisError:
-        return []
+        return cmd2.Choices.from_values([])
 
 
 def pid_arg(parser: Cmd2ArgumentParser, help: str = "process id", nargs: str | None = None) -> None:
@@ -89,6 +96,14 @@ def json_chunks(data: object) -> Iterator[str]:
         yield batch
 
 
+def picture_args(description: str) -> Cmd2ArgumentParser:
+    """The parser of a picture command (plot, picture): PID FILE."""
+    parser = Cmd2ArgumentParser(description=description)
+    pid_arg(parser)
+    parser.add_argument("file", help="picture file to write (.png or .svg)", completer=cmd2.Cmd.path_complete)
+    return parser
+
+
 def json_arg(parser: Cmd2ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
@@ -102,16 +117,18 @@ class Shell(cmd2.Cmd):
                                                 "Ctrl-D quits.", **kwargs)
         self.prompt = "pcli> "
         self.failed = False
+        self.fail_status = 1             # the exit status of `pcli -c` when a command fails (a pyscript's own)
+        self.keep_history, self.color = history, color
         if not color:
             self.allow_style = cmd2.rich_utils.AllowStyle.NEVER
         self.py_locals = {**context.load(), **{name: getattr(api, name) for name in api.__all__}}
+        self.python_running = False
         self.register_precmd_hook(self._reset_failed)
-        self.register_postcmd_hook(self._save_context)
 
     # ---- failures: whatever prints an error marks the command failed ----------------------
 
     def _reset_failed(self, data: cmd2.plugin.PrecommandData) -> cmd2.plugin.PrecommandData:
-        self.failed = False
+        self.failed, self.fail_status = False, 1
         return data
 
     def perror(self, *args, **kwargs) -> None:
@@ -150,11 +167,6 @@ class Shell(cmd2.Cmd):
     def preloop(self) -> None:
         self.interactive = True                # cmdloop, at a prompt: Ctrl-C may ask
 
-    def _save_context(self, data: cmd2.plugin.PostcommandData) -> cmd2.plugin.PostcommandData:
-        if data.statement.command in ("py", "run_pyscript"):
-            context.save({k: v for k, v in self.py_locals.items() if k not in api.__all__})
-        return data
-
     def summary(self, res: dict) -> None:
         """A result in a few lines; the command fails if the process did."""
         m = res.get("metrics", {})
@@ -165,6 +177,51 @@ class Shell(cmd2.Cmd):
                 self.poutput(f"  {name}: {m[name]}")
         if res.get("state") != "finished" or m.get("Exit code", 0) != 0 or res.get("status") == "failed":
             self.failed = True
+
+    # ---- Python: py and run_pyscript share the session's namespace (pcli/pyshell.py) ----
+
+    py_parser = Cmd2ArgumentParser(description="Python with the API imported; app(\"command\") runs a shell "
+                                               "command. At a terminal ptpython, else the plain interpreter "
+                                               "on the lines that follow until quit() or their end.")
+
+    @with_argparser(py_parser)
+    def do_py(self, args) -> bool | None:
+        """Run Python."""
+        history = f"{history_path()}-py" if self.keep_history else None
+        return self.python(lambda namespace: pyshell.interact(namespace, self.stdin, history, self.color))
+
+    pyscript_parser = Cmd2ArgumentParser(description="Run a Python script in the shell's namespace; the command "
+                                                     "fails if it raises (status 1) or calls sys.exit(N), N > 0.")
+    pyscript_parser.add_argument("script_path", help="the script", completer=cmd2.Cmd.path_complete)
+    pyscript_parser.add_argument("script_arguments", nargs=argparse.REMAINDER, help="its sys.argv[1:]")
+
+    @with_argparser(pyscript_parser)
+    def do_run_pyscript(self, args) -> bool | None:
+        """Run a Python script."""
+        path = os.path.expanduser(args.script_path)
+        return self.python(lambda namespace: pyshell.run_file(namespace, path, args.script_arguments))
+
+    def python(self, run: Callable[[dict], int]) -> bool | None:
+        """RUN(namespace) with app() and print() for the shell; the command
+        fails with its exit status; plain variables are saved for the next
+        session.  True if app("quit") asked the shell to stop."""
+        if self.python_running:
+            self.fail("Python is running already: app() cannot start another")
+            return None
+        bridge = PyBridge(self)
+        self.python_running = True
+        try:
+            with pyshell.given(self.py_locals, app=bridge, print=pyshell.printer(self),
+                               quit=pyshell.leave, exit=pyshell.leave):
+                status = run(self.py_locals)
+        finally:
+            self.python_running = False
+            context.save(self.py_locals)
+        self.failed, self.fail_status = bool(status), status or 1   # the script's outcome, not its app() calls'
+        return bridge.stop
+
+    def in_pyscript(self) -> bool:
+        return self.python_running
 
     # ---- commands ---------------------------------------------------------------------
 
@@ -177,7 +234,7 @@ class Shell(cmd2.Cmd):
     run_parser.add_argument("--verbose", action="store_true", help="print log lines as they come")
     run_parser.add_argument("--paused", action="store_true",
                             help="start paused before the first event and print the pid: then `debug PID`")
-    run_parser.add_argument("--level", type=int, default=1, help="log level (default 1)")
+    run_parser.add_argument("--level", type=int, help="log level (default 1, or the configuration file's)")
     run_parser.add_argument("--order", choices=("fixed", "random"), help="scheduling order")
     run_parser.add_argument("--seed", type=int, help="seed for --order random")
     run_parser.add_argument("--timeout", type=float, help="fail the process after S seconds")
@@ -279,7 +336,7 @@ class Shell(cmd2.Cmd):
         if args.json:
             self.json_out(infos)
         else:
-            self.table(PROCESS_COLUMNS[:-1], [process_row(i)[:-1] for i in infos])
+            self.table(PROCESS_COLUMNS, [process_row(i) for i in infos])
             for i in infos:
                 if queue_note(i):
                     self.poutput(f"pid {i['pid']}: {queue_note(i)}")
@@ -486,15 +543,86 @@ class Shell(cmd2.Cmd):
         if not report.ok:
             self.failed = True
 
-    top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; q quits.")
+    config_parser = Cmd2ArgumentParser(description="The configuration in effect: the configuration file, the "
+                                                   "Redis URL and password (hidden) and where each came from, "
+                                                   "and run's defaults.")
+    json_arg(config_parser)
+
+    @with_category(CATEGORY)
+    @with_argparser(config_parser)
+    @command
+    def do_config(self, args) -> None:
+        """Show the configuration in effect."""
+        settings = effective_configuration()
+        if args.json:
+            self.json_out(settings)
+            return
+        run = ", ".join(f"{k}={v!r}" for k, v in settings["run"].items()) or "none (the built-in defaults)"
+        self.poutput(f"configuration file: {settings['file']}" + ("" if settings["file_exists"] else " (none there)"))
+        self.poutput(f"         Redis URL: {settings['redis_url']}  (from {settings['redis_url_from']})")
+        self.poutput(f"    Redis password: {settings['password']}")
+        self.poutput(f"      run defaults: {run}")
+
+    top_parser = Cmd2ArgumentParser(description="Live view of engines and processes; h lists the keys, q quits.")
+    top_parser.add_argument("--snapshot", metavar="FILE", completer=cmd2.Cmd.path_complete,
+                            help="save one frame to FILE (.png, .svg or .txt) instead")
+    top_parser.add_argument("--size", default="100x30", metavar="WxH",
+                            help="of the snapshot, in characters (default 100x30)")
+    top_parser.add_argument("--seconds", type=float, default=3.0, metavar="S",
+                            help="of looking before the snapshot, to measure message rates (default 3)")
 
     @with_category(CATEGORY)
     @with_argparser(top_parser)
     @command
     def do_top(self, args) -> None:
         """Live view of engines and processes."""
-        from .top import top
-        top()
+        from . import top
+        if args.snapshot:
+            top.snapshot(Path(args.snapshot), args.size, args.seconds)
+            self.poutput(f"top: saved {args.snapshot}")
+        else:
+            top.top()
+
+    plot_parser = picture_args("Plot a process's messages delivered per second, per region and in total, with "
+                               "each region's load, to FILE (.png or .svg).")
+
+    @with_category(CATEGORY)
+    @with_argparser(plot_parser)
+    @command
+    def do_plot(self, args) -> None:
+        """Plot a process's message rate."""
+        from .pictures import plot               # matplotlib and NumPy: only when drawing
+        self.poutput(plot(args.pid, args.file))
+
+    picture_parser = picture_args("Draw an ended process's devices at their coordinates to FILE (.png or .svg), "
+                                  "coloured by a field of their final state (--field) or by their region (--regions).")
+    colour = picture_parser.add_mutually_exclusive_group(required=True)
+    colour.add_argument("--field", metavar="NAME", help="the state (or property) field to colour by, e.g. temp, "
+                                                        "s.a, hist[2]")
+    colour.add_argument("--regions", action="store_true", help="colour by the region that ran each device")
+    picture_parser.add_argument("--xy", metavar="X,Y", type=xy_names,
+                                help="the two properties that place a device (default x,y or coords[2])")
+
+    @with_category(CATEGORY)
+    @with_argparser(picture_parser)
+    @command
+    def do_picture(self, args) -> None:
+        """Draw a process's devices."""
+        from .pictures import picture            # matplotlib and NumPy: only when drawing
+        self.poutput(picture(args.pid, args.file, args.field, args.regions, args.xy))
+
+
+def effective_configuration() -> dict:
+    """What pcli goes by, and where each setting came from (no secret shown)."""
+    url, url_from = url_and_source()
+    if urlsplit(url).password is not None:
+        password = "*** (in the URL)"
+    else:
+        secret, source = password_and_source()
+        password = f"*** ({source})" if secret else "none"
+    file = config.path()
+    return {"file": str(file), "file_exists": file.exists(), "redis_url": redact(url), "redis_url_from": url_from,
+            "password": password, "run": config.run_defaults()}
 
 
 def unwrapped(renderable) -> str:
@@ -513,6 +641,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no banner")
     p.add_argument("-c", dest="commands", action="append", metavar="COMMAND",
                    help="run COMMAND and exit (repeatable); status 1 if one fails")
+    config.describe(p, {"0": "every command succeeded (or the session ended)",
+                        "1": "a command failed: the ones after it were not run",
+                        "N": "a run_pyscript script's sys.exit(N)", "2": "bad arguments to pcli"},
+                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_PASSWORD", "PSTACK_CONFIG", "PSTACK_USER",
+                     "PCLI_HISTORY", "PCLI_CONTEXT", "PSTACK_CACHE"))
     return p
 
 
@@ -523,10 +656,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["PSTACK_REDIS"] = refuse_on_command_line(args.redis, "--redis")
         except CredentialsError as e:
             raise SystemExit(f"pcli: {e}") from None
-    scripted = args.commands or (not sys.stdin.isatty() and sys.stdin.readlines())
-    shell = Shell(color=not args.nocolor, quiet=args.quiet or bool(scripted),
-                  history=not scripted)
-    if not scripted:
+    scripted = scripted_lines(args.commands)
+    shell = Shell(color=not args.nocolor, quiet=args.quiet or scripted is not None, history=scripted is None)
+    if scripted is None:
         shell.cmdloop()
         return shell.exit_code
     for line in scripted:
@@ -534,9 +666,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         shell.failed = False
         stop = shell.onecmd_plus_hooks(line.rstrip("\n"))
-        if shell.failed or shell.exit_code or stop:
-            return 1 if (shell.failed or shell.exit_code) else 0
+        if shell.failed or shell.exit_code:
+            return shell.fail_status if shell.failed else 1
+        if stop:
+            return 0
     return 0
+
+
+def scripted_lines(commands: list[str] | None) -> Iterator[str] | None:
+    """The -c commands, else stdin's lines when it is not a terminal, read one
+    at a time (a `py` among them reads the lines after it); None: interactive."""
+    if commands:
+        return iter(commands)
+    if sys.stdin.isatty():
+        return None
+    return iter(sys.stdin.readline, "")
 
 
 if __name__ == "__main__":

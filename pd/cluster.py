@@ -12,6 +12,7 @@ alive by supervisord.
     python -m pd.cluster status DIR
     python -m pd.cluster url DIR [--engine | --admin]
     python -m pd.cluster check [DIR] [--redis URL] [--timeout S]
+    python -m pd.cluster unit start|worker DIR [OPTIONS]
 
 DIR (mode 0700) holds everything a cluster needs: supervisord.conf (filled
 in from conf/supervisord-head.conf.in or conf/supervisord-worker.conf.in),
@@ -25,7 +26,8 @@ or printed unless asked for (adduser, `url --engine`, `url --admin`).
 The head's Redis keeps an append-only file in DIR, so a restart of Redis or
 of the cluster keeps processes, the queue, the pid counter and users.
 `check` runs a two-region process on every pair of live engines
-(pd/check.py).  The same command is installed as `pstack-cluster`; start()
+(pd/check.py).  `unit` prints a systemd unit that runs the given start or
+worker command at boot and again if the host's supervisord dies.  The same command is installed as `pstack-cluster`; start()
 and stop() are the Python API.  See conf/README.md and docs/deployment.md.
 """
 
@@ -52,7 +54,7 @@ import psutil
 import redis
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
-from broker import credentials
+from broker import config, credentials
 from broker.control import Control, connect
 from broker.credentials import CredentialsError, redact, write_private
 from broker.dataplane import is_loopback, parse_ip
@@ -682,7 +684,37 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    "DIR's, else $PSTACK_REDIS, $PSTACK_REDIS_FILE, ~/.config/pstack/redis.url)")
     p.add_argument("--timeout", type=float, default=check.TIMEOUT, metavar="S",
                    help=f"seconds each pair may run (default {check.TIMEOUT:.0f})")
+    p = sub.add_parser("unit", help="print a systemd unit that keeps this host up: it runs the start or "
+                                     "worker command given after `unit`, at boot and whenever supervisord dies",
+                       description="print a systemd unit that keeps this host up, e.g. "
+                                   f"`{prog} unit start /srv/pstack --pds 4 > /etc/systemd/system/pstack.service`")
+    p.add_argument("host", nargs=argparse.REMAINDER, metavar="start|worker DIR ...",
+                   help="the command the unit runs, with its options")
+    config.describe(parser, {"0": "done", "1": "the command failed (status: a program is not running; "
+                                               "check: a pair of engines failed)", "2": "bad arguments"},
+                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_CONFIG", "PSTACK_DATA_HOST", "PSTACK_CURVE"))
     return parser
+
+
+def host_unit(command: argparse.Namespace) -> str:
+    """The systemd unit (conf/pstack-host.service.in) of a parsed `start` or
+    `worker` command: systemd runs the command, watches supervisord by its
+    pid file, and stops the host with `stop DIR`."""
+    d = cluster_dir(command.dir)
+    start = [sys.executable, "-m", "pd.cluster", command.command, str(d)]
+    for flag in ("pds", "slots", "name", "advertise", "port", "bind", "redis_file"):
+        value = getattr(command, flag, None)
+        if value is not None:
+            start += [f"--{flag.replace('_', '-')}", str(cluster_dir(value) if flag == "redis_file" else value)]
+    stop = [sys.executable, "-m", "pd.cluster", "stop", str(d)]
+
+    def unit_value(value: object) -> str:       # systemd expands %specifiers and $VARIABLES itself
+        return str(value).replace("%", "%%").replace("$", "$$")
+    values = {"what": "head" if command.command == "start" else "worker", "dir": d,
+              "user": d.owner() if d.exists() else getpass.getuser(),
+              "start": shlex.join(start), "stop": shlex.join(stop)}
+    template = string.Template((CONF_DIR / "pstack-host.service.in").read_text())
+    return template.substitute({k: unit_value(v) for k, v in values.items()})
 
 
 def _started(what: str, d: Path, url: str, prefix: str | None, pds: int) -> None:
@@ -716,6 +748,11 @@ def _run(args: argparse.Namespace, d: Path | None, prog: str) -> int:
         return status(d)
     elif args.command == "url":
         print(read_url(d, args.identity))
+    elif args.command == "unit":
+        host = _parser(prog).parse_args(args.host)
+        if host.command not in ("start", "worker"):
+            raise ValueError("a unit runs a host: give `start DIR ...` or `worker DIR ...` after `unit`")
+        print(host_unit(host), end="")
     return 0
 
 
@@ -724,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = Path(sys.argv[0]).name
     prog = prog if prog == "pstack-cluster" else "python -m pd.cluster"
     args = _parser(prog).parse_args(argv)
-    d = cluster_dir(args.dir) if args.dir else None
+    d = cluster_dir(args.dir) if getattr(args, "dir", None) else None
     try:
         return _run(args, d, prog)
     except (ClusterError, IdentityError, CredentialsError, ValueError) as e:

@@ -1,13 +1,14 @@
 """pd, the POETS daemon: one per host, kept alive by supervisord.
 
-It registers its engine, heartbeats (with host CPU and memory), claims the
-regions the scheduler assigns to it and runs each in a child process
-(pd/worker.py).  Every loop it checks its children: a child that ended
-without recording its result fails its process with the reason; a process
-that ended elsewhere (killed, or another region failed) has its child
-stopped within a fraction of a second.  On SIGTERM it stops its children
-and fails their processes with "daemon stopped".  When Redis goes away it
-retries, and registers again when Redis is back.
+It registers its engine, heartbeats (with the CPU and memory of the host and
+of its workers), claims the regions the scheduler assigns to it and runs
+each in a child process (pd/worker.py).  Every loop it checks its
+children: a child that ended without recording its result fails its
+process with the reason; a process that ended elsewhere (killed, or another
+region failed) has its child stopped within a fraction of a second.  On
+SIGTERM it stops its children and fails their processes with "daemon
+stopped".  When Redis goes away it retries, and registers again when Redis
+is back.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import psutil
 import redis
 
-from broker import keys
+from broker import config, keys
 from broker.control import HEARTBEAT_TTL_MS, Control, Job, connect
 from broker.credentials import CredentialsError, redact, redis_url, refuse_on_command_line
 
@@ -42,6 +43,29 @@ log = logging.getLogger("pd")
 class Child:
     job: Job
     proc: subprocess.Popen
+
+
+class WorkerLoad:
+    """The CPU and memory of the daemon's workers and their sandboxes, summed:
+    CPU in percent of one core since the last look, memory as resident bytes."""
+
+    def __init__(self) -> None:
+        # the same objects again: cpu_percent() measures since the last call on each
+        self.seen: dict[int, psutil.Process] = {}
+
+    def measure(self) -> tuple[float, int]:
+        cpu, rss, seen = 0.0, 0, {}
+        for p in psutil.Process().children(recursive=True):
+            known = self.seen.get(p.pid)
+            p = known if known == p else p           # equal: same pid and start time
+            try:
+                with p.oneshot():
+                    cpu, rss = cpu + p.cpu_percent(), rss + p.memory_info().rss
+            except psutil.Error:                      # ended meanwhile, or jailed out of sight
+                continue
+            seen[p.pid] = p
+        self.seen = seen
+        return cpu, rss
 
 
 class Daemon:
@@ -91,11 +115,13 @@ class Daemon:
 
     def heartbeats(self) -> None:
         psutil.cpu_percent()
+        workers = WorkerLoad()
         while not self.stopping.wait(HEARTBEAT_SECONDS):
             try:
                 mem = psutil.virtual_memory()
                 if self.registered and not self.ctl.heartbeat(self.name, self.daemon_id, psutil.cpu_percent(),
-                                                              mem.total - mem.available, mem.total):
+                                                              mem.total - mem.available, mem.total,
+                                                              *workers.measure()):
                     self.registered = False          # Redis lost our record: register again
                 self.ctl.reap()
             except redis.RedisError:
@@ -241,6 +267,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"processes and threads of a region's handlers (default {PROCS}; 0: no limit; "
                    "only when pd runs as root)")
     p.add_argument("-q", "--quiet", action="store_true", help="log only warnings")
+    config.describe(p, {"0": "stopped (SIGTERM, SIGINT)", "1": "its engine name is taken by a live daemon",
+                        "2": "bad arguments or an unusable Redis URL or configuration file"},
+                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_PASSWORD", "PSTACK_CONFIG", "PSTACK_DATA_HOST", "PSTACK_CURVE",
+                     "PSTACK_TRACE_MB", "PSTACK_CACHE", "PSTACK_INSTANCE_CACHE", "PSTACK_INSTANCE_CACHE_MB"))
     return p
 
 

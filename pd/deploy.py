@@ -34,7 +34,7 @@ from pathlib import Path
 import asyncssh
 import redis
 
-from broker import credentials
+from broker import config, credentials
 from broker.control import Control, connect
 from broker.credentials import CredentialsError, redact, scrub
 
@@ -466,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="wheelhouse cache (default ~/.cache/pstack/wheelhouse)")
     p.add_argument("--timeout", type=float, default=600, metavar="S",
                    help="seconds per host for each phase (default 600)")
+    config.describe(p, {"0": "every host deployed, its engines alive", "1": "a host failed (each host's line "
+                                                                           "says why)", "2": "bad arguments"},
+                    ("PSTACK_REDIS", "PSTACK_REDIS_FILE", "PSTACK_CONFIG"))
     args = p.parse_args(argv)
 
     def fail(message: str) -> int:

@@ -42,6 +42,7 @@ from psim import build
 from psim.engine import Options
 from psim.errors import BadInput
 from psim.limits import Limits
+from psim.series import Series
 
 from . import results
 from .channel import Closed
@@ -124,6 +125,7 @@ class Keeper:
         self.running = False          # the data plane is up: notices may be sent
         self.told = False             # the notice of a problem was sent
         self.traced = 0               # bytes of event trace recorded (None: cut at TRACE_MB)
+        self.rate = Series()          # delivered over time, for pcli plot (from "loaded" to the result)
 
     def serve(self) -> None:
         try:
@@ -212,10 +214,12 @@ class Keeper:
         elif kind == "progress":
             self.beat.progress[f"delivered:{job.region}"] = int(msg["delivered"])
             self.beat.progress[f"dropped:{job.region}"] = int(msg["dropped"])
+            self.record_rate(int(msg["delivered"]))
         elif kind in ("compiling", "collecting"):
             self.beat.progress[f"phase:{job.region}"] = kind
         elif kind == "loaded":
             self.beat.progress[f"phase:{job.region}"] = "running"
+            self.record_rate(0)               # the run starts
             if job.region == 0:
                 self.ctl.proc_set(job, graph_type=str(msg["graph_type"]), devices=int(msg["devices"]),
                                   edges=int(msg["edges"]))
@@ -223,6 +227,13 @@ class Keeper:
             self.running = True
         elif kind == "trace":
             self.trace(msg["data"])
+
+    def record_rate(self, delivered: int, last: bool = False) -> None:
+        """A point of the region's delivered count over time, into Redis
+        when it is kept (psim/series.py bounds how many)."""
+        if self.rate.add(time.time(), delivered, last=last):
+            points, whole = self.rate.unsent()
+            self.ctl.rate(self.job, points, whole)
 
     def trace(self, data: bytes) -> None:
         """A chunk of the region's event trace into Redis; past TRACE_MB the
@@ -246,6 +257,9 @@ class Keeper:
             self.finish("failed", f"{where(self.job.region, self.job.engine)}: the region's result is malformed "
                                   f"({why})")
         else:
+            delivered = results.metrics(res).get("Delivered messages") if res is not None else None
+            if isinstance(delivered, int):    # the run's last point: its final count
+                self.record_rate(delivered, last=True)
             self.finish(str(msg["status"]), str(msg["reason"]), res)
 
     def finish(self, status: str, reason: str, res: bytes | None = None) -> None:

@@ -6,20 +6,57 @@ import json
 import os
 import sys
 import traceback
+from importlib.metadata import PackageNotFoundError, version
 
-from . import limits
+from . import limits, plots, progress
 from .engine import Options
 from .errors import BadInput
 
+INTERRUPTED = 130        # run.INTERRUPTED, without importing the engine's modules before PSTACK_CACHE is set
+
+EPILOG = """\
+exit status:
+  0    the application called handler_exit(0) (or an equivalent), or ended idle;
+       --check: every check passed; --replay: the recorded run's, as above
+  1    it exited with a non-zero code or failed (assert, crash, timeout, step
+       limit, memory); --check: a check failed; --replay: the run diverged
+  2    bad input: a bad application file, option, region map, trace or
+       MODULE:FACTORY (the message names it)
+  3    an internal error of psim (--internals shows its traceback)
+  130  interrupted (Ctrl-C); -r still prints what the run had then
+
+environment:
+  PSTACK_CACHE               folder for compiled modules and the instance cache
+                             (default ~/.cache/pstack; -t DIR sets it)
+  PSTACK_INSTANCE_CACHE      0: read every instance from its XML (--no-instance-cache)
+  PSTACK_INSTANCE_CACHE_MB   the instance cache's size, in MB (default 4096)
+  CXX                        the C++ compiler for the handlers (default g++)
+  TMP                        where a supervisor's get_output_directory() makes its folder
+
+docs/psim.md is the user guide.
+"""
+
+
+def package_version() -> str:
+    try:
+        return version("pstack")
+    except PackageNotFoundError:           # run from a checkout that was never installed
+        return "unknown (not installed)"
+
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).")
+    p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"psim (pstack) {package_version()}")
     p.add_argument("app", nargs="?", help="application file (.xml or .xml.gz); with --check, by default the one "
                                           "beside the checker file; with --replay or --events, the trace's own")
     p.add_argument("-l", "--level", type=int, help="log level: show handler_log lines up to N (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the exit code and metrics")
     p.add_argument("-r", "--result", action="store_true", help="print the result as JSON")
     p.add_argument("--internals", action="store_true", help="show internal tracebacks and where modules are built")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="show reading, compiling and running on stderr (default: when stderr is a terminal, "
+                        "but not with -q or -r)")
     p.add_argument("--debug", action="store_true",
                    help="open the debugger's prompt, paused before the first event (docs/debugging.md)")
     p.add_argument("--break", dest="breaks", action="append", default=[], metavar="SPEC",
@@ -55,21 +92,38 @@ def parser() -> argparse.ArgumentParser:
                                                     "every event against it")
     p.add_argument("--events", metavar="FILE", help="print the trace FILE's records, one JSON object a line")
     p.add_argument("--xml", metavar="OUT", help="with --events: write graph-schema's event log XML to OUT instead")
+    plots.add_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:   # Ctrl-C where no result is to be had: reading, compiling, --inspect, --replay...
+        print("psim: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:     # `psim ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the exit's flush fails silently
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     p = parser()
     args = p.parse_args(argv)
     if not (args.app or args.check or args.replay or args.events):
         p.error("the following arguments are required: app")
+    if args.region is not None and not args.rmap:
+        p.error("--region N runs one region of a region map: give --rmap too")
+    if plots.misused(args):
+        p.error(plots.misused(args))
     if args.temp:
         os.environ["PSTACK_CACHE"] = args.temp
     if args.no_instance_cache:
         os.environ["PSTACK_INSTANCE_CACHE"] = "0"
     if args.inspect:
         return inspect(args)
-    from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
+    if plots.region_picture(args):
+        return _region_picture(args)
     if args.replay or args.events:
         return _traced(args)
     given = options_given(args)
@@ -81,24 +135,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return _check(args, given)
     limits.apply(limits.Limits(memory_mb=opts.memory_mb))     # imports done: what is in use now is psim's
+    debugging = bool(args.debug or args.breaks)
+    shown = progress.reporter(not debugging and progress.wanted(args.progress, args.quiet or args.result))
     try:
-        rmap = json_object(args.rmap, "--rmap")
-        externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
-        loaded = Loaded(args.app, watchers=bool(args.debug or args.breaks or opts.trace))
-        if args.internals:
-            print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
-            print(f"Debug  instance {'from the instance cache' if loaded.instance_cached else 'read from the XML'}",
-                  file=sys.stderr)
-        on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
-        if args.debug or args.breaks:
-            res = debug(loaded, opts, args.breaks, on_log)
+        wanted = plots.Wanted(args)
+        try:
+            res, drawn = _run(args, opts, debugging, shown, wanted)
+        finally:
+            shown.close()
+        if args.result:
+            print(json.dumps(res))
         else:
-            res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet)
+            _print_human(res, args.quiet)
+            for line in drawn if not args.quiet else []:
+                print(line)
+        return _status(res)
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except BrokenPipeError:
+        raise                  # not psim's fault: main() handles it
     except MemoryError:        # in Python: reading the instance or shaping the result
         print(f"psim: memory limit of {opts.memory_mb} MB exceeded (in psim, not a handler)"
               if opts.memory_mb else "psim: out of memory", file=sys.stderr)
@@ -108,11 +164,38 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"psim: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         return 3
-    if args.result:
-        print(json.dumps(res))
+
+
+def _run(args: argparse.Namespace, opts: Options, debugging: bool, shown: progress.Quiet,
+         wanted: plots.Wanted) -> tuple[dict, list[str]]:
+    """Load and run (or debug) the application: its result, and a line for
+    each picture drawn of it."""
+    from .run import Loaded, run_loaded   # after PSTACK_CACHE is set
+    rmap = json_object(args.rmap, "--rmap")
+    externals, supervisor = _engine(args.external, "--external"), _engine(args.supervisor, "--supervisor")
+    loaded = Loaded(args.app, watchers=bool(debugging or opts.trace), progress=shown)
+    if args.internals:
+        print(f"Debug  module {loaded.module.__file__}", file=sys.stderr)
+        print(f"Debug  instance {'from the instance cache' if loaded.instance_cached else 'read from the XML'}",
+              file=sys.stderr)
+    on_log = (lambda d, lv, t: print(f"Log    {d}: {t}")) if not (args.quiet or args.result) else None
+    if debugging:
+        res = debug(loaded, opts, args.breaks, on_log)
     else:
-        _print_human(res, args.quiet)
-    return _status(res)
+        sampler = wanted.start(loaded)
+        res = run_loaded(loaded, opts, rmap, externals, on_log, supervisor, states=args.result or not args.quiet,
+                         progress=shown, on_batch=[sampler] if sampler else [])
+    return res, wanted.draw(loaded, res, with_series=args.result)
+
+
+def _region_picture(args: argparse.Namespace) -> int:
+    """psim --snapshot-png FILE --partition N | --rmap MAP: the split drawn, nothing run."""
+    try:
+        print(plots.draw_regions(args))
+    except BadInput as e:
+        print(f"psim: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _traced(args) -> int:
@@ -152,6 +235,8 @@ def _report(res: dict, args) -> None:
 
 
 def _status(res: dict) -> int:
+    if res["status"] == "interrupted":
+        return INTERRUPTED
     return 0 if res["status"] == "idle" or (res["status"] == "exit" and res["metrics"]["Exit code"] == 0) else 1
 
 
@@ -207,6 +292,9 @@ def _check(args: argparse.Namespace, given: dict) -> int:
     except BadInput as e:
         print(f"psim: {e}", file=sys.stderr)
         return 2
+    if res["status"] == "interrupted":         # nothing to check: the run did not end
+        print("psim: interrupted", file=sys.stderr)
+        return INTERRUPTED
     verdicts = checker.verdicts(res)
     for v in verdicts:
         print(f"{'PASS' if v.passed else 'FAIL'}  {v.name}" + (f": {v.message}" if v.message else ""))

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import build
 from .model import GraphType
-from .reader import Instance, Source, _pin_table, read_instance
+from .reader import Instance, OnBlock, Source, _pin_table, read_instance
 
 FORMAT = 1
 MAGIC = b"PSTKINST"
@@ -68,21 +68,22 @@ def cap_bytes() -> int:
     return int(float(os.environ.get("PSTACK_INSTANCE_CACHE_MB", DEFAULT_CAP_MB)) * (1 << 20))
 
 
-def read(src: Source, graph: GraphType, ns: str, lib, ffi) -> tuple[Instance, bool]:
-    """Pass 2, or its result from the cache: (instance, whether it was cached)."""
+def read(src: Source, graph: GraphType, ns: str, lib, ffi, on_block: OnBlock | None = None) -> tuple[Instance, bool]:
+    """Pass 2, or its result from the cache: (instance, whether it was
+    cached); on_block: pass 2's progress (reader.read_instance)."""
     try:
         entry = folder() / (content_key(src.path) + ".inst") if src.path is not None and enabled() else None
     except OSError:                          # no cache folder to be had: parse
         entry = None
     if entry is None:
-        return read_instance(src, graph, ns, lib, ffi), False
+        return read_instance(src, graph, ns, lib, ffi, on_block), False
     try:
         inst = load(entry, src, graph, ns, lib, ffi)
         _touch(entry)
         return inst, True
     except (OSError, ValueError, Invalid):   # missing, unreadable, corrupt or forged: read the XML
         pass
-    inst = read_instance(src, graph, ns, lib, ffi)
+    inst = read_instance(src, graph, ns, lib, ffi, on_block)
     try:
         if store(entry, inst, lib, ffi):
             _touch(entry)

@@ -46,15 +46,28 @@ class Source:
     def __init__(self, xml: str | Path):
         text = str(xml)
         self.data: bytes | None = None
-        if isinstance(xml, str) and text.lstrip().startswith("<"):
+        # XML text, or (a file's text that is not XML, e.g. a worker's copy
+        # of what a client sent) lines no path has: the parse names the fault
+        if isinstance(xml, str) and (text.lstrip("\ufeff \t\r\n").startswith("<") or "\n" in text):
             self.data = text.encode()
             self.name = "<string>"
             self.path = None
         else:
             self.path = Path(text)
             self.name = self.path.name
-            if not self.path.is_file():
+            try:
+                found = self.path.is_file()
+            except OSError as e:          # e.g. a name too long for a path
+                raise BadInput(f"{text[:80]}: {e.strerror}") from None
+            if not found:
                 raise BadInput(f"{text}: no such file")
+
+    @property
+    def size(self) -> int | None:
+        """The bytes pass 2 feeds the C reader, when known before (not for a .gz)."""
+        if self.data is not None:
+            return len(self.data)
+        return None if self.path.suffix == ".gz" else self.path.stat().st_size
 
     def open(self):
         if self.data is not None:
@@ -213,18 +226,26 @@ def new_loader(graph: GraphType, lib, ffi):
                                 len(graph.edge_pins)), lib.pl_destroy)
 
 
-def read_instance(src: Source, graph: GraphType, ns: str, lib, ffi) -> Instance:
-    """Pass 2: the instance into flat arrays and the C loader."""
+OnBlock = Callable[[int, int, int], None]     # (bytes fed so far, devices read, edges read)
+
+
+def read_instance(src: Source, graph: GraphType, ns: str, lib, ffi, on_block: OnBlock | None = None) -> Instance:
+    """Pass 2: the instance into flat arrays and the C loader; on_block
+    after every block fed (for progress: once a MB, no cost per element)."""
     loader = new_loader(graph, lib, ffi)
     reader = _c_reader(graph, ns, loader, lib)
     block = bytearray(BLOCK)          # one buffer, refilled: no fresh pages per block
     view = ffi.from_buffer(block)
+    fed = 0
     try:
         with src.open() as f:
             while True:
                 n = f.readinto(block)
                 if lib.pr_feed(reader, view, n, not n) or not n:
                     break
+                fed += n
+                if on_block:
+                    on_block(fed, lib.pl_n_devices(loader), lib.pl_n_edges(loader))
         return _Result(src, graph, ns, loader, reader, lib, ffi).instance()
     finally:
         lib.pr_destroy(reader)

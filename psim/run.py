@@ -5,42 +5,59 @@ from __future__ import annotations
 import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import build, instcache, limits, trace
 from .compiler import compile_graph
-from .engine import IDLE, STOP_EXIT, STOP_FAIL, STOPPED, SUPERVISOR, Engine, Options
+from .engine import BUDGET, IDLE, STOP_EXIT, STOP_FAIL, STOPPED, SUPERVISOR, Engine, Options
 from .errors import BadInput
+from .progress import QUIET, Phase, Quiet, counted
 from .reader import Instance, Source, read_graph_type, unserved_externals
 
-BATCH = 1 << 20            # events per call into C
+BATCH = 1 << 20            # most events per call into C
+SLICE = 0.1                # seconds a call into C should last: how long Ctrl-C may wait (Slices)
+FIRST_SLICE = 1 << 12      # events in the first call, before the rate is known
+INTERRUPTED = 130          # the exit code of a run stopped by Ctrl-C (the shell's for SIGINT)
 IDLE_ROUNDS = 10           # hardware-idle rounds without a send before the run ends (as the reference)
 
 LogSink = Callable[[str, int, str], None]
+BatchHook = Callable[[Engine], None]       # runs after every batch of events (drive's on_batch)
 InstanceReader = Callable[[Source, object, str, object, object], "tuple[Instance, bool]"]   # (src, graph, ns, lib, ffi)
 
 
 class Loaded:
     """An application read and compiled, ready to run (possibly many times)."""
 
-    def __init__(self, xml: str | Path, watchers: bool = False, read: InstanceReader | None = None):
+    def __init__(self, xml: str | Path, watchers: bool = False, read: InstanceReader | None = None,
+                 progress: Quiet = QUIET):
         """watchers: compiled so that a debugger or a trace can watch it.
         read: where the instance comes from (default: the instance cache,
-        else pass 2 of the XML); (instance, came from a cache)."""
+        else pass 2 of the XML); (instance, came from a cache).  progress:
+        where the reading and the compiling are shown (psim/progress.py)."""
         t0 = time.perf_counter()
         src = Source(xml)
         graph, ns = read_graph_type(src)
         loader = build.loader_module()
-        with ThreadPoolExecutor(1) as pool:      # g++ runs while Python reads the instance
-            compiling = pool.submit(compile_graph, graph, watchers)
+        pool = ThreadPoolExecutor(1)             # g++ runs while Python reads the instance
+        try:
+            compiling = pool.submit(_compile, graph, watchers, progress.phase("compiling handlers"))
             try:
                 t1 = time.perf_counter()
+                reading = progress.phase(f"reading {src.name}", src.size)
                 self.instance: Instance
-                self.instance, self.instance_cached = (read or instcache.read)(src, graph, ns, loader.lib, loader.ffi)
+                self.instance, self.instance_cached = (read or partial(instcache.read, on_block=reading.block))(
+                    src, graph, ns, loader.lib, loader.ffi)
                 self.read_seconds = time.perf_counter() - t1
-            finally:
-                self.module, self.compile_seconds = compiling.result()
+                reading.end(f"{counted(self.instance.n_devices, self.instance.n_edges)}"
+                            + (" from the instance cache" if self.instance_cached else ""))
+            except Exception:
+                compiling.result()               # a handler that does not compile is said first
+                raise
+            self.module, self.compile_seconds = compiling.result()
+        finally:                                 # Ctrl-C: out at once, not after g++ (a terminal's stops g++ too)
+            pool.shutdown(wait=False, cancel_futures=True)
         self.load_seconds = time.perf_counter() - t0
         self.used = False
 
@@ -122,6 +139,13 @@ def load_instance(xml: str | Path | Source) -> Instance:
     return instcache.read(src, graph, ns, loader.lib, loader.ffi)[0]
 
 
+def _compile(graph, watchers: bool, phase: Phase):
+    """compile_graph, its phase ended when it is."""
+    module, seconds = compile_graph(graph, watchers)
+    phase.end("from the build cache" if not seconds else "")
+    return module, seconds
+
+
 class Outcome:
     def __init__(self, status: str, exit_code: int, error: str | None, hw_rounds: int, seconds: float,
                  kind: int = 0):
@@ -156,40 +180,89 @@ def idle_rounds(graph) -> bool:
     return graph.supervisor is not None or any(d.on_hardware_idle is not None for d in graph.devices.values())
 
 
-def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: Callable[[Engine], None] | None = None) -> Outcome:
+def drive(engine: Engine, on_log: LogSink, opts: Options, on_batch: BatchHook | None = None) -> Outcome:
     """Run to the end.  Hardware idle: when nothing is ready or in flight,
     OnHardwareIdle runs everywhere, by the IdleRounds rule, when the app
-    has idle rounds (idle_rounds); else it ends at the first idle.  on_batch(engine) runs after every
-    batch of events (for progress reports)."""
+    has idle rounds (idle_rounds); else it ends at the first idle.
+    on_batch(engine) runs after every batch of events (progress; several
+    hooks: each()).  Ctrl-C (KeyboardInterrupt) is seen within about a
+    slice (Slices) and raised as Interrupted, with the outcome so far: the
+    engine is as it was after its last batch."""
     t0 = time.perf_counter()
     deadline = t0 + opts.timeout if opts.timeout else None
     has_hwidle = idle_rounds(engine.inst.graph)
     idle = IdleRounds()
+    slices = Slices()
 
     def remaining() -> float:
         return max(deadline - time.perf_counter(), 1e-6) if deadline else 0.0
 
-    status = engine.start(remaining())
-    while status != STOPPED:
+    try:
+        status = engine.start(remaining())
+        while status != STOPPED:
+            drain_logs(engine, on_log)
+            if deadline and time.perf_counter() >= deadline:
+                status = engine.run(1, 1e-6)       # the engine records the timeout
+                continue
+            status = slices.run(engine, remaining())
+            if on_batch:
+                on_batch(engine)
+            if status != IDLE:
+                continue
+            if not has_hwidle or not idle.next_round(engine.outcome().sends):
+                engine.finish(remaining())
+                break
+            status = engine.hardware_idle(remaining())
         drain_logs(engine, on_log)
-        if deadline and time.perf_counter() >= deadline:
-            status = engine.run(1, 1e-6)       # the engine records the timeout
-            continue
-        status = engine.run(BATCH, remaining())
-        if on_batch:
-            on_batch(engine)
-        if status != IDLE:
-            continue
-        if not has_hwidle or not idle.next_round(engine.outcome().sends):
-            engine.finish(remaining())
-            break
-        status = engine.hardware_idle(remaining())
-    drain_logs(engine, on_log)
+    except KeyboardInterrupt:
+        raise Interrupted(Outcome("interrupted", INTERRUPTED, None, idle.rounds, time.perf_counter() - t0)) from None
     seconds = time.perf_counter() - t0
     o = engine.outcome()
     if o.stop == STOP_EXIT:
         return Outcome("exit", o.exit_code, None, idle.rounds, seconds)
     return failed(engine, idle.rounds, seconds) or Outcome("idle", 0, None, idle.rounds, seconds)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during drive(): still a KeyboardInterrupt to callers that do
+    not look for it (a cluster's worker); run_loaded makes a result of its
+    outcome."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__()
+        self.outcome = outcome
+
+
+def each(hooks: Sequence[BatchHook]) -> BatchHook:
+    """One on_batch hook that runs `hooks` in order."""
+    def run_each(engine: Engine) -> None:
+        for hook in hooks:
+            hook(engine)
+    return run_each
+
+
+class Slices:
+    """Events per call into C, sized so that a call lasts about SLICE
+    seconds at the rate the last full call ran, at most `most`.  A call
+    cannot be interrupted (Ctrl-C is seen when it returns), and a slow
+    handler (1 ms) makes BATCH events minutes long, while a fast one runs
+    BATCH in tens of milliseconds (bench/graphs.py's mesh: 60M events/s)."""
+
+    def __init__(self, most: int = BATCH):
+        self.most = most
+        self.size = min(FIRST_SLICE, most)
+
+    def ran(self, took: float, full: bool) -> None:
+        """A call took `took` seconds; `full`: it ran all the events it was given."""
+        if full or took > SLICE:
+            self.size = max(1, min(self.most, 4 * self.size, int(self.size * SLICE / max(took, 1e-6))))
+
+    def run(self, engine: Engine, seconds: float) -> int:
+        """engine.run for one slice (`seconds`: the run's time left, 0: no limit); its status."""
+        t0 = time.perf_counter()
+        status = engine.run(self.size, seconds)
+        self.ran(time.perf_counter() - t0, status == BUDGET)
+        return status
 
 
 def failed(engine: Engine, rounds: int, seconds: float) -> Outcome | None:
@@ -208,7 +281,8 @@ def drain_logs(engine: Engine, on_log: LogSink) -> None:
     engine.drain_trace()
 
 
-def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None, states: dict | None = None) -> dict:
+def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None, states: dict | None = None,
+           progress: Quiet = QUIET) -> dict:
     """The run's result dict; `states` instead of the engine's own local ones."""
     o = engine.outcome()
     inst = loaded.instance
@@ -229,7 +303,10 @@ def result(loaded: Loaded, engine: Engine, out: Outcome, log: list | None, state
     if engine.region is not None:
         metrics.update({"Region": engine.my_region, "Remote messages sent": o.remote_sent,
                         "Remote messages received": o.remote_received, "Remote bytes": o.remote_bytes})
-    res = {"states": engine.states() if states is None else states, "metrics": metrics, "status": out.status}
+    if states is None:
+        with progress.during("decoding states"):
+            states = engine.states()
+    res = {"states": states, "metrics": metrics, "status": out.status}
     if log is not None:
         res["log"] = [list(entry) for entry in log]
     if out.error:
@@ -241,7 +318,7 @@ def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None,
          supervisor=None) -> dict:
     """Run a POETS application and return its result:
     {"states": {device: {field: value}}, "metrics": {...}, "log": [...],
-     "status": "exit" | "idle" | "failed", "error": "..." (when failed)}.
+     "status": "exit" | "idle" | "failed" | "interrupted", "error": "..." (when failed)}.
     externals: an application engine (a pcli.Engine) serving the external
     devices, here in this process (docs/engines.md); the result then merges
     its region's with the C devices' as pcli.result does.  supervisor: an
@@ -254,11 +331,15 @@ def psim(xml: str | Path, rmap: dict | None = None, options: dict | None = None,
 
 
 def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, externals=None,
-               on_log: LogSink | None = None, supervisor=None, states: bool = True) -> dict:
+               on_log: LogSink | None = None, supervisor=None, states: bool = True,
+               progress: Quiet = QUIET, on_batch: Sequence[BatchHook] = ()) -> dict:
     """Run a loaded application to its result (psim() and the psim command);
     log lines go to on_log, or without one into the result.  states=False:
     the result's states are left empty by a plain run, not decoded (psim -q
-    prints none, and decoding a million is seconds)."""
+    prints none, and decoding a million is seconds).  progress shows the
+    run; on_batch: more hooks after every batch (drive), in every thread
+    with --threads.  Ctrl-C ends the run "interrupted", with the states
+    and metrics it had then (not with an application engine)."""
     if externals is not None or supervisor is not None:
         if opts.threads > 1:
             raise BadInput("--threads runs psim's own engines: not with an application engine")
@@ -269,15 +350,21 @@ def run_loaded(loaded: Loaded, opts: Options, rmap: dict | None = None, external
         return run_with_engine(loaded, externals, opts, rmap, on_log, supervisor)
     if opts.threads > 1:
         from .threads import run_threads                # brings in the region protocol: only when asked
-        return run_threads(loaded, opts, rmap, on_log)
+        return run_threads(loaded, opts, rmap, on_log, progress, on_batch)
     engine = loaded.engine(opts, rmap)
     sink = _trace_sink(loaded, engine, opts)
     log: list = []
-    out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts)
+    running = progress.running()
+    try:
+        out = drive(engine, on_log or (lambda d, lv, t: log.append((d, lv, t))), opts, each([running, *on_batch]))
+    except Interrupted as e:
+        out = e.outcome
+    running.end(out.status)
     if sink:
-        sink(trace.end_chunk(engine, out.status, out.exit_code, out.error))
+        if out.status != "interrupted":          # an interrupted trace has no end: replayed as far as it goes
+            sink(trace.end_chunk(engine, out.status, out.exit_code, out.error))
         sink.close()
-    return result(loaded, engine, out, log, None if states else {})
+    return result(loaded, engine, out, log, None if states else {}, progress)
 
 
 def _trace_sink(loaded: Loaded, engine: Engine, opts: Options) -> "trace.FileSink | None":

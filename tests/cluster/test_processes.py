@@ -205,3 +205,11 @@ def test_gzipped_application_runs_on_the_cluster(cluster, tmp_path):
     res = pcli.run(str(gz))
     assert res["state"] == "finished" and res["metrics"]["Delivered messages"] == 40
     assert pcli.info(max(pcli.ps(all=True)))["app"] == "ring.xml.gz"
+
+
+def test_a_file_that_is_not_xml_fails_with_the_parsers_reason(cluster):
+    cluster.start("e1")
+    res = pcli.run(str(APPS_DIR / "assert_v3.py"))        # a checker file, not its application
+    assert res["state"] == "failed" and "malformed XML" in res["reason"], res["reason"]
+    assert "a bug in pstack" not in res["reason"]
+    assert pcli.run(RING)["metrics"]["Exit code"] == 0

@@ -16,7 +16,7 @@ import pcli
 from appcases import APPS_DIR
 from conftest import ROOT, wait_for
 from pcli.shell import Shell
-from pcli.top import screen_lines
+from pcli.topscreen import Data, View, screen
 from tinyapp import endless_app, ring_app, slow_app
 
 RING = str(APPS_DIR / "ring_v2.xml")
@@ -91,9 +91,9 @@ def test_a_process_that_cannot_run_now_waits_with_a_reason_and_blocks_nobody(clu
     assert f"pid {pinned.pid}: #1 waiting for engine e2 (not running)" in shell_output("ps")
     shown = shell_output(f"info {pinned.pid}")
     assert "  position: 1\n" in shown and "reason: waiting for engine e2 (not running)\n" in shown
-    screen = [text for text, _ in screen_lines(pcli.engines(), pcli.processes(), {})]
-    assert "      #2 waiting for 2 slots (running engines have 1)" in screen
-    assert all(len(text) <= 80 for text in screen[2:])             # the first line is the title
+    frame = [text for text, _ in screen(Data(pcli.engines(), pcli.processes()), View(), 80, 24)]
+    assert "      #2 waiting for 2 slots (running engines have 1)" in frame
+    assert all(len(text) < 80 for text in frame)
 
     cluster.start("e2")
     assert pinned.result(timeout=60)["state"] == "finished"

@@ -1,5 +1,5 @@
 """The pcli shell against a live cluster: commands through cmd2's
-onecmd_plus_hooks and `pcli -c`, scripts, exit statuses, and `top` in tmux."""
+onecmd_plus_hooks and `pcli -c`, scripts and exit statuses (`top`: test_top.py)."""
 import io
 import json
 import os
@@ -11,7 +11,7 @@ import pytest
 import pcli
 from appcases import APPS_DIR
 from conftest import ROOT, wait_for
-from pcli.shell import Shell, pid_choices
+from pcli.shell import Shell
 from tinyapp import forever_app
 
 RING = str(APPS_DIR / "ring_v2.xml")
@@ -103,13 +103,6 @@ print("n1 saw", block(f)["states"]["n1"]["seen"])
     assert "n1 saw 10" in shell.do(f"run_pyscript {script}")
 
 
-def test_py_context_persists(shell, tmp_path):
-    shell.py_locals["answer"] = 42
-    shell.do("run_pyscript " + str(_write(tmp_path / "n.py", "assert ps is not None\n")))
-    again = Shell(history=False, stdout=io.StringIO(), quiet=True)
-    assert again.py_locals["answer"] == 42 and again.py_locals["run"] is pcli.run
-
-
 def test_pcli_c_and_stdin_exit_statuses(cluster):
     cluster.start("e1")
     ok = pcli_cli("-c", f"run {RING}", "-c", "ps -a --json")
@@ -124,44 +117,13 @@ def test_pcli_c_and_stdin_exit_statuses(cluster):
     assert pcli_cli(stdin="engines\nnosuchcommand\n").returncode == 1
 
 
-def test_top_in_tmux_shows_engines_and_running_processes(cluster, tmp_path):
-    cluster.start("e1")
-    session = f"pcli-top-{os.getpid()}"
-    env = (f"PSTACK_REDIS={os.environ['PSTACK_REDIS']} PYTHONPATH={ROOT} "
-           f"PCLI_HISTORY={tmp_path / 'history'} PCLI_CONTEXT={tmp_path / 'context.json'}")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
-                    f"env {env} {sys.executable} -m pcli -q -n"], check=True)
-    try:
-        screen = lambda: subprocess.run(["tmux", "capture-pane", "-t", session, "-p"],      # noqa: E731
-                                        capture_output=True, text=True).stdout
-        wait_for(lambda: "pcli>" in screen(), timeout=20)
-        subprocess.run(["tmux", "send-keys", "-t", session, "top", "Enter"], check=True)
-        wait_for(lambda: "ENGINE" in screen() and "e1" in screen(), timeout=20)
-        future = pcli.run(forever_app("topped"), async_=True)
-        row = lambda: [ln for ln in screen().splitlines() if ln.startswith(f"{future.pid} ")]    # noqa: E731
-        wait_for(lambda: row() and "running" in row()[0], timeout=20)
-        assert all(len(ln) <= 80 for ln in screen().splitlines())
-        # messages per second shown: the rate is measured between refreshes,
-        # from counters the workers update twice a second, so wait for a
-        # refresh that saw them move rather than look at one moment
-        wait_for(lambda: row() and row()[0].split()[-1] not in ("-", "0"), timeout=10)
-        pcli.kill(future.pid)
-        wait_for(lambda: not row(), timeout=20)                          # it left the list
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        wait_for(lambda: "ENGINE" not in screen() and "pcli>" in screen(), timeout=20)      # back at the prompt
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session])
-
-
 def _write(path, text: str):
     path.write_text(text)
     return path
 
 
-def test_pid_completion_and_history_across_sessions(cluster, tmp_path):
+def test_history_across_sessions(cluster, tmp_path):      # pid completion: test_shell_promises.py
     cluster.start("e1")
-    pcli.run(RING)
-    assert pid_choices() == ["1"]
     history = tmp_path / "history"
     env = dict(os.environ, PCLI_HISTORY=str(history), PYTHONPATH=str(ROOT))
     first = subprocess.run([sys.executable, "-c", "from pcli.shell import Shell; import io; "
