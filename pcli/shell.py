@@ -284,7 +284,7 @@ class Shell(cmd2.Cmd):
         """Ctrl-C while waiting for process `pid`: at a prompt, ask whether
         to kill it; in a script (-c, piped), kill it.  Its pid is said either way."""
         self.failed = True
-        if getattr(self, "interactive", False) and self.stdin.isatty():
+        if getattr(self, "interactive", False) and self.stdin.isatty() and not self.in_pyscript():
             try:
                 keep = self.read_input(f"kill process {pid}? [y/N] ").strip().lower() not in ("y", "yes")
             except (EOFError, KeyboardInterrupt):
