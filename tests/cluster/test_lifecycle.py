@@ -17,6 +17,7 @@ from broker import acl
 from conftest import ROOT, Scheduler, wait_for
 from psim.errors import BadInput
 from test_ownership import as_user
+from test_shell_promises import tmux_pcli
 from tinyapp import forever_app, ring_app
 
 RING = str(APPS_DIR / "ring_v2.xml")            # 4 devices, 40 messages delivered
@@ -232,34 +233,27 @@ def test_ctrl_c_on_a_scripted_run_kills_it_and_says_its_pid(cluster, tmp_path):
     assert pcli.info(1)["state"] == "killed"
 
 
-def test_ctrl_c_at_the_prompt_asks_and_lets_it_go_on(cluster, tmp_path):
+def test_ctrl_c_at_the_prompt_asks_and_lets_it_go_on(cluster, tmp_path, monkeypatch):
     cluster.start("e1", slots=2)
     forever = write(tmp_path / "f.xml", forever_app("asked"))
-    session = f"pcli-ctrlc-{os.getpid()}"
-    env = (f"PSTACK_REDIS={os.environ['PSTACK_REDIS']} PYTHONPATH={ROOT} "
-           f"PCLI_HISTORY={tmp_path / 'history'} PCLI_CONTEXT={tmp_path / 'context.json'}")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30",
-                    f"env {env} {sys.executable} -m pcli -q -n"], check=True)
-    keys_ = lambda *k: subprocess.run(["tmux", "send-keys", "-t", session, *k], check=True)    # noqa: E731
-    screen = lambda: subprocess.run(["tmux", "capture-pane", "-t", session, "-p"],            # noqa: E731
-                                    capture_output=True, text=True).stdout
-    try:
-        wait_for(lambda: "pcli>" in screen(), timeout=20)
-        keys_(f"run {forever}", "Enter")
-        wait_for(lambda: pcli.ps() and phase(pcli.ps()[0]) == "running", timeout=30)    # loaded: run waits by now
-        keys_("C-c")
-        wait_for(lambda: "kill process 1? [y/N]" in screen(), timeout=20)
-        keys_("n", "Enter")
-        wait_for(lambda: "process 1 goes on: block 1 / kill 1" in screen(), timeout=20)
-        assert pcli.info(1)["state"] == "running"
-        keys_(f"run {forever}", "Enter")
-        wait_for(lambda: 2 in pcli.ps() and phase(2) == "running", timeout=30)     # loaded: run waits for it by now
-        keys_("C-c")
-        wait_for(lambda: "kill process 2? [y/N]" in screen(), timeout=20)
-        keys_("y", "Enter")
-        wait_for(lambda: "process 2 killed" in screen(), timeout=20)
-        assert pcli.info(2)["state"] == "killed"
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session])
-        for pid in pcli.ps():
-            pcli.kill(pid)
+    monkeypatch.setenv("PCLI_CONTEXT", str(tmp_path / "context.json"))
+    monkeypatch.setenv("PCLI_HISTORY", str(tmp_path / "history"))
+    with tmux_pcli(dict(os.environ, PYTHONPATH=str(ROOT)), "ctrlc") as (keys_, screen):
+        try:
+            keys_(f"run {forever}", "Enter")
+            wait_for(lambda: pcli.ps() and phase(pcli.ps()[0]) == "running", timeout=30)    # loaded: run waits
+            keys_("C-c")
+            wait_for(lambda: "kill process 1? [y/N]" in screen(), timeout=20)
+            keys_("n", "Enter")
+            wait_for(lambda: "process 1 goes on: block 1 / kill 1" in screen(), timeout=20)
+            assert pcli.info(1)["state"] == "running"
+            keys_(f"run {forever}", "Enter")
+            wait_for(lambda: 2 in pcli.ps() and phase(2) == "running", timeout=30)
+            keys_("C-c")
+            wait_for(lambda: "kill process 2? [y/N]" in screen(), timeout=20)
+            keys_("y", "Enter")
+            wait_for(lambda: "process 2 killed" in screen(), timeout=20)
+            assert pcli.info(2)["state"] == "killed"
+        finally:
+            for pid in pcli.ps():
+                pcli.kill(pid)
