@@ -409,11 +409,14 @@ def _record(ctl: Control, pid: int) -> dict:
 
 
 def _info(rec: dict) -> dict:
+    # a debugger's place on the data plane (run --paused) is the last, and no region of devices
+    debugger = int(rec["debugger"]) if rec.get("debugger") else None
     out = {"pid": int(rec["pid"]), "owner": rec["owner"], "state": rec["state"], "phase": phase(rec),
            "reason": rec.get("reason", ""),
            "app": rec.get("app_name", ""), "graph_type": rec.get("graph_type", ""),
            "devices": int(rec.get("devices", 0)), "edges": int(rec.get("edges", 0)),
-           "regions": int(rec["nregions"]), "engines": rec["regions"],
+           "regions": int(rec["nregions"]) - (debugger is not None),
+           "engines": {r: e for r, e in rec["regions"].items() if r != debugger},
            "rmap": json.loads(rec.get("rmap", "{}")), "options": json.loads(rec.get("options", "{}")),
            "delivered": sum(int(v) for k, v in rec.items() if k.startswith("delivered:")),
            "dropped": sum(int(v) for k, v in rec.items() if k.startswith("dropped:"))}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-PROCESS_COLUMNS = ("PID", "USER", "STATE", "REG", "ELAPSED", "GRAPH", "DEVICES", "EDGES", "DELIVERED")
+PROCESS_COLUMNS = ("PID", "USER", "PHASE", "REG", "ELAPSED", "GRAPH", "DEVICES", "EDGES", "DELIVERED")
 ENGINE_COLUMNS = ("ENGINE", "HOST", "KIND", "SLOTS", "CPU%", "MEM", "BEAT")
 
 
@@ -51,7 +51,7 @@ def sized(n: int) -> str:
 
 
 def process_row(info: dict) -> tuple[str, ...]:
-    return (str(info["pid"]), info["owner"], info["state"], str(info["regions"]), duration(elapsed(info)),
+    return (str(info["pid"]), info["owner"], shown_state(info), str(info["regions"]), duration(elapsed(info)),
             application(info), sized(info["devices"]), sized(info["edges"]), count(info["delivered"]))
 
 

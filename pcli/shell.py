@@ -33,7 +33,7 @@ from broker import config
 from broker.control import duration, unreachable
 from broker.credentials import (CredentialsError, password_and_source, redact, redis_url, refuse_on_command_line,
                                 url_and_source)
-from psim.cli import json_object
+from psim.cli import abridged, json_object
 from psim.debug import DebugError
 from psim.errors import BadInput
 from psim.inspect import render, render_split, table
@@ -420,7 +420,7 @@ class Shell(cmd2.Cmd):
         states = res.get("states", {})
         shown = iter(states.items()) if whole else itertools.islice(states.items(), SHOWN_STATES)
         for batch in iter(lambda: list(itertools.islice(shown, JSON_BATCH)), []):
-            self.stdout.write("".join(f"  {dev}: {json.dumps(state)}\n" for dev, state in batch))
+            self.stdout.write("".join(f"  {dev}: {json.dumps(abridged(state))}\n" for dev, state in batch))
         total = res.get("metrics", {}).get("Devices", len(states))
         if not whole and total > SHOWN_STATES:
             self.poutput(f"  ... {total - SHOWN_STATES} more devices: result {args.pid} --states, or "
@@ -442,10 +442,11 @@ class Shell(cmd2.Cmd):
             self.json_out(rec)
             return
         split = rec.pop("split", None)
+        width = max(map(len, rec))
         for k, v in rec.items():
             if k in ("created", "started", "ended", "expected_start") and v:
                 v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
-            self.poutput(f"{k:>10}: {v}")
+            self.poutput(f"{k:>{width}}: {v}")
         if split is not None:
             self.poutput("")
             self.poutput(render_split(split))

@@ -257,3 +257,25 @@ def test_ctrl_c_at_the_prompt_asks_and_lets_it_go_on(cluster, tmp_path, monkeypa
         finally:
             for pid in pcli.ps():
                 pcli.kill(pid)
+
+
+def test_ps_shows_each_processs_phase_and_regions_of_devices_only(shell, tmp_path):
+    app = write(tmp_path / "forever.xml", forever_app("ps_phase"))
+    running = int(shell.do(f"run --async --paused --rmap '{{\"d1\": 1}}' {app}").strip())   # a debugger's place too
+    wait_for(lambda: phase(running) == "running")
+    queued = int(shell.do(f"run --async {RING}").strip())                                  # e1's 2 slots are taken
+    table = shell.do("ps").splitlines()
+    assert table[0].split()[:4] == ["PID", "USER", "PHASE", "REG"]
+    rows = {int(r.split()[0]): r.split() for r in table[1:] if r.split()[0].isdigit()}
+    assert rows[running][2:4] == ["running", "2"] and rows[queued][2] == "queued"
+    assert sorted(pcli.info(running)["engines"]) == [0, 1]
+    shell.do(f"kill {running}")
+
+
+def test_results_long_arrays_are_shortened_unless_json(shell):
+    assert "state finished" in shell.do(f"run {RING}")          # ring_v2: four 1024-item buffers
+    shown = shell.do("result 1 --states")
+    assert "... 1024 items" in shown or "items\"" in shown, shown[:500]
+    assert len(shown) < 20_000
+    whole = json.loads(shell.do("result 1 --json"))
+    assert any(isinstance(v, list) and len(v) == 1024 for s in whole["states"].values() for v in s.values())
