@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from . import api
-from .snapshot import saver, size
+from .topframe import saver, size
 from .topscreen import SORTABLE, Data, View, rows, screen, selected
 
 REFRESH_SECONDS = 0.5
