@@ -163,6 +163,18 @@ static void pe_outbox_add(pe_engine* E, uint16_t region, uint32_t src, uint32_t 
     pe_leave_critical();
 }
 
+// An indexed send (or a record of one) must name one of the pin's edges:
+// checked before any record leaves for another region or any delivery.
+static void pe_check_send_index(pe_engine* E, uint32_t src, uint32_t pin, uint32_t send_index) {
+    const uint32_t k = src * PE_MAXOUT + pin;
+    const uint32_t n = E->out_off[k + 1] - E->out_off[k];
+    if (send_index < n) return;
+    E->cur_dev = src; E->cur_pin = pin; E->cur_handler = PE_H_SEND;
+    char text[96];
+    snprintf(text, sizeof text, "sendIndex %u is out of range: the pin has %u edges", send_index, n);
+    pe_fail(PE_FAIL_SEND_INDEX, text, 0);
+}
+
 // Deliver a message sent by `src` on `pin` to the local destinations of that
 // pin (all edges, or edge `send_index` of an indexed pin).  Remote edges are
 // skipped: the sender's region already sent them a record.
@@ -172,13 +184,7 @@ static void pe_fan_out(pe_engine* E, uint32_t src, uint32_t pin, uint32_t send_i
     const uint32_t k = src * PE_MAXOUT + pin;
     const uint32_t lo = E->out_off[k], hi = E->out_off[k + 1];
     if (send_index != PE_BROADCAST) {
-        if (send_index >= hi - lo) {
-            E->cur_dev = src; E->cur_pin = pin; E->cur_handler = PE_H_SEND;
-            char text[96];
-            snprintf(text, sizeof text, "sendIndex %u is out of range: the pin has %u edges",
-                     send_index, hi - lo);
-            pe_fail(PE_FAIL_SEND_INDEX, text, 0);
-        }
+        pe_check_send_index(E, src, pin, send_index);       // a record's index, too, came from a handler
         if (!(E->edges[lo + send_index].flags & PE_EDGE_REMOTE)) pe_route<W>(E, lo + send_index, msg, size);
         return;
     }
@@ -236,6 +242,7 @@ static void pe_send(pe_engine* E, uint32_t dev, uint32_t t, uint32_t pin) {
         E->cur_handler = PE_H_SEND;
         pe_fail(PE_FAIL_SEND_INDEX, "OnSend of an indexed pin did not set *sendIndex", 0);
     }
+    if (send_index != PE_BROADCAST) pe_check_send_index(E, dev, pin, send_index);
     if (E->rem_off) pe_send_remote(E, dev, pin, send_index, msg, size);
     pe_fan_out<W>(E, dev, pin, send_index, msg, size);
 }

@@ -108,3 +108,22 @@ def test_forged_supervisor_records_are_refused():
         here.inject(struct.pack("<IIHH", sup, rock, 0, 12) + cmd)
     with pytest.raises(ValueError, match="must have pin 0"):
         here.inject(struct.pack("<IIHH", sup, 0xFFFFFFFF, 1, 12) + cmd)
+
+
+def test_an_out_of_range_send_index_sends_no_record_to_another_region(tmp_path):
+    """sender's indexed pin has one edge (to r0, here); its send to index 1
+    fails the run before anything leaves: not a record to the region of the
+    edge that happens to follow in memory (s2's, to r1, away)."""
+    app = (APPS_DIR / "send_index_range_v3.xml").read_text()
+    app = app.replace('*sendIndex = deviceState->sent == 0 ? 0 : 2;', '*sendIndex = deviceState->sent == 0 ? 0 : 1;')
+    app = app.replace('<DevI id="r1" type="dst"/>', '<DevI id="s2" type="src"/><DevI id="r1" type="dst"/>')
+    app = app.replace('<EdgeI path="r1:in-sender:out"/>', '<EdgeI path="r1:in-s2:out"/>')
+    app = app.replace('if (deviceState->sent < 2)', 'if (deviceState->sent < 2 && deviceProperties->quiet == 0)')
+    app = app.replace('<DeviceType id="src">', '<DeviceType id="src"><Properties><Scalar name="quiet" type="uint32_t"/>'
+                                               '</Properties>')
+    app = app.replace('<DevI id="s2" type="src"/>', '<DevI id="s2" type="src"><P>"quiet": 1</P></DevI>')
+    path = tmp_path / "sir_remote.xml"
+    path.write_text(app)
+    res = psim(str(path), rmap={"r1": 1}, options={"region": 0})
+    assert res["status"] == "failed" and "sendIndex 1 is out of range" in res["error"], res.get("error")
+    assert res["metrics"]["Remote messages sent"] == 0
