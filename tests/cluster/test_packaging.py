@@ -17,8 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from clusters import stop_and_sweep, user_url
-from conftest import kill_tree
+from clusters import processes_of, stop_and_sweep, user_url
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "apps" / "barrier_v3.xml"
@@ -113,6 +112,20 @@ def unit_of(env: Path, *host: object) -> configparser.ConfigParser:
     return unit
 
 
+def crash(supervisord: psutil.Process, d: Path) -> None:
+    """The host's supervisord dies, and systemd kills the rest of its
+    control group: supervisord first, so that it restarts nothing meanwhile."""
+    supervisord.kill()
+    supervisord.wait(timeout=10)
+    while left := processes_of(d):
+        for p in left:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(left, timeout=10)
+
+
 def test_the_systemd_unit_brings_a_host_up_back_after_a_crash_and_down(env, tmp_path):
     d = tmp_path / "c"
     service = unit_of(env, "start", d, "--pds", "1", "--name", "u")["Service"]
@@ -130,8 +143,7 @@ def test_the_systemd_unit_brings_a_host_up_back_after_a_crash_and_down(env, tmp_
         return supervisord
 
     try:
-        supervisord = started()
-        kill_tree(supervisord)           # the host's supervisord dies; systemd kills its cgroup, then starts again
+        crash(started(), d)
         started()
         down = subprocess.run(shlex.split(service["ExecStop"]), capture_output=True, text=True, timeout=120,
                               env=CLEAN_ENV)
