@@ -52,10 +52,16 @@ def processes_of(d: Path) -> list[psutil.Process]:
 def stop_and_sweep(d: Path) -> None:
     """Stop D's cluster, even when a test failed, and kill anything left."""
     run_cluster("stop", d)
-    left = processes_of(d)
-    for p in left:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(left, timeout=5)
+    sweep(d)
+
+
+def sweep(d: Path) -> None:
+    """Kill every process of D's cluster, until none is left (a daemon may
+    have started a worker meanwhile)."""
+    while left := processes_of(d):
+        for p in left:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(left, timeout=5)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from clusters import processes_of, stop_and_sweep, user_url
+from clusters import stop_and_sweep, sweep, user_url
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "apps" / "barrier_v3.xml"
@@ -117,13 +117,7 @@ def crash(supervisord: psutil.Process, d: Path) -> None:
     control group: supervisord first, so that it restarts nothing meanwhile."""
     supervisord.kill()
     supervisord.wait(timeout=10)
-    while left := processes_of(d):
-        for p in left:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(left, timeout=10)
+    sweep(d)
 
 
 def test_the_systemd_unit_brings_a_host_up_back_after_a_crash_and_down(env, tmp_path):
