@@ -18,7 +18,7 @@ IDLE, BUDGET, STOPPED, OUTBOX = 0, 1, 2, 3
 # pe_stop_kind, pe_fail_kind, pe_handler_kind (engine_base.hpp)
 STOP_EXIT, STOP_FAIL = 1, 2
 (FAIL_ASSERT, FAIL_SEND_INDEX, FAIL_SIGNAL, FAIL_TIMEOUT, FAIL_STEPS, FAIL_RECORD, FAIL_MEMORY, FAIL_FILE_SIZE,
- FAIL_SUP_STOP) = range(1, 10)
+ FAIL_SUP_STOP, FAIL_INTERRUPT) = range(1, 11)
 HANDLERS = {1: "OnInit", 2: "ReadyToSend", 3: "OnSend", 4: "OnReceive", 5: "OnHardwareIdle", 6: "OnDeviceIdle",
             7: "OnInit", 8: "OnSupervisorIdle", 9: "OnReceive", 10: "OnSupervisorIdle (its end-of-run call)"}
 SUPERVISOR = "__supervisor__"      # the name of the supervisor in logs
@@ -133,6 +133,12 @@ class Engine:
         """The run ended idle: the end-of-run calls (a supervisor's final tick)."""
         return self.lib.pe_finish(self.engine, seconds)
 
+    def interrupt(self) -> None:
+        """Ctrl-C for the engines of this module running in other threads
+        (psim --threads: the main thread heard it): one in a handler that
+        goes on past the grace period (engine_loop.hpp) is left there."""
+        self.lib.pe_interrupt()
+
     def inject(self, records: bytes) -> None:
         """Incoming remote records; raises ValueError if they are malformed."""
         err = self.lib.pe_inject(self.engine, records, len(records))
@@ -240,6 +246,8 @@ class Engine:
             return f"{what} in {where}"
         if kind == FAIL_FILE_SIZE:
             return f"{limits.file_size_text()} exceeded in {where}"
+        if kind == FAIL_INTERRUPT:
+            return f"interrupted (Ctrl-C) in {where}"
         if kind == FAIL_SUP_STOP:
             return (f"exit requested (code {text}) in {where}: the OnSupervisorIdle body, run once more after "
                     "the run ended idle (the reference's stop call), may not end the run; the reference fails it")

@@ -23,7 +23,7 @@ by the receiving engine in C.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
@@ -91,6 +91,7 @@ def run_threads(loaded: Loaded, opts: Options, rmap: dict | None, on_log: LogSin
             first = run(0)
         except KeyboardInterrupt:
             first = Outcome("interrupted", INTERRUPTED, None, 0, time.perf_counter() - t0)
+            _stop(engines[0], others)
         outs = [first] + [f.result() for f in others]
     running.end(first.status)
     with progress.during("decoding states"):
@@ -105,6 +106,19 @@ def run_threads(loaded: Loaded, opts: Options, rmap: dict | None, on_log: LogSin
     if res["status"] == "failed" and in_handler:
         res["error"] = in_handler[0].error      # one deadline for all: say where a handler was stuck, as one engine does
     return res
+
+
+def _stop(engine: Engine, others: list[Future]) -> None:
+    """After Ctrl-C in region 0, until the other threads end: they see its
+    end at their next look, but one may be in a handler that never returns
+    (told again and again: it may have been between calls when told)."""
+    while True:
+        try:
+            engine.interrupt()
+            if not wait(others, timeout=0.1).not_done:
+                return
+        except KeyboardInterrupt:          # a thread told as it left its engine: Python heard it too
+            continue
 
 
 def _run_region(engine: Engine, plane: LocalPlane, on_log: LogSink, timeout: float,

@@ -50,6 +50,9 @@ void pe_outbox_clear(pe_engine* E, uint16_t region);
 size_t pe_log_take(pe_engine* E, const char** data);
 void pe_log_clear(pe_engine* E);
 void pe_get_outcome(pe_engine* E, pe_outcome* out);
+/* Ctrl-C, heard by Python in one thread, for the engines running in the
+   others: one in a handler gets the grace period (engine_loop.hpp) */
+void pe_interrupt(void);
 
 /* Watchers (debug.hpp, trace.hpp) */
 typedef int (*pe_stop_fn)(void* ctx, int reason, int bp, uint32_t kind, uint32_t dev, uint32_t pin,

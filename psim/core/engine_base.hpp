@@ -22,7 +22,8 @@ enum pe_fail_kind {
     PE_FAIL_TIMEOUT, PE_FAIL_STEPS, PE_FAIL_RECORD,
     PE_FAIL_MEMORY,                 // std::bad_alloc: the memory limit (or the host) refused an allocation
     PE_FAIL_FILE_SIZE,              // SIGXFSZ: a write went past RLIMIT_FSIZE
-    PE_FAIL_SUP_STOP                // an exit requested in the supervisor's end-of-run call (supervisor.hpp)
+    PE_FAIL_SUP_STOP,               // an exit requested in the supervisor's end-of-run call (supervisor.hpp)
+    PE_FAIL_INTERRUPT               // Ctrl-C, and a handler that went on past the grace period (engine_loop.hpp)
 };
 // which handler is running: for error messages and for the signal handler
 enum pe_handler_kind {

@@ -21,9 +21,11 @@
 // order that many uniform picks.  A round with nothing pending is an idle
 // round (the caller runs hardware idle between them).  An exit request lets
 // the current round finish; the run ends before the next one.
+#include <atomic>
 #include <csignal>
 #include <ctime>
 #include <mutex>
+#include <pthread.h>
 #include <new>
 
 enum pe_status { PE_IDLE = 0, PE_BUDGET = 1, PE_STOPPED = 2, PE_OUTBOX = 3 };
@@ -429,10 +431,85 @@ static int pe_loop(pe_engine* E, uint64_t budget) {
 static const int pe_fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGXFSZ};
 static const int PE_NSIG = sizeof pe_fatal_signals / sizeof pe_fatal_signals[0];
 
-static struct sigaction pe_old_actions[PE_NSIG + 1];   // what was there before the first guard (below)
+static const int PE_ALRM = PE_NSIG, PE_INT = PE_NSIG + 1;     // their places in pe_old_actions
+static struct sigaction pe_old_actions[PE_NSIG + 2];   // what was there before the first guard (below)
+
+// ---- Ctrl-C ----------------------------------------------------------------------
+// SIGINT goes, once, to the handler that was there (Python's: KeyboardInterrupt
+// once the call into C returns, within its slice), and to every other thread
+// in an engine.  A thread that is in a handler then arms its grace timer: a
+// handler that returns lets the call end as usual, with every state whole; one
+// still running when the timer fires (it never returns) is left there, and
+// the run fails PE_FAIL_INTERRUPT.  pe_interrupt() does the same for a Ctrl-C
+// Python heard in one thread (psim --threads: the others' engines).
+static const double PE_INTERRUPT_GRACE = 0.5;          // seconds
+static const int PE_MAX_THREADS = 1024;
+static std::atomic<pthread_t> pe_threads[PE_MAX_THREADS];   // the threads inside a guard now
+static std::atomic<int> pe_interrupting;
+
+struct pe_grace_timer {                // per thread; made outside signal handlers, set inside them
+    timer_t id;
+    bool made = false;
+    volatile sig_atomic_t armed = 0;
+    void make() {
+        if (made) return;
+        struct sigevent ev = {};
+        ev.sigev_notify = SIGEV_THREAD_ID;
+        ev.sigev_signo = SIGALRM;
+        ev._sigev_un._tid = gettid();
+        made = timer_create(CLOCK_MONOTONIC, &ev, &id) == 0;
+    }
+    void set(double seconds) {         // timer_settime is async-signal-safe; 0 disarms
+        if (!made) return;
+        struct itimerspec its = {};
+        its.it_value.tv_sec = (time_t)seconds;
+        its.it_value.tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9);
+        timer_settime(id, 0, &its, nullptr);
+        armed = seconds > 0;
+    }
+    ~pe_grace_timer() { if (made) timer_delete(id); }
+};
+static thread_local pe_grace_timer pe_grace;
+
+static void pe_tell_threads() {
+    const pthread_t me = pthread_self();
+    for (auto& t : pe_threads) {
+        const pthread_t other = t.load();
+        if (other && !pthread_equal(other, me)) pthread_kill(other, SIGINT);
+    }
+}
+
+static void pe_on_interrupt(pe_engine* E) {
+    const struct sigaction& was = pe_old_actions[PE_INT];
+    if (was.sa_handler == SIG_IGN) return;
+    if (was.sa_handler == SIG_DFL) {   // nobody catches it: die of it, as without psim
+        sigaction(SIGINT, &was, nullptr);
+        raise(SIGINT);
+        return;
+    }
+    if (!pe_interrupting.exchange(1)) {
+        if (was.sa_flags & SA_SIGINFO) was.sa_sigaction(SIGINT, nullptr, nullptr);
+        else was.sa_handler(SIGINT);
+        pe_tell_threads();
+    }
+    if (E && E->cur_handler != PE_H_NONE && !pe_grace.armed) pe_grace.set(PE_INTERRUPT_GRACE);
+}
+
+// The grace timer fired: true if the handler running now is left (the caller jumps).
+static bool pe_grace_over(pe_engine* E) {
+    if (!pe_grace.armed || !pe_interrupting) return false;
+    pe_grace.armed = 0;
+    if (E->cur_handler == PE_H_NONE) return false;     // it returned: the call ends within its slice
+    E->fail_signal = SIGINT;
+    if (E->in_critical) { E->signal_pending = 1; return false; }
+    return true;
+}
 
 static void pe_on_signal(int sig) {
     pe_engine* E = pe_cur;
+    if (sig == SIGINT) return pe_on_interrupt(E);
+    if (sig == SIGALRM && E && pe_grace_over(E)) siglongjmp(pe_jmp, 1);
+    if (sig == SIGALRM && E && E->fail_signal == SIGINT) return;   // left at the end of its critical section
     if (!E) {       // a thread outside any engine, while another thread's engine runs: not ours
         for (int i = 0; i < PE_NSIG; i++)
             if (pe_fatal_signals[i] == sig) sigaction(sig, &pe_old_actions[i], nullptr);
@@ -440,7 +517,7 @@ static void pe_on_signal(int sig) {
     }
     if (sig == SIGALRM) {
         E->timed_out = 1;
-        if (E->in_critical) { E->signal_pending = 1; return; }
+        if (E->in_critical) { E->fail_signal = sig; E->signal_pending = 1; return; }
         if (E->cur_handler == PE_H_NONE) return;       // the loop sees timed_out
     }
     E->fail_signal = sig;
@@ -456,20 +533,31 @@ static int pe_actions_users;
 
 static void pe_actions_enter() {
     std::lock_guard<std::mutex> hold(pe_actions_lock);
+    for (auto& t : pe_threads) {
+        pthread_t none = 0;
+        if (t.compare_exchange_strong(none, pthread_self())) break;
+    }
     if (pe_actions_users++) return;
+    pe_interrupting = 0;                 // no engine ran since the last Ctrl-C: it has been dealt with
     struct sigaction sa = {};
     sa.sa_handler = pe_on_signal;
     sa.sa_flags = SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     for (int i = 0; i < PE_NSIG; i++) sigaction(pe_fatal_signals[i], &sa, &pe_old_actions[i]);
-    sigaction(SIGALRM, &sa, &pe_old_actions[PE_NSIG]);
+    sigaction(SIGALRM, &sa, &pe_old_actions[PE_ALRM]);
+    sigaction(SIGINT, &sa, &pe_old_actions[PE_INT]);
 }
 
 static void pe_actions_leave() {
     std::lock_guard<std::mutex> hold(pe_actions_lock);
+    for (auto& t : pe_threads) {
+        pthread_t mine = pthread_self();
+        if (t.compare_exchange_strong(mine, 0)) break;
+    }
     if (--pe_actions_users) return;
     for (int i = 0; i < PE_NSIG; i++) sigaction(pe_fatal_signals[i], &pe_old_actions[i], nullptr);
-    sigaction(SIGALRM, &pe_old_actions[PE_NSIG], nullptr);
+    sigaction(SIGALRM, &pe_old_actions[PE_ALRM], nullptr);
+    sigaction(SIGINT, &pe_old_actions[PE_INT], nullptr);
 }
 
 struct pe_guard {   // signal handlers, alternate stack and timer for one pe_run
@@ -484,6 +572,7 @@ struct pe_guard {   // signal handlers, alternate stack and timer for one pe_run
         st.ss_size = sizeof altstack;
         sigaltstack(&st, &old_stack);
         pe_cur = E;
+        pe_grace.make();
         pe_actions_enter();
         if (seconds > 0) arm(seconds);
     }
@@ -502,6 +591,7 @@ struct pe_guard {   // signal handlers, alternate stack and timer for one pe_run
     }
     ~pe_guard() {
         if (has_timer) timer_delete(timer);
+        if (pe_grace.armed) pe_grace.set(0);
         pe_actions_leave();
         pe_cur = nullptr;
         sigaltstack(&old_stack, nullptr);
@@ -511,8 +601,9 @@ thread_local char pe_guard::altstack[1 << 16];
 
 static void pe_record_signal(pe_engine* E) {
     int sig = E->fail_signal;
-    int kind = sig == SIGALRM ? PE_FAIL_TIMEOUT : sig == SIGXFSZ ? PE_FAIL_FILE_SIZE : PE_FAIL_SIGNAL;
-    pe_record_failure(E, kind, sig == SIGALRM ? "" : strsignal(sig), 0);
+    int kind = sig == SIGALRM ? PE_FAIL_TIMEOUT : sig == SIGXFSZ ? PE_FAIL_FILE_SIZE
+             : sig == SIGINT ? PE_FAIL_INTERRUPT : PE_FAIL_SIGNAL;
+    pe_record_failure(E, kind, sig == SIGALRM || sig == SIGINT ? "" : strsignal(sig), 0);
 }
 
 // Run `body` with crash protection; returns PE_STOPPED if it failed.
@@ -539,6 +630,11 @@ static int pe_protected(pe_engine* E, double seconds, F body) {
 
 extern "C" {
 #include "api.h"
+}
+
+extern "C" void pe_interrupt(void) {
+    pe_interrupting = 1;
+    pe_tell_threads();
 }
 
 extern "C" pe_engine* pe_create(const pe_init* in) {

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyapp import ring_app
+from tinyapp import endless_app, ring_app
 
 PSIM = str(Path(sys.executable).parent / "psim")
 REPO = Path(__file__).resolve().parents[2]
@@ -244,3 +244,16 @@ def test_a_reader_that_stops_early_ends_psim_without_a_traceback(tmp_path):
     assert psim.wait(timeout=DEADLINE) == 1
     assert first.startswith(b"Log") or first.startswith(b"Exit") or first.startswith(b"Metric"), first
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_ctrl_c_stops_a_handler_that_never_returns(tmp_path, threads):
+    app = written(tmp_path, "endless.xml", endless_app("endless_ctrl_c"))
+    with started(app, "-r", "--progress", "--threads", threads) as (proc, out, err):
+        err.wait_for("running")
+        time.sleep(0.5)                       # in the first OnInit by now, for ever (not on the way into C)
+        took = ctrl_c(proc)
+        res = json.loads(out.text())
+    assert proc.returncode == 130
+    assert took < PROMPT
+    assert res["status"] == "interrupted" and "error" not in res
