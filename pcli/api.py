@@ -387,11 +387,8 @@ def region_split(ctl: Control, rec: dict) -> dict:
     (None until the region is placed).  Reads the application: its
     owner's (and admins') only."""
     pid = int(rec["pid"])
-    try:
+    with owners_only(rec, "application"):
         app, part = ctl.app(pid), ctl.partition(pid)
-    except redis.exceptions.NoPermissionError:
-        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
-                              "application") from None
     src = Source(app.decode())
     src.name = rec.get("app_name") or src.name       # errors name the file it was submitted from
     inst = load_instance(src)
@@ -406,6 +403,16 @@ def _record(ctl: Control, pid: int) -> dict:
     if rec is None:
         raise ValueError(f"no process {pid}")
     return rec
+
+
+@contextmanager
+def owners_only(rec: dict, what: str) -> Iterator[None]:
+    """Reading a process's private keys: Redis's refusal told as who may read `what`."""
+    try:
+        yield
+    except redis.exceptions.NoPermissionError:
+        raise PermissionError(f"process {rec['pid']} belongs to {rec['owner']}: only its owner may read its "
+                              f"{what}") from None
 
 
 def _info(rec: dict) -> dict:
@@ -440,11 +447,8 @@ def result(pid: int, states: bool | int = True) -> dict | None:
         raise ValueError(f"no process {pid}")
     if rec["state"] not in keys.ENDED:
         return None
-    try:
+    with owners_only(rec, "result"):
         merged = merge(region_results(ctl, int(pid), states), states is not False)
-    except redis.exceptions.NoPermissionError:
-        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
-                              "result") from None
     merged["state"] = rec["state"]
     merged["reason"] = rec.get("reason", "")
     if rec["state"] != "finished":             # failed or killed: say so even without a result
@@ -461,11 +465,8 @@ def series(pid: int) -> dict[int, list[tuple[float, int]]]:
     (psim/series.py); regions served by a Python engine record none."""
     ctl = control()
     rec = _record(ctl, pid)
-    try:
+    with owners_only(rec, "series"):
         packed = ctl.rates(int(pid), int(rec["nregions"]))
-    except redis.exceptions.NoPermissionError:
-        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its "
-                              "series") from None
     return {r: [(float(t), int(n)) for t, n in unpack_series(data)] for r, data in packed.items()}
 
 
@@ -481,10 +482,8 @@ def trace(pid: int, path: str | Path) -> dict:
     if not json.loads(rec.get("options", "{}")).get("trace"):
         raise ValueError(f"process {pid} was not run with trace=True")
     nregions = int(rec["nregions"])
-    try:
+    with owners_only(rec, "trace"):
         regions = [list(ctl.read_trace(int(pid), r)) for r in range(nregions)]
-    except redis.exceptions.NoPermissionError:
-        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its trace") from None
     for r, chunks in enumerate(regions):
         if not chunks:
             raise ValueError(f"process {pid} has no trace of region {r} (it ended before it ran, or its trace "
@@ -508,9 +507,9 @@ def region_results(ctl: Control, pid: int, states: bool | int) -> dict[int, dict
     for states=N), else left out."""
     out = {r: records.unpack(data, r) for r, data in ctl.results(pid).items()}
     layouts = None                             # the graph type: read once, only if a record is packed
+    first = None if states is True else int(states)
     for r, res in out.items():
         res.pop("format", None)
-        first = None if states is True else int(states)
         if states is False:
             res.pop("states", None)
         elif isinstance(res.get("states"), list):

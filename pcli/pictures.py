@@ -11,7 +11,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import redis
 
 from broker import keys
 from broker.control import Control
@@ -50,26 +49,20 @@ def picture(pid: int, path: str | Path, field: str | None = None, regions: bool 
     if bool(field) == regions:
         raise ValueError("picture draws a field (--field NAME) or the regions (--regions)")
     pictures.check_file(path)
-    ctl = api.control()
-    rec = ctl.process(int(pid))
-    if rec is None:
-        raise ValueError(f"no process {pid}")
-    if rec["state"] not in keys.ENDED:
-        raise ValueError(f"process {pid} is still {rec['state']}: its picture is drawn from its result, once it ends")
-    try:
+    ctl, info = api.control(), api.info(pid)
+    if info["state"] not in keys.ENDED:
+        raise ValueError(f"process {pid} is still {info['state']}: its picture is drawn from its result, once it ends")
+    with api.owners_only(info, "result"):
         by_region = {r: records.unpack(data, r) for r, data in ctl.results(int(pid)).items()}
         by_region = {r: res for r, res in by_region.items() if not res.get("debugger")}
         if not by_region:
-            raise ValueError(f"process {pid} ended with no result to draw ({rec.get('reason') or rec['state']})")
-        inst = _instance(ctl, int(pid), rec.get("app_name"))
+            raise ValueError(f"process {pid} ended with no result to draw ({info['reason'] or info['state']})")
+        inst = _instance(ctl, int(pid), info["app"])
         placed = Placed(inst, xy, lambda: topology(inst))
-    except redis.exceptions.NoPermissionError:
-        raise PermissionError(f"process {pid} belongs to {rec['owner']}: only its owner may read its result") \
-            from None
-    name = f"process {pid} ({rec.get('app_name') or placed.inst.id})"
+    name = f"process {pid} ({info['app'] or placed.inst.id})"
     if regions:
         points = _regions(placed, by_region)
-        count = int(rec["nregions"]) - bool(rec.get("debugger"))
+        count = info["regions"]
         pictures.devices(path, points, f"{name}: {count} region(s)", "region", count, placed.links())
     else:
         placed.check_field(field)
