@@ -6,7 +6,8 @@ import json
 import os
 import sys
 import traceback
-from importlib.metadata import PackageNotFoundError, version
+
+from broker.config import pstack_version      # the stdlib only: no cost to start-up
 
 from . import limits, plots, progress
 from .engine import Options
@@ -37,17 +38,10 @@ docs/psim.md is the user guide.
 """
 
 
-def package_version() -> str:
-    try:
-        return version("pstack")
-    except PackageNotFoundError:           # run from a checkout that was never installed
-        return "unknown (not installed)"
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="psim", description="Run a POETS application (graph-schema v2, v3 or v4 XML).",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"psim (pstack) {package_version()}")
+    p.add_argument("--version", action="version", version=f"psim (pstack) {pstack_version()}")
     p.add_argument("app", nargs="?", help="application file (.xml or .xml.gz); with --check, by default the one "
                                           "beside the checker file; with --replay or --events, the trace's own")
     p.add_argument("-l", "--level", type=int, help="log level: show handler_log lines up to N (default 1)")
