@@ -72,23 +72,6 @@ def pack(res: dict, states: list[dict]) -> bytes:
                          use_bin_type=True)
 
 
-def metrics(data: bytes) -> dict:
-    """The metrics of a packed record, read without unpacking its states
-    (pack() puts them after the metrics); {} if it has none."""
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1))
-    unpacker.feed(data)
-    try:
-        for _ in range(unpacker.read_map_header()):
-            key = unpacker.unpack()
-            if key == "metrics":
-                found = unpacker.unpack()
-                return found if isinstance(found, dict) else {}
-            unpacker.skip()
-    except (ValueError, msgpack.UnpackException):
-        pass
-    return {}
-
-
 def is_json(data: bytes) -> bool:
     return data[:1] == b"{"
 

@@ -257,9 +257,8 @@ class Keeper:
             self.finish("failed", f"{where(self.job.region, self.job.engine)}: the region's result is malformed "
                                   f"({why})")
         else:
-            delivered = results.metrics(res).get("Delivered messages") if res is not None else None
-            if isinstance(delivered, int):    # the run's last point: its final count
-                self.record_rate(delivered, last=True)
+            if res is not None:               # the run's last point: its final count, reported just before
+                self.record_rate(self.beat.progress[f"delivered:{self.job.region}"], last=True)
             self.finish(str(msg["status"]), str(msg["reason"]), res)
 
     def finish(self, status: str, reason: str, res: bytes | None = None) -> None:
