@@ -5,16 +5,10 @@ from __future__ import annotations
 import math
 import time
 
+from psim.progress import count
+
 PROCESS_COLUMNS = ("PID", "USER", "PHASE", "REG", "ELAPSED", "GRAPH", "DEVICES", "EDGES", "DELIVERED")
 ENGINE_COLUMNS = ("ENGINE", "HOST", "KIND", "SLOTS", "CPU%", "MEM", "BEAT")
-
-
-def count(n: float) -> str:
-    """12, 3.4k, 5.6M, 7.8G"""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{n:.0f}"
 
 
 def memory(nbytes: float) -> str:

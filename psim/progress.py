@@ -153,8 +153,13 @@ def plural(n: int, thing: str) -> str:
     return f"{n:,} {thing}{'' if n == 1 else 's'}"
 
 
-def rate(per_second: float) -> str:
+def count(n: float) -> str:
+    """12, 3.4k, 5.6M, 7.8G (pcli's tables too)"""
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if per_second >= size:
-            return f"{per_second / size:.1f}{unit}/s"
-    return f"{per_second:.0f}/s"
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def rate(per_second: float) -> str:
+    return f"{count(per_second)}/s"
