@@ -23,6 +23,9 @@
     pstack:proc:<pid>:claims        hash  region -> engine whose daemon claimed it
     pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
     pstack:users                    hash  user name -> role (user | admin)
+    pstack:serving                  hash  "user request-id" -> "host:pid" of the scheduler serving it
+                                          now; a mark left by a scheduler that died is refused, not
+                                          served again (pd/scheduler.py recover)
 
 (Every key of a process, its record's and these, goes when it is purged or expires:
 scripts.lua's purge_process lists them; a new one must be added there.)
@@ -70,6 +73,7 @@ STATS = f"{PREFIX}:stats"
 ENGINES = f"{PREFIX}:engines"
 KNOWN = f"{PREFIX}:known"
 USERS = f"{PREFIX}:users"
+SERVING = f"{PREFIX}:serving"
 
 SUBMITTING = f"{PREFIX}:submitting"
 ENDED_AT = f"{PREFIX}:ended"

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import time
 
+import psutil
 import redis
 
 from broker import acl, keys
@@ -27,6 +30,7 @@ from broker.credentials import redact, redis_url
 from psim.engine import Options
 
 BLOCK_MS = 250              # also how soon a new user's inbox is read
+PER_USER = 20               # requests of one user served per pass: a flood of one inbox delays others little
 REAP_SECONDS = 0.5
 RECORD_FIELDS = ("rmap", "options", "verbose", "app_name", "debugger")   # what a submission may set in its record
 MAX_REGIONS = 65_535        # partitions are uint16
@@ -46,27 +50,48 @@ class Scheduler:
         self.secured = _text(ctl.r.execute_command("ACL", "WHOAMI")) != acl.OPEN
         self.last_reap = 0.0
         self.result_ttl = result_ttl()
+        self.ident = f"{socket.gethostname()}:{os.getpid()}"
         ctl.index_ended()
+        self.recover()
 
     def step(self) -> int:
         """Serve the requests waiting (or arriving within BLOCK_MS); reap when
         due.  Returns how many requests were served."""
         roles = {_text(k): _text(v) for k, v in self.ctl.r.hgetall(keys.USERS).items()}
         owners = {keys.requests(u): u for u in roles}
-        got = self.ctl.r.xread(dict.fromkeys(owners, "0-0"), count=100, block=BLOCK_MS) if owners else \
+        got = self.ctl.r.xread(dict.fromkeys(owners, "0-0"), count=PER_USER, block=BLOCK_MS) if owners else \
             time.sleep(BLOCK_MS / 1000)
         served = 0
         for stream, entries in got or []:
             user = owners[_text(stream)]
             for rid, fields in entries:
-                served += self.serve(user, roles.get(user), _text(rid), {_text(k): _text(v) for k, v in fields.items()})
+                served += self.guarded(user, roles.get(user), _text(rid), fields)
         if time.monotonic() - self.last_reap >= REAP_SECONDS:
             self.ctl.reap(self.result_ttl)
             self.last_reap = time.monotonic()
         return served
 
-    def serve(self, user: str, role: str | None, rid: str, fields: dict[str, str]) -> bool:
+    def guarded(self, user: str, role: str | None, rid: str, raw: dict) -> bool:
+        """Serve one request whatever it holds: anything that goes wrong
+        answers it with a reason and removes it.  While it is served, its
+        mark in keys.SERVING says so, so that a scheduler killed by it (say,
+        out of memory) does not serve it again when it restarts."""
+        mark = f"{user} {rid}"
+        self.ctl.r.hset(keys.SERVING, mark, self.ident)
         try:
+            return self.serve(user, role, rid, raw)
+        except redis.ConnectionError:
+            raise                                   # Redis went: the request waits for it, unserved
+        except Exception as e:                      # noqa: BLE001 - a request must never stop the service
+            log.exception("request %s of %s failed", rid, user)
+            return self._refuse(user, rid, f"the scheduler failed on this request ({_short(e)})")
+        finally:
+            self.ctl.r.hdel(keys.SERVING, mark)
+
+    def serve(self, user: str, role: str | None, rid: str, raw: dict) -> bool:
+        fields: dict[str, str] = {}
+        try:
+            fields = _decode(raw)
             op = fields.get("op")
             if op == "create":
                 return self.create(user, rid, fields)
@@ -81,13 +106,39 @@ class Scheduler:
                 return self.purge(user, rid, fields, anyone)
             if op in APP_OPS:                  # the owner's application engine, for its region
                 return self.ctl.accept_app(op, user, rid, int(fields["pid"]), int(fields["region"]), fields)
-            raise Refusal(f"unknown request {op!r}")
-        except (Refusal, KeyError, ValueError, TypeError) as e:
-            why = str(e) if isinstance(e, Refusal) else f"malformed {fields.get('op')} request: {e!r}"
+            raise Refusal(f"unknown request {_short(op)}")
+        except Refusal as e:
+            return self._refuse(user, rid, str(e))
+        except (KeyError, ValueError, TypeError, AttributeError, RecursionError, OverflowError) as e:
+            return self._refuse(user, rid, f"malformed {_short(fields.get('op'))} request: {_short(e)}")
+
+    def _refuse(self, user: str, rid: str, why: str) -> bool:
+        """Answer a request with `why` and remove it; if even that fails, remove it."""
+        try:
             return self.ctl.refuse(user, rid, why)
-        except redis.ResponseError as e:           # a fault of ours: answer it, serve on
-            log.exception("request %s of %s failed", rid, user)
-            return self.ctl.refuse(user, rid, f"the scheduler failed on this request ({e})")
+        except redis.ConnectionError:
+            raise
+        except redis.RedisError:
+            log.exception("could not answer request %s of %s; removing it", rid, user)
+            self.ctl.r.xdel(keys.requests(user), rid)
+            return False
+
+    def recover(self) -> int:
+        """Refuse the requests a scheduler of this host was serving when it
+        died (its mark is left, and its process is gone): serving them again
+        could kill this one the same way.  Returns how many."""
+        host = socket.gethostname()
+        dropped = 0
+        for mark, ident in self.ctl.r.hgetall(keys.SERVING).items():
+            who, _, pid = _text(ident).rpartition(":")
+            if who != host or _scheduler_alive(int(pid)):
+                continue                             # another host's scheduler, or one still serving here
+            user, _, rid = _text(mark).partition(" ")
+            log.warning("request %s of %s was being served when the scheduler stopped: refusing it", rid, user)
+            dropped += self._refuse(user, rid, "the scheduler stopped while serving this request; "
+                                               "it is not served again")
+            self.ctl.r.hdel(keys.SERVING, mark)
+        return dropped
 
     def create(self, user: str, rid: str, fields: dict[str, str]) -> bool:
         nregions = int(fields["nregions"])
@@ -127,6 +178,31 @@ class Scheduler:
         return self.ctl.accept_purge(user, rid, pids, anyone, fields["whose"] == "all", before)
 
 
+def _scheduler_alive(pid: int) -> bool:
+    """Whether `pid` is a scheduler other than this one (pids are reused)."""
+    try:
+        return pid != os.getpid() and any("pd.scheduler" in a for a in psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def _decode(raw: dict) -> dict[str, str]:
+    """A request's fields as text; a Refusal naming the first that is not UTF-8."""
+    fields = {}
+    for k, v in raw.items():
+        try:
+            fields[k.decode() if isinstance(k, bytes) else k] = v.decode() if isinstance(v, bytes) else str(v)
+        except UnicodeDecodeError:
+            raise Refusal(f"request field {_short(k)} is not UTF-8 text") from None
+    return fields
+
+
+def _short(value: object, most: int = 200) -> str:
+    """`value`'s repr, cut to `most` characters: reasons stay readable whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= most else text[:most] + "..."
+
+
 def _phase(name: str) -> str:
     if name not in keys.CLIENT_PHASES:
         raise Refusal(f"a submission's phase is one of {', '.join(keys.CLIENT_PHASES)}, not {name!r}")
@@ -149,6 +225,9 @@ def serve_forever(ctl: Control) -> None:
             scheduler.step()
         except redis.ConnectionError as e:            # Redis restarting: wait for it
             log.warning("Redis unreachable (%s); retrying", e)
+            time.sleep(0.5)
+        except redis.RedisError as e:                 # busy, loading, a script of ours failing: serve on
+            log.warning("Redis refused the scheduler's pass (%s); retrying", e)
             time.sleep(0.5)
 
 
