@@ -279,9 +279,11 @@ def test_a_handlers_tmp_and_shm_are_its_own_sized_by_its_memory_and_gone_when_it
     worker = spare_worker(cluster.start("e1"))
     name = f"pstack-left-{uuid.uuid4().hex[:8]}"
     fill = once(f'fill("/tmp/{name}"); fill("/dev/shm/{name}");')
+    start = time.monotonic()
     res = pcli.run(ring_app("sandbox_tmpfs", shared=TMPFS_PROBE, init=fill), memory_mb=64)
+    seconds = time.monotonic() - start
     assert res["state"] == "finished"
-    # each a quarter of memory_mb; the handler sees ENOSPC (and its device and handler would, from a crash)
+    # each a quarter of memory_mb: the handler's write past it fails with ENOSPC
     assert logged(res) == [f"/tmp/{name}: 16 MB, then No space left on device; size 16 MB",
                            f"/dev/shm/{name}: 16 MB, then No space left on device; size 16 MB"]
     left_behind(worker)                                    # its worker ended
@@ -292,6 +294,9 @@ def test_a_handlers_tmp_and_shm_are_its_own_sized_by_its_memory_and_gone_when_it
     tmp, shm = logged(pcli.run(ring_app("sandbox_tmpfs_after", shared=TMPFS_PROBE, init=look)))
     assert re.fullmatch(r"tmp: pstack-region-\d+-\w+", tmp)     # its own private folder, bound back in
     assert shm == "shm: "
+    record("a handler filling /tmp and /dev/shm (memory_mb=64)", "its writes past 16 MB each fail with "
+           "ENOSPC (/tmp and /dev/shm are its own tmpfs, a quarter of memory_mb each); both are gone when the "
+           "region ends: nothing on the host, a later region finds them empty", seconds)
 
 
 def test_two_regions_running_at_once_do_not_see_each_others_tmp_or_shm(cluster):
