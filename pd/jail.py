@@ -176,30 +176,28 @@ def become(uid: int) -> None:
 
 def tmpfs_options(memory_mb: int) -> str:
     """The mount options of a private /tmp or /dev/shm of a region that may
-    use `memory_mb` MB (0: no limit, the kernel's default of half the
-    host's memory).  tmpfs pages are not in RLIMIT_DATA: size= is their bound."""
-    size = f",size={memory_mb * 1024 // TMPFS_SHARE}k" if memory_mb else ""
-    return "mode=1777" + size
+    use `memory_mb` MB (0: no limit, the kernel's defaults: half the host's
+    memory).  tmpfs pages are not in RLIMIT_DATA: size= is their bound; an
+    inode a page bounds the kernel memory of a tmpfs full of empty files."""
+    kb = memory_mb * 1024 // TMPFS_SHARE
+    return f"mode=1777,size={kb}k,nr_inodes={kb // 4}" if memory_mb else "mode=1777"
 
 
 def private_tmp(memory_mb: int) -> bool:
     """Give this process (and what it starts) a /tmp and a /dev/shm of its
     own, fresh tmpfs sized by tmpfs_options(), its working directory still
     reachable at the same path; False (nothing changed) where the kernel
-    refuses.  Call it before become(): it needs root, or, not root, an
-    unprivileged user namespace (whose capabilities it drops again)."""
+    refuses a namespace, OSError if a mount fails.  Call it before
+    become(): it needs root, or, not root, an unprivileged user namespace
+    (whose capabilities it drops again)."""
     libc = ctypes.CDLL(None, use_errno=True)
     own_users = not isolated()
-    uid, gid = os.getuid(), os.getgid()
-    if libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if own_users else 0)):
+    if not _unshare(libc, own_users):
         return False
-    if own_users:
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            Path(f"/proc/self/{name}").write_text(text)
     here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     home = os.getcwd()
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)      # nothing we mount reaches the host
-    for folder in PRIVATE_DIRS:
+    for folder in filter(os.path.isdir, PRIVATE_DIRS):     # a container may have no /dev/shm
         _mount(libc, "tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(memory_mb))
     if not _same(os.fstat(here), home):                 # the private folder was under /tmp
         os.makedirs(home, exist_ok=True)
@@ -208,6 +206,18 @@ def private_tmp(memory_mb: int) -> bool:
     os.close(here)
     if own_users:
         _drop_capabilities(libc)
+    return True
+
+
+def _unshare(libc: ctypes.CDLL, own_users: bool) -> bool:
+    """Into a mount namespace of our own (and a user namespace where we are
+    not root, our uid and gid mapped to themselves); False if refused."""
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if own_users else 0)):
+        return False
+    if own_users:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            Path(f"/proc/self/{name}").write_text(text)
     return True
 
 
@@ -243,16 +253,23 @@ def _drop_capabilities(libc: ctypes.CDLL) -> None:
         raise OSError(ctypes.get_errno(), "capset")
 
 
-def private_tmp_possible() -> bool:
-    """Whether sandboxes here get their private /tmp and /dev/shm (tried in
-    a child process: a namespace, once entered, cannot be left)."""
+def private_tmp_trouble() -> str | None:
+    """Why sandboxes here get no private /tmp and /dev/shm, if they do not
+    (tried in a child process: a namespace, once entered, cannot be left)."""
     pid = os.fork()
     if pid == 0:
         try:
             os._exit(0 if private_tmp(1) else 1)
         except BaseException:
-            os._exit(1)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+            os._exit(2)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code == 0:
+        return None
+    if code == 1:
+        how = "" if isolated() else " in an unprivileged user namespace"
+        return f"handlers share this host's /tmp and /dev/shm: the kernel refused a mount namespace{how}"
+    return ("sandboxes here cannot mount their private /tmp and /dev/shm: their regions will fail "
+            "(tracebacks in this log)")
 
 
 def die_with_parent(parent: int | None = None) -> None:

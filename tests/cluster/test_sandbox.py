@@ -255,6 +255,21 @@ static void fill(const char* path) {
                 (unsigned long long)fs.f_blocks * fs.f_frsize >> 20);
     if (fd >= 0) close(fd);
 }
+// Makes empty files in DIR until the file system refuses: how many, why it
+// stopped, and how many inodes it has
+static void files(const char* dir) {
+    char path[256];
+    int n = 0;
+    for (;; n++) {
+        snprintf(path, sizeof path, "%s/empty-%d", dir, n);
+        int fd = open(path, O_WRONLY | O_CREAT, 0644);
+        if (fd < 0) break;
+        close(fd);
+    }
+    struct statvfs fs;
+    statvfs(dir, &fs);
+    handler_log(1, "%s: %d files, then %s; %llu inodes", dir, n, strerror(errno), (unsigned long long)fs.f_files);
+}
 // The names in DIR, comma-separated
 static std::string names(const char* dir) {
     std::string out;
@@ -278,14 +293,15 @@ def host_files_of(uid: int) -> list[str]:
 def test_a_handlers_tmp_and_shm_are_its_own_sized_by_its_memory_and_gone_when_it_ends(cluster):
     worker = spare_worker(cluster.start("e1"))
     name = f"pstack-left-{uuid.uuid4().hex[:8]}"
-    fill = once(f'fill("/tmp/{name}"); fill("/dev/shm/{name}");')
+    fill = once(f'fill("/tmp/{name}"); fill("/dev/shm/{name}"); files("/dev/shm");')
     start = time.monotonic()
     res = pcli.run(ring_app("sandbox_tmpfs", shared=TMPFS_PROBE, init=fill), memory_mb=64)
     seconds = time.monotonic() - start
     assert res["state"] == "finished"
     # each a quarter of memory_mb: the handler's write past it fails with ENOSPC
     assert logged(res) == [f"/tmp/{name}: 16 MB, then No space left on device; size 16 MB",
-                           f"/dev/shm/{name}: 16 MB, then No space left on device; size 16 MB"]
+                           f"/dev/shm/{name}: 16 MB, then No space left on device; size 16 MB",
+                           "/dev/shm: 4094 files, then No space left on device; 4096 inodes"]    # an inode a page
     left_behind(worker)                                    # its worker ended
     assert not Path("/tmp", name).exists() and not Path("/dev/shm", name).exists()
     assert host_files_of(UID_BASE + worker.pid) == []      # nothing a later process of its uid could find
