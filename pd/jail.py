@@ -11,8 +11,9 @@ When pd runs as root, the sandbox runs as a user of its own, uid = gid =
 UID_BASE + the worker's OS pid, with no supplementary groups.  It starts
 as root, so that it can import Python and pstack wherever they are
 installed (pyenv under /root, say), and becomes its user (become()) before
-it reads its job: no application code or data ever meets root, and a
-process exec'd afresh holds nothing secret to start with.  OS pids are
+it reads its job (as root it reads only its limits, which size its /tmp):
+no application code or data ever meets root, and a process exec'd afresh
+holds nothing secret to start with.  OS pids are
 unique among the processes running on a host, so no two regions running at
 once share a uid, even regions of two daemons on one host: they cannot
 signal, ptrace or read each other, nor read the daemon's files, other
