@@ -287,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     if not jail.isolated():
         log.warning("pd is not root: handlers run as its own user, with no credentials in their environment "
                     "but able to read its files, and without a process limit (docs/security.md)")
+    trouble = jail.private_tmp_trouble()
+    if trouble:
+        log.warning("%s (docs/security.md)", trouble)
     try:
         url = _url(args)
     except CredentialsError as e:

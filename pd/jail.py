@@ -11,8 +11,9 @@ When pd runs as root, the sandbox runs as a user of its own, uid = gid =
 UID_BASE + the worker's OS pid, with no supplementary groups.  It starts
 as root, so that it can import Python and pstack wherever they are
 installed (pyenv under /root, say), and becomes its user (become()) before
-it reads its job: no application code or data ever meets root, and a
-process exec'd afresh holds nothing secret to start with.  OS pids are
+it reads its job (as root it reads only its limits, which size its /tmp):
+no application code or data ever meets root, and a process exec'd afresh
+holds nothing secret to start with.  OS pids are
 unique among the processes running on a host, so no two regions running at
 once share a uid, even regions of two daemons on one host: they cannot
 signal, ptrace or read each other, nor read the daemon's files, other
@@ -23,6 +24,17 @@ left the process group) and removes the private folder (reap()).  When pd
 is not root it cannot switch users: the sandbox runs as pd's user, still
 without credentials in its environment, but able to read that user's files
 and without a process limit (pd warns once at start).
+
+Each sandbox has a private /tmp and /dev/shm (private_tmp()): before it
+becomes its user it enters a mount namespace of its own and mounts a fresh
+tmpfs on each, so whatever its handlers write there is seen by no other
+process and is freed by the kernel when the namespace's last process ends
+(the sandbox, or pd's reap() of its uid).  Its private folder is on the
+host's disk (the worker writes into it; g++ compiles in it): when it lies
+under /tmp it is bind-mounted back at the same path.  pd not root: the
+namespace comes with an unprivileged user namespace (uid and gid mapped to
+themselves), if the kernel allows them; else the sandbox keeps the host's
+/tmp and /dev/shm (pd warns once at start).
 """
 from __future__ import annotations
 
@@ -41,6 +53,11 @@ from .channel import Channel
 UID_BASE = 0x6000_0000           # + a pid (< 2**22): far above any real or container user's uid
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+CLONE_NEWNS, CLONE_NEWUSER = 0x0002_0000, 0x1000_0000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x4_0000
+CAPABILITY_VERSION_3 = 0x2008_0522
+PRIVATE_DIRS = ("/tmp", "/dev/shm")
+TMPFS_SHARE = 4                  # each of PRIVATE_DIRS holds at most memory_mb / TMPFS_SHARE
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 FOLDER = "pstack-region-"
 
@@ -156,6 +173,104 @@ def become(uid: int) -> None:
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
+
+
+def tmpfs_options(memory_mb: int) -> str:
+    """The mount options of a private /tmp or /dev/shm of a region that may
+    use `memory_mb` MB (0: no limit, the kernel's defaults: half the host's
+    memory).  tmpfs pages are not in RLIMIT_DATA: size= is their bound; an
+    inode a page bounds the kernel memory of a tmpfs full of empty files."""
+    kb = memory_mb * 1024 // TMPFS_SHARE
+    return f"mode=1777,size={kb}k,nr_inodes={kb // 4}" if memory_mb else "mode=1777"
+
+
+def private_tmp(memory_mb: int) -> bool:
+    """Give this process (and what it starts) a /tmp and a /dev/shm of its
+    own, fresh tmpfs sized by tmpfs_options(), its working directory still
+    reachable at the same path; False (nothing changed) where the kernel
+    refuses a namespace, OSError if a mount fails.  Call it before
+    become(): it needs root, or, not root, an unprivileged user namespace
+    (whose capabilities it drops again)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own_users = not isolated()
+    if not _unshare(libc, own_users):
+        return False
+    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    home = os.getcwd()
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)      # nothing we mount reaches the host
+    for folder in filter(os.path.isdir, PRIVATE_DIRS):     # a container may have no /dev/shm
+        _mount(libc, "tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(memory_mb))
+    if not _same(os.fstat(here), home):                 # the private folder was under /tmp
+        os.makedirs(home, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{here}", home, None, MS_BIND)
+        os.chdir(home)
+    os.close(here)
+    if own_users:
+        _drop_capabilities(libc)
+    return True
+
+
+def _unshare(libc: ctypes.CDLL, own_users: bool) -> bool:
+    """Into a mount namespace of our own (and a user namespace where we are
+    not root, our uid and gid mapped to themselves); False if refused."""
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if own_users else 0)):
+        return False
+    if own_users:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            Path(f"/proc/self/{name}").write_text(text)
+    return True
+
+
+def _same(st: os.stat_result, path: str) -> bool:
+    """Whether `path` is the file `st` was taken of."""
+    try:
+        return os.path.samestat(st, os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _mount(libc: ctypes.CDLL, source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    def c(text: str | None) -> bytes | None:
+        return text.encode() if text is not None else None
+    if libc.mount(c(source), c(target), c(fstype), flags, c(data)):
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mount {target}: {os.strerror(errno)}")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities(libc: ctypes.CDLL) -> None:
+    """None of the capabilities a new user namespace gave us (handlers could
+    unmount the private /tmp with them)."""
+    if libc.capset(ctypes.byref(_CapHeader(CAPABILITY_VERSION_3, 0)), (_CapData * 2)()):
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def private_tmp_trouble() -> str | None:
+    """Why sandboxes here get no private /tmp and /dev/shm, if they do not
+    (tried in a child process: a namespace, once entered, cannot be left)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if private_tmp(1) else 1)
+        except BaseException:
+            os._exit(2)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code == 0:
+        return None
+    if code == 1:
+        how = "" if isolated() else " in an unprivileged user namespace"
+        return f"handlers share this host's /tmp and /dev/shm: the kernel refused a mount namespace{how}"
+    return ("sandboxes here cannot mount their private /tmp and /dev/shm: their regions will fail "
+            "(tracebacks in this log)")
 
 
 def die_with_parent(parent: int | None = None) -> None:

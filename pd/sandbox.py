@@ -35,7 +35,7 @@ from psim.run import InstanceReader, Loaded, Outcome, drive, result
 from . import results
 from .channel import Channel, Closed
 from .form import from_form
-from .jail import become, die_with_parent, no_new_privs
+from .jail import become, die_with_parent, no_new_privs, private_tmp
 from .limits import where
 from .region import RegionRun
 
@@ -214,19 +214,20 @@ def prepare() -> None:
 def main(argv: list[str]) -> int:
     parent, fd, uid = int(argv[0]), int(argv[1]), argv[2]
     prepare()
-    if uid != "-":
-        become(int(uid))
-    no_new_privs()
-    die_with_parent(parent)                     # after become(): a change of user clears it
     channel = Channel(socket.socket(fileno=fd))
-    build.STORE = WorkerStore(channel, Path.cwd())
     try:
-        limits = channel.receive()["limits"]
+        limits = Limits(**channel.receive()["limits"])    # the worker's, read as root: they size the tmpfs
     except Closed:
         return 0                                # a spare's worker ended without a job
     try:
+        private_tmp(limits.memory_mb)           # needs root (or a user namespace of its own): before become()
+        if uid != "-":
+            become(int(uid))
+        no_new_privs()
+        die_with_parent(parent)                 # after become(): a change of user clears it
+        build.STORE = WorkerStore(channel, Path.cwd())
         # before the application comes (it counts), and before g++ or any application code runs
-        rlimits.apply(Limits(**limits))
+        rlimits.apply(limits)
         run(channel, channel.receive())
     except MemoryError:
         channel.send("memory")

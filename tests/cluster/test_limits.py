@@ -102,7 +102,7 @@ def test_an_endless_handler_is_stopped_by_the_cpu_limit(cluster):
 
 def test_a_handler_writing_a_big_file_hits_the_file_size_limit(cluster):
     start_pd(cluster, "e1", "--file-mb", "1")
-    path = Path(f"/tmp/pstack-limit-{uuid.uuid4().hex}.bin")
+    path = Path(f"/var/tmp/pstack-limit-{uuid.uuid4().hex}.bin")     # on disk: the handler has a /tmp of its own
     write = (f'static bool once = false; if (!once) {{ once = true; int fd = open("{path}", O_WRONLY | O_CREAT, 0600);'
              " static char buf[65536]; for (int i = 0; i < 256; i++) write(fd, buf, sizeof buf); close(fd); }")
     app = compiled(ring_app("limit_fsize", shared="#include <fcntl.h>\n#include <unistd.h>\n", init=write))

@@ -29,6 +29,7 @@ from pd.modules import ModuleCache, Refused
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="regions get users of their own only when pd is root")
 
 RING = str(APPS_DIR / "ring_v2.xml")
+ON_DISK = "/var/tmp"       # where the files a handler must not reach are made: it has a /tmp of its own
 CANARY = "s3cret-canary"
 PROBE = r"""
 #include <cerrno>
@@ -69,7 +70,7 @@ def other_users_file() -> Iterator[Path]:
     """A 0600 file of an OS user made for the test (removed after)."""
     name = f"pst{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
-    folder = Path(tempfile.mkdtemp(prefix="pstack-other-"))
+    folder = Path(tempfile.mkdtemp(prefix="pstack-other-", dir=ON_DISK))
     folder.chmod(0o755)
     path = folder / "private.txt"
     try:
@@ -85,10 +86,18 @@ def other_users_file() -> Iterator[Path]:
 @pytest.fixture
 def open_cache() -> Iterator[Path]:
     """A compile cache any user could reach (0755), as the daemon's."""
-    folder = Path(tempfile.mkdtemp(prefix="pstack-cache-"))
+    folder = Path(tempfile.mkdtemp(prefix="pstack-cache-", dir=ON_DISK))
     folder.chmod(0o755)
     yield folder
     shutil.rmtree(folder)
+
+
+@pytest.fixture
+def daemon_folder(cluster) -> Iterator[Path]:
+    """The daemons' folder (their logs) on disk, 0700 as a cluster's folder."""
+    cluster.folder = Path(tempfile.mkdtemp(prefix="pstack-daemons-", dir=ON_DISK))
+    yield cluster.folder
+    shutil.rmtree(cluster.folder)
 
 
 def spare_worker(pd: subprocess.Popen) -> psutil.Process:
@@ -110,9 +119,9 @@ def left_behind(worker: psutil.Process) -> list[psutil.Process]:
             if p.info["uids"] and p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE]
 
 
-def test_a_handler_cannot_read_shadow_other_users_files_or_the_daemons(cluster, other_users_file):
+def test_a_handler_cannot_read_shadow_other_users_files_or_the_daemons(cluster, daemon_folder, other_users_file):
     cluster.start("e1")
-    daemon_log = cluster.folder / "pd-e1.log"
+    daemon_log = daemon_folder / "pd-e1.log"
     probe = once(f'handler_log(1, "shadow: %s", try_read("/etc/shadow")); '
                  f'handler_log(1, "other user: %s", try_read("{other_users_file}")); '
                  f'handler_log(1, "daemon log: %s", try_read("{daemon_log}"));')
@@ -222,3 +231,104 @@ def test_the_worker_installs_modules_only_before_application_code_runs(tmp_path)
     with pytest.raises(Refused, match="not a module name"):
         ModuleCache(tmp_path).fetch("../../etc/shadow")
     assert sorted(p.name for p in tmp_path.iterdir()) == [app, loader]
+
+
+TMPFS_PROBE = PROBE + r"""
+#include <dirent.h>
+#include <string>
+#include <sys/statvfs.h>
+// Writes PATH in 1 MB blocks until the file system refuses: what it took
+// and why it stopped, and the file system's size (the file stays)
+static void fill(const char* path) {
+    static char block[1 << 20];
+    memset(block, 'x', sizeof block);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    long long written = 0;
+    ssize_t n = 1;
+    while (fd >= 0 && n > 0 && written < (4LL << 30)) {
+        n = write(fd, block, sizeof block);
+        written += n > 0 ? n : 0;
+    }
+    struct statvfs fs;
+    statvfs(path, &fs);
+    handler_log(1, "%s: %lld MB, then %s; size %llu MB", path, written >> 20, strerror(errno),
+                (unsigned long long)fs.f_blocks * fs.f_frsize >> 20);
+    if (fd >= 0) close(fd);
+}
+// Makes empty files in DIR until the file system refuses: how many, why it
+// stopped, and how many inodes it has
+static void files(const char* dir) {
+    char path[256];
+    int n = 0;
+    for (;; n++) {
+        snprintf(path, sizeof path, "%s/empty-%d", dir, n);
+        int fd = open(path, O_WRONLY | O_CREAT, 0644);
+        if (fd < 0) break;
+        close(fd);
+    }
+    struct statvfs fs;
+    statvfs(dir, &fs);
+    handler_log(1, "%s: %d files, then %s; %llu inodes", dir, n, strerror(errno), (unsigned long long)fs.f_files);
+}
+// The names in DIR, comma-separated
+static std::string names(const char* dir) {
+    std::string out;
+    DIR* d = opendir(dir);
+    if (!d) return strerror(errno);
+    while (struct dirent* e = readdir(d))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            out += (out.empty() ? "" : ",") + std::string(e->d_name);
+    closedir(d);
+    return out;
+}
+"""
+
+
+def host_files_of(uid: int) -> list[str]:
+    """Files in the host's /tmp and /dev/shm owned by `uid`."""
+    found = subprocess.run(["find", "/tmp", "/dev/shm", "-xdev", "-uid", str(uid)], capture_output=True, text=True)
+    return found.stdout.split()      # its errors: files other tests removed meanwhile
+
+
+def test_a_handlers_tmp_and_shm_are_its_own_sized_by_its_memory_and_gone_when_it_ends(cluster):
+    worker = spare_worker(cluster.start("e1"))
+    name = f"pstack-left-{uuid.uuid4().hex[:8]}"
+    fill = once(f'fill("/tmp/{name}"); fill("/dev/shm/{name}"); files("/dev/shm");')
+    start = time.monotonic()
+    res = pcli.run(ring_app("sandbox_tmpfs", shared=TMPFS_PROBE, init=fill), memory_mb=64)
+    seconds = time.monotonic() - start
+    assert res["state"] == "finished"
+    # each a quarter of memory_mb: the handler's write past it fails with ENOSPC
+    assert logged(res) == [f"/tmp/{name}: 16 MB, then No space left on device; size 16 MB",
+                           f"/dev/shm/{name}: 16 MB, then No space left on device; size 16 MB",
+                           "/dev/shm: 4094 files, then No space left on device; 4096 inodes"]    # an inode a page
+    left_behind(worker)                                    # its worker ended
+    assert not Path("/tmp", name).exists() and not Path("/dev/shm", name).exists()
+    assert host_files_of(UID_BASE + worker.pid) == []      # nothing a later process of its uid could find
+    look = once('handler_log(1, "tmp: %s", names("/tmp").c_str()); '
+                'handler_log(1, "shm: %s", names("/dev/shm").c_str());')
+    tmp, shm = logged(pcli.run(ring_app("sandbox_tmpfs_after", shared=TMPFS_PROBE, init=look)))
+    assert re.fullmatch(r"tmp: pstack-region-\d+-\w+", tmp)     # its own private folder, bound back in
+    assert shm == "shm: "
+    record("a handler filling /tmp and /dev/shm (memory_mb=64)", "its writes past 16 MB each fail with "
+           "ENOSPC (/tmp and /dev/shm are its own tmpfs, a quarter of memory_mb each); both are gone when the "
+           "region ends: nothing on the host, a later region finds them empty", seconds)
+
+
+def test_two_regions_running_at_once_do_not_see_each_others_tmp_or_shm(cluster):
+    cluster.start("e1", slots=2)
+    mark = once('char path[64]; '
+                'snprintf(path, sizeof path, "/tmp/mine-%u", (unsigned)getuid()); close(creat(path, 0644)); '
+                'snprintf(path, sizeof path, "/dev/shm/mine-%u", (unsigned)getuid()); close(creat(path, 0644));')
+    # a region's 6th receipt is its last: the other region has sent to it, so it has made its files
+    look = ('static int receipts = 0; if (++receipts == 6) '
+            'handler_log(1, "uid %u tmp %s shm %s", (unsigned)getuid(), names("/tmp").c_str(), '
+            'names("/dev/shm").c_str());')
+    res = pcli.run(ring_app("sandbox_tmpfs_two", shared=TMPFS_PROBE, init=mark, receive=look),
+                   rmap={"d2": 1, "d3": 1})
+    assert res["state"] == "finished"
+    seen = [re.fullmatch(r"uid (\d+) tmp (\S*) shm (\S*)", t).groups() for t in logged(res)]
+    assert len(seen) == 2 and seen[0][0] != seen[1][0]
+    for uid, tmp, shm in seen:
+        assert sorted(n for n in tmp.split(",") if not n.startswith("pstack-region-")) == [f"mine-{uid}"]
+        assert shm == f"mine-{uid}"
