@@ -45,7 +45,7 @@ NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 PUBLIC_KEYS = (keys.PROCS, keys.QUEUE, keys.EVENTS, keys.STATS, keys.ENGINES, keys.KNOWN,
                f"{keys.PREFIX}:proc:*", f"{keys.PREFIX}:engine:*")
 USER_READS = ("hgetall", "hget", "hmget", "hexists", "hlen", "hkeys", "zrange", "zcard", "smembers",
-              "scard", "sismember", "lrange", "llen", "lindex", "get", "exists", "type", "ttl", "pttl",
+              "scard", "sismember", "lrange", "llen", "lindex", "lpos", "get", "exists", "type", "ttl", "pttl",
               "xread", "xrange", "xrevrange", "xlen")
 USER_WRITES = ("xadd", "set", "del", "unlink", "expire", "blpop", "lpop")
 CONNECTION = ("ping", "echo", "hello", "auth", "select", "quit", "reset", "multi", "exec", "discard",

@@ -332,12 +332,19 @@ class Control:
     # ---- processes ------------------------------------------------------------------
 
     def process(self, pid: int) -> dict | None:
-        """The process record, or None if there is no (whole) record."""
-        raw = self.r.hgetall(keys.proc(pid))
+        """The process record, or None if there is no (whole) record; while
+        it waits, "position": its place in the queue (1: first)."""
+        with self.r.pipeline(transaction=True) as p:
+            p.hgetall(keys.proc(pid))
+            p.hgetall(keys.proc_regions(pid))
+            p.lpos(keys.QUEUE, pid)
+            raw, regions, index = p.execute()
         if b"token" not in raw:                  # every record is made whole by submit
             return None
         rec = {_text(k): _text(v) for k, v in raw.items()}
-        rec["regions"] = {int(_text(k)): _text(v) for k, v in self.r.hgetall(keys.proc_regions(pid)).items()}
+        rec["regions"] = {int(_text(k)): _text(v) for k, v in regions.items()}
+        if index is not None:
+            rec["position"] = str(index + 1)
         return rec
 
     def pids(self) -> list[int]:

@@ -19,7 +19,16 @@
 --   * a later process that fits now starts if it cannot delay the
 --     reservation: it ends (its timeout) by the shadow time, or it fits in
 --     the slots that are both free now and spare at the shadow time, which
---     it then uses up.  A process without timeout can only do the latter.
+--     it then uses up.  A process without timeout can only do the latter;
+--   * a pass tries to place at most DEPTH queued processes (Slurm's
+--     bf_max_job_test) among the first LOOK (those that cannot run on the
+--     live engines are only passed over, which is cheap, so they cannot
+--     hide the rest), so it costs the same however long the queue: those
+--     further back wait their turn to be looked at, with the reason that
+--     says so.  A process's queue position is its place in the queue, read
+--     when asked (broker/control.py), not written by every pass.
+
+local DEPTH, LOOK = 100, 1000
 
 -- Engines ever registered, name -> slots: what a process may ask for.  An
 -- engine that is down may come back, so it is never forgotten here.
@@ -237,24 +246,25 @@ local function start(pid, at, n)
     end
     redis.call('LREM', K.queue, 1, pid)
     redis.call('HSET', p, 'state', 'running', 'started', now(), 'reason', '')
-    redis.call('HDEL', p, 'position', 'expected_start')
+    redis.call('HDEL', p, 'expected_start')
     event(pid, 'running', '')
 end
 
 -- Start what may start (the rule at the top of this file); every process
--- still waiting gets its reason and queue position (1 = first) in its
--- record, and the reserved one its expected start when known.  Returns how
--- many started.
+-- looked at and still waiting gets its reason in its record, and the
+-- reserved one its expected start when known.  Returns how many started.
 local function schedule()
     local t = tonumber(now())
     local live = live_engines()
     local reserved, shadow, spare                -- the reservation, once made
-    local position, started = 0, 0
-    for _, pid in ipairs(redis.call('LRANGE', K.queue, 0, -1)) do
+    local started, tried = 0, 0
+    for _, pid in ipairs(redis.call('LRANGE', K.queue, 0, LOOK - 1)) do
+        if tried == DEPTH then break end
         local p = proc(pid)
-        local rec = redis.call('HMGET', p, 'nregions', 'rcon', 'options', 'reason', 'position', 'expected_start')
+        local rec = redis.call('HMGET', p, 'nregions', 'rcon', 'options', 'reason', 'expected_start')
         local n, rcon, limit = tonumber(rec[1] or '1'), cjson.decode(rec[2] or '{}'), time_limit(rec[3])
         local reason, at, expected = unplaceable(n, rcon, live), nil, ''
+        if not reason then tried = tried + 1 end
         if reason then
             -- waits for engines to come back; holds nobody up
         elseif not reserved then
@@ -282,11 +292,8 @@ local function schedule()
             start(pid, at, n)
             take(live.free, at)
             started = started + 1
-        else
-            position = position + 1
-            if rec[4] ~= reason or rec[5] ~= tostring(position) or (rec[6] or '') ~= expected then
-                redis.call('HSET', p, 'reason', reason, 'position', position, 'expected_start', expected)
-            end
+        elseif rec[4] ~= reason or (rec[5] or '') ~= expected then
+            redis.call('HSET', p, 'reason', reason, 'expected_start', expected)
         end
     end
     return started

@@ -95,7 +95,7 @@ local function end_process(pid, state, reason)
     local regions = redis.call('HGETALL', p .. ':regions')
     for i = 1, #regions, 2 do release(regions[i + 1], pid, regions[i]) end
     redis.call('ZREM', K.submitting, pid)
-    redis.call('HDEL', p, 'position', 'expected_start', 'phase', 'lease')   -- queue and submission notes
+    redis.call('HDEL', p, 'expected_start', 'phase', 'lease')   -- queue and submission notes
     mark_ended(pid, state, reason)
     return 1
 end
@@ -312,7 +312,9 @@ end
 redis.call('ZREM', K.submitting, pid)
 redis.call('HDEL', p, 'phase', 'lease')
 redis.call('HSET', p, 'submitted', now())
-redis.call('RPUSH', K.queue, pid)
+if redis.call('RPUSH', K.queue, pid) > DEPTH then     -- until a pass looks at it
+    redis.call('HSET', p, 'reason', 'waiting: the scheduler looks at the first ' .. DEPTH .. ' in the queue')
+end
 schedule()
 return answer(ARGV[1], ARGV[2], {pid = tonumber(pid), token = redis.call('HGET', p, 'token')})
 

@@ -429,7 +429,7 @@ def _info(rec: dict) -> dict:
            "dropped": sum(int(v) for k, v in rec.items() if k.startswith("dropped:"))}
     for t in ("created", "started", "ended"):
         out[t] = float(rec[t]) if rec.get(t) else None
-    # the scheduler's notes on a waiting process (removed when it leaves the queue)
+    # a waiting process's place in the queue, and the scheduler's note (removed when it leaves the queue)
     out["position"] = int(rec["position"]) if rec.get("position") else None
     out["expected_start"] = float(rec["expected_start"]) if rec.get("expected_start") else None
     return out

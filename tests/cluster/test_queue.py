@@ -11,8 +11,10 @@ import subprocess
 import sys
 
 import pytest
+import redis
 
 import pcli
+from broker.control import Control
 from appcases import APPS_DIR
 from conftest import ROOT, wait_for
 from pcli.shell import Shell
@@ -150,3 +152,34 @@ def test_processes_without_a_time_limit_backfill_only_slots_the_reservation_leav
     assert held.result(timeout=60)["state"] == "finished"
     assert pcli.info(wide.pid)["engines"] == {0: "e1", 1: "e1"}
     assert pcli.info(held.pid)["started"] >= pcli.info(wide.pid)["started"]
+
+
+def test_a_long_queue_costs_each_pass_the_same_and_what_cannot_run_hides_nobody(cluster, redis_server):
+    """400 waiting processes, the first 150 pinned to an engine that is down:
+    a pass passes over those, gives the first that may run the reservation,
+    tries 100 and leaves the rest with a reason saying so; the submissions'
+    scripts take as long at the end of the queue as at its start."""
+    admin = redis.Redis.from_url(redis_server.url)
+    cluster.start("e1", slots=1)
+    cluster.start("e2", slots=1)
+    cluster.procs["e2"].send_signal(signal.SIGTERM)                # known, not running
+    wait_for(lambda: "e2" not in {e["name"] for e in pcli.engines() if e["alive"]})
+    blocker = pcli.run(endless_app("long_blocker"), async_=True)
+    wait_for(lambda: state(blocker.pid) == "running")
+    admin.config_set("slowlog-log-slower-than", 0)
+    admin.config_set("slowlog-max-len", 100_000)
+    pinned = [pcli.run(RING, rcon={0: "e2"}, async_=True) for _ in range(150)]
+    ordinary = [pcli.run(RING, async_=True) for _ in range(250)]
+    sha = Control(admin).s["submit"].sha.encode()
+    submits = [e["duration"] / 1000 for e in reversed(admin.slowlog_get(100_000))     # oldest first
+               if e["command"].split()[:2] == [b"EVALSHA", sha]]
+    admin.config_set("slowlog-log-slower-than", 10_000)
+    assert pcli.info(pinned[-1].pid)["reason"] == "waiting for engine e2 (not running)"
+    first, last = pcli.info(ordinary[0].pid), pcli.info(ordinary[-1].pid)
+    assert (first["position"], first["reason"]) == (151, "waiting for 1 slot (0 free); first in line")
+    assert (last["position"], last["reason"]) == (400, "waiting: the scheduler looks at the first 100 in the queue")
+    assert pcli.info(ordinary[150].pid)["reason"] == last["reason"]     # 101st that may run: not looked at
+    late = sorted(submits[-50:])
+    assert late[25] < 10, late                         # ms, the median: a pass over 250 of the 400 queued
+    pcli.kill(blocker.pid)
+    assert ordinary[0].result(timeout=60)["state"] == "finished"
