@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -70,6 +71,7 @@ def burst(urls: dict[str, str], admin_url: str, per_user: int, app: str = RING, 
     admin.config_set("slowlog-log-slower-than", 0)
     admin.config_set("slowlog-max-len", SLOWLOG_LEN)
     admin.slowlog_reset()
+    scripts = ScriptTimes(admin)
     start = time.time()
     clients = [subprocess.Popen([sys.executable, __file__, "--client", str(per_user), "--app", app],
                                 stdout=subprocess.PIPE, env=dict(os.environ, PSTACK_REDIS=url), cwd=ROOT)
@@ -80,7 +82,7 @@ def burst(urls: dict[str, str], admin_url: str, per_user: int, app: str = RING, 
     while time.monotonic() < deadline and not all(ended(admin, pid) for pid in pids):
         time.sleep(0.5)
     took = time.time() - start
-    scripts = script_times(admin)
+    scripts.collect()
     admin.config_set("slowlog-log-slower-than", 10_000)
     records = {pid: {k.decode(): v.decode() for k, v in admin.hgetall(keys.proc(pid)).items()} for pid in pids}
     results = Control(admin)
@@ -102,7 +104,7 @@ def burst(urls: dict[str, str], admin_url: str, per_user: int, app: str = RING, 
             "processes_per_s": round(len(pids) / took, 1),
             "to_pid_ms": {"p50": ms(pct(to_pid, 50)), "p99": ms(pct(to_pid, 99))},
             "submit_to_start_ms": {"p50": ms(pct(to_start, 50)), "p99": ms(pct(to_start, 99))},
-            "scripts_ms": scripts}
+            "scripts_ms": scripts.summary()}
 
 
 def ms(seconds: float) -> float:
@@ -113,17 +115,42 @@ def ended(admin: redis.Redis, pid: int) -> bool:
     return (admin.hget(keys.proc(pid), "state") or b"").decode() in keys.ENDED
 
 
-def script_times(admin: redis.Redis) -> dict[str, dict[str, float]]:
-    """How long each of our scripts ran (p50, p99, max in ms), from SLOWLOG."""
-    names = {s.sha: name for name, s in Control(admin).s.items()}
-    times: dict[str, list[float]] = {}
-    for entry in admin.slowlog_get(SLOWLOG_LEN):
-        cmd = entry["command"].split()
-        if cmd and cmd[0].upper() in (b"EVALSHA", "EVALSHA") and len(cmd) > 1:
-            sha = cmd[1].decode() if isinstance(cmd[1], bytes) else cmd[1]
-            times.setdefault(names.get(sha, sha[:8]), []).append(entry["duration"] / 1000)
-    return {name: {"n": len(t), "p50": round(pct(t, 50), 2), "p99": round(pct(t, 99), 2), "max": round(max(t), 2)}
-            for name, t in sorted(times.items())}
+class ScriptTimes:
+    """How long each of our scripts ran, from SLOWLOG (every command logged),
+    drained each second so that a long burst does not overflow it."""
+
+    def __init__(self, admin: redis.Redis):
+        self.admin = admin
+        self.names = {s.sha: name for name, s in Control(admin).s.items()}
+        self.times: dict[str, list[float]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.drain, daemon=True)
+        self.thread.start()
+
+    def drain(self) -> None:
+        while not self.stop.wait(1.0):
+            self.take()
+
+    def take(self) -> None:
+        with self.admin.pipeline(transaction=True) as p:      # nothing logged between reading and clearing
+            p.slowlog_get(SLOWLOG_LEN)
+            p.slowlog_reset()
+            entries, _ = p.execute()
+        for entry in entries:
+            cmd = entry["command"].split()
+            if len(cmd) > 1 and cmd[0].upper() == b"EVALSHA":
+                sha = cmd[1].decode()
+                self.times.setdefault(self.names.get(sha, sha[:8]), []).append(entry["duration"] / 1000)
+
+    def collect(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.take()
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """p50, p99 and max in ms, and how many runs, by script."""
+        return {name: {"n": len(t), "p50": round(pct(t, 50), 2), "p99": round(pct(t, 99), 2),
+                       "max": round(max(t), 2)} for name, t in sorted(self.times.items())}
 
 
 def main() -> None:
