@@ -23,6 +23,8 @@
     pstack:proc:<pid>:claims        hash  region -> engine whose daemon claimed it
     pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
     pstack:users                    hash  user name -> role (user | admin)
+    pstack:reaped                   string: when the last reap ran (epoch ms)
+    pstack:reap_grace               string with a TTL: no reaping while it lives (after a stall)
 
 (Every key of a process, its record's and these, goes when it is purged or expires:
 scripts.lua's purge_process lists them; a new one must be added there.)
@@ -73,6 +75,8 @@ USERS = f"{PREFIX}:users"
 
 SUBMITTING = f"{PREFIX}:submitting"
 ENDED_AT = f"{PREFIX}:ended"
+REAPED = f"{PREFIX}:reaped"
+REAP_GRACE = f"{PREFIX}:reap_grace"
 
 STATES = ("waiting", "running", "finished", "failed", "killed")
 ENDED = ("finished", "failed", "killed")

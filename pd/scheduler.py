@@ -22,9 +22,11 @@ import time
 import redis
 
 from broker import acl, keys
-from broker.control import APP, APP_OPS, Control, _text, connect, result_ttl
+from broker.control import APP, APP_OPS, LOG_PAGE, Control, _text, connect, result_ttl
 from broker.credentials import redact, redis_url
 from psim.engine import Options
+
+from . import quota
 
 BLOCK_MS = 250              # also how soon a new user's inbox is read
 REAP_SECONDS = 0.5
@@ -46,6 +48,8 @@ class Scheduler:
         self.secured = _text(ctl.r.execute_command("ACL", "WHOAMI")) != acl.OPEN
         self.last_reap = 0.0
         self.result_ttl = result_ttl()
+        self.caps = quota.Caps.from_env()
+        self.sweep = quota.Sweep(ctl.r, self.caps)
         ctl.index_ended()
 
     def step(self) -> int:
@@ -67,6 +71,7 @@ class Scheduler:
 
     def serve(self, user: str, role: str | None, rid: str, fields: dict[str, str]) -> bool:
         try:
+            self.bounded(user, fields)
             op = fields.get("op")
             if op == "create":
                 return self.create(user, rid, fields)
@@ -89,6 +94,13 @@ class Scheduler:
             log.exception("request %s of %s failed", rid, user)
             return self.ctl.refuse(user, rid, f"the scheduler failed on this request ({e})")
 
+    def bounded(self, user: str, fields: dict[str, str]) -> None:
+        """Refuse a request too big for its kind, or from an inbox that
+        holds too many (pd/quota.py): served or not, each costs bounded work."""
+        _refuse(self.caps.request(fields, self.ctl.r.xlen(keys.requests(user))))
+        if fields.get("op") == "app_log" and len(json.loads(fields["lines"])) > LOG_PAGE:
+            raise Refusal(f"an application engine's log request carries at most {LOG_PAGE} lines")
+
     def create(self, user: str, rid: str, fields: dict[str, str]) -> bool:
         nregions = int(fields["nregions"])
         if not 1 <= nregions <= MAX_REGIONS:
@@ -96,6 +108,7 @@ class Scheduler:
         rcon = json.loads(fields["rcon"])
         if not isinstance(rcon, dict) or not all(k.isdigit() and isinstance(v, str) for k, v in rcon.items()):
             raise Refusal("rcon maps regions to engine names")
+        _refuse(quota.app_regions(rcon, APP))
         record = json.loads(fields["record"])
         if not isinstance(record, dict) or set(record) - set(RECORD_FIELDS):
             raise Refusal(f"a submission sets only {', '.join(RECORD_FIELDS)}")
@@ -117,14 +130,56 @@ class Scheduler:
     def submit(self, user: str, rid: str, fields: dict[str, str]) -> bool:
         uploads = {"app": _upload(user, fields["app"])}
         uploads.update({name: _upload(user, fields[name]) for name in UPLOADS if fields.get(name)})
+        pipe = self.ctl.r.pipeline(transaction=False)
+        for key in uploads.values():
+            pipe.exists(key)
+            pipe.strlen(key)
+        got = pipe.execute()
+        for key, there, size in zip(uploads.values(), got[::2], got[1::2]):
+            why = self.caps.upload(key, size if there else None)
+            if why:
+                self.ctl.r.unlink(*uploads.values())         # nothing of a refused submission is kept
+                raise Refusal(why)
         return self.ctl.accept_submit(user, rid, int(fields["pid"]), uploads)
 
     def purge(self, user: str, rid: str, fields: dict[str, str], anyone: bool) -> bool:
+        """Served in pages (each script call bounded work: Redis serves
+        everyone else between them), answered once at the end."""
         pids = [int(p) for p in fields["pids"].split()]
+        _refuse(quota.purge_pids(pids))
         before = float(fields["before"]) if fields["before"] else None
         if fields["whose"] not in ("mine", "all"):
             raise Refusal("purge: whose is mine or all")
-        return self.ctl.accept_purge(user, rid, pids, anyone, fields["whose"] == "all", before)
+        if pids:
+            answer = self._purge_pids(user, pids, anyone)
+        elif fields["whose"] == "all" and not anyone:
+            answer = {"denied": 1}
+        else:
+            answer = self._purge_ended(user, fields["whose"] == "all", before)
+        return self.ctl.respond(user, rid, answer)
+
+    def _purge_pids(self, user: str, pids: list[int], anyone: bool) -> dict:
+        purged, refused = [], {}
+        while pids:
+            page = self.ctl.purge_pids(user, pids, anyone)
+            purged += page["purged"] or []               # Lua's empty table comes as {}
+            refused.update(page["refused"] or {})
+            pids = pids[page["done"]:]
+        return {"purged": purged, "refused": refused}
+
+    def _purge_ended(self, user: str, everyone: bool, before: float | None) -> dict:
+        purged, skip = [], 0
+        while True:
+            page = self.ctl.purge_ended(user, everyone, before, skip)
+            purged += page["purged"] or []
+            skip += page["skipped"]
+            if page["last"]:
+                return {"purged": purged, "refused": {}}
+
+
+def _refuse(why: str | None) -> None:
+    if why:
+        raise Refusal(why)
 
 
 def _phase(name: str) -> str:
@@ -147,7 +202,8 @@ def serve_forever(ctl: Control) -> None:
         try:
             scheduler = scheduler or Scheduler(ctl)
             scheduler.step()
-        except redis.ConnectionError as e:            # Redis restarting: wait for it
+            scheduler.sweep()
+        except (redis.ConnectionError, redis.TimeoutError) as e:     # Redis restarting or stalled: wait
             log.warning("Redis unreachable (%s); retrying", e)
             time.sleep(0.5)
 
@@ -157,6 +213,7 @@ def main() -> int:
     url = redis_url()
     try:
         ttl = result_ttl()
+        quota.Caps.from_env()
     except ValueError as e:
         raise SystemExit(f"pd.scheduler: {e}") from None
     log.info("serving requests at %s; ended processes are kept %s", redact(url),
