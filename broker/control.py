@@ -505,7 +505,10 @@ class Control:
 
     def index_ended(self) -> int:
         """Ended processes of an older pstack (not in keys.ENDED_AT) join it: how many."""
-        return int(self.s["index_ended"]())
+        joined = 0
+        for first in range(0, self.r.zcard(keys.PROCS), PURGE_PAGE):      # bounded work per call
+            joined += int(self.s["index_ended"](args=[first, PURGE_PAGE]))
+        return joined
 
     def reap(self, result_ttl: float = 0) -> int:
         """Fail the processes of engines whose heartbeat expired, of claimed

@@ -24,6 +24,8 @@
     pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
     pstack:users                    hash  user name -> role (user | admin)
     pstack:reaped                   string: when the last reap ran (epoch ms)
+    pstack:waiting                  hash  user -> how many of the user's processes wait (created,
+                                          not started nor ended): pd/quota.py caps it
     pstack:reap_grace               string with a TTL: no reaping while it lives (after a stall)
 
 (Every key of a process, its record's and these, goes when it is purged or expires:
@@ -77,6 +79,7 @@ SUBMITTING = f"{PREFIX}:submitting"
 ENDED_AT = f"{PREFIX}:ended"
 REAPED = f"{PREFIX}:reaped"
 REAP_GRACE = f"{PREFIX}:reap_grace"
+WAITING = f"{PREFIX}:waiting"
 
 STATES = ("waiting", "running", "finished", "failed", "killed")
 ENDED = ("finished", "failed", "killed")

@@ -19,7 +19,14 @@
 --   * a later process that fits now starts if it cannot delay the
 --     reservation: it ends (its timeout) by the shadow time, or it fits in
 --     the slots that are both free now and spare at the shadow time, which
---     it then uses up.  A process without timeout can only do the latter.
+--     it then uses up.  A process without timeout can only do the latter;
+--   * only the first QUEUE_DEPTH waiting processes are looked at in a pass
+--     (Slurm's bf_max_job_test): a pass is bounded work however long the
+--     queue, and those further back wait their turn to come within it.
+--     pd/quota.py caps the processes one user has waiting below that, so
+--     that no one user fills it.
+
+local QUEUE_DEPTH = 500
 
 -- Engines ever registered, name -> slots: what a process may ask for.  An
 -- engine that is down may come back, so it is never forgotten here.
@@ -236,21 +243,22 @@ local function start(pid, at, n)
         end
     end
     redis.call('LREM', K.queue, 1, pid)
+    count_waiting(pid, -1)
     redis.call('HSET', p, 'state', 'running', 'started', now(), 'reason', '')
     redis.call('HDEL', p, 'position', 'expected_start')
     event(pid, 'running', '')
 end
 
 -- Start what may start (the rule at the top of this file); every process
--- still waiting gets its reason and queue position (1 = first) in its
--- record, and the reserved one its expected start when known.  Returns how
--- many started.
+-- still waiting within QUEUE_DEPTH gets its reason and queue position (1 =
+-- first) in its record, and the reserved one its expected start when
+-- known.  Returns how many started.
 local function schedule()
     local t = tonumber(now())
     local live = live_engines()
     local reserved, shadow, spare                -- the reservation, once made
     local position, started = 0, 0
-    for _, pid in ipairs(redis.call('LRANGE', K.queue, 0, -1)) do
+    for _, pid in ipairs(redis.call('LRANGE', K.queue, 0, QUEUE_DEPTH - 1)) do
         local p = proc(pid)
         local rec = redis.call('HMGET', p, 'nregions', 'rcon', 'options', 'reason', 'position', 'expected_start')
         local n, rcon, limit = tonumber(rec[1] or '1'), cjson.decode(rec[2] or '{}'), time_limit(rec[3])

@@ -9,7 +9,7 @@ local P = 'pstack'
 local K = {pid = P .. ':pid', procs = P .. ':procs', queue = P .. ':queue',
            events = P .. ':events', engines = P .. ':engines', stats = P .. ':stats',
            known = P .. ':known', apps = P .. ':apps', submitting = P .. ':submitting',
-           ended = P .. ':ended', reaped = P .. ':reaped', grace = P .. ':reap_grace'}
+           ended = P .. ':ended', reaped = P .. ':reaped', grace = P .. ':reap_grace', waiting = P .. ':waiting'}
 -- rcon's value for a region its owner's application engine (pcli.Engine)
 -- runs: it takes no engine slot; the owner claims it through the scheduler.
 local APP = '@app'
@@ -65,6 +65,12 @@ local function job_entry(pid, region)
     return pid .. ' ' .. region .. ' ' .. (redis.call('HGET', proc(pid), 'token') or '')
 end
 
+-- one more (by = 1) or one fewer (-1) waiting process of pid's owner
+-- (pd/quota.py caps how many a user may have)
+local function count_waiting(pid, by)
+    redis.call('HINCRBY', K.waiting, redis.call('HGET', proc(pid), 'owner'), by)
+end
+
 -- give back the slot a region held on an engine (once)
 local function release(name, pid, region)
     redis.call('DEL', beat_key(pid, region))
@@ -93,7 +99,10 @@ local function end_process(pid, state, reason)
     local p = proc(pid)
     local cur = redis.call('HGET', p, 'state')
     if not cur or ENDED[cur] then return 0 end
-    if cur == 'waiting' then redis.call('LREM', K.queue, 0, pid) end
+    if cur == 'waiting' then
+        redis.call('LREM', K.queue, 0, pid)
+        count_waiting(pid, -1)
+    end
     local regions = redis.call('HGETALL', p .. ':regions')
     for i = 1, #regions, 2 do release(regions[i + 1], pid, regions[i]) end
     redis.call('ZREM', K.submitting, pid)
@@ -288,6 +297,7 @@ redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[3], 'state', '
            'nregions', ARGV[4], 'rcon', ARGV[5], 'created', t, 'phase', ARGV[6], 'lease', ARGV[7])
 redis.call('ZADD', K.procs, pid, pid)
 redis.call('ZADD', K.submitting, tonumber(t) + tonumber(ARGV[7]), pid)
+count_waiting(pid, 1)
 event(pid, 'waiting', '')
 return answer(ARGV[1], ARGV[2], {pid = pid, token = ARGV[3]})
 
@@ -328,7 +338,11 @@ end
 redis.call('ZREM', K.submitting, pid)
 redis.call('HDEL', p, 'phase', 'lease')
 redis.call('HSET', p, 'submitted', now())
-redis.call('RPUSH', K.queue, pid)
+local behind = redis.call('RPUSH', K.queue, pid)
+if behind > QUEUE_DEPTH then       -- schedule() does not look so far back yet: say so
+    redis.call('HSET', p, 'reason', 'waiting: ' .. (behind - 1) .. ' processes ahead of it in the queue',
+               'position', behind)
+end
 schedule()
 return answer(ARGV[1], ARGV[2], {pid = tonumber(pid), token = redis.call('HGET', p, 'token')})
 
@@ -620,9 +634,10 @@ return post(ARGV[1], ARGV[2], ARGV[3])
 -- @script index_ended
 -- Ended processes recorded before pstack:ended was kept (an older pstack)
 -- join it, so that purge and the results' expiry find them.  Each
--- scheduler runs it once, at its start.  Returns how many joined.
+-- scheduler runs it once, at its start, a page at a time: ARGV: the first
+-- process's rank in pstack:procs, how many.  Returns how many joined.
 local n = 0
-for _, pid in ipairs(redis.call('ZRANGE', K.procs, 0, -1)) do
+for _, pid in ipairs(redis.call('ZRANGE', K.procs, ARGV[1], ARGV[1] + ARGV[2] - 1)) do
     local rec = redis.call('HMGET', proc(pid), 'state', 'ended')
     if ENDED[rec[1]] and not redis.call('ZSCORE', K.ended, pid) then
         redis.call('ZADD', K.ended, rec[2] or now(), pid)

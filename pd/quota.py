@@ -5,6 +5,9 @@ enforces, and their settings.
 Redis ACLs cannot bound the size of a value or how many keys a user
 writes, so the caps are enforced where the scheduler sees the inbox:
 
+- a user has at most `waiting` processes created and not yet started
+  (PSTACK_MAX_WAITING, default 250; fewer than schedule.lua's QUEUE_DEPTH,
+  so that no one user fills what the scheduler looks at);
 - a request (all its fields) is at most `request_mb` (PSTACK_MAX_REQUEST_MB,
   default 16): refused with the reason otherwise;
 - while more than `inbox` requests (PSTACK_MAX_INBOX, default 1000) wait in
@@ -22,8 +25,10 @@ writes, so the caps are enforced where the scheduler sees the inbox:
 
 Per request, the scheduler also bounds the work a list asks for: a purge
 names at most PURGE_PIDS processes, an application engine's log request
-carries at most broker.control.LOG_PAGE lines, a process has at most
-APP_REGIONS regions run by application engines.  A single Redis write is
+carries at most broker.control.LOG_PAGE lines (its beat at most
+PROGRESS_FIELDS fields), a process has at most APP_REGIONS regions run by
+application engines, and rcon pins no more regions than the cluster has
+slots.  A single Redis write is
 bounded by redis-server itself (proto-max-bulk-len, 512 MB by default),
 all of them together by its maxmemory (docs/deployment.md).
 """
@@ -44,9 +49,11 @@ SWEEP_SECONDS = 10.0        # how often the inboxes are swept
 SCAN_PAGE = 1000            # keys per SCAN call: each call is short, whatever the key space
 PURGE_PIDS = 10_000         # pids one purge request may name
 APP_REGIONS = 64            # regions of a process its owner's application engines may run
+PROGRESS_FIELDS = 16        # fields of an application engine's beat (pcli.Engine sends 2)
 MB = 1 << 20
-# every key of an inbox the sweep looks at: not the request stream, not the scheduler's answers
-HELD = re.compile(r"^pstack:u:([^:]+):in:(?!requests$|reply:)")
+REPLY_TTL = 300             # seconds a reply may live (the scheduler's answers have this TTL)
+# every key of an inbox the sweep looks at but the request stream; group 2: one of the scheduler's answers
+HELD = re.compile(r"^pstack:u:([^:]+):in:(?!requests$)(reply:)?")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -67,6 +74,7 @@ class Caps:
     upload_mb: int = 512
     uploads: int = 16
     uploads_mb: int = 2048
+    waiting: int = 250
 
     @classmethod
     def from_env(cls) -> "Caps":
@@ -75,7 +83,8 @@ class Caps:
                    inbox=_env_int("PSTACK_MAX_INBOX", cls.inbox),
                    upload_mb=_env_int("PSTACK_MAX_UPLOAD_MB", cls.upload_mb),
                    uploads=_env_int("PSTACK_MAX_UPLOADS", cls.uploads),
-                   uploads_mb=_env_int("PSTACK_MAX_UPLOADS_MB", cls.uploads_mb))
+                   uploads_mb=_env_int("PSTACK_MAX_UPLOADS_MB", cls.uploads_mb),
+                   waiting=_env_int("PSTACK_MAX_WAITING", cls.waiting))
 
     def request(self, fields: dict[str, str], waiting: int) -> str | None:
         """Why a request is refused whatever it asks (too big; its sender's
@@ -87,6 +96,13 @@ class Caps:
         if waiting > self.inbox:
             return (f"{waiting} requests wait in your inbox, more than the {self.inbox} the scheduler takes at "
                     "once (PSTACK_MAX_INBOX): refused; send fewer at once")
+        return None
+
+    def create(self, waiting: int) -> str | None:
+        """Why a user with `waiting` processes not yet started may not create one more, or None."""
+        if waiting >= self.waiting:
+            return (f"you have {waiting} processes waiting to start, the most a user may have "
+                    "(PSTACK_MAX_WAITING): wait for some to start, or kill some")
         return None
 
     def upload(self, key: str, size: int | None) -> str | None:
@@ -106,10 +122,20 @@ def purge_pids(pids: list[int]) -> str | None:
     return None
 
 
-def app_regions(rcon: dict[str, str], app: str) -> str | None:
-    n = sum(1 for v in rcon.values() if v == app)
-    if n > APP_REGIONS:
-        return f"at most {APP_REGIONS} regions of a process are run by application engines, not {n}"
+def regions(nregions: int, rcon: dict[str, str], app: str, slots: int) -> str | None:
+    """Why a process's rcon is refused before the create script reads it
+    (the work grows with it), or None: it names regions of the process only,
+    at most APP_REGIONS of them run by application engines, and pins no more
+    regions on engines than the `slots` of every engine known (the script
+    then says where, and whether the process fits)."""
+    if not all(int(k) < nregions for k in rcon):
+        return f"rcon names regions the process does not have (it has {nregions})"
+    apps = sum(1 for v in rcon.values() if v == app)
+    if apps > APP_REGIONS:
+        return f"at most {APP_REGIONS} regions of a process are run by application engines, not {apps}"
+    if len(rcon) - apps > slots:
+        return (f"rcon pins {len(rcon) - apps} regions on engines, but the cluster has {slots} "
+                f"slot{'s' * (slots != 1)} in all")
     return None
 
 
@@ -127,10 +153,17 @@ class Sweep:
             return {}
         self.due = time.monotonic() + SWEEP_SECONDS
         held: dict[str, list[str]] = {}
-        for key in self.r.scan_iter(match=keys.inbox_prefix("*") + "*", count=SCAN_PAGE):
-            m = HELD.match(_text(key))
-            if m:
-                held.setdefault(m[1], []).append(_text(key))
+        replies = []
+        for key in map(_text, self.r.scan_iter(match=keys.inbox_prefix("*") + "*", count=SCAN_PAGE)):
+            m = HELD.match(key)
+            if m and m[2]:
+                replies.append(key)
+            elif m:
+                held.setdefault(m[1], []).append(key)
+        pipe = self.r.pipeline(transaction=False)
+        for key in replies:
+            pipe.pttl(key)
+        self._expire(replies, pipe.execute(), REPLY_TTL)
         return {user: n for user, names in held.items() if (n := self._trim(names))}
 
     def _trim(self, names: list[str]) -> int:
@@ -142,10 +175,7 @@ class Sweep:
             pipe.memory_usage(name)           # sampled: O(1), exact for strings (uploads)
         got = pipe.execute()
         ttls, sizes = got[::2], [s or 0 for s in got[1::2]]
-        pipe = self.r.pipeline(transaction=False)
-        for name, ttl in zip(names, ttls):
-            if ttl == -1:
-                pipe.expire(name, UPLOAD_TTL)
+        self._expire(names, ttls, UPLOAD_TTL)
         doomed, kept, total = [], 0, 0
         for i in sorted(range(len(names)), key=lambda i: ttls[i] if ttls[i] >= 0 else UPLOAD_TTL * 1000):
             if kept < self.caps.uploads and total + sizes[i] <= self.caps.uploads_mb * MB:
@@ -153,6 +183,13 @@ class Sweep:
             else:
                 doomed.append(names[i])
         for at in range(0, len(doomed), SCAN_PAGE):
-            pipe.unlink(*doomed[at:at + SCAN_PAGE])
-        pipe.execute()
+            self.r.unlink(*doomed[at:at + SCAN_PAGE])
         return len(doomed)
+
+    def _expire(self, names: list[str], ttls: list[int], seconds: int) -> None:
+        """Those of `names` without a TTL (-1) get one."""
+        pipe = self.r.pipeline(transaction=False)
+        for name, ttl in zip(names, ttls):
+            if ttl == -1:
+                pipe.expire(name, seconds)
+        pipe.execute()

@@ -100,6 +100,8 @@ class Scheduler:
         _refuse(self.caps.request(fields, self.ctl.r.xlen(keys.requests(user))))
         if fields.get("op") == "app_log" and len(json.loads(fields["lines"])) > LOG_PAGE:
             raise Refusal(f"an application engine's log request carries at most {LOG_PAGE} lines")
+        if fields.get("op") == "app_beat" and len(json.loads(fields.get("progress", "{}"))) > quota.PROGRESS_FIELDS:
+            raise Refusal(f"an application engine's beat carries at most {quota.PROGRESS_FIELDS} progress fields")
 
     def create(self, user: str, rid: str, fields: dict[str, str]) -> bool:
         nregions = int(fields["nregions"])
@@ -108,7 +110,9 @@ class Scheduler:
         rcon = json.loads(fields["rcon"])
         if not isinstance(rcon, dict) or not all(k.isdigit() and isinstance(v, str) for k, v in rcon.items()):
             raise Refusal("rcon maps regions to engine names")
-        _refuse(quota.app_regions(rcon, APP))
+        slots = sum(int(s) for s in self.ctl.r.hvals(keys.KNOWN))
+        _refuse(quota.regions(nregions, rcon, APP, slots))
+        _refuse(self.caps.create(int(self.ctl.r.hget(keys.WAITING, user) or 0)))
         record = json.loads(fields["record"])
         if not isinstance(record, dict) or set(record) - set(RECORD_FIELDS):
             raise Refusal(f"a submission sets only {', '.join(RECORD_FIELDS)}")

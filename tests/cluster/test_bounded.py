@@ -23,7 +23,7 @@ from psim import psim
 from tinyapp import slow_app
 
 CAPS = {"PSTACK_MAX_REQUEST_MB": "4", "PSTACK_MAX_INBOX": "200", "PSTACK_MAX_UPLOAD_MB": "2",
-        "PSTACK_MAX_UPLOADS": "4", "PSTACK_MAX_UPLOADS_MB": "8"}      # small, so that the test is quick
+        "PSTACK_MAX_UPLOADS": "4", "PSTACK_MAX_UPLOADS_MB": "8", "PSTACK_MAX_WAITING": "100"}   # small: quick
 SCRIPT_MS = 10                  # no script may hold Redis longer than this
 RMAP = {"d2": 1, "d3": 1}       # alice's process, split in two regions
 SCRIPTS = {b"evalsha", b"eval", b"fcall"}
@@ -62,6 +62,16 @@ class Bob:
         assert got, f"no answer to {fields.get('op')}"
         return json.loads(got[1])
 
+    def until_refused(self, make) -> list:
+        """make() until it raises ValueError (kept in .why): what it made."""
+        made = []
+        while True:
+            try:
+                made.append(make())
+            except ValueError as e:
+                self.why = str(e)
+                return made
+
     def refused(self, **fields) -> str:
         answer = self.send(**fields)
         assert "error" in answer, answer
@@ -79,17 +89,22 @@ def answer(res: dict) -> tuple:
 
 
 def script_entries(r: redis.Redis) -> list[tuple[float, str]]:
-    """(ms, command) of the scripts in the slow log."""
-    return [(e["duration"] / 1000, e["command"][:40].decode(errors="replace"))
+    """(ms, script name) of the scripts in the slow log."""
+    names = {script.sha: name for name, script in pcli.api.control().s.items()}
+    return [(e["duration"] / 1000, names.get(e["command"].split(b" ")[1].decode(), "?"))
             for e in r.slowlog_get(1024) if e["command"].split(b" ")[0].lower() in SCRIPTS]
 
 
 def test_hostile_requests_get_reasons_and_hold_redis_briefly(capped, secured, admin, tmp_path, monkeypatch):
     whole = expected(tmp_path, "bounded", 0)
-    future = pcli.run(slow_app("bounded", 12), rmap=RMAP, async_=True)       # alice's, throughout
+    future = pcli.run(slow_app("bounded", 30), rmap=RMAP, async_=True)       # alice's, throughout
     wait_for(lambda: pcli.info(future.pid)["state"] == "running", timeout=30)
     bob = Bob(secured.urls["bob"])
     reasons = {}
+    held = [keys.upload("bob", f"{i:032x}") for i in range(10)]
+    for key in held:
+        bob.r.set(key, os.urandom(1000))                                       # no TTL: the sweep sees them later
+    bob.r.set(keys.inbox_prefix("bob") + "junk", "x")
 
     pids = " ".join(map(str, range(2_000_000)))                               # 15 MB
     reasons["raw purge of 2,000,000 pids"] = bob.refused(op="purge", pids=pids, whose="mine", before="", force=0)
@@ -128,8 +143,14 @@ def test_hostile_requests_get_reasons_and_hold_redis_briefly(capped, secured, ad
     assert "an upload is at most 2 MB" in reasons["a 3 MB upload"]
     assert not bob.r.exists(big)                                               # deleted, not kept
 
-    ended = [bob.ctl.create("bob", 1, {}, {}, lease=1.0)[0] for _ in range(300)]   # fail in 1 s: ended
-    wait_for(lambda: set(pcli.api.control().states(ended)) == {"failed"}, timeout=30)
+    ended = []
+    for _ in range(3):                              # processes up to the cap, which fail in 1 s: ended
+        batch = bob.until_refused(lambda: bob.ctl.create("bob", 1, {}, {}, lease=1.0)[0])
+        assert len(batch) >= 100 - 1                # the refused submission's process waits still
+        wait_for(lambda: set(pcli.api.control().states(batch)) == {"failed"}, timeout=30)
+        ended += batch
+    reasons["a process beyond 100 waiting"] = bob.why
+    assert "you have 100 processes waiting" in bob.why
     with monkeypatch.context() as m:
         m.setenv("PSTACK_REDIS", secured.urls["bob"])
         started = time.monotonic()
@@ -150,6 +171,14 @@ def test_hostile_requests_get_reasons_and_hold_redis_briefly(capped, secured, ad
     assert inbox and all("wait in your inbox" in why for why in inbox), inbox[:3]
     assert all(a.get("outcome") == "nosuch" for a in answers if "error" not in a)
     reasons[f"{len(inbox)} of a flood of 500 requests"] = inbox[0]
+
+    kept = lambda: [k for k in held + [keys.inbox_prefix("bob") + "junk"] if bob.r.exists(k)]   # noqa: E731
+    wait_for(lambda: len(kept()) <= 4, timeout=quota.SWEEP_SECONDS + 15)
+    assert all(bob.r.ttl(k) > 0 for k in kept())
+    gone = next(k for k in held if not bob.r.exists(k))
+    pid, _ = bob.ctl.create("bob", 1, {}, {})
+    reasons["11 uploads held"] = bob.refused(op="submit", pid=pid, app=gone, partition="", instance="")
+    assert "is gone" in reasons["11 uploads held"] and "at most 4" in reasons["11 uploads held"]
 
     assert pcli.info(future.pid)["state"] == "running"                        # all of this while it ran
     res = future.result(timeout=60)
