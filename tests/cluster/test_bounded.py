@@ -16,11 +16,12 @@ import redis
 import pcli
 from broker import acl, keys
 from broker.control import Control, connect
+from clusters import add_user, run_cluster, stop_and_sweep
 from conftest import wait_for
 from faults import record
 from pd import quota
 from psim import psim
-from tinyapp import slow_app
+from tinyapp import ring_app, slow_app
 
 CAPS = {"PSTACK_MAX_REQUEST_MB": "4", "PSTACK_MAX_INBOX": "200", "PSTACK_MAX_UPLOAD_MB": "2",
         "PSTACK_MAX_UPLOADS": "4", "PSTACK_MAX_UPLOADS_MB": "8", "PSTACK_MAX_WAITING": "100"}   # small: quick
@@ -240,3 +241,24 @@ def test_a_redis_stall_fails_no_running_process(how, secured, redis_server, tmp_
            "workers, daemons, the scheduler and the client wait it out; no reaping just after it "
            "(heartbeats expired meanwhile); the process finishes with psim's answer",
            time.monotonic() - started, lost="nothing")
+
+
+@pytest.fixture
+def cluster_dir(tmp_path):
+    d = tmp_path / "c"
+    yield d
+    stop_and_sweep(d)
+
+
+def test_the_clusters_redis_refuses_a_value_beyond_the_upload_cap(cluster_dir, monkeypatch):
+    out = run_cluster("start", cluster_dir, "--name", "t", "--pds", 1, PSTACK_MAX_UPLOAD_MB="2",
+                      PSTACK_MAX_REQUEST_MB="1")
+    assert out.returncode == 0, out.stderr
+    url = add_user(cluster_dir, "carol")
+    monkeypatch.setenv("PSTACK_REDIS", url)
+    r = redis.Redis.from_url(url)
+    with pytest.raises((redis.ConnectionError, redis.ResponseError)):       # "Protocol error", then closed
+        r.set(keys.upload("carol", "0" * 32), b"x" * (3 << 20))      # over proto-max-bulk-len: refused
+    assert not redis.Redis.from_url(url).exists(keys.upload("carol", "0" * 32))
+    res = pcli.run(ring_app("capped"))                                        # what fits goes through
+    assert res["state"] == "finished" and res["metrics"]["Delivered messages"] == 12
