@@ -35,7 +35,7 @@ REQUEST_TIMEOUT = 30.0      # seconds a client waits for the scheduler's answer
 SUBMIT_LEASE = 30.0         # seconds a submission's client may go without word before the process fails
 RESULT_TTL = 7 * 86_400     # seconds an ended process is kept, unless $PSTACK_RESULT_TTL says otherwise
 EXPIRE_BATCH = 100          # ended processes purged per reap at most
-PURGE_PAGE = 200            # ended processes a purge looks at per script call
+PURGE_PAGE = 200            # processes a purge looks at per script call
 PURGE_BUDGET = 2000         # keys a purge deletes per script call, about (~1 ms: no one waits on Redis)
 LOG_PAGE = 1000             # log lines appended per script call
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -284,9 +284,10 @@ class Control:
         return self.s["submit"](keys=list(uploads.values()), args=[user, rid, pid, " ".join(uploads)]) is not None
 
     def purge_pids(self, user: str, pids: list[int], may_purge_any: bool) -> dict:
-        """Purge the first of `pids` a page can (PURGE_BUDGET): {"done": how
-        many of them were dealt with, "purged": [pid, ...], "refused": {pid: why}}."""
-        return json.loads(self.s["purge"](args=[user, int(may_purge_any), PURGE_BUDGET, *pids]))
+        """Purge the first of `pids` a page can (PURGE_PAGE, PURGE_BUDGET):
+        {"done": how many of them were dealt with, "purged": [pid, ...],
+        "refused": {pid: why}}."""
+        return json.loads(self.s["purge"](args=[user, int(may_purge_any), PURGE_BUDGET, *pids[:PURGE_PAGE]]))
 
     def purge_ended(self, user: str, everyone: bool, before: float | None, skip: int) -> dict:
         """Purge a page of the ended processes of `user` (everyone's) ended
