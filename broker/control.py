@@ -34,9 +34,10 @@ REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to he
 REQUEST_TIMEOUT = 30.0      # seconds a client waits for the scheduler's answer
 SUBMIT_LEASE = 30.0         # seconds a submission's client may go without word before the process fails
 RESULT_TTL = 7 * 86_400     # seconds an ended process is kept, unless $PSTACK_RESULT_TTL says otherwise
-EXPIRE_BATCH = 100          # ended processes purged per reap at most
+EXPIRE_BATCH = 20           # processes expired, and silent submissions failed, per reap at most (~1 ms;
+                            # reaps run several times a second)
 PURGE_PAGE = 200            # processes a purge looks at per script call
-PURGE_BUDGET = 2000         # keys a purge deletes per script call, about (~1 ms: no one waits on Redis)
+PURGE_BUDGET = 1000         # keys a purge deletes per script call, about (~1-3 ms: no one waits on Redis)
 LOG_PAGE = 1000             # log lines appended per script call
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 BUSY_PATIENCE = 60.0        # seconds a command waits out BUSY answers (Redis held by a long script)
