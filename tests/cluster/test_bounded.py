@@ -7,7 +7,6 @@ user's running process nor keep that user waiting; and a Redis stall
 import json
 import os
 import signal
-import threading
 import time
 
 import pytest
