@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from . import keys
@@ -34,8 +34,13 @@ REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to he
 REQUEST_TIMEOUT = 30.0      # seconds a client waits for the scheduler's answer
 SUBMIT_LEASE = 30.0         # seconds a submission's client may go without word before the process fails
 RESULT_TTL = 7 * 86_400     # seconds an ended process is kept, unless $PSTACK_RESULT_TTL says otherwise
-EXPIRE_BATCH = 100          # ended processes purged per reap at most
+EXPIRE_BATCH = 20           # processes expired, and silent submissions failed, per reap at most (~1 ms;
+                            # reaps run several times a second)
+PURGE_PAGE = 200            # processes a purge looks at per script call
+PURGE_BUDGET = 1000         # keys a purge deletes per script call, about (~1-3 ms: no one waits on Redis)
+LOG_PAGE = 1000             # log lines appended per script call
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+BUSY_PATIENCE = 60.0        # seconds a command waits out BUSY answers (Redis held by a long script)
 CONNECT_SECONDS = 2.0       # to open a connection: a reachable Redis accepts in milliseconds, even far away
 APP = "@app"                # rcon's value for a region run by its owner's application engine (pcli.Engine)
 APP_OPS = ("app_claim", "app_beat", "app_finish", "app_log")     # its requests
@@ -65,7 +70,8 @@ def connect(url: str | None = None, password: str | None = None, patience: float
     the password from the URL, `password`, $PSTACK_PASSWORD or the
     configuration file (broker/credentials.py).  With
     `patience` (seconds), a command retries while Redis is unreachable or
-    loading (a restart), for about that long, before it raises.  `timeout`:
+    loading (a restart), for about that long, before it raises.  Every
+    command waits out BUSY answers (Patient).  `timeout`:
     seconds to wait for a reply (and to connect, up to CONNECT_SECONDS)."""
     extra = {}
     url = url or redis_url()
@@ -73,10 +79,40 @@ def connect(url: str | None = None, password: str | None = None, patience: float
     if password:
         extra["password"] = password
     if patience:
-        extra["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=int(patience / 0.5) + 4,
-                               supported_errors=(redis.ConnectionError, redis.TimeoutError))
+        extra["retry"] = Patient(ExponentialBackoff(cap=0.5, base=0.05), retries=int(patience / 0.5) + 4,
+                                 supported_errors=(redis.ConnectionError, redis.TimeoutError))
+    else:                                       # redis-py's own default, and BUSY waited out
+        extra["retry"] = Patient(NoBackoff(), 0)
     return redis.Redis.from_url(url, socket_connect_timeout=min(timeout, CONNECT_SECONDS),
                                 socket_timeout=timeout, health_check_interval=10, **extra)
+
+
+def busy(e: BaseException) -> bool:
+    """Redis answered BUSY: a script (or module command) holds it.  redis-py
+    raises a plain ResponseError for it (LOADING, after a restart, is
+    BusyLoadingError, a ConnectionError)."""
+    return isinstance(e, redis.ResponseError) and str(e).startswith("BUSY")
+
+
+class Patient(Retry):
+    """redis-py's Retry, which also waits out BUSY answers for up to
+    BUSY_PATIENCE seconds: Redis refused the command whole, so it is sent
+    again as it was.  A stall is nobody's fault here: a daemon, worker,
+    scheduler or client rides it out instead of failing what it serves."""
+
+    def call_with_retry(self, do, fail, *args, **kwargs):
+        return super().call_with_retry(lambda: _through_busy(do), fail, *args, **kwargs)
+
+
+def _through_busy(do):
+    deadline = time.monotonic() + BUSY_PATIENCE
+    while True:
+        try:
+            return do()
+        except redis.ResponseError as e:
+            if not busy(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def unreachable(url: str, e: redis.ConnectionError | redis.TimeoutError) -> str:
@@ -210,7 +246,10 @@ class Control:
         rid = _text(self.r.xadd(keys.requests(user), fields))
         deadline, got = time.monotonic() + timeout, None
         while got is None and time.monotonic() < deadline:     # short waits: the socket has its own timeout
-            got = self.r.blpop([keys.reply(user, rid)], timeout=1)
+            try:
+                got = self.r.blpop([keys.reply(user, rid)], timeout=1)
+            except redis.TimeoutError:                # Redis stalled (stopped, a long command): wait on
+                pass
         if got is None:
             raise TimeoutError(f"the scheduler did not answer {fields['op']} request {rid} in {timeout:.0f} s "
                                "(is pd.scheduler running next to Redis?)")
@@ -245,10 +284,23 @@ class Control:
         """`uploads`: {"app": key, and "partition", "instance" when sent}."""
         return self.s["submit"](keys=list(uploads.values()), args=[user, rid, pid, " ".join(uploads)]) is not None
 
-    def accept_purge(self, user: str, rid: str, pids: list[int], may_purge_any: bool, everyone: bool,
-                     before: float | None) -> bool:
-        args = [user, rid, int(may_purge_any), "all" if everyone else "mine", "" if before is None else before]
-        return self.s["purge"](args=args + pids) is not None
+    def purge_pids(self, user: str, pids: list[int], may_purge_any: bool) -> dict:
+        """Purge the first of `pids` a page can (PURGE_PAGE, PURGE_BUDGET):
+        {"done": how many of them were dealt with, "purged": [pid, ...],
+        "refused": {pid: why}}."""
+        return json.loads(self.s["purge"](args=[user, int(may_purge_any), PURGE_BUDGET, *pids[:PURGE_PAGE]]))
+
+    def purge_ended(self, user: str, everyone: bool, before: float | None, skip: int) -> dict:
+        """Purge a page of the ended processes of `user` (everyone's) ended
+        before `before`, past the first `skip` (others', left in place):
+        {"skipped": how many of others' it left, "purged": [pid, ...], "last": whether it was the last page}."""
+        args = [user, "all" if everyone else "mine", "" if before is None else before, skip, PURGE_PAGE,
+                PURGE_BUDGET]
+        return json.loads(self.s["purge_ended"](args=args))
+
+    def respond(self, user: str, rid: str, answer: dict) -> bool:
+        """Answer a request served in pages; False if it was answered already."""
+        return self.s["respond"](args=[user, rid, json.dumps(answer)]) is not None
 
     def accept_kill(self, user: str, rid: str, pid: int, may_kill_any: bool, why: str = "") -> bool:
         return self.s["kill"](args=[user, rid, pid, int(may_kill_any), why]) is not None
@@ -398,10 +450,11 @@ class Control:
 
     def log(self, job: Job, entries: list[tuple[str, int, str]]) -> None:
         """Log lines (device, level, text) of a region to its process's stream."""
-        args: list = [job.pid, job.token, LOG_CAP]
-        for device, level, text in entries:
-            args += [job.engine, job.region, device, level, text]
-        self.s["log"](args=args)
+        for at in range(0, len(entries), LOG_PAGE):     # a handler may log without bound: pages
+            args: list = [job.pid, job.token, LOG_CAP]
+            for device, level, text in entries[at:at + LOG_PAGE]:
+                args += [job.engine, job.region, device, level, text]
+            self.s["log"](args=args)
 
     def trace(self, job: Job, data: bytes) -> None:
         """One more chunk of a region's event trace (psim/trace.py)."""
@@ -461,7 +514,10 @@ class Control:
 
     def index_ended(self) -> int:
         """Ended processes of an older pstack (not in keys.ENDED_AT) join it: how many."""
-        return int(self.s["index_ended"]())
+        joined = 0
+        for first in range(0, self.r.zcard(keys.PROCS), PURGE_PAGE):      # bounded work per call
+            joined += int(self.s["index_ended"](args=[first, PURGE_PAGE]))
+        return joined
 
     def reap(self, result_ttl: float = 0) -> int:
         """Fail the processes of engines whose heartbeat expired, of claimed

@@ -26,6 +26,10 @@
     pstack:serving                  hash  "user request-id" -> "host:pid" of the scheduler serving it
                                           now; a mark left by a scheduler that died is refused, not
                                           served again (pd/scheduler.py recover)
+    pstack:reaped                   string: when the last reap ran (epoch ms)
+    pstack:waiting                  hash  user -> how many of the user's processes wait (created,
+                                          not started nor ended): pd/quota.py caps it
+    pstack:reap_grace               string with a TTL: no reaping while it lives (after a stall)
 
 (Every key of a process, its record's and these, goes when it is purged or expires:
 scripts.lua's purge_process lists them; a new one must be added there.)
@@ -77,6 +81,9 @@ SERVING = f"{PREFIX}:serving"
 
 SUBMITTING = f"{PREFIX}:submitting"
 ENDED_AT = f"{PREFIX}:ended"
+REAPED = f"{PREFIX}:reaped"
+REAP_GRACE = f"{PREFIX}:reap_grace"
+WAITING = f"{PREFIX}:waiting"
 
 STATES = ("waiting", "running", "finished", "failed", "killed")
 ENDED = ("finished", "failed", "killed")

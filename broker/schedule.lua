@@ -245,6 +245,7 @@ local function start(pid, at, n)
         end
     end
     redis.call('LREM', K.queue, 1, pid)
+    count_waiting(pid, -1)
     redis.call('HSET', p, 'state', 'running', 'started', now(), 'reason', '')
     redis.call('HDEL', p, 'expected_start')
     event(pid, 'running', '')

@@ -9,7 +9,7 @@ local P = 'pstack'
 local K = {pid = P .. ':pid', procs = P .. ':procs', queue = P .. ':queue',
            events = P .. ':events', engines = P .. ':engines', stats = P .. ':stats',
            known = P .. ':known', apps = P .. ':apps', submitting = P .. ':submitting',
-           ended = P .. ':ended'}
+           ended = P .. ':ended', reaped = P .. ':reaped', grace = P .. ':reap_grace', waiting = P .. ':waiting'}
 -- rcon's value for a region its owner's application engine (pcli.Engine)
 -- runs: it takes no engine slot; the owner claims it through the scheduler.
 local APP = '@app'
@@ -32,13 +32,15 @@ local function take_request(user, id)
     return redis.call('XDEL', inbox(user) .. 'requests', id) == 1
 end
 
-local function answer(user, id, value)
+-- the answer to request id of user, as JSON text
+local function post(user, id, text)
     local key = inbox(user) .. 'reply:' .. id
-    local text = cjson.encode(value)
     redis.call('RPUSH', key, text)
     redis.call('EXPIRE', key, 300)
     return text
 end
+
+local function answer(user, id, value) return post(user, id, cjson.encode(value)) end
 
 local function now()
     local t = redis.call('TIME')
@@ -61,6 +63,12 @@ end
 -- the job-list entry for one region: "pid region token"
 local function job_entry(pid, region)
     return pid .. ' ' .. region .. ' ' .. (redis.call('HGET', proc(pid), 'token') or '')
+end
+
+-- one more (by = 1) or one fewer (-1) waiting process of pid's owner
+-- (pd/quota.py caps how many a user may have)
+local function count_waiting(pid, by)
+    redis.call('HINCRBY', K.waiting, redis.call('HGET', proc(pid), 'owner'), by)
 end
 
 -- give back the slot a region held on an engine (once)
@@ -91,7 +99,10 @@ local function end_process(pid, state, reason)
     local p = proc(pid)
     local cur = redis.call('HGET', p, 'state')
     if not cur or ENDED[cur] then return 0 end
-    if cur == 'waiting' then redis.call('LREM', K.queue, 0, pid) end
+    if cur == 'waiting' then
+        redis.call('LREM', K.queue, 0, pid)
+        count_waiting(pid, -1)
+    end
     local regions = redis.call('HGETALL', p .. ':regions')
     for i = 1, #regions, 2 do release(regions[i + 1], pid, regions[i]) end
     redis.call('ZREM', K.submitting, pid)
@@ -108,7 +119,7 @@ local function delete(names)
 end
 
 -- Every key of an ended process, gone (broker/keys.py lists them: a new key
--- of a process must be added here).
+-- of a process must be added here).  Returns how many keys it named.
 local function purge_process(pid)
     local p = proc(pid)
     local rec = redis.call('HMGET', p, 'owner', 'nregions')
@@ -126,6 +137,7 @@ local function purge_process(pid)
     redis.call('ZREM', K.procs, pid)
     redis.call('ZREM', K.ended, pid)
     redis.call('ZREM', K.submitting, pid)
+    return rec[1] and tonumber(rec[2] or '1') * 3 + 10 or 0      -- the keys it named: the work done
 end
 
 -- A region's end: its result (JSON or ''), its slot back; the process ends
@@ -194,10 +206,10 @@ local function reap_apps()
 end
 
 -- Processes whose client stopped submitting them (no word within its lease)
--- fail; they were never queued, so they held nobody up.
-local function reap_submissions()
+-- fail, `most` at a time; they were never queued, so they held nobody up.
+local function reap_submissions(most)
     local t = tonumber(now())
-    local late = redis.call('ZRANGEBYSCORE', K.submitting, '-inf', t)
+    local late = redis.call('ZRANGEBYSCORE', K.submitting, '-inf', t, 'LIMIT', 0, most)
     for _, pid in ipairs(late) do
         local lease = redis.call('HGET', proc(pid), 'lease') or '?'
         end_process(pid, 'failed', 'its client stopped before the submission was complete (no word from it for '
@@ -232,6 +244,19 @@ end
 -- grace period before anyone is reaped for missing them
 local function uptime()
     return tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+end
+
+-- A stall (Redis busy with a long command, or stopped) keeps everyone from
+-- heartbeating, and heartbeats expire meanwhile: when no reap could run
+-- for longer than STALL_MS, nothing is reaped for grace_ms after it, while
+-- daemons, workers and clients beat again.
+local STALL_MS = 2000
+local function stalled(grace_ms)
+    local t = tonumber(now()) * 1000
+    local last = tonumber(redis.call('GET', K.reaped) or t)
+    redis.call('SET', K.reaped, t)
+    if t - last > STALL_MS then redis.call('SET', K.grace, t, 'PX', grace_ms) end
+    return redis.call('EXISTS', K.grace) == 1
 end
 
 -- Application engines (pcli.Engine): a user's client runs a region whose
@@ -272,6 +297,7 @@ redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[3], 'state', '
            'nregions', ARGV[4], 'rcon', ARGV[5], 'created', t, 'phase', ARGV[6], 'lease', ARGV[7])
 redis.call('ZADD', K.procs, pid, pid)
 redis.call('ZADD', K.submitting, tonumber(t) + tonumber(ARGV[7]), pid)
+count_waiting(pid, 1)
 event(pid, 'waiting', '')
 return answer(ARGV[1], ARGV[2], {pid = pid, token = ARGV[3]})
 
@@ -453,12 +479,13 @@ return 1
 -- Engines whose heartbeat expired: their processes fail with a reason, the
 -- engines are forgotten; then claimed regions whose worker stopped
 -- heartbeating fail their process, and so do submissions whose client
--- went silent; ended processes older than ARGV[2] s (0: none) are purged,
--- ARGV[3] at most.  Nothing is reaped in the first ARGV[1] ms after Redis
--- (re)started, while daemons and workers find it again.  Returns how many
--- engines were reaped.
+-- went silent (ARGV[3] at most); ended processes older than ARGV[2] s (0:
+-- none) are purged, ARGV[3] at most.  Nothing is reaped in the first ARGV[1] ms after Redis
+-- (re)started, while daemons and workers find it again, nor after a stall
+-- (stalled()).  Returns how many engines were reaped.
 expire_ended(tonumber(ARGV[2]), tonumber(ARGV[3]))
-reap_submissions()
+if stalled(tonumber(ARGV[1])) then return 0 end
+reap_submissions(tonumber(ARGV[3]))
 if uptime() * 1000 < tonumber(ARGV[1]) then return 0 end
 local n, ended = 0, 0
 for _, name in ipairs(redis.call('SMEMBERS', K.engines)) do
@@ -544,49 +571,71 @@ append_log(ARGV[3], ARGV[5], 6)
 return answer(ARGV[1], ARGV[2], {done = 1})
 
 -- @script purge
--- The scheduler acts on a user's purge request (served once): ended
--- processes' records, results and logs go.  ARGV: user, request id, whether
--- the user may purge others' processes (1 or 0: broker/acl.py decides),
--- whose (mine | all), ended before (epoch s; '' for any time), then pids
--- (none: every ended process of `whose` ended before that time).  Answers
--- {purged = [pid, ...], refused = {pid = nosuch | notyours | STATE}}, or
--- {denied = 1} for `all` without the right.
-if not take_request(ARGV[1], ARGV[2]) then return nil end
-local user, anyone = ARGV[1], ARGV[3] == '1'
-local purged, refused = {}, {}
-if #ARGV >= 6 then
-    for i = 6, #ARGV do
-        local pid = ARGV[i]
-        local rec = redis.call('HMGET', proc(pid), 'owner', 'state')
-        if not rec[1] then
-            refused[pid] = 'nosuch'
-        elseif rec[1] ~= user and not anyone then
-            refused[pid] = 'notyours'
-        elseif not ENDED[rec[2]] then
-            refused[pid] = rec[2]
-        else
-            purge_process(pid)
-            purged[#purged + 1] = tonumber(pid)
-        end
+-- One page of a user's purge request (pd/scheduler.py pages it, then
+-- answers it with `respond`): ended processes' records, results and logs
+-- go.  ARGV: user, whether the user may purge others' processes (1 or 0:
+-- broker/acl.py decides), budget (keys deleted, at most about: a page is
+-- bounded work, whatever the request names), then pids.  Returns JSON
+-- {done = how many pids were dealt with, purged = [pid, ...],
+-- refused = {pid = nosuch | notyours | STATE}}.
+local user, anyone, budget = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
+local purged, refused, spent, done = {}, {}, 0, 0
+for i = 4, #ARGV do
+    if spent >= budget then break end
+    local pid = ARGV[i]
+    local rec = redis.call('HMGET', proc(pid), 'owner', 'state')
+    if not rec[1] then
+        refused[pid] = 'nosuch'
+    elseif rec[1] ~= user and not anyone then
+        refused[pid] = 'notyours'
+    elseif not ENDED[rec[2]] then
+        refused[pid] = rec[2]
+    else
+        spent = spent + purge_process(pid)
+        purged[#purged + 1] = tonumber(pid)
     end
-else
-    if ARGV[4] == 'all' and not anyone then return answer(user, ARGV[2], {denied = 1}) end
-    local before = ARGV[5] == '' and '+inf' or '(' .. ARGV[5]
-    for _, pid in ipairs(redis.call('ZRANGEBYSCORE', K.ended, '-inf', before)) do
-        if ARGV[4] == 'all' or redis.call('HGET', proc(pid), 'owner') == user then
-            purge_process(pid)
-            purged[#purged + 1] = tonumber(pid)
-        end
-    end
+    spent, done = spent + 1, done + 1
 end
-return answer(user, ARGV[2], {purged = purged, refused = refused})
+return cjson.encode({done = done, purged = purged, refused = refused})
+
+-- @script purge_ended
+-- One page of purging every ended process of a user (or everyone's, for
+-- ARGV[2] = 'all': the scheduler checked the right) ended before ARGV[3]
+-- (epoch s; '' for any time).  ARGV: user, whose, before, skip (how many
+-- ended processes of others the pages before left in place), page (how
+-- many to look at), budget (keys deleted, about).  Returns JSON
+-- {skipped = left in place, purged = [pid, ...], last = whether it was the
+-- last page}.
+local user, all, page, budget = ARGV[1], ARGV[2] == 'all', tonumber(ARGV[5]), tonumber(ARGV[6])
+local before = ARGV[3] == '' and '+inf' or '(' .. ARGV[3]
+local purged, skipped, spent, seen = {}, 0, 0, 0
+local ended = redis.call('ZRANGEBYSCORE', K.ended, '-inf', before, 'LIMIT', tonumber(ARGV[4]), page)
+for _, pid in ipairs(ended) do
+    if spent >= budget then break end
+    seen = seen + 1
+    if all or redis.call('HGET', proc(pid), 'owner') == user then
+        spent = spent + purge_process(pid)
+        purged[#purged + 1] = tonumber(pid)
+    else
+        skipped = skipped + 1
+    end
+    spent = spent + 1
+end
+return cjson.encode({skipped = skipped, purged = purged, last = seen == #ended and #ended < page})
+
+-- @script respond
+-- The scheduler answers a request it served in pages (purge): ARGV: user,
+-- request id, the answer (JSON).  Returns nil when it was answered already.
+if not take_request(ARGV[1], ARGV[2]) then return nil end
+return post(ARGV[1], ARGV[2], ARGV[3])
 
 -- @script index_ended
 -- Ended processes recorded before pstack:ended was kept (an older pstack)
 -- join it, so that purge and the results' expiry find them.  Each
--- scheduler runs it once, at its start.  Returns how many joined.
+-- scheduler runs it once, at its start, a page at a time: ARGV: the first
+-- process's rank in pstack:procs, how many.  Returns how many joined.
 local n = 0
-for _, pid in ipairs(redis.call('ZRANGE', K.procs, 0, -1)) do
+for _, pid in ipairs(redis.call('ZRANGE', K.procs, ARGV[1], ARGV[1] + ARGV[2] - 1)) do
     local rec = redis.call('HMGET', proc(pid), 'state', 'ended')
     if ENDED[rec[1]] and not redis.call('ZSCORE', K.ended, pid) then
         redis.call('ZADD', K.ended, rec[2] or now(), pid)

@@ -101,7 +101,7 @@ class Future:
             try:
                 res, seen = self._poll(seen, states)
                 outage = None
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError):     # restarting, or stalled
                 outage = outage or time.monotonic()
                 if time.monotonic() - outage > OUTAGE_SECONDS:
                     raise

@@ -59,7 +59,7 @@ from broker.control import Control, connect
 from broker.credentials import CredentialsError, redact, write_private
 from broker.dataplane import is_loopback, parse_ip
 
-from . import check, identities
+from . import check, identities, quota
 from .identities import IdentityError, engine_path, public_path
 
 # The supervisord templates: pd/conf in an installed wheel (setup.cfg ships
@@ -484,12 +484,20 @@ def start(d: str | Path, pds: int = 2, slots: int = 1, port: int | None = None,
 def _redis_conf(d: Path, bind: str, port: int) -> str:
     """redis.conf: persistent (an append-only file in DIR, fsynced every
     second; no RDB snapshots: the AOF is the one copy), identities in DIR's
-    ACL file.  A file, so that nothing is on redis-server's command line."""
+    ACL file; no single value larger than a user's largest upload or
+    request (pd/quota.py: Redis itself refuses it, before anyone stores
+    it).  A file, so that nothing is on redis-server's command line."""
     def quoted(path: Path) -> str:
         return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    try:
+        caps = quota.Caps.from_env()
+    except ValueError as e:
+        raise ClusterError(str(e)) from None
+    value_mb = max(caps.upload_mb, caps.request_mb)
     return "\n".join([f"bind {bind}", f"port {port}", 'save ""', "appendonly yes",
                       "appendfsync everysec", f"dir {quoted(d)}", "daemonize no",
-                      f"aclfile {quoted(identities.acl_path(d))}", ""])
+                      f"aclfile {quoted(identities.acl_path(d))}", f"proto-max-bulk-len {value_mb}mb",
+                      f"client-query-buffer-limit {max(value_mb + 1, 1024)}mb", ""])
 
 
 def worker(d: str | Path, url: str | None = None, pds: int = 2, slots: int = 1,

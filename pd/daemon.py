@@ -93,7 +93,7 @@ class Daemon:
                     self.register()
                 self.tend_children()
                 self.claim()
-            except redis.ConnectionError as e:
+            except (redis.ConnectionError, redis.TimeoutError) as e:   # restarting, or stalled
                 self.registered = False
                 log.warning("redis unreachable (%s); retrying", e)
                 self.stopping.wait(1.0)

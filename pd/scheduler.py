@@ -25,9 +25,11 @@ import psutil
 import redis
 
 from broker import acl, keys
-from broker.control import APP, APP_OPS, Control, _text, connect, result_ttl
+from broker.control import APP, APP_OPS, LOG_PAGE, Control, _text, connect, result_ttl
 from broker.credentials import redact, redis_url
 from psim.engine import Options
+
+from . import quota
 
 BLOCK_MS = 250              # also how soon a new user's inbox is read
 PER_USER = 20               # requests of one user served per pass: a flood of one inbox delays others little
@@ -51,6 +53,8 @@ class Scheduler:
         self.last_reap = 0.0
         self.result_ttl = result_ttl()
         self.ident = f"{socket.gethostname()}:{os.getpid()}"
+        self.caps = quota.Caps.from_env()
+        self.sweep = quota.Sweep(ctl.r, self.caps)
         ctl.index_ended()
         self.recover()
 
@@ -80,8 +84,8 @@ class Scheduler:
         self.ctl.r.hset(keys.SERVING, mark, self.ident)
         try:
             return self.serve(user, role, rid, raw)
-        except redis.ConnectionError:
-            raise                                   # Redis went: the request waits for it, unserved
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise                                   # Redis went or stalled: the request waits for it, unserved
         except Exception as e:                      # noqa: BLE001 - a request must never stop the service
             log.exception("request %s of %s failed", rid, user)
             return self._refuse(user, rid, f"the scheduler failed on this request ({_short(e)})")
@@ -92,6 +96,7 @@ class Scheduler:
         fields: dict[str, str] = {}
         try:
             fields = _decode(raw)
+            self.bounded(user, fields)
             op = fields.get("op")
             if op == "create":
                 return self.create(user, rid, fields)
@@ -116,7 +121,7 @@ class Scheduler:
         """Answer a request with `why` and remove it; if even that fails, remove it."""
         try:
             return self.ctl.refuse(user, rid, why)
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.TimeoutError):
             raise
         except redis.RedisError:
             log.exception("could not answer request %s of %s; removing it", rid, user)
@@ -140,6 +145,15 @@ class Scheduler:
             self.ctl.r.hdel(keys.SERVING, mark)
         return dropped
 
+    def bounded(self, user: str, fields: dict[str, str]) -> None:
+        """Refuse a request too big for its kind, or from an inbox that
+        holds too many (pd/quota.py): served or not, each costs bounded work."""
+        _check(self.caps.request(fields, self.ctl.r.xlen(keys.requests(user))))
+        if fields.get("op") == "app_log" and len(json.loads(fields["lines"])) > LOG_PAGE:
+            raise Refusal(f"an application engine's log request carries at most {LOG_PAGE} lines")
+        if fields.get("op") == "app_beat" and len(json.loads(fields.get("progress", "{}"))) > quota.PROGRESS_FIELDS:
+            raise Refusal(f"an application engine's beat carries at most {quota.PROGRESS_FIELDS} progress fields")
+
     def create(self, user: str, rid: str, fields: dict[str, str]) -> bool:
         nregions = int(fields["nregions"])
         if not 1 <= nregions <= MAX_REGIONS:
@@ -147,6 +161,9 @@ class Scheduler:
         rcon = json.loads(fields["rcon"])
         if not isinstance(rcon, dict) or not all(k.isdigit() and isinstance(v, str) for k, v in rcon.items()):
             raise Refusal("rcon maps regions to engine names")
+        slots = sum(int(s) for s in self.ctl.r.hvals(keys.KNOWN))
+        _check(quota.regions(nregions, rcon, APP, slots))
+        _check(self.caps.create(int(self.ctl.r.hget(keys.WAITING, user) or 0)))
         record = json.loads(fields["record"])
         if not isinstance(record, dict) or set(record) - set(RECORD_FIELDS):
             raise Refusal(f"a submission sets only {', '.join(RECORD_FIELDS)}")
@@ -168,14 +185,57 @@ class Scheduler:
     def submit(self, user: str, rid: str, fields: dict[str, str]) -> bool:
         uploads = {"app": _upload(user, fields["app"])}
         uploads.update({name: _upload(user, fields[name]) for name in UPLOADS if fields.get(name)})
+        pipe = self.ctl.r.pipeline(transaction=False)
+        for key in uploads.values():
+            pipe.exists(key)
+            pipe.strlen(key)
+        got = pipe.execute()
+        for key, there, size in zip(uploads.values(), got[::2], got[1::2]):
+            why = self.caps.upload(key, size if there else None)
+            if why:
+                self.ctl.r.unlink(*uploads.values())         # nothing of a refused submission is kept
+                raise Refusal(why)
         return self.ctl.accept_submit(user, rid, int(fields["pid"]), uploads)
 
     def purge(self, user: str, rid: str, fields: dict[str, str], anyone: bool) -> bool:
+        """Served in pages (each script call bounded work: Redis serves
+        everyone else between them), answered once at the end."""
         pids = [int(p) for p in fields["pids"].split()]
+        _check(quota.purge_pids(pids))
         before = float(fields["before"]) if fields["before"] else None
         if fields["whose"] not in ("mine", "all"):
             raise Refusal("purge: whose is mine or all")
-        return self.ctl.accept_purge(user, rid, pids, anyone, fields["whose"] == "all", before)
+        if pids:
+            answer = self._purge_pids(user, pids, anyone)
+        elif fields["whose"] == "all" and not anyone:
+            answer = {"denied": 1}
+        else:
+            answer = self._purge_ended(user, fields["whose"] == "all", before)
+        return self.ctl.respond(user, rid, answer)
+
+    def _purge_pids(self, user: str, pids: list[int], anyone: bool) -> dict:
+        purged, refused = [], {}
+        while pids:
+            page = self.ctl.purge_pids(user, pids, anyone)
+            purged += page["purged"] or []               # Lua's empty table comes as {}
+            refused.update(page["refused"] or {})
+            pids = pids[page["done"]:]
+        return {"purged": purged, "refused": refused}
+
+    def _purge_ended(self, user: str, everyone: bool, before: float | None) -> dict:
+        purged, skip = [], 0
+        while True:
+            page = self.ctl.purge_ended(user, everyone, before, skip)
+            purged += page["purged"] or []
+            skip += page["skipped"]
+            if page["last"]:
+                return {"purged": purged, "refused": {}}
+
+
+def _check(why: str | None) -> None:
+    """Refuse with `why`, the reason a cap gives (None: within it)."""
+    if why:
+        raise Refusal(why)
 
 
 def _scheduler_alive(pid: int) -> bool:
@@ -223,7 +283,8 @@ def serve_forever(ctl: Control) -> None:
         try:
             scheduler = scheduler or Scheduler(ctl)
             scheduler.step()
-        except redis.ConnectionError as e:            # Redis restarting: wait for it
+            scheduler.sweep()
+        except (redis.ConnectionError, redis.TimeoutError) as e:     # Redis restarting or stalled: wait
             log.warning("Redis unreachable (%s); retrying", e)
             time.sleep(0.5)
         except redis.RedisError as e:                 # busy, loading, a script of ours failing: serve on
@@ -236,6 +297,7 @@ def main() -> int:
     url = redis_url()
     try:
         ttl = result_ttl()
+        quota.Caps.from_env()
     except ValueError as e:
         raise SystemExit(f"pd.scheduler: {e}") from None
     log.info("serving requests at %s; ended processes are kept %s", redact(url),

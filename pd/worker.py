@@ -14,8 +14,9 @@ A thread heartbeats for the region (the C engine runs without the GIL) and
 fences it: the worker ends itself when its process ended, when it belongs to
 another incarnation of the process, when its daemon no longer holds the
 engine (stopped, gone, replaced), or when Redis has been out of reach for
-longer than the cluster waits for a heartbeat (its host is cut off: the
-process has been failed elsewhere).  Every write it makes carries the
+NO_REDIS_SECONDS (its host is cut off: the process has been failed
+elsewhere).  A stalled Redis (BUSY answers, or no answer for a while) is
+ridden out.  Every write it makes carries the
 process's incarnation token.
 
     PSTACK_REDIS=url PSTACK_DAEMON_ID=id python -m pd.worker PID REGION TOKEN ENGINE
@@ -56,10 +57,16 @@ TRACEBACK_CHARS = 4000                        # of a sandbox's traceback, in the
 CLOSE_GRACE_SECONDS = 2.0                     # a sandbox that closed its channel has this long to end
 POLL_SECONDS = 0.25                           # how often the process count and problems are checked
 BEAT_SECONDS = 0.5
-GIVE_UP_SECONDS = 2 * REGION_TTL_MS / 1000    # fenced: no Redis, or no daemon, for this long
+GIVE_UP_SECONDS = 2 * REGION_TTL_MS / 1000    # fenced: no daemon for this long
 TRACE_MB = int(os.environ.get("PSTACK_TRACE_MB", "256"))    # of event trace kept per region
 STOP_GRACE_SECONDS = 3.0                      # another region ended; our STOP should be here by then
 PATIENCE_SECONDS = 30.0                       # a Redis restart: how long the worker's commands retry
+# Fenced: no Redis for this long.  Longer than GIVE_UP_SECONDS: a Redis
+# stalled (stopped, a long command; BUSY is waited out in the command)
+# reaps nobody meanwhile, nor just after (scripts.lua: stalled), so the
+# region runs on; a host cut off has its process failed elsewhere within
+# REGION_TTL_MS anyway, so waiting longer only keeps its CPU busy longer.
+NO_REDIS_SECONDS = PATIENCE_SECONDS
 log = logging.getLogger("pd.worker")
 
 
@@ -79,19 +86,18 @@ class Heartbeat(threading.Thread):
         self.finished = False                 # this region recorded its result
 
     def run(self) -> None:
-        trouble_since: float | None = None    # no Redis, or no daemon, since
+        trouble, since = "ok", 0.0            # no Redis, or no daemon, since
         while True:
             verdict = self._beat()
             now = time.monotonic()
             if verdict in ("ended", "stale"):
                 os._exit(0)                   # nothing of ours is wanted any more
-            if verdict == "ok":
-                trouble_since = None
-            else:
-                trouble_since = trouble_since or now
-                if now - trouble_since > GIVE_UP_SECONDS:
+            if verdict != trouble:            # each trouble has its own time (after a stall, the daemon's beat is due)
+                trouble, since = verdict, now
+            if verdict != "ok":
+                if now - since > (NO_REDIS_SECONDS if verdict == "no Redis" else GIVE_UP_SECONDS):
                     log.warning("process %d region %d: %s for %.0f s; stopping", self.job.pid,
-                                self.job.region, verdict, now - trouble_since)
+                                self.job.region, verdict, now - since)
                     os._exit(1)
             time.sleep(BEAT_SECONDS)
 
