@@ -56,7 +56,7 @@ import psutil
 import redis
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
-from broker import config, credentials
+from broker import config, credentials, keys
 from broker.control import Control, connect
 from broker.credentials import CredentialsError, redact, write_private
 from broker.dataplane import is_loopback, parse_ip
@@ -547,6 +547,7 @@ def _bring_up(d: Path, template: str, engines: dict[str, str], public: str | Non
             url = credentials.read_url_file(identities.admin_path(d))
             _wait_own_redis(d, url)
             identities.establish(d, public)
+            connect(url).set(keys.FOLDER, str(d))      # a full disk's reason names it (broker/diskfull.py)
             rpc(d).supervisor.startProcessGroup("pd", False)
             rpc(d).supervisor.startProcess("scheduler", False)
         _wait_ready(d, url, engines, with_redis=public is not None)

@@ -24,6 +24,7 @@ import redis
 from broker import acl, keys
 from broker.control import APP, APP_OPS, Control, _text, connect, result_ttl
 from broker.credentials import redact, redis_url
+from broker.diskfull import DiskFull
 from psim.engine import Options
 
 BLOCK_MS = 250              # also how soon a new user's inbox is read
@@ -149,6 +150,9 @@ def serve_forever(ctl: Control) -> None:
             scheduler.step()
         except redis.ConnectionError as e:            # Redis restarting: wait for it
             log.warning("Redis unreachable (%s); retrying", e)
+            time.sleep(0.5)
+        except DiskFull as e:                         # writes refused: requests wait in their inbox
+            log.warning("%s; retrying", e)
             time.sleep(0.5)
 
 

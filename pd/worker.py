@@ -38,6 +38,7 @@ import redis
 
 from broker.control import REGION_TTL_MS, TRACE_CUT, Control, Job, connect
 from broker.dataplane import DataPlaneError, RedisRendezvous, advertised_host, curve_wanted
+from broker.diskfull import DiskFull
 from psim import build
 from psim.engine import Options
 from psim.errors import BadInput
@@ -98,6 +99,8 @@ class Heartbeat(threading.Thread):
     def _beat(self) -> str:
         try:
             verdict, done = self.ctl.region_beat(self.job, self.daemon, **self.progress)
+        except DiskFull:                      # nothing can end or fence us meanwhile: go on (Control.reap waits)
+            return "ok"
         except redis.RedisError:
             return "no Redis"
         if done and not self.finished and self.peer_done_since is None:

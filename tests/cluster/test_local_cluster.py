@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from clusters import add_user, identity, processes_of, run_cluster, stop_and_sweep
+from clusters import identity, processes_of, run_cluster, start_cluster, stop_and_sweep
 from conftest import gone, kill_tree
 from faults import record
 from tinyapp import forever_app, ring_app
@@ -54,13 +54,6 @@ def worker_dir(tmp_path):
     d = tmp_path / "w"
     yield d
     stop_and_sweep(d)
-
-
-def start_cluster(d: Path, *args: object) -> str:
-    """Start a head cluster in D; a URL that may run processes there."""
-    out = run_cluster("start", d, "--name", "t", *args)
-    assert out.returncode == 0, out.stderr
-    return add_user(d, "tester")
 
 
 def redis_pid(d: Path) -> int:
