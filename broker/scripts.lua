@@ -240,11 +240,11 @@ end
 local function writes_refused_lately(grace_ms)
     local count = string.match(redis.call('INFO', 'errorstats'), 'errorstat_MISCONF:count=(%d+)') or '0'
     local seen = redis.call('HMGET', K.refusals, 'count', 'at')
-    if seen[1] ~= count then
+    if (seen[1] or '0') ~= count then
         redis.call('HSET', K.refusals, 'count', count, 'at', now())
         return true
     end
-    return tonumber(now()) - tonumber(seen[2]) < grace_ms / 1000
+    return seen[2] ~= false and tonumber(now()) - tonumber(seen[2]) < grace_ms / 1000
 end
 
 -- Application engines (pcli.Engine): a user's client runs a region whose
