@@ -4,8 +4,9 @@ died (SIGKILL, OOM killer), found and stopped so that `stop DIR` and
 
 Only DIR's own processes are ever touched, known by what DIR gave them:
 redis-server works in DIR (its `dir`, where its AOF is); the scheduler, the
-pd daemons and their workers run `python -m pd...` with PSTACK_REDIS_FILE
-naming DIR/engine.url (supervisord.conf sets it, workers inherit it).
+pd daemons and their workers run `python -m pd`, `pd.scheduler` or
+`pd.worker` in DIR with PSTACK_REDIS_FILE naming DIR/engine.url
+(supervisord.conf sets both, workers inherit them).
 Another cluster on the same host has another DIR, so none of its
 processes matches.  Processes of other users, whose command line or
 environment cannot be read, are not this user's cluster's.
@@ -26,6 +27,7 @@ from pathlib import Path
 import psutil
 
 DAEMONS = ("pd", "pd.scheduler")
+WORKERS = ("pd.worker",)
 STOP_SECONDS = 10.0          # as supervisord's stopwaitsecs
 REDIS_STOP_SECONDS = 30.0    # rewriting a large AOF takes a while
 
@@ -58,14 +60,17 @@ def _is_redis_of(p: psutil.Process, d: Path) -> bool:
 
 
 def _pd_module(p: psutil.Process, d: Path) -> str | None:
-    """The pd module P runs (pd, pd.scheduler, pd.worker) if it is one of
-    DIR's, else None."""
+    """The pd program P runs (pd, pd.scheduler, pd.worker) if supervisord
+    of DIR started it (or a daemon of it did), else None."""
     cmd = p.info["cmdline"] or []
-    module = next((b for a, b in zip(cmd, cmd[1:]) if a == "-m" and b.split(".")[0] == "pd"), None)
+    module = next((b for a, b in zip(cmd, cmd[1:]) if a == "-m"), None)
+    if module not in DAEMONS + WORKERS:
+        return None
     try:
-        return module if module and p.environ().get("PSTACK_REDIS_FILE") == str(d / "engine.url") else None
+        ours = p.cwd() == str(d) and p.environ().get("PSTACK_REDIS_FILE") == str(d / "engine.url")
     except psutil.Error:
         return None
+    return module if ours else None
 
 
 def find(d: Path) -> dict[str, list[psutil.Process]]:
@@ -81,7 +86,7 @@ def find(d: Path) -> dict[str, list[psutil.Process]]:
             found["redis"].append(p)
         elif (module := _pd_module(p, d)) in DAEMONS:
             found["daemons"].append(p)
-        elif module is not None:
+        elif module in WORKERS:
             found["workers"].append(p)
     return found
 
