@@ -86,7 +86,7 @@ def test_a_full_disk_names_itself_and_the_service_resumes_when_space_is_freed(sm
                            timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert f"run: the cluster's disk is full: Redis cannot write its append-only file in {d}" in \
         shell.stdout + shell.stderr, shell.stdout + shell.stderr
-    assert pcli.info(running.pid)["state"] == "running"    # reads go on
+    assert pcli.info(running.pid)["state"] == "running" and running.pid in pcli.ps()    # reads go on
 
     time.sleep(4)                   # the slow process ends meanwhile: its worker retries its result
     filler.unlink()
