@@ -66,11 +66,12 @@ def test_a_full_disk_names_itself_and_the_service_resumes_when_space_is_freed(sm
     d = small_disk
     monkeypatch.setenv("PSTACK_REDIS", start_cluster(d, "--pds", 1, "--slots", 2))
     admin = redis.Redis.from_url(identity(d, "admin"), decode_responses=True)
+    # a graph type never compiled before: its region may still be compiling when the disk fills
     running = pcli.run(slow_app(f"diskfull{os.getpid()}", 4), async_=True)
     wait_for(lambda: pcli.info(running.pid)["state"] == "running", 60)
 
     filler = fill(d)
-    wait_for(lambda: refusing(admin), 15)
+    wait_for(lambda: refusing(admin), 30)
     t0 = time.monotonic()
     with pytest.raises(DiskFull) as refused:
         pcli.run(ring_app("diskfull"))
