@@ -20,6 +20,7 @@ its own, the first time a client meets the refusal.
 from __future__ import annotations
 
 import functools
+
 import redis
 
 from . import keys
@@ -61,7 +62,7 @@ def parser(url: str, password: str | None) -> type:
     raised as DiskFull, with the folder named.  It extends the parser
     redis-py picks for its default protocol (RESP3 since redis-py 6), by
     its table of error codes, which redis-py keeps if it falls back."""
-    def refusal(said: str, status_code: str | None = None) -> DiskFull:
+    def refusal(said: str, status_code: str | None = None) -> DiskFull:     # called as an exception class
         try:
             folder = _recorded_folder(url, password) or None
         except redis.RedisError:
