@@ -23,7 +23,7 @@ test: $(STAMP) system
 FAULT_TESTS := tests/cluster/test_faults.py tests/cluster/test_curve.py tests/cluster/test_processes.py tests/cluster/test_distributed.py \
                tests/cluster/test_local_cluster.py tests/cluster/test_multihost.py tests/cluster/test_limits.py \
                tests/cluster/test_sandbox.py tests/cluster/test_requests.py tests/cluster/test_burst.py \
-               tests/cluster/test_bounded.py
+               tests/cluster/test_bounded.py tests/cluster/test_disk_full.py
 reliability: $(STAMP) system
 	rm -f $(VENV)/faults.jsonl
 	PSTACK_BURST=1000 PSTACK_FAULT_TABLE=$(CURDIR)/$(VENV)/faults.jsonl $(PY) -m pytest -q $(FAULT_TESTS)

@@ -42,7 +42,7 @@ ROLES = ("user", "admin")
 NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 # what everyone may read (never a process's private keys: those are under pstack:u:OWNER:)
-PUBLIC_KEYS = (keys.PROCS, keys.QUEUE, keys.EVENTS, keys.STATS, keys.ENGINES, keys.KNOWN,
+PUBLIC_KEYS = (keys.PROCS, keys.QUEUE, keys.EVENTS, keys.STATS, keys.ENGINES, keys.KNOWN, keys.FOLDER,
                f"{keys.PREFIX}:proc:*", f"{keys.PREFIX}:engine:*")
 USER_READS = ("hgetall", "hget", "hmget", "hexists", "hlen", "hkeys", "zrange", "zcard", "smembers",
               "scard", "sismember", "lrange", "llen", "lindex", "lpos", "get", "exists", "type", "ttl", "pttl",

@@ -21,8 +21,9 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from . import keys
+from . import diskfull, keys
 from .credentials import redact, redis_password, redis_url
+from .diskfull import DiskFull
 
 LOG_CAP = 100_000           # log lines kept per process
 TRACE_TTL = 86_400          # seconds a process's event trace is kept after its last chunk
@@ -69,22 +70,24 @@ def connect(url: str | None = None, password: str | None = None, patience: float
     """A client for the pstack Redis: `url`, else $PSTACK_REDIS, else localhost;
     the password from the URL, `password`, $PSTACK_PASSWORD or the
     configuration file (broker/credentials.py).  With
-    `patience` (seconds), a command retries while Redis is unreachable or
-    loading (a restart), for about that long, before it raises.  Every
-    command waits out BUSY answers (Patient).  `timeout`:
+    `patience` (seconds), a command retries while Redis is unreachable,
+    loading (a restart) or refusing writes (its disk full), for about that
+    long, before it raises.  A full disk raises DiskFull (broker/diskfull.py).
+    Every command waits out BUSY answers (Patient).  `timeout`:
     seconds to wait for a reply (and to connect, up to CONNECT_SECONDS)."""
     extra = {}
     url = url or redis_url()
     password = password or (None if urlsplit(url).password else redis_password())    # the URL's wins
     if password:
         extra["password"] = password
-    if patience:
+    if patience:                              # a refused write did nothing: retried too
         extra["retry"] = Patient(ExponentialBackoff(cap=0.5, base=0.05), retries=int(patience / 0.5) + 4,
-                                 supported_errors=(redis.ConnectionError, redis.TimeoutError))
+                                 supported_errors=(redis.ConnectionError, redis.TimeoutError, DiskFull))
     else:                                       # redis-py's own default, and BUSY waited out
         extra["retry"] = Patient(NoBackoff(), 0)
     return redis.Redis.from_url(url, socket_connect_timeout=min(timeout, CONNECT_SECONDS),
-                                socket_timeout=timeout, health_check_interval=10, **extra)
+                                socket_timeout=timeout, health_check_interval=10,
+                                parser_class=diskfull.parser(url, password), **extra)
 
 
 def busy(e: BaseException) -> bool:

@@ -9,6 +9,11 @@
     pstack:queue                    list  waiting pids, first come first served
     pstack:events                   stream of {pid, state, reason} (capped)
     pstack:stats                    hash  counters: stale_jobs, stale_writes (refused by fencing)
+    pstack:folder                   str   the head's cluster folder (pstack-cluster start), which
+                                          a full disk's reason names (broker/diskfull.py)
+    pstack:refusals                 hash  count, at: Redis's refused writes (MISCONF) as the last
+                                          reap saw them, and when they last changed (no reaping soon
+                                          after a full disk)
     pstack:proc:<pid>               hash  the process record: pid, owner, token (incarnation),
                                           state, reason, nregions, rcon, times, ... (made whole by
                                           create); while submitting: phase (partitioning | uploading)
@@ -74,6 +79,8 @@ PROCS = f"{PREFIX}:procs"
 QUEUE = f"{PREFIX}:queue"
 EVENTS = f"{PREFIX}:events"
 STATS = f"{PREFIX}:stats"
+FOLDER = f"{PREFIX}:folder"
+REFUSALS = f"{PREFIX}:refusals"
 ENGINES = f"{PREFIX}:engines"
 KNOWN = f"{PREFIX}:known"
 USERS = f"{PREFIX}:users"

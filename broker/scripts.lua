@@ -9,7 +9,8 @@ local P = 'pstack'
 local K = {pid = P .. ':pid', procs = P .. ':procs', queue = P .. ':queue',
            events = P .. ':events', engines = P .. ':engines', stats = P .. ':stats',
            known = P .. ':known', apps = P .. ':apps', submitting = P .. ':submitting',
-           ended = P .. ':ended', reaped = P .. ':reaped', grace = P .. ':reap_grace', waiting = P .. ':waiting'}
+           ended = P .. ':ended', reaped = P .. ':reaped', grace = P .. ':reap_grace', waiting = P .. ':waiting',
+           refusals = P .. ':refusals'}
 -- rcon's value for a region its owner's application engine (pcli.Engine)
 -- runs: it takes no engine slot; the owner claims it through the scheduler.
 local APP = '@app'
@@ -259,6 +260,19 @@ local function stalled(grace_ms)
     return redis.call('EXISTS', K.grace) == 1
 end
 
+-- Whether Redis refused writes (its disk full: MISCONF, counted in INFO
+-- errorstats) since the last reap, or within grace_ms of noticing it: no
+-- heartbeat could be written meanwhile, so nobody is reaped for that.
+local function writes_refused_lately(grace_ms)
+    local count = string.match(redis.call('INFO', 'errorstats'), 'errorstat_MISCONF:count=(%d+)') or '0'
+    local seen = redis.call('HMGET', K.refusals, 'count', 'at')
+    if (seen[1] or '0') ~= count then
+        redis.call('HSET', K.refusals, 'count', count, 'at', now())
+        return true
+    end
+    return seen[2] ~= false and tonumber(now()) - tonumber(seen[2]) < grace_ms / 1000
+end
+
 -- Application engines (pcli.Engine): a user's client runs a region whose
 -- rcon is '@app'.  It has no Redis rights on the process, so the
 -- scheduler acts for it: each script serves one request of the process's
@@ -387,7 +401,9 @@ local pid, region = ARGV[1], ARGV[2]
 local p = proc(pid)
 if fenced(pid, ARGV[3], 'stale_writes') then return {'stale', 0} end
 if redis.call('HGET', p, 'state') ~= 'running' then return {'ended', 0} end
-if redis.call('GET', engine(ARGV[4]) .. ':alive') ~= ARGV[5] then return {'orphan', 0} end
+-- (a daemon could not heartbeat either while Redis refused writes: not orphaned for that)
+if redis.call('GET', engine(ARGV[4]) .. ':alive') ~= ARGV[5]
+        and not writes_refused_lately(2 * tonumber(ARGV[6])) then return {'orphan', 0} end
 redis.call('SET', beat_key(pid, region), ARGV[4], 'PX', ARGV[6])
 for i = 7, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end
 return {'ok', redis.call('HLEN', private(pid) .. ':results')}
@@ -482,7 +498,9 @@ return 1
 -- went silent (ARGV[3] at most); ended processes older than ARGV[2] s (0:
 -- none) are purged, ARGV[3] at most.  Nothing is reaped in the first ARGV[1] ms after Redis
 -- (re)started, while daemons and workers find it again, nor after a stall
--- (stalled()).  Returns how many engines were reaped.
+-- (stalled()), nor after it refused writes (a full disk) until ARGV[1] ms
+-- after.  Returns how many engines were reaped.
+if writes_refused_lately(tonumber(ARGV[1])) then return 0 end
 expire_ended(tonumber(ARGV[2]), tonumber(ARGV[3]))
 if stalled(tonumber(ARGV[1])) then return 0 end
 reap_submissions(tonumber(ARGV[3]))

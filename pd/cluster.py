@@ -27,7 +27,9 @@ The head's Redis keeps an append-only file in DIR, so a restart of Redis or
 of the cluster keeps processes, the queue, the pid counter and users.
 `check` runs a two-region process on every pair of live engines
 (pd/check.py).  `unit` prints a systemd unit that runs the given start or
-worker command at boot and again if the host's supervisord dies.  The same command is installed as `pstack-cluster`; start()
+worker command at boot and again if the host's supervisord dies.  If it
+died, `stop` and `start` first stop the programs it left running (its
+orphans, pd/orphans.py: only DIR's own; Redis last, with SIGTERM).  The same command is installed as `pstack-cluster`; start()
 and stop() are the Python API.  See conf/README.md and docs/deployment.md.
 """
 
@@ -54,13 +56,14 @@ import psutil
 import redis
 from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
-from broker import config, credentials
+from broker import config, credentials, keys
 from broker.control import Control, connect
 from broker.credentials import CredentialsError, redact, write_private
 from broker.dataplane import is_loopback, parse_ip
 
-from . import check, identities, quota
+from . import check, identities, orphans, quota
 from .identities import IdentityError, engine_path, public_path
+from .orphans import alive, wait_gone
 
 # The supervisord templates: pd/conf in an installed wheel (setup.cfg ships
 # conf/ there), else conf/ of the checkout this file is in.
@@ -143,23 +146,6 @@ def supervisord_process(d: Path) -> psutil.Process | None:
         return None
 
 
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Wait until every process has ended; return those still alive."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [p for p in procs if _alive(p)]
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.1)
-
-
 def states(d: Path) -> dict[str, dict]:
     """Process name (e.g. "pd-0", "redis") -> supervisor's process info."""
     return {info["name"]: info for info in rpc(d).supervisor.getAllProcessInfo()}
@@ -223,12 +209,13 @@ def stop(d: str | Path, timeout: float = TIMEOUT) -> bool:
     """Stop the cluster of DIR; False if none was running.
 
     Asks supervisord to shut down (it stops pd, then redis), waits for it to
-    end, and kills whatever is left after TIMEOUT seconds.
+    end, and kills whatever is left after TIMEOUT seconds.  Without a
+    supervisord, the cluster's orphans (pd/orphans.py) are stopped.
     """
     d = cluster_dir(d)
     sup = supervisord_process(d)
     if sup is None:
-        return False
+        return _stop_orphans(d)
     try:
         procs = sup.children(recursive=True)
     except psutil.Error:
@@ -237,7 +224,7 @@ def stop(d: str | Path, timeout: float = TIMEOUT) -> bool:
         rpc(d).supervisor.shutdown()
     except (OSError, xmlrpc.client.Error):
         sup.send_signal(signal.SIGTERM)  # same orderly shutdown
-    if _wait_gone([sup], timeout):
+    if wait_gone([sup], timeout):
         print(f"supervisord (pid {sup.pid}) did not stop in {timeout:.0f} s: "
               "killing it and its processes", file=sys.stderr)
         try:
@@ -251,18 +238,27 @@ def stop(d: str | Path, timeout: float = TIMEOUT) -> bool:
                 pass
     # Children supervisord already reaped are gone; anything they left
     # behind (a daemon's own workers) is ended too.
-    left = [p for p in procs if _alive(p)]
+    left = [p for p in procs if alive(p)]
     for p in left:
         try:
             p.terminate()
         except psutil.Error:
             pass
-    for p in _wait_gone(left, 5):
+    for p in wait_gone(left, 5):
         try:
             p.kill()
         except psutil.Error:
             pass
     return True
+
+
+def _stop_orphans(d: Path) -> bool:
+    """Stop what DIR's dead supervisord left running; False if nothing."""
+    count = orphans.stop(d)
+    if count:
+        print(f"stopped {count} orphaned process{'es' * (count > 1)} of the cluster in {d} "
+              "(its supervisord had died)", file=sys.stderr)
+    return count > 0
 
 
 # -- readiness ---------------------------------------------------------------
@@ -471,6 +467,7 @@ def start(d: str | Path, pds: int = 2, slots: int = 1, port: int | None = None,
     prefix, engines = _engines(d, name, pds)
     _make_dir(d)
     _not_running(d)
+    _stop_orphans(d)
     port = _redis_port(d, bind, port)
     host = redis_host(bind, advertise)
     public = f"redis://[{host}]:{port}/0" if ":" in host else f"redis://{host}:{port}/0"
@@ -513,6 +510,7 @@ def worker(d: str | Path, url: str | None = None, pds: int = 2, slots: int = 1,
     prefix, engines = _engines(d, name, pds)
     _make_dir(d)
     _not_running(d)
+    _stop_orphans(d)
     write_private(engine_path(d), url + "\n")
     return _bring_up(d, "supervisord-worker.conf.in", engines, url=url,
                      name=prefix, pds=pds, slots=slots, pd_args=_pd_args(advertise))
@@ -557,6 +555,7 @@ def _bring_up(d: Path, template: str, engines: dict[str, str], public: str | Non
             url = credentials.read_url_file(identities.admin_path(d))
             _wait_own_redis(d, url)
             identities.establish(d, public)
+            connect(url).set(keys.FOLDER, str(d))      # a full disk's reason names it (broker/diskfull.py)
             rpc(d).supervisor.startProcessGroup("pd", False)
             rpc(d).supervisor.startProcess("scheduler", False)
         _wait_ready(d, url, engines, with_redis=public is not None)

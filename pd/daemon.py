@@ -30,6 +30,7 @@ import redis
 from broker import config, keys
 from broker.control import HEARTBEAT_TTL_MS, Control, Job, connect
 from broker.credentials import CredentialsError, redact, redis_url, refuse_on_command_line
+from broker.diskfull import DiskFull
 
 from . import jail
 from .limits import FILE_MB, PROCS, Policy, where
@@ -96,6 +97,9 @@ class Daemon:
             except (redis.ConnectionError, redis.TimeoutError) as e:   # restarting, or stalled
                 self.registered = False
                 log.warning("redis unreachable (%s); retrying", e)
+                self.stopping.wait(1.0)
+            except DiskFull as e:         # Redis takes writes again by itself: so do we
+                log.warning("%s; retrying", e)
                 self.stopping.wait(1.0)
             except Exception:              # a bad job entry, a bug: log it, keep serving
                 log.exception("daemon loop")

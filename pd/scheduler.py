@@ -27,6 +27,7 @@ import redis
 from broker import acl, keys
 from broker.control import APP, APP_OPS, LOG_PAGE, Control, _text, connect, result_ttl
 from broker.credentials import redact, redis_url
+from broker.diskfull import DiskFull
 from psim.engine import Options
 
 from . import quota
@@ -84,8 +85,8 @@ class Scheduler:
         self.ctl.r.hset(keys.SERVING, mark, self.ident)
         try:
             return self.serve(user, role, rid, raw)
-        except (redis.ConnectionError, redis.TimeoutError):
-            raise                                   # Redis went or stalled: the request waits for it, unserved
+        except (redis.ConnectionError, redis.TimeoutError, DiskFull):
+            raise                                   # Redis went, stalled or cannot write: the request waits
         except Exception as e:                      # noqa: BLE001 - a request must never stop the service
             log.exception("request %s of %s failed", rid, user)
             return self._refuse(user, rid, f"the scheduler failed on this request ({_short(e)})")
@@ -121,7 +122,7 @@ class Scheduler:
         """Answer a request with `why` and remove it; if even that fails, remove it."""
         try:
             return self.ctl.refuse(user, rid, why)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError, DiskFull):
             raise
         except redis.RedisError:
             log.exception("could not answer request %s of %s; removing it", rid, user)
@@ -286,6 +287,9 @@ def serve_forever(ctl: Control) -> None:
             scheduler.sweep()
         except (redis.ConnectionError, redis.TimeoutError) as e:     # Redis restarting or stalled: wait
             log.warning("Redis unreachable (%s); retrying", e)
+            time.sleep(0.5)
+        except DiskFull as e:                         # writes refused: requests wait in their inbox
+            log.warning("%s; retrying", e)
             time.sleep(0.5)
         except redis.RedisError as e:                 # busy, loading, a script of ours failing: serve on
             log.warning("Redis refused the scheduler's pass (%s); retrying", e)

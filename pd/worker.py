@@ -39,6 +39,7 @@ import redis
 
 from broker.control import REGION_TTL_MS, TRACE_CUT, Control, Job, connect
 from broker.dataplane import DataPlaneError, RedisRendezvous, advertised_host, curve_wanted
+from broker.diskfull import DiskFull
 from psim import build
 from psim.engine import Options
 from psim.errors import BadInput
@@ -104,6 +105,8 @@ class Heartbeat(threading.Thread):
     def _beat(self) -> str:
         try:
             verdict, done = self.ctl.region_beat(self.job, self.daemon, **self.progress)
+        except DiskFull:                      # nothing can end or fence us meanwhile: go on (Control.reap waits)
+            return "ok"
         except redis.RedisError:
             return "no Redis"
         if done and not self.finished and self.peer_done_since is None:
@@ -270,7 +273,8 @@ class Keeper:
     def finish(self, status: str, reason: str, res: bytes | None = None) -> None:
         self.beat.finished = True
         counts = {k: v for k, v in self.beat.progress.items() if k.startswith(("delivered:", "dropped:"))}
-        self.ctl.finish_region(self.job, "failed" if status == "failed" else "finished", reason, res, **counts)
+        finish_when_written(self.ctl, self.job, "failed" if status == "failed" else "finished", reason, res,
+                            **counts)
 
     def death_reason(self) -> str:
         """The sandbox ended without its result: a limit it hit (SIGXCPU,
@@ -285,6 +289,18 @@ class Keeper:
             return f"{where(self.job.region, self.job.engine)}: {limit}"
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         return f"region worker died ({how})"
+
+
+def finish_when_written(ctl: Control, job: Job, status: str, reason: str, res: bytes | None = None,
+                        **counts: int) -> None:
+    """finish_region, retried for as long as Redis refuses writes (a full
+    disk; the heartbeat keeps the region alive meanwhile): its end waits
+    for the disk, as its run did."""
+    while True:
+        try:
+            return ctl.finish_region(job, status, reason, res, **counts)
+        except DiskFull as e:
+            log.warning("process %d region %d: %s; retrying", job.pid, job.region, e)
 
 
 def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
@@ -373,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             run_region(ctl, job, beat, jail)
         except MemoryError:       # the worker has no memory limit, but one could still come from the OS
             report_memory_error(ctl, job)
+        except DiskFull as e:     # a write refused for PATIENCE_SECONDS: the region fails with the reason
+            jail.close()
+            finish_when_written(ctl, job, "failed", f"{where(job.region, job.engine)}: {e}")
     finally:
         jail.close()
     return 0

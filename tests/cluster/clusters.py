@@ -37,6 +37,14 @@ def add_user(d: Path, name: str) -> str:
     return user_url(out.stdout)
 
 
+def start_cluster(d: Path, *args: object) -> str:
+    """Start a head cluster in D (engines t-0, ...); a URL that may run
+    processes there."""
+    out = run_cluster("start", d, "--name", "t", *args)
+    assert out.returncode == 0, out.stderr
+    return add_user(d, "tester")
+
+
 def processes_of(d: Path) -> list[psutil.Process]:
     """Processes working in D or naming it: supervisord, redis, pd, workers."""
     found = []

@@ -2,6 +2,7 @@
 real pd daemons in a temp folder; a daemon killed with SIGKILL comes back;
 `stop` leaves nothing behind, also when `start` fails; `start` never joins
 another Redis; Redis persists across its own crash and a stop/start;
+after supervisord is SIGKILLed, `stop` and `start` recover its orphans;
 `check` runs a ring on every pair of engines and names those that fail."""
 from __future__ import annotations
 
@@ -17,15 +18,15 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from clusters import add_user, identity, processes_of, run_cluster, stop_and_sweep
-from conftest import kill_tree
+from clusters import identity, processes_of, run_cluster, start_cluster, stop_and_sweep
+from conftest import gone, kill_tree
 from faults import record
 from tinyapp import forever_app, ring_app
 
 import pcli
 from broker import keys
 from broker.credentials import redact
-from pd.cluster import interface_address, is_loopback, redis_host, rpc
+from pd.cluster import interface_address, is_loopback, redis_host, rpc, supervisord_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,13 +54,6 @@ def worker_dir(tmp_path):
     d = tmp_path / "w"
     yield d
     stop_and_sweep(d)
-
-
-def start_cluster(d: Path, *args: object) -> str:
-    """Start a head cluster in D; a URL that may run processes there."""
-    out = run_cluster("start", d, "--name", "t", *args)
-    assert out.returncode == 0, out.stderr
-    return add_user(d, "tester")
 
 
 def redis_pid(d: Path) -> int:
@@ -143,7 +137,8 @@ def test_start_on_the_port_of_another_redis_fails_and_joins_nothing(cluster_dir,
     assert out.stdout == ""
     assert f"port {redis_server.port} on 127.0.0.1 is taken" in out.stderr
     assert processes_of(cluster_dir) == []
-    assert foreign.ping() and foreign.dbsize() == 0      # no engine registered there
+    assert foreign.ping() and not foreign.keys("pstack:engine*")     # no engine registered there
+    assert not foreign.exists("pstack:folder")                        # nor does it think it is the cluster's
     record("`pstack-cluster start --port P` with another Redis on P",
            "start exits 1 with the reason; nothing starts, nothing joins the other Redis", None)
 
@@ -197,6 +192,72 @@ def test_stop_and_start_of_a_folder_keep_processes_and_pids(cluster_dir, monkeyp
     assert [pcli.info(f.pid)["state"] for f in done] == ["finished"] * 2
     assert pcli.result(done[1].pid)["metrics"]["Delivered messages"] == 12
     assert pcli.run(ring_app("restart"), async_=True).pid == done[1].pid + 1
+
+
+def kill_supervisord(d: Path) -> list[psutil.Process]:
+    """SIGKILL D's supervisord; the programs it leaves running (orphans)."""
+    sup = supervisord_process(d)
+    programs = [psutil.Process(i["pid"]) for i in rpc(d).supervisor.getAllProcessInfo()]
+    assert len(programs) == 3                               # redis, scheduler, pd-0
+    sup.kill()
+    wait_for(lambda: gone([sup]), 10, "supervisord gone")
+    assert not any(gone([p]) for p in programs) and supervisord_process(d) is None
+    return programs + [p for p in processes_of(d) if p not in programs]
+
+
+def served(after: int = 0) -> int:
+    """$PSTACK_REDIS's cluster runs a new process to psim's answer, with the
+    pid after AFTER when given (its Redis kept the counter); its pid."""
+    future = pcli.run(ring_app("orphans"), async_=True)
+    done = pcli.block(future)
+    assert done["state"] == "finished" and done["metrics"]["Delivered messages"] == 12
+    assert not after or future.pid == after + 1
+    return future.pid
+
+
+def test_stop_after_supervisord_died_stops_its_orphans_only(cluster_dir, tmp_path, monkeypatch):
+    d, other = cluster_dir, tmp_path / "other"
+    try:
+        monkeypatch.setenv("PSTACK_REDIS", start_cluster(d, "--pds", 1))
+        start_cluster(other, "--pds", 1)
+        neighbours = processes_of(other)
+        first = served()
+        orphans = kill_supervisord(d)
+
+        t0 = time.monotonic()
+        out = run_cluster("stop", d)
+        seconds = time.monotonic() - t0
+        assert out.returncode == 0, out.stderr
+        assert f"orphaned processes of the cluster in {d}" in out.stderr
+        assert gone(orphans) and processes_of(d) == []
+        assert "killing" not in out.stderr                    # all ended on SIGTERM (Redis: AOF flushed)
+        assert not gone(neighbours) and processes_of(other) == neighbours
+
+        assert run_cluster("start", d, "--name", "t", "--pds", 1).returncode == 0
+        served(first)
+    finally:
+        stop_and_sweep(other)
+    record("the head's supervisord SIGKILLed; then `pstack-cluster stop DIR`",
+           "stop finds its orphans (redis, scheduler, pd, workers) and stops them, Redis last with SIGTERM "
+           "(AOF flushed); another cluster's are untouched; start then serves", seconds)
+
+
+def test_start_after_supervisord_died_recovers_its_orphans(cluster_dir, monkeypatch):
+    d = cluster_dir
+    monkeypatch.setenv("PSTACK_REDIS", start_cluster(d, "--pds", 1))
+    first = served()
+    orphans = kill_supervisord(d)
+
+    t0 = time.monotonic()
+    out = run_cluster("start", d, "--name", "t", "--pds", 1)
+    seconds = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    assert f"orphaned processes of the cluster in {d}" in out.stderr
+    assert gone(orphans) and "killing" not in out.stderr
+    served(first)
+    record("the head's supervisord SIGKILLed; then `pstack-cluster start DIR` (as the systemd unit does)",
+           "start stops the orphans first (Redis with SIGTERM), then starts the cluster on the same port; "
+           "nothing is lost", seconds)
 
 
 def unassigned_address() -> str:
