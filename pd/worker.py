@@ -297,7 +297,7 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
     if nregions > 1:
         try:
             host = advertised_host(ctl.r)
-            curve = curve_wanted(host)
+            curve = curve_wanted()
         except DataPlaneError as e:
             ctl.finish_region(job, "failed", f"data plane: {e}")
             return

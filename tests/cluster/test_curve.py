@@ -1,7 +1,8 @@
 """CURVE on the data plane (real redis-server, pd daemons, ZeroMQ): a split
 process gives psim's answer over CURVE; peers without the process's keys
 are refused at the handshake, counted as dropped, and change nothing;
-loopback clusters run plain TCP unless told otherwise; mixed modes work."""
+CURVE is the default on loopback too, plain TCP only when told
+(PSTACK_CURVE=off); mixed modes work."""
 from __future__ import annotations
 
 import time
@@ -32,7 +33,7 @@ def modes(pid: int) -> dict[int, str]:
 
 
 def start_pds(cluster, left: str | None, right: str | None) -> None:
-    """Daemons left and right, with PSTACK_CURVE as given (None: unset, auto)."""
+    """Daemons left and right, with PSTACK_CURVE as given (None: unset, on)."""
     for name, mode in (("left", left), ("right", right)):
         cluster.start(name, slots=2, env={"PSTACK_CURVE": mode} if mode else None)
 
@@ -46,18 +47,18 @@ def test_split_process_over_curve_gives_psims_answer(cluster):
     assert modes(max(pcli.ps(all=True))) == {0: "curve", 1: "curve"}
 
 
-def test_auto_on_loopback_is_plain_and_mixed_modes_work(cluster):
-    start_pds(cluster, None, "on")
+def test_curve_is_the_default_on_loopback_and_mixes_with_plain(cluster):
+    start_pds(cluster, None, "off")
     res = pcli.run(RING, **SPLIT)
     assert res["state"] == "finished", res.get("reason")
     assert answer(res) == answer(psim(RING))
-    assert modes(max(pcli.ps(all=True))) == {0: "plain", 1: "curve"}
+    assert modes(max(pcli.ps(all=True))) == {0: "curve", 1: "plain"}
 
 
 def test_bad_curve_setting_fails_the_process_with_a_reason(cluster):
-    start_pds(cluster, "maybe", None)
+    start_pds(cluster, "auto", None)             # auto (plain TCP on loopback) is gone: not a safe choice
     res = pcli.run(RING, **SPLIT)
-    assert res["state"] == "failed" and "PSTACK_CURVE=maybe" in res["reason"]
+    assert res["state"] == "failed" and "PSTACK_CURVE=auto: expected on or off" in res["reason"]
 
 
 def rogue(ctx: zmq.Context, address: str, server_key: bytes | None) -> tuple[zmq.Socket, zmq.Socket]:
@@ -79,7 +80,7 @@ def handshake_outcome(monitor: zmq.Socket) -> zmq.Event:
 
 
 def test_rogue_peers_are_refused_at_the_handshake_and_counted(cluster, tmp_path):
-    start_pds(cluster, "on", "on")
+    start_pds(cluster, None, None)
     app = tmp_path / "slow.xml"
     app.write_text(slow_app("curve_rogue", 4.0))           # each region sleeps 4 s in its first OnInit
     future = pcli.run(str(app), rmap={"d2": 1, "d3": 1}, rcon={0: "left", 1: "right"}, async_=True)
@@ -112,7 +113,7 @@ def test_rogue_peers_are_refused_at_the_handshake_and_counted(cluster, tmp_path)
     assert dropped >= 2                                     # one per refused handshake; plain TCP retries
     assert res["regions"][0]["Dropped frames"] == 0
     record("peers without the process's CURVE keys (a random keypair with the right server key; plain TCP) "
-           "send frames with the right pid, token and sequence (PSTACK_CURVE=on)",
+           "send frames with the right pid, token and sequence (CURVE, the default, on loopback)",
            f"refused at the CURVE handshake (ZAP: unknown key; mechanism mismatch), their frames never arrive; "
            f"counted as dropped ({dropped}: one per refused handshake); the process ends with psim's answer",
            refused_after)
