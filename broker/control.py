@@ -334,11 +334,18 @@ class Control:
     def process(self, pid: int) -> dict | None:
         """The process record, or None if there is no (whole) record."""
         raw = self.r.hgetall(keys.proc(pid))
-        if b"token" not in raw:                  # every record is made whole by submit
+        if b"owner" not in raw:                  # every record is made whole by create
             return None
         rec = {_text(k): _text(v) for k, v in raw.items()}
         rec["regions"] = {int(_text(k)): _text(v) for k, v in self.r.hgetall(keys.proc_regions(pid)).items()}
         return rec
+
+    def token(self, pid: int) -> str | None:
+        """The process's incarnation token (a private key: its owner, engines
+        and admins may read it), or None if there is no such process."""
+        owner = self.r.hget(keys.proc(pid), "owner")
+        token = self.r.get(keys.proc_token(_text(owner), pid)) if owner is not None else None
+        return _text(token) if token is not None else None
 
     def pids(self) -> list[int]:
         return [int(p) for p in self.r.zrange(keys.PROCS, 0, -1)]

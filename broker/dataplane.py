@@ -158,19 +158,22 @@ class Rendezvous(Protocol):
 
 
 class RedisRendezvous:
-    def __init__(self, r: redis.Redis, pid: int):
-        self.r, self.pid = r, pid
+    """The rendezvous in the process's private keys (its owner's prefix:
+    no other user can read where its regions listen)."""
+
+    def __init__(self, r: redis.Redis, pid: int, owner: str):
+        self.r, self.pid, self.owner = r, pid, owner
 
     def publish(self, region: int, curve: str, address: str) -> None:
         with self.r.pipeline(transaction=True) as p:    # readers see both or neither
-            p.hset(keys.proc_curve(self.pid), region, curve)
-            p.hset(keys.proc_endpoints(self.pid), region, address)
+            p.hset(keys.proc_curve(self.owner, self.pid), region, curve)
+            p.hset(keys.proc_endpoints(self.owner, self.pid), region, address)
             p.execute()
 
     def lookup(self) -> tuple[dict[int, str], dict[int, str]]:
         with self.r.pipeline(transaction=True) as p:
-            p.hgetall(keys.proc_endpoints(self.pid))
-            p.hgetall(keys.proc_curve(self.pid))
+            p.hgetall(keys.proc_endpoints(self.owner, self.pid))
+            p.hgetall(keys.proc_curve(self.owner, self.pid))
             endpoints, curve = p.execute()
         return _by_region(endpoints), _by_region(curve)
 

@@ -9,17 +9,12 @@
     pstack:queue                    list  waiting pids, first come first served
     pstack:events                   stream of {pid, state, reason} (capped)
     pstack:stats                    hash  counters: stale_jobs, stale_writes (refused by fencing)
-    pstack:proc:<pid>               hash  the process record: pid, owner, token (incarnation),
-                                          state, reason, nregions, rcon, times, ... (made whole by
-                                          create); while submitting: phase (partitioning | uploading)
+    pstack:proc:<pid>               hash  the process record: pid, owner, state, reason, nregions,
+                                          rcon, times, ... (made whole by create: a hash without
+                                          owner is no process); while submitting: phase (partitioning | uploading)
                                           and lease (s); per region R: phase:R (REGION_PHASES),
                                           delivered:R, dropped:R, worker:R
     pstack:proc:<pid>:regions       hash  region -> engine running it
-    pstack:proc:<pid>:endpoints     hash  region -> ZeroMQ address of its PULL socket
-    pstack:proc:<pid>:curve         hash  region -> "curve KEY" or "plain KEY": whether its PULL socket
-                                          is a CURVE server, and the region's public key (Z85, 40
-                                          characters: its server key, and its client key towards
-                                          CURVE peers); written with the endpoint in one MULTI
     pstack:proc:<pid>:claims        hash  region -> engine whose daemon claimed it
     pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
     pstack:users                    hash  user name -> role (user | admin)
@@ -28,6 +23,13 @@
 scripts.lua's purge_process lists them; a new one must be added there.)
 
 A process's private keys, readable by its owner (and engines, admins) only:
+    pstack:u:<owner>:p:<pid>:token      string: the process's incarnation token (written by create):
+                                        fences workers' writes, marks its data-plane frames
+    pstack:u:<owner>:p:<pid>:endpoints  hash  region -> ZeroMQ address of its PULL socket
+    pstack:u:<owner>:p:<pid>:curve      hash  region -> "curve KEY" or "plain KEY": whether its PULL
+                                        socket is a CURVE server, and the region's public key (Z85, 40
+                                        characters: its server key, and its client key towards CURVE
+                                        peers); written with the endpoint in one MULTI
     pstack:u:<owner>:p:<pid>:app        the application XML, zlib-compressed
     pstack:u:<owner>:p:<pid>:partition  region of every device (uint16 array, zlib), for regions=N
     pstack:u:<owner>:p:<pid>:instance   the binary instance form (pd/form.py, zlib), for regions=N
@@ -145,12 +147,16 @@ def reply(user: str, request: str) -> str:
     return f"{inbox_prefix(user)}reply:{request}"
 
 
-def proc_endpoints(pid: int) -> str:
-    return f"{proc(pid)}:endpoints"
+def proc_token(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:token"
 
 
-def proc_curve(pid: int) -> str:
-    return f"{proc(pid)}:curve"
+def proc_endpoints(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:endpoints"
+
+
+def proc_curve(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:curve"
 
 
 def engine(name: str) -> str:

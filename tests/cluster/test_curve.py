@@ -29,7 +29,8 @@ def answer(res: dict) -> tuple:
 def modes(pid: int) -> dict[int, str]:
     """Region -> "curve" or "plain", as the regions published it."""
     ctl = pcli.api.control()
-    return {int(k): v.decode().split(" ")[0] for k, v in ctl.r.hgetall(keys.proc_curve(pid)).items()}
+    records = ctl.r.hgetall(keys.proc_curve(ctl.owner(pid), pid))
+    return {int(k): v.decode().split(" ")[0] for k, v in records.items()}
 
 
 def start_pds(cluster, left: str | None, right: str | None) -> None:
@@ -85,9 +86,10 @@ def test_rogue_peers_are_refused_at_the_handshake_and_counted(cluster, tmp_path)
     app.write_text(slow_app("curve_rogue", 4.0))           # each region sleeps 4 s in its first OnInit
     future = pcli.run(str(app), rmap={"d2": 1, "d3": 1}, rcon={0: "left", 1: "right"}, async_=True)
     ctl = pcli.api.control()
-    wait_for(lambda: ctl.r.hlen(keys.proc_curve(future.pid)) == 2)
-    address = ctl.r.hget(keys.proc_endpoints(future.pid), 1).decode()
-    server_key = ctl.r.hget(keys.proc_curve(future.pid), 1).decode().split(" ")[1].encode()
+    owner = ctl.owner(future.pid)
+    wait_for(lambda: ctl.r.hlen(keys.proc_curve(owner, future.pid)) == 2)
+    address = ctl.r.hget(keys.proc_endpoints(owner, future.pid), 1).decode()
+    server_key = ctl.r.hget(keys.proc_curve(owner, future.pid), 1).decode().split(" ")[1].encode()
     # what region 0 would send next to region 1 (after its HELLO, seq 0): the
     # rogue has the pid, the token and the sequence; only the keys are missing
     frames = [wire.pack(wire.STOP, future.pid, future.token, 0, 1, {"status": "exit", "code": 7}),

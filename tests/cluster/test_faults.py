@@ -103,8 +103,9 @@ def forge(address: str, *frames: bytes) -> None:
 
 def endpoint(pid: int, region: int) -> str:
     ctl = pcli.api.control()
-    wait_for(lambda: ctl.r.hlen(keys.proc_endpoints(pid)) == 2)
-    return ctl.r.hget(keys.proc_endpoints(pid), region).decode()
+    key = keys.proc_endpoints(ctl.owner(pid), pid)
+    wait_for(lambda: ctl.r.hlen(key) == 2)
+    return ctl.r.hget(key, region).decode()
 
 
 def past_first_probe(future) -> None:
