@@ -53,7 +53,8 @@ Engines:
                                           (what a submitted process may ask for)
     pstack:engine:<name>            hash  the engine record
     pstack:engine:<name>:alive      string with a TTL: the heartbeat
-    pstack:engine:<name>:jobs       list  "pid region token" assigned, not yet claimed
+    pstack:engine:<name>:jobs       list  "pid region token" assigned, not yet claimed (engines' lists
+                                          carry tokens: users may not read them, broker/acl.py)
     pstack:engine:<name>:taken      list  jobs its daemon took (BLMOVE), until it claims them
     pstack:engine:<name>:procs      set   "pid:region" assigned to it (claimed or not)
 
