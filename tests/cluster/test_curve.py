@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 import pcli
 from appcases import APPS_DIR
@@ -16,6 +15,7 @@ from broker import keys, wire
 from conftest import wait_for
 from faults import record
 from psim import psim
+from rogues import handshake_outcome, rogue
 from tinyapp import slow_app
 
 RING = str(APPS_DIR / "ring_v2.xml")
@@ -60,24 +60,6 @@ def test_bad_curve_setting_fails_the_process_with_a_reason(cluster):
     start_pds(cluster, "auto", None)             # auto (plain TCP on loopback) is gone: not a safe choice
     res = pcli.run(RING, **SPLIT)
     assert res["state"] == "failed" and "PSTACK_CURVE=auto: expected on or off" in res["reason"]
-
-
-def rogue(ctx: zmq.Context, address: str, server_key: bytes | None) -> tuple[zmq.Socket, zmq.Socket]:
-    """A PUSH socket to ADDRESS, a CURVE client with its own random keypair
-    (or plain TCP when server_key is None), and a monitor of its handshakes."""
-    s = ctx.socket(zmq.PUSH)
-    if server_key:
-        s.curve_publickey, s.curve_secretkey = zmq.curve_keypair()
-        s.curve_serverkey = server_key
-    monitor = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-    s.connect(address)
-    return s, monitor
-
-
-def handshake_outcome(monitor: zmq.Socket) -> zmq.Event:
-    assert monitor.poll(10_000), "no handshake outcome in 10 s"
-    return recv_monitor_message(monitor)["event"]
 
 
 def test_rogue_peers_are_refused_at_the_handshake_and_counted(cluster, tmp_path):
