@@ -111,9 +111,18 @@ def secure(r: redis.Redis, admin: str | None = None, engine: str | None = None) 
     made = {ADMIN: set_identity(r, ADMIN, admin_rules(), admin),
             ENGINE: set_identity(r, ENGINE, engine_rules(), engine)}
     r.execute_command("ACL", "SETUSER", OPEN, "reset", *DEFAULT_RULES)
+    renew_user_rules(r)
     save(r)
     r.hset(keys.USERS, ADMIN, "admin")
     return made
+
+
+def renew_user_rules(r: redis.Redis) -> None:
+    """Every existing user's rules as user_rules() says now, its secret
+    kept: users added by an older pstack lose what it let them read."""
+    for name, role in users(r).items():
+        if role == "user" and name not in RESERVED and r.execute_command("ACL", "GETUSER", name) is not None:
+            r.execute_command("ACL", "SETUSER", name, "clearselectors", *user_rules(name))
 
 
 def save(r: redis.Redis) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -159,6 +160,18 @@ def test_another_user_cannot_read_a_process_s_token_endpoints_or_keys(secured, m
     assert [e["name"] for e in pcli.engines()] == ["e1"]
     monkeypatch.setenv("PSTACK_REDIS", secured.urls["alice"])
     assert pcli.kill(future.pid)
+
+
+def test_users_of_an_older_pstack_get_todays_rules_when_the_cluster_is_secured_again(secured):
+    admin, bob = client(secured, acl.ADMIN), client(secured, "bob")
+    older = [rule for rule in acl.user_rules("bob") if not rule.startswith("(")] + [f"%R~{acl.ENGINE_KEYS}"]
+    admin.execute_command("ACL", "SETUSER", "bob", "clearselectors", *older)      # as an older pstack made him
+    assert bob.lrange(keys.engine_jobs("e1"), 0, -1) == []                       # he could read the job lists
+    secrets = {name: urlsplit(url).password for name, url in secured.urls.items()}
+    acl.secure(admin, secrets[acl.ADMIN], secrets[acl.ENGINE])                  # what `pstack-cluster start` does
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        bob.lrange(keys.engine_jobs("e1"), 0, -1)
+    assert bob.execute_command("ACL", "WHOAMI") == b"bob"                        # his secret still his
 
 
 def test_another_user_s_forged_frames_are_refused_and_counted(secured, tmp_path):
