@@ -160,6 +160,10 @@ def test_another_user_cannot_read_a_process_s_token_endpoints_or_keys(secured, m
     assert [e["name"] for e in pcli.engines()] == ["e1"]
     monkeypatch.setenv("PSTACK_REDIS", secured.urls["alice"])
     assert pcli.kill(future.pid)
+    pcli.block(future)
+    assert pcli.purge([future.pid])["purged"] == [future.pid]          # and purge takes them with it
+    assert not admin.exists(*(key("alice", future.pid) for key in (keys.proc_token, keys.proc_endpoints,
+                                                                    keys.proc_curve)))
 
 
 def test_users_of_an_older_pstack_get_todays_rules_when_the_cluster_is_secured_again(secured):
