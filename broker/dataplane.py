@@ -107,8 +107,8 @@ def curve_wanted() -> bool:
     send frames, so only for a cluster with one user)."""
     mode = os.environ.get("PSTACK_CURVE", "on")
     if mode not in CURVE_MODES:
-        raise DataPlaneError(f"PSTACK_CURVE={mode}: expected on or off (plain TCP even on loopback is off: "
-                             "other local users can connect to a loopback address)")
+        raise DataPlaneError(f"PSTACK_CURVE={mode}: expected on or off (plain TCP on loopback is not "
+                             "safe: other local users can connect to a loopback address)")
     return mode == "on"
 
 

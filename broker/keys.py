@@ -11,8 +11,8 @@
     pstack:stats                    hash  counters: stale_jobs, stale_writes (refused by fencing)
     pstack:proc:<pid>               hash  the process record: pid, owner, state, reason, nregions,
                                           rcon, times, ... (made whole by create: a hash without
-                                          owner is no process); while submitting: phase (partitioning | uploading)
-                                          and lease (s); per region R: phase:R (REGION_PHASES),
+                                          owner is no process); while submitting: phase
+                                          (partitioning | uploading) and lease (s); per region R: phase:R (REGION_PHASES),
                                           delivered:R, dropped:R, worker:R
     pstack:proc:<pid>:regions       hash  region -> engine running it
     pstack:proc:<pid>:claims        hash  region -> engine whose daemon claimed it
