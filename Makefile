@@ -20,7 +20,7 @@ test: $(STAMP) system
 	$(PY) -m pytest -q
 
 # docs/reliability.md's fault table, from the fault tests' own observations
-FAULT_TESTS := tests/cluster/test_faults.py tests/cluster/test_curve.py tests/cluster/test_processes.py tests/cluster/test_distributed.py \
+FAULT_TESTS := tests/cluster/test_faults.py tests/cluster/test_curve.py tests/cluster/test_dataplane_auth.py tests/cluster/test_processes.py tests/cluster/test_distributed.py \
                tests/cluster/test_local_cluster.py tests/cluster/test_multihost.py tests/cluster/test_limits.py \
                tests/cluster/test_sandbox.py tests/cluster/test_requests.py tests/cluster/test_burst.py \
                tests/cluster/test_bounded.py tests/cluster/test_disk_full.py

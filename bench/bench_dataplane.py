@@ -9,11 +9,11 @@ slot each, so each region has a core):
    two regions (top and bottom halves) over one region: run phase, and
    end to end (run() to result, including both regions reading the file).
 
-    .venv/bin/python bench/bench_dataplane.py [--curve] [--link-only]
+    .venv/bin/python bench/bench_dataplane.py [--plain] [--link-only]
 
---curve runs every data-plane socket with CURVE (PSTACK_CURVE=on: encrypted
-and authenticated by libzmq); without it a loopback cluster runs plain TCP.
---link-only measures the link and skips the mesh.
+Every data-plane socket runs CURVE (encrypted and authenticated by libzmq),
+as on every cluster; --plain runs plain TCP (PSTACK_CURVE=off), to measure
+what CURVE costs.  --link-only measures the link and skips the mesh.
 """
 from __future__ import annotations
 
@@ -65,11 +65,11 @@ def link(url: str, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--curve", action="store_true", help="CURVE on every data-plane socket")
+    parser.add_argument("--plain", action="store_true", help="plain TCP on every data-plane socket (no CURVE)")
     parser.add_argument("--link-only", action="store_true", help="measure the link, not the mesh")
     args = parser.parse_args()
-    if args.curve:
-        os.environ["PSTACK_CURVE"] = "on"          # the link's sides and the cluster's workers inherit it
+    if args.plain:
+        os.environ["PSTACK_CURVE"] = "off"         # the link's sides and the cluster's workers inherit it
     n = 500_000
     pairs = generate(f"pairs-{n}-r40", graphs.pairs(n), 40)
     mesh = generate("mesh-1000x1000-r200", graphs.mesh(1000, 1000), 200)

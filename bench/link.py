@@ -24,7 +24,7 @@ def side(url: str, path: str, region: int, pid: int, out) -> None:
     regions = array("H", [0] * (n // 2) + [1] * (n - n // 2))
     engine = loaded.engine(Options(region=region), regions=regions, n_regions=2)
     r = connect(url)
-    plane = DataPlane(RedisRendezvous(r, pid), pid, "bench", region, 2, advertised_host(r))  # CURVE: $PSTACK_CURVE
+    plane = DataPlane(RedisRendezvous(r, pid, "bench"), pid, "bench", region, 2, advertised_host(r))  # CURVE: $PSTACK_CURVE
     engine.start()
     if region == 0:
         t0 = time.perf_counter()

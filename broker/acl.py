@@ -8,7 +8,8 @@ command a Lua script makes, against the caller's rules):
                     server administration
     NAME            a user: reads what everyone may read (the process table,
                     engines, events, the queue), reads its own processes'
-                    private keys (application, partition, results, log) and
+                    private keys (application, partition, results, log, and
+                    the token, endpoints and keys of its data plane) and
                     writes only its inbox (pstack:u:NAME:in:*): uploads and
                     requests, which the scheduler (pd/scheduler.py) acts on
                     with NAME as the owner
@@ -43,10 +44,15 @@ NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 # what everyone may read (never a process's private keys: those are under pstack:u:OWNER:)
 PUBLIC_KEYS = (keys.PROCS, keys.QUEUE, keys.EVENTS, keys.STATS, keys.ENGINES, keys.KNOWN, keys.FOLDER,
-               f"{keys.PREFIX}:proc:*", f"{keys.PREFIX}:engine:*")
+               f"{keys.PREFIX}:proc:*")
 USER_READS = ("hgetall", "hget", "hmget", "hexists", "hlen", "hkeys", "zrange", "zcard", "smembers",
               "scard", "sismember", "lrange", "llen", "lindex", "lpos", "get", "exists", "type", "ttl", "pttl",
               "xread", "xrange", "xrevrange", "xlen")
+# Engines' keys: everyone may read them but their lists, the jobs assigned and taken, whose
+# entries carry processes' tokens (keys.engine_jobs).  A Redis 7 selector: these commands on
+# these keys only.
+ENGINE_KEYS = f"{keys.PREFIX}:engine:*"
+LIST_READS = ("lrange", "llen", "lindex")
 USER_WRITES = ("xadd", "set", "del", "unlink", "expire", "blpop", "lpop")
 CONNECTION = ("ping", "echo", "hello", "auth", "select", "quit", "reset", "multi", "exec", "discard",
               "watch", "unwatch", "acl|whoami", "client|setname", "client|getname", "client|id")   # redis-py's CLIENT SETINFO may fail: it ignores that
@@ -66,7 +72,8 @@ def user_rules(name: str) -> list[str]:
     rules = ["resetkeys", "resetchannels", "-@all", f"%R~{own}*", f"~{keys.inbox_prefix(name)}*"]
     rules += [f"%R~{k}" for k in PUBLIC_KEYS]
     rules += [f"+{c}" for c in USER_READS + USER_WRITES]
-    return rules + [f"+{c}" for c in CONNECTION]
+    engines = " ".join(f"+{c}" for c in USER_READS if c not in LIST_READS)
+    return rules + [f"+{c}" for c in CONNECTION] + [f"(%R~{ENGINE_KEYS} -@all {engines})"]
 
 
 def engine_rules() -> list[str]:
@@ -104,9 +111,18 @@ def secure(r: redis.Redis, admin: str | None = None, engine: str | None = None) 
     made = {ADMIN: set_identity(r, ADMIN, admin_rules(), admin),
             ENGINE: set_identity(r, ENGINE, engine_rules(), engine)}
     r.execute_command("ACL", "SETUSER", OPEN, "reset", *DEFAULT_RULES)
+    renew_user_rules(r)
     save(r)
     r.hset(keys.USERS, ADMIN, "admin")
     return made
+
+
+def renew_user_rules(r: redis.Redis) -> None:
+    """Every existing user's rules as user_rules() says now, its secret
+    kept: users added by an older pstack lose what it let them read."""
+    for name, role in users(r).items():
+        if role == "user" and name not in RESERVED and r.execute_command("ACL", "GETUSER", name) is not None:
+            r.execute_command("ACL", "SETUSER", name, "clearselectors", *user_rules(name))
 
 
 def save(r: redis.Redis) -> None:

@@ -59,7 +59,7 @@ ENVIRONMENT = {
     "PSTACK_INSTANCE_CACHE": "0: read applications from their XML, not the instance cache",
     "PSTACK_INSTANCE_CACHE_MB": "the instance cache's size (default 4096)",
     "PSTACK_DATA_HOST": "the address other hosts reach this one's regions at",
-    "PSTACK_CURVE": "encrypt the data plane: on, off or auto (default: unless loopback)",
+    "PSTACK_CURVE": "authenticate and encrypt the data plane: on (default) or off (one-user clusters only)",
     "PSTACK_TRACE_MB": "event trace kept per region, in MB (default 256)",
     "PSTACK_RESULT_TTL": "how long the scheduler keeps ended processes (a duration: 7d, 168h; 0: for ever)",
 }

@@ -394,13 +394,20 @@ class Control:
             p.hgetall(keys.proc_regions(pid))
             p.lpos(keys.QUEUE, pid)
             raw, regions, index = p.execute()
-        if b"token" not in raw:                  # every record is made whole by submit
+        if b"owner" not in raw:                  # every record is made whole by create
             return None
         rec = {_text(k): _text(v) for k, v in raw.items()}
         rec["regions"] = {int(_text(k)): _text(v) for k, v in regions.items()}
         if index is not None:
             rec["position"] = str(index + 1)
         return rec
+
+    def token(self, pid: int) -> str | None:
+        """The process's incarnation token (a private key: its owner, engines
+        and admins may read it), or None if there is no such process."""
+        owner = self.r.hget(keys.proc(pid), "owner")
+        token = self.r.get(keys.proc_token(_text(owner), pid)) if owner is not None else None
+        return _text(token) if token is not None else None
 
     def pids(self) -> list[int]:
         return [int(p) for p in self.r.zrange(keys.PROCS, 0, -1)]

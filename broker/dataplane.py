@@ -16,15 +16,16 @@ addresses, instead of hanging it.  Frames of another process or incarnation
 (token) are dropped and counted.
 
 CURVE (authenticated, encrypted by libzmq): a region's PULL socket is a
-CURVE server when its advertised address is not loopback (frames may cross
-hosts), or when PSTACK_CURVE=on; PSTACK_CURVE=off forces plain TCP.  Every
-region makes a keypair for this process (the secret key never leaves the
-worker) and publishes the public key, so it can connect as a CURVE client
-to peers that run CURVE, whatever its own mode.  A ZAP handler allows
-exactly the public keys the process's regions published: another peer is
-refused at the handshake and its frames never arrive.  Each refused
-handshake (an unknown key, a peer without CURVE, garbage) counts as one
-dropped frame.
+CURVE server on every cluster, loopback included: other local users (and
+their handlers, which run as users of their own) can connect to a loopback
+address as well as a remote host can.  PSTACK_CURVE=off forces plain TCP,
+an operator's choice for a cluster with one user only.  Every region makes
+a keypair for this process (the secret key never leaves the worker) and
+publishes the public key, so it can connect as a CURVE client to peers that
+run CURVE, whatever its own mode.  A ZAP handler allows exactly the public
+keys the process's regions published: another peer is refused at the
+handshake and its frames never arrive.  Each refused handshake (an unknown
+key, a peer without CURVE, garbage) counts as one dropped frame.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:          # a sandbox has no Redis, and need not import it (~80
 
 RENDEZVOUS_SECONDS = 60.0
 HANDSHAKE_SECONDS = 5.0
-CURVE_MODES = ("on", "off", "auto")
+CURVE_MODES = ("on", "off")
 REFUSED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 log = logging.getLogger("broker.dataplane")
@@ -100,13 +101,15 @@ def advertised_host(r: redis.Redis) -> str:
         return s.getsockname()[0]
 
 
-def curve_wanted(host: str) -> bool:
-    """Whether a region advertised at HOST runs CURVE: $PSTACK_CURVE (on, off,
-    auto; default auto), auto meaning when HOST is not loopback."""
-    mode = os.environ.get("PSTACK_CURVE", "auto")
+def curve_wanted() -> bool:
+    """Whether this region's PULL socket runs CURVE: $PSTACK_CURVE, on
+    (the default) or off (plain TCP: anyone who reaches the address can
+    send frames, so only for a cluster with one user)."""
+    mode = os.environ.get("PSTACK_CURVE", "on")
     if mode not in CURVE_MODES:
-        raise DataPlaneError(f"PSTACK_CURVE={mode}: expected one of {', '.join(CURVE_MODES)}")
-    return mode == "on" or (mode == "auto" and not is_loopback(host))
+        raise DataPlaneError(f"PSTACK_CURVE={mode}: expected on or off (plain TCP on loopback is not "
+                             "safe: other local users can connect to a loopback address)")
+    return mode == "on"
 
 
 class Peer(NamedTuple):
@@ -155,19 +158,22 @@ class Rendezvous(Protocol):
 
 
 class RedisRendezvous:
-    def __init__(self, r: redis.Redis, pid: int):
-        self.r, self.pid = r, pid
+    """The rendezvous in the process's private keys (its owner's prefix:
+    no other user can read where its regions listen)."""
+
+    def __init__(self, r: redis.Redis, pid: int, owner: str):
+        self.r, self.pid, self.owner = r, pid, owner
 
     def publish(self, region: int, curve: str, address: str) -> None:
         with self.r.pipeline(transaction=True) as p:    # readers see both or neither
-            p.hset(keys.proc_curve(self.pid), region, curve)
-            p.hset(keys.proc_endpoints(self.pid), region, address)
+            p.hset(keys.proc_curve(self.owner, self.pid), region, curve)
+            p.hset(keys.proc_endpoints(self.owner, self.pid), region, address)
             p.execute()
 
     def lookup(self) -> tuple[dict[int, str], dict[int, str]]:
         with self.r.pipeline(transaction=True) as p:
-            p.hgetall(keys.proc_endpoints(self.pid))
-            p.hgetall(keys.proc_curve(self.pid))
+            p.hgetall(keys.proc_endpoints(self.owner, self.pid))
+            p.hgetall(keys.proc_curve(self.owner, self.pid))
             endpoints, curve = p.execute()
         return _by_region(endpoints), _by_region(curve)
 
@@ -186,7 +192,7 @@ class DataPlane:
         CURVE or not for its PULL socket: `curve`, else curve_wanted()."""
         self.rendezvous = rendezvous
         self.pid, self.token, self.region, self.nregions = pid, token, region, nregions
-        self.curve = curve_wanted(host) if curve is None else curve
+        self.curve = curve_wanted() if curve is None else curve
         self.public, self.secret = zmq.curve_keypair()
         self.allowed = Allowed()
         self.ctx = zmq.Context()

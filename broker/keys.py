@@ -14,17 +14,12 @@
     pstack:refusals                 hash  count, at: Redis's refused writes (MISCONF) as the last
                                           reap saw them, and when they last changed (no reaping soon
                                           after a full disk)
-    pstack:proc:<pid>               hash  the process record: pid, owner, token (incarnation),
-                                          state, reason, nregions, rcon, times, ... (made whole by
-                                          create); while submitting: phase (partitioning | uploading)
-                                          and lease (s); per region R: phase:R (REGION_PHASES),
+    pstack:proc:<pid>               hash  the process record: pid, owner, state, reason, nregions,
+                                          rcon, times, ... (made whole by create: a hash without
+                                          owner is no process); while submitting: phase
+                                          (partitioning | uploading) and lease (s); per region R: phase:R (REGION_PHASES),
                                           delivered:R, dropped:R, worker:R
     pstack:proc:<pid>:regions       hash  region -> engine running it
-    pstack:proc:<pid>:endpoints     hash  region -> ZeroMQ address of its PULL socket
-    pstack:proc:<pid>:curve         hash  region -> "curve KEY" or "plain KEY": whether its PULL socket
-                                          is a CURVE server, and the region's public key (Z85, 40
-                                          characters: its server key, and its client key towards
-                                          CURVE peers); written with the endpoint in one MULTI
     pstack:proc:<pid>:claims        hash  region -> engine whose daemon claimed it
     pstack:proc:<pid>:beat:<region> string with a TTL: the region worker's heartbeat
     pstack:users                    hash  user name -> role (user | admin)
@@ -40,6 +35,13 @@
 scripts.lua's purge_process lists them; a new one must be added there.)
 
 A process's private keys, readable by its owner (and engines, admins) only:
+    pstack:u:<owner>:p:<pid>:token      string: the process's incarnation token (written by create):
+                                        fences workers' writes, marks its data-plane frames
+    pstack:u:<owner>:p:<pid>:endpoints  hash  region -> ZeroMQ address of its PULL socket
+    pstack:u:<owner>:p:<pid>:curve      hash  region -> "curve KEY" or "plain KEY": whether its PULL
+                                        socket is a CURVE server, and the region's public key (Z85, 40
+                                        characters: its server key, and its client key towards CURVE
+                                        peers); written with the endpoint in one MULTI
     pstack:u:<owner>:p:<pid>:app        the application XML, zlib-compressed
     pstack:u:<owner>:p:<pid>:partition  region of every device (uint16 array, zlib), for regions=N
     pstack:u:<owner>:p:<pid>:instance   the binary instance form (pd/form.py, zlib), for regions=N
@@ -63,7 +65,8 @@ Engines:
                                           (what a submitted process may ask for)
     pstack:engine:<name>            hash  the engine record
     pstack:engine:<name>:alive      string with a TTL: the heartbeat
-    pstack:engine:<name>:jobs       list  "pid region token" assigned, not yet claimed
+    pstack:engine:<name>:jobs       list  "pid region token" assigned, not yet claimed (engines' lists
+                                          carry tokens: users may not read them, broker/acl.py)
     pstack:engine:<name>:taken      list  jobs its daemon took (BLMOVE), until it claims them
     pstack:engine:<name>:procs      set   "pid:region" assigned to it (claimed or not)
 
@@ -163,12 +166,16 @@ def reply(user: str, request: str) -> str:
     return f"{inbox_prefix(user)}reply:{request}"
 
 
-def proc_endpoints(pid: int) -> str:
-    return f"{proc(pid)}:endpoints"
+def proc_token(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:token"
 
 
-def proc_curve(pid: int) -> str:
-    return f"{proc(pid)}:curve"
+def proc_endpoints(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:endpoints"
+
+
+def proc_curve(owner: str, pid: int) -> str:
+    return f"{private(owner, pid)}:curve"
 
 
 def engine(name: str) -> str:

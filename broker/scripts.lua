@@ -25,6 +25,13 @@ local function private(pid)
     return P .. ':u:' .. redis.call('HGET', proc(pid), 'owner') .. ':p:' .. pid
 end
 
+-- the process's incarnation token (a private key: it marks the process's
+-- data-plane frames), or false when there is no such process
+local function token_of(pid)
+    local owner = redis.call('HGET', proc(pid), 'owner')
+    return owner and redis.call('GET', P .. ':u:' .. owner .. ':p:' .. pid .. ':token')
+end
+
 -- A user's request (broker/keys.py: its inbox) is served once: it leaves
 -- the stream in the same script that acts on it and answers it.
 local function inbox(user) return P .. ':u:' .. user .. ':in:' end
@@ -56,14 +63,14 @@ end
 -- token; one that does not match (a worker from before a crash, another
 -- process) is refused and counted in pstack:stats.
 local function fenced(pid, token, what)
-    if token ~= '' and redis.call('HGET', proc(pid), 'token') == token then return false end
+    if token ~= '' and token_of(pid) == token then return false end
     redis.call('HINCRBY', K.stats, what, 1)
     return true
 end
 
 -- the job-list entry for one region: "pid region token"
 local function job_entry(pid, region)
-    return pid .. ' ' .. region .. ' ' .. (redis.call('HGET', proc(pid), 'token') or '')
+    return pid .. ' ' .. region .. ' ' .. (token_of(pid) or '')
 end
 
 -- one more (by = 1) or one fewer (-1) waiting process of pid's owner
@@ -126,8 +133,8 @@ local function purge_process(pid)
     local rec = redis.call('HMGET', p, 'owner', 'nregions')
     if rec[1] then
         local own = P .. ':u:' .. rec[1] .. ':p:' .. pid
-        local doomed = {p, p .. ':regions', p .. ':endpoints', p .. ':curve', p .. ':claims', own .. ':app',
-                        own .. ':partition', own .. ':instance', own .. ':results', own .. ':log'}
+        local doomed = {p, p .. ':regions', p .. ':claims', own .. ':token', own .. ':endpoints', own .. ':curve',
+                        own .. ':app', own .. ':partition', own .. ':instance', own .. ':results', own .. ':log'}
         for r = 0, tonumber(rec[2] or '1') - 1 do
             doomed[#doomed + 1] = beat_key(pid, r)
             doomed[#doomed + 1] = own .. ':trace:' .. r
@@ -307,8 +314,9 @@ local pid = redis.call('INCR', K.pid)
 local p = proc(pid)
 for i = 8, #ARGV, 2 do redis.call('HSET', p, ARGV[i], ARGV[i + 1]) end   -- first: they cannot override below
 local t = now()
-redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'token', ARGV[3], 'state', 'waiting', 'reason', '',
+redis.call('HSET', p, 'pid', pid, 'owner', ARGV[1], 'state', 'waiting', 'reason', '',
            'nregions', ARGV[4], 'rcon', ARGV[5], 'created', t, 'phase', ARGV[6], 'lease', ARGV[7])
+redis.call('SET', private(pid) .. ':token', ARGV[3])
 redis.call('ZADD', K.procs, pid, pid)
 redis.call('ZADD', K.submitting, tonumber(t) + tonumber(ARGV[7]), pid)
 count_waiting(pid, 1)
@@ -356,7 +364,7 @@ if redis.call('RPUSH', K.queue, pid) > DEPTH then     -- until a pass looks at i
     redis.call('HSET', p, 'reason', 'waiting: the scheduler looks at the first ' .. DEPTH .. ' in the queue')
 end
 schedule()
-return answer(ARGV[1], ARGV[2], {pid = tonumber(pid), token = redis.call('HGET', p, 'token')})
+return answer(ARGV[1], ARGV[2], {pid = tonumber(pid), token = token_of(pid)})
 
 -- @script refuse
 -- The scheduler turns down a malformed request.  ARGV: user, request id, why.
@@ -545,10 +553,10 @@ if not why and redis.call('HEXISTS', proc(pid) .. ':claims', region) == 1 then
 end
 if why then return answer(ARGV[1], ARGV[2], {error = why}) end
 redis.call('HSET', proc(pid) .. ':claims', region, APP)
-redis.call('HSET', proc(pid) .. ':curve', region, ARGV[5])
-redis.call('HSET', proc(pid) .. ':endpoints', region, ARGV[6])
+redis.call('HSET', private(pid) .. ':curve', region, ARGV[5])
+redis.call('HSET', private(pid) .. ':endpoints', region, ARGV[6])
 redis.call('SET', beat_key(pid, region), APP, 'PX', ARGV[7])
-return answer(ARGV[1], ARGV[2], {token = redis.call('HGET', proc(pid), 'token')})
+return answer(ARGV[1], ARGV[2], {token = token_of(pid)})
 
 -- @script app_beat
 -- ARGV: user, request id, pid, region, ttl ms, then field, value, ...

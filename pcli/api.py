@@ -120,7 +120,7 @@ class Future:
         if self.verbose:
             self.print_log()
         rec = ctl.process(self.pid)
-        if rec is None or self.token not in (None, rec["token"]):
+        if rec is None or (self.token is not None and ctl.token(self.pid) != self.token):
             raise ValueError(f"no process {self.pid}" + (" (lost by the control plane)" if self.token else ""))
         if rec["state"] in keys.ENDED:
             if self.verbose:

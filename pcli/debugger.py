@@ -366,7 +366,9 @@ def attach(pid: int) -> Session:
         time.sleep(0.05)
     if state != "running":
         raise DebugError(f"process {pid} is {state}")
-    region, token = int(rec["debugger"]), rec["token"]
+    with api.owners_only(rec, "data plane"):
+        token = ctl.token(int(pid))
+    region = int(rec["debugger"])
     plane = DataPlane(AppRendezvous(ctl, user, pid), pid, token, region, region + 1, advertised_host(ctl.r))
     beat = Beat(user, pid, region)
     beat.start()

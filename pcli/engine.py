@@ -44,11 +44,11 @@ BEAT_SECONDS = 0.5
 
 class AppRendezvous(RedisRendezvous):
     """The data-plane rendezvous of an application engine: it reads the
-    public endpoints like any region, and publishes its own through the
-    scheduler (app_claim), as the owner of the process."""
+    process's endpoints like any region (they are its owner's private keys),
+    and publishes its own through the scheduler (app_claim), as the owner."""
 
     def __init__(self, ctl: Control, user: str, pid: int):
-        super().__init__(ctl.r, pid)
+        super().__init__(ctl.r, pid, user)
         self.ctl, self.user = ctl, user
 
     def publish(self, region: int, curve: str, address: str) -> None:

@@ -129,7 +129,7 @@ class Keeper:
         self.ctl, self.job, self.beat, self.jail, self.policy = ctl, job, beat, jail, policy
         self.verbose = verbose
         self.channel = jail.channel
-        self.rendezvous = RedisRendezvous(ctl.r, job.pid)
+        self.rendezvous = RedisRendezvous(ctl.r, job.pid, ctl.owner(job.pid))
         self.modules = ModuleCache(build.cache_dir())
         self.running = False          # the data plane is up: notices may be sent
         self.told = False             # the notice of a problem was sent
@@ -305,7 +305,7 @@ def finish_when_written(ctl: Control, job: Job, status: str, reason: str, res: b
 
 def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
     rec = ctl.process(job.pid)
-    if rec is None or rec["token"] != job.token or rec["state"] != "running":
+    if rec is None or rec["state"] != "running" or ctl.token(job.pid) != job.token:
         return                                   # killed, gone or stale before we started
     try:
         opts, limits = region_limits(job, rec)
@@ -319,7 +319,7 @@ def run_region(ctl: Control, job: Job, beat: Heartbeat, jail: Jail) -> None:
     if nregions > 1:
         try:
             host = advertised_host(ctl.r)
-            curve = curve_wanted(host)
+            curve = curve_wanted()
         except DataPlaneError as e:
             ctl.finish_region(job, "failed", f"data plane: {e}")
             return

@@ -41,7 +41,7 @@ def test_an_app_region_takes_no_slot_and_only_its_owner_may_run_it(secured):
     assert token == future.token
     with pytest.raises(ValueError, match="claimed by another application engine"):
         alice.app_claim("alice", pid, 1, PLAIN, "tcp://127.0.0.1:9")
-    assert alice.r.hget(keys.proc_endpoints(pid), 1) == b"tcp://127.0.0.1:9"
+    assert alice.r.hget(keys.proc_endpoints("alice", pid), 1) == b"tcp://127.0.0.1:9"
     assert alice.app_beat("alice", pid, 1, **{"delivered:1": 5, "owner": "bob"}) == ("ok", 0)
     assert pcli.info(pid)["owner"] == "alice" and pcli.info(pid)["delivered"] >= 5   # only its own fields
     alice.app_log("alice", pid, 1, [("d1", 1, "hello from Python")])

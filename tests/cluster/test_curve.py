@@ -1,13 +1,13 @@
 """CURVE on the data plane (real redis-server, pd daemons, ZeroMQ): a split
 process gives psim's answer over CURVE; peers without the process's keys
 are refused at the handshake, counted as dropped, and change nothing;
-loopback clusters run plain TCP unless told otherwise; mixed modes work."""
+CURVE is the default on loopback too, plain TCP only when told
+(PSTACK_CURVE=off); mixed modes work."""
 from __future__ import annotations
 
 import time
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 import pcli
 from appcases import APPS_DIR
@@ -15,6 +15,7 @@ from broker import keys, wire
 from conftest import wait_for
 from faults import record
 from psim import psim
+from rogues import handshake_outcome, rogue
 from tinyapp import slow_app
 
 RING = str(APPS_DIR / "ring_v2.xml")
@@ -28,11 +29,12 @@ def answer(res: dict) -> tuple:
 def modes(pid: int) -> dict[int, str]:
     """Region -> "curve" or "plain", as the regions published it."""
     ctl = pcli.api.control()
-    return {int(k): v.decode().split(" ")[0] for k, v in ctl.r.hgetall(keys.proc_curve(pid)).items()}
+    records = ctl.r.hgetall(keys.proc_curve(ctl.owner(pid), pid))
+    return {int(k): v.decode().split(" ")[0] for k, v in records.items()}
 
 
 def start_pds(cluster, left: str | None, right: str | None) -> None:
-    """Daemons left and right, with PSTACK_CURVE as given (None: unset, auto)."""
+    """Daemons left and right, with PSTACK_CURVE as given (None: unset, on)."""
     for name, mode in (("left", left), ("right", right)):
         cluster.start(name, slots=2, env={"PSTACK_CURVE": mode} if mode else None)
 
@@ -46,47 +48,30 @@ def test_split_process_over_curve_gives_psims_answer(cluster):
     assert modes(max(pcli.ps(all=True))) == {0: "curve", 1: "curve"}
 
 
-def test_auto_on_loopback_is_plain_and_mixed_modes_work(cluster):
-    start_pds(cluster, None, "on")
+def test_curve_is_the_default_on_loopback_and_mixes_with_plain(cluster):
+    start_pds(cluster, None, "off")
     res = pcli.run(RING, **SPLIT)
     assert res["state"] == "finished", res.get("reason")
     assert answer(res) == answer(psim(RING))
-    assert modes(max(pcli.ps(all=True))) == {0: "plain", 1: "curve"}
+    assert modes(max(pcli.ps(all=True))) == {0: "curve", 1: "plain"}
 
 
 def test_bad_curve_setting_fails_the_process_with_a_reason(cluster):
-    start_pds(cluster, "maybe", None)
+    start_pds(cluster, "auto", None)             # auto (plain TCP on loopback) is gone: not a safe choice
     res = pcli.run(RING, **SPLIT)
-    assert res["state"] == "failed" and "PSTACK_CURVE=maybe" in res["reason"]
-
-
-def rogue(ctx: zmq.Context, address: str, server_key: bytes | None) -> tuple[zmq.Socket, zmq.Socket]:
-    """A PUSH socket to ADDRESS, a CURVE client with its own random keypair
-    (or plain TCP when server_key is None), and a monitor of its handshakes."""
-    s = ctx.socket(zmq.PUSH)
-    if server_key:
-        s.curve_publickey, s.curve_secretkey = zmq.curve_keypair()
-        s.curve_serverkey = server_key
-    monitor = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-    s.connect(address)
-    return s, monitor
-
-
-def handshake_outcome(monitor: zmq.Socket) -> zmq.Event:
-    assert monitor.poll(10_000), "no handshake outcome in 10 s"
-    return recv_monitor_message(monitor)["event"]
+    assert res["state"] == "failed" and "PSTACK_CURVE=auto: expected on or off" in res["reason"]
 
 
 def test_rogue_peers_are_refused_at_the_handshake_and_counted(cluster, tmp_path):
-    start_pds(cluster, "on", "on")
+    start_pds(cluster, None, None)
     app = tmp_path / "slow.xml"
     app.write_text(slow_app("curve_rogue", 4.0))           # each region sleeps 4 s in its first OnInit
     future = pcli.run(str(app), rmap={"d2": 1, "d3": 1}, rcon={0: "left", 1: "right"}, async_=True)
     ctl = pcli.api.control()
-    wait_for(lambda: ctl.r.hlen(keys.proc_curve(future.pid)) == 2)
-    address = ctl.r.hget(keys.proc_endpoints(future.pid), 1).decode()
-    server_key = ctl.r.hget(keys.proc_curve(future.pid), 1).decode().split(" ")[1].encode()
+    owner = ctl.owner(future.pid)
+    wait_for(lambda: ctl.r.hlen(keys.proc_curve(owner, future.pid)) == 2)
+    address = ctl.r.hget(keys.proc_endpoints(owner, future.pid), 1).decode()
+    server_key = ctl.r.hget(keys.proc_curve(owner, future.pid), 1).decode().split(" ")[1].encode()
     # what region 0 would send next to region 1 (after its HELLO, seq 0): the
     # rogue has the pid, the token and the sequence; only the keys are missing
     frames = [wire.pack(wire.STOP, future.pid, future.token, 0, 1, {"status": "exit", "code": 7}),
@@ -112,7 +97,7 @@ def test_rogue_peers_are_refused_at_the_handshake_and_counted(cluster, tmp_path)
     assert dropped >= 2                                     # one per refused handshake; plain TCP retries
     assert res["regions"][0]["Dropped frames"] == 0
     record("peers without the process's CURVE keys (a random keypair with the right server key; plain TCP) "
-           "send frames with the right pid, token and sequence (PSTACK_CURVE=on)",
+           "send frames with the right pid, token and sequence (CURVE, the default, on loopback)",
            f"refused at the CURVE handshake (ZAP: unknown key; mechanism mismatch), their frames never arrive; "
            f"counted as dropped ({dropped}: one per refused handshake); the process ends with psim's answer",
            refused_after)

@@ -1,6 +1,9 @@
 """Faults a shared service must hold under: stopped workers and daemons,
 forged and stale data-plane frames, stale jobs and writes, and Redis
-crashing under running and waiting processes.  Each records its row of the
+crashing under running and waiting processes.  Frames are forged over
+plain TCP (PSTACK_CURVE=off): what a process's token and sequence numbers
+hold behind CURVE, which refuses such senders first (test_curve.py,
+test_dataplane_auth.py).  Each records its row of the
 fault table (docs/reliability.md)."""
 from __future__ import annotations
 
@@ -26,6 +29,14 @@ RING = str(APPS_DIR / "ring_v2.xml")
 def two_pds(cluster):
     cluster.start("left", slots=2)
     cluster.start("right", slots=2)
+    return cluster
+
+
+@pytest.fixture
+def plain_pds(cluster):
+    """left and right with plain TCP on the data plane, where a forger's frames arrive."""
+    cluster.start("left", slots=2, env={"PSTACK_CURVE": "off"})
+    cluster.start("right", slots=2, env={"PSTACK_CURVE": "off"})
     return cluster
 
 
@@ -92,8 +103,9 @@ def forge(address: str, *frames: bytes) -> None:
 
 def endpoint(pid: int, region: int) -> str:
     ctl = pcli.api.control()
-    wait_for(lambda: ctl.r.hlen(keys.proc_endpoints(pid)) == 2)
-    return ctl.r.hget(keys.proc_endpoints(pid), region).decode()
+    key = keys.proc_endpoints(ctl.owner(pid), pid)
+    wait_for(lambda: ctl.r.hlen(key) == 2)
+    return ctl.r.hget(key, region).decode()
 
 
 def past_first_probe(future) -> None:
@@ -105,9 +117,9 @@ def past_first_probe(future) -> None:
     wait_for(lambda: all(int(ctl.r.hget(keys.proc(future.pid), f"delivered:{q}") or 0) > 0 for q in (0, 1)))
 
 
-def test_frames_of_another_incarnation_are_dropped_and_counted(two_pds):
+def test_frames_of_another_incarnation_are_dropped_and_counted(plain_pds):
     future = split_forever("forged")
-    running(two_pds, future, "left", "right")
+    running(plain_pds, future, "left", "right")
     stop = {"status": "exit", "code": 0}
     forge(endpoint(future.pid, 1),
           wire.pack(wire.STOP, future.pid, "0" * 16, 0, 2, stop),              # plausible pid and seq
@@ -120,13 +132,13 @@ def test_frames_of_another_incarnation_are_dropped_and_counted(two_pds):
     delivered = rec["delivered"]
     wait_for(lambda: pcli.info(future.pid)["delivered"] > delivered)      # still working
     assert pcli.kill(future.pid)
-    record("forged MSG and STOP frames with a plausible pid and seq, but another token or pid",
+    record("forged MSG and STOP frames with a plausible pid and seq, but another token or pid (PSTACK_CURVE=off)",
            "dropped and counted (info: dropped 3); the process runs on", None)
 
 
-def test_forged_stop_with_the_token_fails_the_process_instead_of_hanging(two_pds):
+def test_forged_stop_with_the_token_fails_the_process_instead_of_hanging(plain_pds):
     future = split_forever("forged_stop", rings=2)
-    running(two_pds, future, "left", "right")
+    running(plain_pds, future, "left", "right")
     past_first_probe(future)
     # region 1 has had HELLO (seq 0) and the first PROBE (seq 1) from region 0,
     # and, never idle, no other frame: a STOP with seq 2 is taken as real
@@ -137,30 +149,30 @@ def test_forged_stop_with_the_token_fails_the_process_instead_of_hanging(two_pds
     seconds = time.monotonic() - start
     assert res["state"] == "failed" and "without this one being stopped" in res["reason"]
     assert seconds < 10
-    record("a forged STOP frame with the process's token and the right seq",
+    record("a forged STOP frame with the process's token and the right seq (PSTACK_CURVE=off)",
            f"the process fails: {res['reason']}", seconds, lost=RUN)
 
 
-def test_out_of_sequence_frame_fails_the_process_with_a_reason(two_pds):
+def test_out_of_sequence_frame_fails_the_process_with_a_reason(plain_pds):
     future = split_forever("out_of_seq")
-    running(two_pds, future, "left", "right")
+    running(plain_pds, future, "left", "right")
     start = time.monotonic()
     forge(endpoint(future.pid, 1), wire.pack(wire.PROBE, future.pid, future.token, 0, 99999, {"wave": 1}))
     res = future.result(timeout=20)
     assert res["state"] == "failed" and "out of order" in res["reason"]
-    record("a frame with the process's token out of sequence", f"the process fails: {res['reason']}",
+    record("a frame with the process's token out of sequence (PSTACK_CURVE=off)", f"the process fails: {res['reason']}",
            time.monotonic() - start, lost=RUN)
 
 
-def test_malformed_records_fail_the_process_with_a_reason(two_pds):
+def test_malformed_records_fail_the_process_with_a_reason(plain_pds):
     future = split_forever("garbage", rings=2)
-    running(two_pds, future, "left", "right")
+    running(plain_pds, future, "left", "right")
     past_first_probe(future)
     start = time.monotonic()
     forge(endpoint(future.pid, 1), wire.pack(wire.MSG, future.pid, future.token, 0, 2, b"\x01\x02\x03"))
     res = future.result(timeout=20)
     assert res["state"] == "failed" and "bad records from region 0" in res["reason"]
-    record("a MSG frame of garbage records with the process's token and the right seq",
+    record("a MSG frame of garbage records with the process's token and the right seq (PSTACK_CURVE=off)",
            f"the process fails: {res['reason']}", time.monotonic() - start, lost=RUN)
 
 

@@ -164,7 +164,7 @@ def test_a_process_split_across_three_hosts_gives_psims_answer(site):
 def test_an_application_engine_on_another_host_runs_its_region(site):
     """The user's own client on w2 (no pd there) serves n1 of the ring, with
     the user's credentials; the rest runs on the head's engine.  Across hosts
-    the data plane is CURVE (PSTACK_CURVE=auto)."""
+    the data plane is CURVE (as everywhere)."""
     url = site.start_head("--bind", site.host("head").addr)
     res = site.python(site.host("w2"), url, f"""
 def receive(engine, msg):
