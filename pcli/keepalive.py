@@ -36,7 +36,7 @@ class Keepalive:
 
     def __init__(self, url: str, user: str, pid: int, region: int):
         self.child = subprocess.Popen([sys.executable, "-m", "pcli.keepalive"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
+                                      stdout=subprocess.PIPE, close_fds=True,     # its stderr: the client's
                                       start_new_session=True)    # Ctrl-C is the client's to handle: it closes the pipe
         # the URL may hold a password: on its stdin, never its command line
         self.child.stdin.write(json.dumps({"url": url, "user": user, "pid": pid, "region": region}).encode() + b"\n")
