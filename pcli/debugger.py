@@ -372,10 +372,12 @@ def attach(pid: int) -> Session:
     alive = keepalive(user, pid, region)
     try:
         plane = DataPlane(AppRendezvous(ctl, user, pid, alive), pid, token, region, region + 1, advertised_host(ctl.r))
-    except (DataPlaneError, ValueError) as e:
+    except BaseException as e:              # Ctrl-C too: the place stops beating
         ended = alive.ended()
         alive.close()
-        raise DebugError(ended_reason(pid) if ended else f"cannot join process {pid}: {e}") from None
+        if isinstance(e, (DataPlaneError, ValueError)):
+            raise DebugError(ended_reason(pid) if ended else f"cannot join process {pid}: {e}") from None
+        raise
 
     def done(state: str, reason: str = "") -> None:
         plane.close()

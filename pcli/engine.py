@@ -195,7 +195,8 @@ class Engine:
             plane = DataPlane(AppRendezvous(ctl, user, future.pid, alive), future.pid, future.token, region,
                               job["nregions"] + (job["debugger"] is not None), advertised_host(ctl.r))
         except (DataPlaneError, ValueError) as e:
-            must_run(alive, future.pid)
+            if alive.ended():
+                raise ProcessEnded(ended_reason(future.pid)) from None
             ctl.app_finish(user, future.pid, region, "failed", f"data plane of region {region}: {e}")
             return {}
         on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else None
