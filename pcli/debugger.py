@@ -367,24 +367,24 @@ def attach(pid: int) -> Session:
     while (state := api.info(pid)["state"]) == "waiting":
         time.sleep(0.05)
     if state != "running":
-        raise DebugError(ended_reason(pid))
+        raise DebugError(ended_reason(pid) or f"process {pid} is {state}")
     region, token = int(rec["debugger"]), rec["token"]
     alive = keepalive(user, pid, region)
     try:
         plane = DataPlane(AppRendezvous(ctl, user, pid, alive), pid, token, region, region + 1, advertised_host(ctl.r))
     except BaseException as e:              # Ctrl-C too: the place stops beating
-        ended = alive.ended()
+        why = ended_reason(pid) if alive.problem() else None
         alive.close()
         if isinstance(e, (DataPlaneError, ValueError)):
-            raise DebugError(ended_reason(pid) if ended else f"cannot join process {pid}: {e}") from None
+            raise DebugError(why or f"cannot join process {pid}: {e}") from None
         raise
 
     def done(state: str, reason: str = "") -> None:
         plane.close()
-        if not alive.ended():      # a result of its own: the process ends when every place has one
-            ctl.app_finish(user, pid, region, state, reason, {"debugger": True})
+        # a result of its own: the process ends when every place has one (refused quietly if it ended)
+        ctl.app_finish(user, pid, region, state, reason, {"debugger": True})
         alive.close()
 
     return Session(plane, region, lambda: api.Future(pid, token=token).result(), on_end=lambda: done("finished"),
                    leave=lambda: done("failed", "the debugger left before the process ended"),
-                   gone=lambda: "failed" if alive.ended() else None)
+                   gone=lambda: "failed" if alive.problem() and ended_reason(pid) else None)

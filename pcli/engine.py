@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from broker import keys
 from broker.control import APP, Control
 from broker.credentials import redis_url
 from broker.dataplane import DataPlane, DataPlaneError, RedisRendezvous, advertised_host
@@ -59,8 +60,9 @@ class AppRendezvous(RedisRendezvous):
         self.ctl.app_claim(self.user, self.pid, region, curve, address)
 
     def lookup(self) -> tuple[dict[int, str], dict[int, str]]:
-        if self.keepalive.ended():
-            raise DataPlaneError(f"process {self.pid} ended")
+        problem = self.keepalive.problem()
+        if problem:
+            raise DataPlaneError(problem)
         return super().lookup()
 
 
@@ -69,17 +71,21 @@ def keepalive(user: str, pid: int, region: int) -> Keepalive:
     return Keepalive(redis_url(), user, pid, region)
 
 
-def ended_reason(pid: int) -> str:
-    """Why process `pid` ended, as its record says."""
+def ended_reason(pid: int) -> str | None:
+    """Why process `pid` ended, as its record says; None while it runs."""
     from . import api
     rec = api.info(pid)
+    if rec["state"] not in keys.ENDED:
+        return None
     return f"process {pid} {rec['state']}: {rec.get('reason') or 'no reason given'}"
 
 
 def must_run(alive: Keepalive, pid: int) -> None:
-    """ProcessEnded, with its reason, if the process ended elsewhere."""
-    if alive.ended():
-        raise ProcessEnded(ended_reason(pid))
+    """ProcessEnded, with its reason, if the process ended elsewhere (a
+    keepalive that died leaves it running: the region fails, with that reason)."""
+    why = ended_reason(pid) if alive.problem() else None
+    if why:
+        raise ProcessEnded(why)
 
 
 class Engine:
@@ -177,7 +183,7 @@ class Engine:
         while (state := api.info(future.pid)["state"]) == "waiting":
             time.sleep(0.05)
         if state != "running":                 # killed or failed before it started: nothing to serve
-            raise ProcessEnded(ended_reason(future.pid))
+            raise ProcessEnded(ended_reason(future.pid) or f"process {future.pid} {state}")
         user, ctl = api.user(), api.control()
         alive = keepalive(user, future.pid, region)
         try:
@@ -195,18 +201,18 @@ class Engine:
             plane = DataPlane(AppRendezvous(ctl, user, future.pid, alive), future.pid, future.token, region,
                               job["nregions"] + (job["debugger"] is not None), advertised_host(ctl.r))
         except (DataPlaneError, ValueError) as e:
-            if alive.ended():
-                raise ProcessEnded(ended_reason(future.pid)) from None
+            if alive.problem() and (why := ended_reason(future.pid)):
+                raise ProcessEnded(why) from None
             ctl.app_finish(user, future.pid, region, "failed", f"data plane of region {region}: {e}")
             return {}
         on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else None
         result = self.serve(inst, regions, region, plane, job["timeout"], on_log, lambda e: self._progress(alive, region),
-                            lambda: "the process ended elsewhere" if alive.ended() else None, sup_region,
+                            alive.problem, sup_region,
                             job["debugger"])
         must_run(alive, future.pid)
         state = "failed" if result["status"] == "failed" else "finished"
         if not ctl.app_finish(user, future.pid, region, state, result.get("error", ""), result):
-            raise ProcessEnded(ended_reason(future.pid))     # it ended elsewhere just before
+            raise ProcessEnded(ended_reason(future.pid) or f"process {future.pid} ended")   # elsewhere, just before
         return result
 
     def serve(self, inst: Instance, regions: array, region: int, plane: DataPlane | LocalPlane, timeout: float = 0.0,

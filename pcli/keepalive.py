@@ -16,7 +16,7 @@ killed fails its process within the beat TTL (broker/control.py APP_TTL_MS).
 
 The client (Keepalive) reads "ended" when the scheduler says the process
 ended elsewhere (failed, killed), or no longer knows the region as this
-user's: it then stops serving and says why.
+user's, or finds the child gone: it then stops serving and says why.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class Keepalive:
         self.child.stdin.flush()
         os.set_blocking(self.child.stdin.fileno(), False)     # progress never blocks the region
         os.set_blocking(self.child.stdout.fileno(), False)
-        self._ended = False
+        self._problem: str | None = None
         self._next_progress = 0.0
 
     def progress(self, fields: dict[str, int]) -> None:
@@ -57,14 +57,18 @@ class Keepalive:
         except (BlockingIOError, BrokenPipeError):
             pass
 
-    def ended(self) -> bool:
-        """The scheduler said the process ended without this region (failed, killed)."""
-        if not self._ended and not self.child.stdout.closed:
+    def problem(self) -> str | None:
+        """Why the region cannot go on, or None while it beats: the scheduler
+        said the process ended elsewhere (failed, killed), or the child is
+        gone (it said why on stderr)."""
+        if self._problem is None and not self.child.stdout.closed:
             try:
-                self._ended = b"ended" in (os.read(self.child.stdout.fileno(), 64) or b"")
+                said = os.read(self.child.stdout.fileno(), 64)
             except BlockingIOError:
-                pass
-        return self._ended
+                return None
+            self._problem = ("the process ended elsewhere" if b"ended" in said
+                             else "its keepalive (pcli/keepalive.py) stopped")
+        return self._problem
 
     def close(self) -> None:
         """Stop beating (the region has its result, or is gone)."""
