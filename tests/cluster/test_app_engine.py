@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 import pcli
@@ -281,3 +282,23 @@ eng.run()
     record("the client serving an application engine's region dies (os._exit in receive)",
            f"process failed: {res['reason']}; its keepalive ended with the client", took,
            "the failed process's run (resubmit it); nothing else")
+
+
+def test_an_engine_whose_keepalive_dies_fails_its_region_with_the_reason(secured):
+    """The keepalive process killed under the engine: its region cannot stay
+    alive, so it fails at once and says so (not 10 s later as silence)."""
+    def kill_keepalive(engine, msg):
+        for child in psutil.Process().children():
+            try:
+                if "pcli.keepalive" in child.cmdline():
+                    child.kill()
+            except psutil.Error:             # the fixtures' own children, exiting
+                pass
+        ring_node(engine, msg)
+    eng = pcli.Engine(kill_keepalive)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    eng.run()
+    res = pcli.block(future)
+    assert res["state"] == "failed"
+    assert "region 1 (application engine)" in res["reason"] and "its keepalive (pcli/keepalive.py) stopped" \
+        in res["reason"], res["reason"]
