@@ -207,8 +207,7 @@ class Engine:
             return {}
         on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else None
         result = self.serve(inst, regions, region, plane, job["timeout"], on_log, lambda e: self._progress(alive, region),
-                            alive.problem, sup_region,
-                            job["debugger"])
+                            alive.problem, sup_region, job["debugger"])
         must_run(alive, future.pid)
         state = "failed" if result["status"] == "failed" else "finished"
         if not ctl.app_finish(user, future.pid, region, state, result.get("error", ""), result):
