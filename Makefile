@@ -11,7 +11,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test deps system bench reliability clean
+.PHONY: demo test test-loaded deps system bench reliability clean
 
 demo: $(STAMP) system
 	$(PY) -m pcli.demo
@@ -19,11 +19,24 @@ demo: $(STAMP) system
 test: $(STAMP) system
 	$(PY) -m pytest -q
 
+# The client-side regions (application engines, the debugger, `pcli test`)
+# with three CPU-bound programs running beside them: a busy machine must not
+# fail them.  The burners stop whatever happens (the trap), and the target
+# fails if the tests do.
+LOADED_TESTS := tests/cluster/test_app_engine.py tests/cluster/test_process_debugger.py \
+                tests/cluster/test_apptest.py tests/cluster/test_app_regions.py
+test-loaded: $(STAMP) system
+	@pids=""; trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
+	for i in 1 2 3; do $(PY) -c "while True: pass" & pids="$$pids $$!"; done; \
+	echo "3 CPU burners:$$pids"; \
+	$(PY) -m pytest -q $(LOADED_TESTS)
+
 # docs/reliability.md's fault table, from the fault tests' own observations
 FAULT_TESTS := tests/cluster/test_faults.py tests/cluster/test_curve.py tests/cluster/test_dataplane_auth.py tests/cluster/test_processes.py tests/cluster/test_distributed.py \
                tests/cluster/test_local_cluster.py tests/cluster/test_multihost.py tests/cluster/test_limits.py \
                tests/cluster/test_sandbox.py tests/cluster/test_requests.py tests/cluster/test_burst.py \
-               tests/cluster/test_bounded.py tests/cluster/test_disk_full.py
+               tests/cluster/test_bounded.py tests/cluster/test_disk_full.py \
+               tests/cluster/test_app_engine.py
 reliability: $(STAMP) system
 	rm -f $(VENV)/faults.jsonl
 	PSTACK_BURST=1000 PSTACK_FAULT_TABLE=$(CURDIR)/$(VENV)/faults.jsonl $(PY) -m pytest -q $(FAULT_TESTS)

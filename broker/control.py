@@ -31,6 +31,9 @@ TRACE_CUT = b""             # the last chunk of a trace cut at its region's limi
 HEARTBEAT_TTL_MS = 3000     # an engine silent for this long is dead
 REGION_TTL_MS = 3000        # a region worker silent for this long is dead
 START_TTL_MS = 10_000       # a claimed region's worker must beat within this (a new Python starting up)
+# a client-side region (application engine, debugger) silent for this long is
+# gone: its beats take two hops (client, scheduler) on machines we do not run
+APP_TTL_MS = 10_000
 REAP_GRACE_MS = HEARTBEAT_TTL_MS + 2000     # after Redis (re)starts, time to heartbeat again
 REQUEST_TIMEOUT = 30.0      # seconds a client waits for the scheduler's answer
 SUBMIT_LEASE = 30.0         # seconds a submission's client may go without word before the process fails
@@ -316,9 +319,9 @@ class Control:
         and answered by its script."""
         args: list = [user, rid, pid, region]
         if op == "app_claim":
-            args += [fields["curve"], fields["address"], REGION_TTL_MS]
+            args += [fields["curve"], fields["address"], APP_TTL_MS]
         elif op == "app_beat":
-            args.append(REGION_TTL_MS)
+            args.append(APP_TTL_MS)
             for k, v in json.loads(fields.get("progress", "{}")).items():
                 args += [k, v]
         elif op == "app_finish":
@@ -343,9 +346,11 @@ class Control:
         return answer["verdict"], int(answer["done"])
 
     def app_finish(self, user: str, pid: int, region: int, state: str, reason: str = "",
-                   result: dict | None = None) -> None:
-        self.request(user, {"op": "app_finish", "pid": pid, "region": region, "state": state, "reason": reason,
-                            "result": orjson.dumps(result).decode() if result else ""})
+                   result: dict | None = None) -> bool:
+        """Record the region's result; False if the process had ended without it (failed, killed)."""
+        return bool(self.request(user, {"op": "app_finish", "pid": pid, "region": region, "state": state,
+                                        "reason": reason, "result": orjson.dumps(result).decode() if result else ""})
+                    ["done"])
 
     def app_log(self, user: str, pid: int, region: int, lines: list[tuple[str, int, str]]) -> None:
         self.request(user, {"op": "app_log", "pid": pid, "region": region, "lines": json.dumps(lines)})

@@ -197,6 +197,19 @@ local function reap_regions(name)
     return n
 end
 
+-- why a client-side region (an application engine's, or a paused
+-- process's debugger place) fails its process: never claimed, or silent
+local function app_gone(pid, region)
+    local claimed = redis.call('HEXISTS', proc(pid) .. ':claims', region) == 1
+    local who = redis.call('HGET', proc(pid), 'debugger') == region and 'its debugger' or 'its application engine'
+    if claimed then return 'region ' .. region .. ': ' .. who .. ' stopped responding (no heartbeat)' end
+    if who == 'its debugger' then
+        return 'no debugger attached within ' .. APP_START_MS / 1000 .. ' s of the start (pcli.debug(' .. pid
+               .. '), or debug ' .. pid .. ' in the shell)'
+    end
+    return 'region ' .. region .. ': its application engine did not connect within ' .. APP_START_MS / 1000 .. ' s'
+end
+
 -- Regions in application engines whose engine never claimed them, or
 -- stopped heartbeating, fail their process.
 local function reap_apps()
@@ -204,10 +217,7 @@ local function reap_apps()
     for _, job in ipairs(redis.call('SMEMBERS', K.apps)) do
         local pid, region = string.match(job, '^(%d+):(%d+)$')
         if redis.call('EXISTS', beat_key(pid, region)) == 0 then
-            local claimed = redis.call('HEXISTS', proc(pid) .. ':claims', region) == 1
-            n = n + end_process(pid, 'failed', 'region ' .. region .. ': its application engine '
-                                .. (claimed and 'stopped responding (no heartbeat)'
-                                    or 'did not connect within ' .. APP_START_MS / 1000 .. ' s'))
+            n = n + end_process(pid, 'failed', app_gone(pid, region))
         end
     end
     return n

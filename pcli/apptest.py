@@ -34,6 +34,7 @@ from rich.text import Text
 from psim.check import Checker, Verdict, find, last_line
 
 from . import api
+from .engine import Engine, ProcessEnded
 
 PSIM = "psim"              # the engine name of psim, in this process
 ALL = "all"
@@ -246,7 +247,7 @@ def run_on_engine(case: Case, options: dict, timeout: float) -> dict:
     externals = case.checker.externals()
     future = api.run(str(case.checker.xml), rcon={r: case.engine for r in range(case.regions)},
                      regions=case.regions, externals=externals, async_=True, **options)
-    serving = threading.Thread(target=externals.run, daemon=True) if externals else None
+    serving = threading.Thread(target=serve_externals, args=(externals,), daemon=True) if externals else None
     if serving:
         serving.start()
     try:
@@ -257,6 +258,16 @@ def run_on_engine(case: Case, options: dict, timeout: float) -> dict:
     finally:
         if serving:
             serving.join(timeout=30)
+
+
+def serve_externals(engine: Engine) -> None:
+    """The case's externals, until its process ends.  A process that fails
+    elsewhere is the case's result (its future says why), not an error of
+    this thread."""
+    try:
+        engine.run()
+    except ProcessEnded:
+        pass
 
 
 def test(paths: str | Path | Sequence, engines: str | Iterable = ALL, regions: str | Iterable = (1,),

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from broker import wire
-from broker.dataplane import DataPlane, advertised_host
+from broker.dataplane import DataPlane, DataPlaneError, advertised_host
 from broker.localplane import local_planes
 from pd.region import RegionRun
 from psim.debug import Breakpoint, DebugError
@@ -353,9 +353,11 @@ def local(xml: str | Path | None = None, options: dict | Options | None = None,
 
 def attach(pid: int) -> Session:
     """Debug process `pid`, started with run(..., paused=True): join its data
-    plane at the debugger's place, as its owner."""
+    plane at the debugger's place, as its owner.  The place beats from now
+    on (pcli/keepalive.py), through the other regions' start; if the
+    process ends before they all meet, DebugError with its reason at once."""
     from . import api
-    from .engine import AppRendezvous, Beat
+    from .engine import AppRendezvous, ended_reason, keepalive
     ctl, user = api.control(), api.user()
     rec = ctl.process(int(pid))
     if rec is None:
@@ -365,37 +367,26 @@ def attach(pid: int) -> Session:
     while (state := api.info(pid)["state"]) == "waiting":
         time.sleep(0.05)
     if state != "running":
-        raise DebugError(f"process {pid} is {state}")
+        raise DebugError(ended_reason(pid) or f"process {pid} is {state}")
     with api.owners_only(rec, "data plane"):
         token = ctl.token(int(pid))
     region = int(rec["debugger"])
-    plane = DataPlane(AppRendezvous(ctl, user, pid), pid, token, region, region + 1, advertised_host(ctl.r))
-    beat = Beat(user, pid, region)
-    beat.start()
+    alive = keepalive(user, pid, region)
+    try:
+        plane = DataPlane(AppRendezvous(ctl, user, pid, alive), pid, token, region, region + 1, advertised_host(ctl.r))
+    except BaseException as e:              # Ctrl-C too: the place stops beating
+        why = ended_reason(pid) if alive.problem() else None
+        alive.close()
+        if isinstance(e, (DataPlaneError, ValueError)):
+            raise DebugError(why or f"cannot join process {pid}: {e}") from None
+        raise
 
     def done(state: str, reason: str = "") -> None:
-        beat.stopping.set()
         plane.close()
-        if not beat.ended.is_set():      # a result of its own: the process ends when every place has one
-            ctl.app_finish(user, pid, region, state, reason, {"debugger": True})
+        # a result of its own: the process ends when every place has one (refused quietly if it ended)
+        ctl.app_finish(user, pid, region, state, reason, {"debugger": True})
+        alive.close()
 
     return Session(plane, region, lambda: api.Future(pid, token=token).result(), on_end=lambda: done("finished"),
                    leave=lambda: done("failed", "the debugger left before the process ended"),
-                   gone=Ended(pid))
-
-
-class Ended:
-    """gone() of a cluster session: the process's state, asked at most every
-    POLL_SECONDS, when it ended (failed, killed) without a STOP here."""
-    POLL_SECONDS = 0.5
-
-    def __init__(self, pid: int):
-        self.pid, self.next = pid, 0.0
-
-    def __call__(self) -> str | None:
-        from . import api
-        if time.monotonic() < self.next:
-            return None
-        self.next = time.monotonic() + self.POLL_SECONDS
-        state = api.info(self.pid)["state"]
-        return "failed" if state in ("failed", "killed") else None
+                   gone=lambda: "failed" if alive.problem() and ended_reason(pid) else None)

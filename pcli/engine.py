@@ -19,15 +19,14 @@ process with the exception's last traceback line.
 """
 from __future__ import annotations
 
-import threading
 import time
 from array import array
 from typing import Any, Callable
 
 import numpy as np
-import redis
 
-from broker.control import APP, Control, connect
+from broker import keys
+from broker.control import APP, Control
 from broker.credentials import redis_url
 from broker.dataplane import DataPlane, DataPlaneError, RedisRendezvous, advertised_host
 from broker.localplane import LocalPlane
@@ -37,48 +36,57 @@ from psim.reader import Instance
 from psim.run import LogSink, Outcome, load_instance, region_array, supervisor_region
 from psim.topology import Topology
 
+from .keepalive import Keepalive
 from .pyregion import Message, PyRegion
 
-BEAT_SECONDS = 0.5
+
+class ProcessEnded(RuntimeError):
+    """The process an engine or debugger was serving failed or was killed
+    elsewhere (not by its own region): its reason."""
 
 
 class AppRendezvous(RedisRendezvous):
-    """The data-plane rendezvous of an application engine: it reads the
-    process's endpoints like any region (they are its owner's private keys),
-    and publishes its own through the scheduler (app_claim), as the owner."""
+    """The data-plane rendezvous of an application engine or a debugger: it
+    reads the process's endpoints like any region (they are its owner's
+    private keys), and publishes its own through the scheduler (app_claim),
+    as the owner of the process.  While it waits for the other regions
+    (compiling, say), its keepalive beats; if the process ends meanwhile,
+    the wait ends at once."""
 
-    def __init__(self, ctl: Control, user: str, pid: int):
+    def __init__(self, ctl: Control, user: str, pid: int, keepalive: Keepalive):
         super().__init__(ctl.r, pid, user)
-        self.ctl, self.user = ctl, user
+        self.ctl, self.user, self.keepalive = ctl, user, keepalive
 
     def publish(self, region: int, curve: str, address: str) -> None:
         self.ctl.app_claim(self.user, self.pid, region, curve, address)
 
+    def lookup(self) -> tuple[dict[int, str], dict[int, str]]:
+        problem = self.keepalive.problem()
+        if problem:
+            raise DataPlaneError(problem)
+        return super().lookup()
 
-class Beat(threading.Thread):
-    """The region's heartbeat (through the scheduler): progress out, and
-    whether the process ended elsewhere."""
 
-    def __init__(self, user: str, pid: int, region: int):
-        super().__init__(daemon=True, name=f"pcli-engine-beat-{pid}-{region}")
-        self.ctl = Control(connect(redis_url(), timeout=2.0))
-        self.user, self.pid, self.region = user, pid, region
-        self.progress: dict[str, int] = {}
-        self.ended = threading.Event()
-        self.stopping = threading.Event()
+def keepalive(user: str, pid: int, region: int) -> Keepalive:
+    """A client-side region's heartbeat, from now until closed."""
+    return Keepalive(redis_url(), user, pid, region)
 
-    def run(self) -> None:
-        try:
-            while not self.stopping.wait(BEAT_SECONDS):
-                try:
-                    verdict, _ = self.ctl.app_beat(self.user, self.pid, self.region, **self.progress)
-                except (redis.RedisError, TimeoutError, ValueError):
-                    continue                      # Redis restarting: the next beat may pass
-                if verdict == "ended":
-                    self.ended.set()
-                    return
-        finally:
-            self.ctl.r.close()
+
+def ended_reason(pid: int) -> str | None:
+    """Why process `pid` ended, as its record says; None while it runs."""
+    from . import api
+    rec = api.info(pid)
+    if rec["state"] not in keys.ENDED:
+        return None
+    return f"process {pid} {rec['state']}: {rec.get('reason') or 'no reason given'}"
+
+
+def must_run(alive: Keepalive, pid: int) -> None:
+    """ProcessEnded, with its reason, if the process ended elsewhere (a
+    keepalive that died leaves it running: the region fails, with that reason)."""
+    why = ended_reason(pid) if alive.problem() else None
+    if why:
+        raise ProcessEnded(why)
 
 
 class Engine:
@@ -167,35 +175,44 @@ class Engine:
         return done
 
     def _serve(self, job: dict, verbose: bool) -> dict:
+        """One region, from its claim to its result.  Its keepalive beats
+        from before the claim until the result is recorded, whatever the
+        other regions (compiling) or this client's functions do; a process
+        that ends elsewhere meanwhile raises ProcessEnded at once."""
         from . import api
         future, region = job["future"], job["region"]
         while (state := api.info(future.pid)["state"]) == "waiting":
             time.sleep(0.05)
         if state != "running":                 # killed or failed before it started: nothing to serve
-            return {}
+            raise ProcessEnded(ended_reason(future.pid) or f"process {future.pid} {state}")
         user, ctl = api.user(), api.control()
+        alive = keepalive(user, future.pid, region)
+        try:
+            return self._claim_and_serve(job, verbose, ctl, user, alive)
+        finally:
+            alive.close()
+
+    def _claim_and_serve(self, job: dict, verbose: bool, ctl: Control, user: str, alive: Keepalive) -> dict:
+        future, region = job["future"], job["region"]
         inst = load_instance(job["app"].decode())
         rmap = dict(job["rmap"])
         sup_region = supervisor_region(inst, rmap)
         regions = region_array(inst, rmap) if job["partition"] is None else array("H", job["partition"])
-        beat = Beat(user, future.pid, region)
         try:
-            plane = DataPlane(AppRendezvous(ctl, user, future.pid), future.pid, future.token, region,
+            plane = DataPlane(AppRendezvous(ctl, user, future.pid, alive), future.pid, future.token, region,
                               job["nregions"] + (job["debugger"] is not None), advertised_host(ctl.r))
         except (DataPlaneError, ValueError) as e:
+            if alive.problem() and (why := ended_reason(future.pid)):
+                raise ProcessEnded(why) from None
             ctl.app_finish(user, future.pid, region, "failed", f"data plane of region {region}: {e}")
             return {}
-        beat.start()
         on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else None
-        try:
-            result = self.serve(inst, regions, region, plane, job["timeout"], on_log, lambda e: self._progress(beat),
-                                lambda: "the process ended elsewhere" if beat.ended.is_set() else None, sup_region,
-                                job["debugger"])
-        finally:
-            beat.stopping.set()
-        if not beat.ended.is_set():
-            state = "failed" if result["status"] == "failed" else "finished"
-            ctl.app_finish(user, future.pid, region, state, result.get("error", ""), result)
+        result = self.serve(inst, regions, region, plane, job["timeout"], on_log, lambda e: self._progress(alive, region),
+                            alive.problem, sup_region, job["debugger"])
+        must_run(alive, future.pid)
+        state = "failed" if result["status"] == "failed" else "finished"
+        if not ctl.app_finish(user, future.pid, region, state, result.get("error", ""), result):
+            raise ProcessEnded(ended_reason(future.pid) or f"process {future.pid} ended")   # elsewhere, just before
         return result
 
     def serve(self, inst: Instance, regions: array, region: int, plane: DataPlane | LocalPlane, timeout: float = 0.0,
@@ -221,9 +238,8 @@ class Engine:
             self.region = None
         return self._result(inst, py, out, plane.dropped, lines)
 
-    def _progress(self, beat: Beat) -> None:
-        o = self.region.outcome()
-        beat.progress = {f"delivered:{beat.region}": o.delivered}
+    def _progress(self, alive: Keepalive, region: int) -> None:
+        alive.progress({f"delivered:{region}": self.region.outcome().delivered})
 
     def _result(self, inst: Instance, py: PyRegion, out: Outcome, dropped: int, lines: list) -> dict:
         o, region = py.outcome(), py.topo.my_region

@@ -158,6 +158,14 @@ def redis_server(tmp_path):
 
 
 @pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """A compile cache of the test's own (PSTACK_CACHE; daemons started after
+    it inherit it): every graph type compiles, as on a new machine.  Ask for
+    it before the cluster's fixtures (pytest.mark.usefixtures does)."""
+    monkeypatch.setenv("PSTACK_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
 def cluster(redis_server, tmp_path, monkeypatch):
     """A Redis server and a way to start daemons; PSTACK_REDIS points at it."""
     monkeypatch.setenv("PSTACK_REDIS", redis_server.url)

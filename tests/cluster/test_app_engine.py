@@ -3,17 +3,26 @@ functions in the user's client, over the same data plane and termination
 protocol as pd's workers, on a secured cluster (the user's own identity)."""
 from __future__ import annotations
 
+import ctypes
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 import pcli
 from appcases import EXAMPLES, check, example, supervisor
+from broker.control import APP_TTL_MS
 from conftest import ROOT
+from faults import record
+from pcli.engine import ProcessEnded
 from psim import psim
 
+pytestmark = pytest.mark.usefixtures("fresh_cache")     # every graph type compiles, as the first time
 RING = str(ROOT / "tests" / "apps" / "ring_v2.xml")
 
 
@@ -188,3 +197,108 @@ def test_an_engine_feeds_a_file_into_a_running_process(secured, tmp_path):
     res = run_with(eng, EXAMPLES / "feed.xml", externals=eng)
     assert res["state"] == "finished", res.get("reason")
     assert res["states"]["acc"] == {"sum": 5050, "count": 100}
+
+
+# ---- liveness: from the claim, through the other regions' compile, whatever the client does ----------
+
+def test_an_engine_outlives_a_receive_that_holds_the_gil(secured):
+    """receive holds the GIL (a C call through ctypes.PyDLL) for longer than
+    a client-side region may stay silent: its beats, from a process of
+    their own, go on, and the process finishes."""
+    hold = APP_TTL_MS / 1000 + 1.0
+    held = []
+
+    def greedy(engine, msg):
+        if not held:
+            t0 = time.monotonic()
+            ctypes.PyDLL(None).usleep(int(hold * 1e6))         # PyDLL: the GIL is held throughout
+            held.append(time.monotonic() - t0)
+        ring_node(engine, msg)
+    eng = pcli.Engine(greedy)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    eng.run()
+    res = pcli.block(future)
+    assert held and held[0] >= hold
+    assert res["state"] == "finished", res.get("reason")
+    assert res["states"]["n1"] == {"counter": 10, "state": 0}
+
+
+def test_an_engine_ends_at_once_with_the_reason_of_a_process_killed_before_it_ran(secured):
+    """Killed while region 0 still compiles (a graph type never compiled
+    here) and the engine waits for it at the rendezvous, or before: eng.run()
+    raises the reason within seconds, not after the rendezvous's 60 s."""
+    eng = pcli.Engine(ring_node)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    killer = threading.Timer(1.0, pcli.kill, [future.pid])
+    killer.start()
+    t0 = time.monotonic()
+    with pytest.raises(ProcessEnded, match=f"process {future.pid} killed"):
+        eng.run()
+    killer.join()
+    assert time.monotonic() - t0 < 15
+    assert pcli.block(future)["state"] == "killed"
+
+
+def test_an_engine_ends_at_once_with_the_reason_of_a_process_killed_while_it_serves(secured):
+    """Killed from its first delivery (the kill answered before receive
+    returns): eng.run() raises the reason, whether the region hears of it
+    from its beat's answer or from its result's."""
+    seen = []
+
+    def kill_on_first(engine, msg):
+        if not seen:
+            pcli.kill(future.pid)
+        seen.append(time.monotonic())
+    eng = pcli.Engine(kill_on_first)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    with pytest.raises(ProcessEnded, match=f"process {future.pid} killed"):
+        eng.run()
+    assert time.monotonic() - seen[0] < 5
+    assert eng.jobs == []
+
+
+def test_an_engine_whose_client_dies_fails_its_process_within_the_beat_ttl(secured, tmp_path):
+    """The beats stop with the client (its keepalive follows the pipe the
+    kernel closes): the process fails with the reason, it does not hang."""
+    script = tmp_path / "client.py"
+    script.write_text(f"""
+import os, pcli
+def die(engine, msg):
+    os._exit(9)
+eng = pcli.Engine(die)
+fut = pcli.run({RING!r}, rmap={{"n1": 1}}, rcon={{1: eng}}, async_=True)
+print(fut.pid, flush=True)
+eng.run()
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 9, out.stderr
+    pid = int(out.stdout.split()[0])
+    t0 = time.monotonic()
+    res = pcli.Future(pid).result(timeout=APP_TTL_MS / 1000 + 10)
+    took = time.monotonic() - t0
+    assert res["state"] == "failed"
+    assert res["reason"] == "region 1: its application engine stopped responding (no heartbeat)"
+    assert took < APP_TTL_MS / 1000 + 5
+    record("the client serving an application engine's region dies (os._exit in receive)",
+           f"process failed: {res['reason']}; its keepalive ended with the client", took,
+           "the failed process's run (resubmit it); nothing else")
+
+
+def test_an_engine_whose_keepalive_dies_fails_its_region_with_the_reason(secured):
+    """The keepalive process killed under the engine: its region cannot stay
+    alive, so it fails at once and says so (not 10 s later as silence)."""
+    def kill_keepalive(engine, msg):
+        for child in psutil.Process().children():
+            try:
+                if "pcli.keepalive" in child.cmdline():
+                    child.kill()
+            except psutil.Error:             # the fixtures' own children, exiting
+                pass
+        ring_node(engine, msg)
+    eng = pcli.Engine(kill_keepalive)
+    future = pcli.run(RING, rmap={"n1": 1}, rcon={1: eng}, async_=True)
+    eng.run()
+    res = pcli.block(future)
+    assert res["state"] == "failed"
+    assert "region 1 (application engine)" in res["reason"] and "its keepalive (pcli/keepalive.py) stopped" \
+        in res["reason"], res["reason"]

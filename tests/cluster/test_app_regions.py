@@ -65,6 +65,6 @@ def test_app_regions_do_not_count_against_the_cluster_s_slots(secured):
 def test_an_app_region_whose_engine_stops_beating_fails_its_process(secured):
     future = app_process("silent")
     client(secured.urls["alice"]).app_claim("alice", future.pid, 1, PLAIN, "tcp://127.0.0.1:9")
-    res = future.result(timeout=30)             # no beat within 3 s (region 0 may fail first: no HELLO)
+    res = future.result(timeout=30)             # no beat within APP_TTL_MS (region 0 may fail first: no HELLO)
     assert res["state"] == "failed"
     assert "application engine stopped responding" in res["reason"] or "cannot reach" in res["reason"]

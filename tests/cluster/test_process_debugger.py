@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -14,6 +15,7 @@ import pcli
 from conftest import ROOT, wait_for
 from psim.debug import DebugError
 
+pytestmark = pytest.mark.usefixtures("fresh_cache")     # every graph type compiles, as the first time
 RING = str(ROOT / "tests" / "apps" / "ring_v2.xml")
 SPLIT = {"n2": 1, "n3": 1}                 # n0, n1 in region 0; n2, n3 in region 1
 PCLI = [sys.executable, "-m", "pcli.shell"]
@@ -121,3 +123,23 @@ def test_the_shell_debugs_a_paused_process(two_pds):
     assert "step: region 1, receive n3:toggle_in" in out.stdout
     assert "Exit   0 (exit)" in out.stdout
     assert pcli.result(pid)["state"] == "finished"
+
+
+def test_attaching_to_a_process_killed_meanwhile_ends_at_once_with_its_reason(two_pds):
+    future = pcli.run(RING, rmap=SPLIT, paused=True, async_=True)
+    killer = threading.Timer(1.0, pcli.kill, [future.pid])
+    killer.start()
+    t0 = time.monotonic()
+    with pytest.raises(DebugError, match=f"process {future.pid} killed"):
+        pcli.debug(future.pid)
+    killer.join()
+    assert time.monotonic() - t0 < 15
+
+
+def test_a_paused_process_waits_for_its_debugger_then_fails_with_the_reason(two_pds):
+    """The documented limit (docs/debugging.md): a minute from the start."""
+    future = pcli.run(RING, rmap=SPLIT, paused=True, async_=True)
+    res = future.result(timeout=120)
+    assert res["state"] == "failed"
+    assert res["reason"] == (f"no debugger attached within 60 s of the start (pcli.debug({future.pid}), "
+                             f"or debug {future.pid} in the shell)"), res["reason"]
