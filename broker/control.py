@@ -93,11 +93,16 @@ def connect(url: str | None = None, password: str | None = None, patience: float
                                 parser_class=diskfull.parser(url, password), **extra)
 
 
+BUSY = re.compile(r"(^|: )BUSY ")
+
+
 def busy(e: BaseException) -> bool:
     """Redis answered BUSY: a script (or module command) holds it.  redis-py
-    raises a plain ResponseError for it (LOADING, after a restart, is
-    BusyLoadingError, a ConnectionError)."""
-    return isinstance(e, redis.ResponseError) and str(e).startswith("BUSY")
+    raises a plain ResponseError for it, worded "Command # N (...) of
+    pipeline caused error: BUSY ..." in a pipeline and as an ExecAbortError
+    "Transaction discarded because of: BUSY ..." in a transaction, which ran
+    nothing (LOADING, after a restart, is BusyLoadingError, a ConnectionError)."""
+    return isinstance(e, redis.ResponseError) and BUSY.search(str(e)) is not None
 
 
 class Patient(Retry):

@@ -115,7 +115,7 @@ def test_a_request_being_served_when_the_scheduler_dies_is_not_served_again(secu
     admin = redis.Redis.from_url(secured.urls["admin"])
     bob = redis.Redis.from_url(secured.urls["bob"])
     for attempt in range(20):
-        rids = [bob.xadd(keys.requests("bob"), {"op": "kill", "pid": 10**6 + i}) for i in range(3000)]
+        rids = [bob.xadd(keys.requests("bob"), {"op": "kill", "pid": 10**6 + i}) for i in range(900)]  # < inbox cap
         caught = wait_for(lambda: admin.hgetall(keys.SERVING), timeout=30, every=0.0005)
         redis_server.scheduler.proc.send_signal(signal.SIGKILL)
         redis_server.scheduler.proc.wait()
