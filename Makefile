@@ -17,7 +17,7 @@ demo: $(STAMP) system
 	$(PY) -m pcli.demo
 
 test: $(STAMP) system
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
 
 # The client-side regions (application engines, the debugger, `pcli test`)
 # with three CPU-bound programs running beside them: a busy machine must not
@@ -36,7 +36,7 @@ FAULT_TESTS := tests/cluster/test_faults.py tests/cluster/test_curve.py tests/cl
                tests/cluster/test_local_cluster.py tests/cluster/test_multihost.py tests/cluster/test_limits.py \
                tests/cluster/test_sandbox.py tests/cluster/test_requests.py tests/cluster/test_burst.py \
                tests/cluster/test_bounded.py tests/cluster/test_disk_full.py \
-               tests/cluster/test_app_engine.py
+               tests/cluster/test_app_engine.py tests/cluster/test_process_debugger.py    # and the slow tests make test leaves out
 reliability: $(STAMP) system
 	rm -f $(VENV)/faults.jsonl
 	PSTACK_BURST=1000 PSTACK_FAULT_TABLE=$(CURDIR)/$(VENV)/faults.jsonl $(PY) -m pytest -q $(FAULT_TESTS)

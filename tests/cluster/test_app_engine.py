@@ -201,6 +201,7 @@ def test_an_engine_feeds_a_file_into_a_running_process(secured, tmp_path):
 
 # ---- liveness: from the claim, through the other regions' compile, whatever the client does ----------
 
+@pytest.mark.slow
 def test_an_engine_outlives_a_receive_that_holds_the_gil(secured):
     """receive holds the GIL (a C call through ctypes.PyDLL) for longer than
     a client-side region may stay silent: its beats, from a process of
@@ -257,6 +258,7 @@ def test_an_engine_ends_at_once_with_the_reason_of_a_process_killed_while_it_ser
     assert eng.jobs == []
 
 
+@pytest.mark.slow
 def test_an_engine_whose_client_dies_fails_its_process_within_the_beat_ttl(secured, tmp_path):
     """The beats stop with the client (its keepalive follows the pipe the
     kernel closes): the process fails with the reason, it does not hang."""

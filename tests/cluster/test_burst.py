@@ -1,7 +1,7 @@
 """A burst is served whole: many submissions from 4 users at once (each
 user a client process of its own, through pcli.run), on a secured cluster of
 two engines; every one gets a pid and ends with psim's answer.
-$PSTACK_BURST says how many (100 in `make test`, 1,000 in `make
+$PSTACK_BURST says how many (40 in `make test`, 1,000 in `make
 reliability`); bench/bench_burst.py is the same burst with figures."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from bench_burst import burst  # noqa: E402
 
 USERS = ("alice", "bob", "carol", "dave")
-BURST = int(os.environ.get("PSTACK_BURST", "100"))
+BURST = int(os.environ.get("PSTACK_BURST", "40"))
 
 
 def test_a_burst_from_four_users_is_served_whole(secured, redis_server):

@@ -127,6 +127,7 @@ def test_a_full_disk_names_itself_and_the_service_resumes_when_space_is_freed(sm
            seconds)
 
 
+@pytest.mark.slow
 def test_a_region_refused_longer_than_its_workers_patience_fails_with_the_reason(small_disk, monkeypatch):
     d = small_disk
     admin, running = started(d, monkeypatch, forever_app("diskfull"))

@@ -136,6 +136,7 @@ def test_attaching_to_a_process_killed_meanwhile_ends_at_once_with_its_reason(tw
     assert time.monotonic() - t0 < 15
 
 
+@pytest.mark.slow
 def test_a_paused_process_waits_for_its_debugger_then_fails_with_the_reason(two_pds):
     """The documented limit (docs/debugging.md): a minute from the start."""
     future = pcli.run(RING, rmap=SPLIT, paused=True, async_=True)
