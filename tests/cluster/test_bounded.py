@@ -225,7 +225,8 @@ def stall(how: str, server, admin_url: str) -> None:
         admin.eval(BUSY_LOOP, 0, STALL_SECONDS)
 
 
-@pytest.mark.parametrize("how", ["stopped", pytest.param("busy", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["stopped", "busy"])
 def test_a_redis_stall_fails_no_running_process(how, secured, redis_server, tmp_path):
     tag = f"stall_{how}"
     whole = expected(tmp_path, tag, 0)
