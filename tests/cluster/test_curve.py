@@ -5,17 +5,15 @@ CURVE is the default on loopback too, plain TCP only when told
 (PSTACK_CURVE=off); mixed modes work."""
 from __future__ import annotations
 
-import time
-
 import zmq
 
 import pcli
 from appcases import APPS_DIR
-from broker import keys, wire
+from broker import keys
 from conftest import wait_for
 from faults import record
 from psim import psim
-from rogues import handshake_outcome, rogue
+from rogues import forge
 from tinyapp import slow_app
 
 RING = str(APPS_DIR / "ring_v2.xml")
@@ -72,22 +70,8 @@ def test_rogue_peers_are_refused_at_the_handshake_and_counted(cluster, tmp_path)
     wait_for(lambda: ctl.r.hlen(keys.proc_curve(owner, future.pid)) == 2)
     address = ctl.r.hget(keys.proc_endpoints(owner, future.pid), 1).decode()
     server_key = ctl.r.hget(keys.proc_curve(owner, future.pid), 1).decode().split(" ")[1].encode()
-    # what region 0 would send next to region 1 (after its HELLO, seq 0): the
-    # rogue has the pid, the token and the sequence; only the keys are missing
-    frames = [wire.pack(wire.STOP, future.pid, future.token, 0, 1, {"status": "exit", "code": 7}),
-              wire.pack(wire.MSG, future.pid, future.token, 0, 2, b"\0" * 16)]
-    start = time.monotonic()
-    with zmq.Context() as ctx:
-        sockets = [rogue(ctx, address, server_key), rogue(ctx, address, None)]
-        for s, _ in sockets:
-            for f in frames:
-                s.send(f)
-        outcomes = [handshake_outcome(m) for _, m in sockets]
-        refused_after = time.monotonic() - start
-        assert pcli.info(future.pid)["state"] == "running"  # refused while the process ran
-        for s, m in sockets:
-            s.close(linger=0)
-            m.close(linger=0)
+    # the rogue has the pid, the token and the sequence; only the keys are missing
+    outcomes, refused_after = forge(future, address, server_key)
     # the CURVE rogue hears the ZAP refusal; the plain one is cut off (mechanism mismatch)
     assert outcomes[0] == zmq.EVENT_HANDSHAKE_FAILED_AUTH and outcomes[1] != zmq.EVENT_HANDSHAKE_SUCCEEDED
     res = future.result(timeout=30)

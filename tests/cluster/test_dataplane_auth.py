@@ -19,12 +19,12 @@ import redis
 import zmq
 
 import pcli
-from broker import acl, keys, wire
+from broker import acl, keys
 from conftest import wait_for
 from faults import record
 from pd.jail import UID_BASE
 from psim import psim
-from rogues import handshake_outcome, rogue
+from rogues import forge
 from tinyapp import forever_app, slow_app
 
 SPLIT = {"rmap": {"d2": 1, "d3": 1}, "rcon": {0: "e1", 1: "e1"}}
@@ -183,22 +183,8 @@ def test_another_user_s_forged_frames_are_refused_and_counted(secured, tmp_path)
     app.write_text(slow_app("auth_rogue", 6.0))            # each region sleeps 6 s in its first OnInit
     future = pcli.run(str(app), **SPLIT, async_=True)
     address, server_key = region_address(secured, future.pid, 1)
-    # the most a forger could know: pid, token (the admin's read) and what
-    # region 0 sends region 1 next after its HELLO (seq 0)
-    frames = [wire.pack(wire.STOP, future.pid, future.token, 0, 1, {"status": "exit", "code": 7}),
-              wire.pack(wire.MSG, future.pid, future.token, 0, 2, b"\0" * 16)]
-    start = time.monotonic()
-    with zmq.Context() as ctx:
-        sockets = [rogue(ctx, address, server_key), rogue(ctx, address, None)]
-        for s, _ in sockets:
-            for f in frames:
-                s.send(f)
-        outcomes = [handshake_outcome(m) for _, m in sockets]
-        refused_after = time.monotonic() - start
-        assert pcli.info(future.pid)["state"] == "running"  # refused while the process ran
-        for s, m in sockets:
-            s.close(linger=0)
-            m.close(linger=0)
+    # the most a forger could know (the token: the admin's read)
+    outcomes, refused_after = forge(future, address, server_key)
     assert outcomes[0] == zmq.EVENT_HANDSHAKE_FAILED_AUTH and outcomes[1] != zmq.EVENT_HANDSHAKE_SUCCEEDED
     res = future.result(timeout=60)
     assert res["state"] == "finished", res.get("reason")
