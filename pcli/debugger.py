@@ -357,7 +357,7 @@ def attach(pid: int) -> Session:
     on (pcli/keepalive.py), through the other regions' start; if the
     process ends before they all meet, DebugError with its reason at once."""
     from . import api
-    from .engine import AppRendezvous, ended_reason, keepalive
+    from .engine import AppRendezvous, ended_elsewhere, ended_reason, keepalive
     ctl, user = api.control(), api.user()
     rec = ctl.process(int(pid))
     if rec is None:
@@ -375,7 +375,7 @@ def attach(pid: int) -> Session:
     try:
         plane = DataPlane(AppRendezvous(ctl, user, pid, alive), pid, token, region, region + 1, advertised_host(ctl.r))
     except BaseException as e:              # Ctrl-C too: the place stops beating
-        why = ended_reason(pid) if alive.problem() else None
+        why = ended_elsewhere(alive, pid)
         alive.close()
         if isinstance(e, (DataPlaneError, ValueError)):
             raise DebugError(why or f"cannot join process {pid}: {e}") from None
@@ -389,4 +389,4 @@ def attach(pid: int) -> Session:
 
     return Session(plane, region, lambda: api.Future(pid, token=token).result(), on_end=lambda: done("finished"),
                    leave=lambda: done("failed", "the debugger left before the process ended"),
-                   gone=lambda: "failed" if alive.problem() and ended_reason(pid) else None)
+                   gone=lambda: "failed" if ended_elsewhere(alive, pid) else None)

@@ -81,10 +81,16 @@ def ended_reason(pid: int) -> str | None:
     return f"process {pid} {rec['state']}: {rec.get('reason') or 'no reason given'}"
 
 
+def ended_elsewhere(alive: Keepalive, pid: int) -> str | None:
+    """Why the process ended, if its keepalive says it did and its record
+    agrees (a keepalive that died leaves it running: the region fails, with
+    that reason); None otherwise."""
+    return ended_reason(pid) if alive.problem() else None
+
+
 def must_run(alive: Keepalive, pid: int) -> None:
-    """ProcessEnded, with its reason, if the process ended elsewhere (a
-    keepalive that died leaves it running: the region fails, with that reason)."""
-    why = ended_reason(pid) if alive.problem() else None
+    """ProcessEnded, with its reason, if the process ended elsewhere."""
+    why = ended_elsewhere(alive, pid)
     if why:
         raise ProcessEnded(why)
 
@@ -202,8 +208,8 @@ class Engine:
             plane = DataPlane(AppRendezvous(ctl, user, future.pid, alive), future.pid, future.token, region,
                               job["nregions"] + (job["debugger"] is not None), advertised_host(ctl.r))
         except (DataPlaneError, ValueError) as e:
-            if alive.problem() and (why := ended_reason(future.pid)):
-                raise ProcessEnded(why) from None
+            if why := ended_elsewhere(alive, future.pid):
+                raise ProcessEnded(why) from None       # the process's reason, not the data plane's
             ctl.app_finish(user, future.pid, region, "failed", f"data plane of region {region}: {e}")
             return {}
         on_log = (lambda d, lv, t: print(f"[{APP}:{region}] {d}: {t}", flush=True)) if verbose else None
